@@ -1,0 +1,388 @@
+"""The three operation types as phase sequences over the analysis library.
+
+Each `*Run` keeps what earlier phases produced in memory for later ones; `run_all()` is the local
+(CLI) path, while the Prefect flows call the phase methods one task each.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import phases
+from analysis.columns import CASE
+from analysis.eventlog import (
+    ColumnMapping,
+    LoadResult,
+    load_event_log,
+    parse_time_window,
+    read_event_log,
+)
+from analysis.params import (
+    AnalysisParams,
+    EnrichmentParams,
+    ReportParams,
+    parse_analysis_params,
+    parse_enrichment_params,
+    parse_report_params,
+)
+from analysis.pipeline import OperationRun, mean_of
+from analysis.progress import Progress
+
+
+class ProcessMiningRun(OperationRun):
+    operation_type = "ProcessMiningAnalysis"
+
+    def __init__(self, source: Path, out_dir: Path, params: dict[str, Any] | None = None,
+                 mapping: ColumnMapping | None = None, **kwargs: Any) -> None:
+        self.params: AnalysisParams = parse_analysis_params(params)
+        super().__init__(out_dir, **kwargs)
+        self.source = Path(source)
+        self.mapping = mapping
+        self.load: LoadResult | None = None
+        self.discovery: Any = None
+        self.perf: Any = None
+        self.anomalies: Any = None
+        self.cycle: Any = None
+        self.path_pred: Any = None
+        self.patterns: Any = None
+        self.recommendations: list[Any] = []
+        self.models_saved = 0
+
+    @property
+    def events(self) -> pd.DataFrame:
+        assert self.load is not None, "load phase has not run"
+        return self.load.events
+
+    def run_load(self) -> dict[str, Any]:
+        window = None
+        if self.params.time_window is not None:
+            window = parse_time_window(*self.params.time_window)
+
+        def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            self.load = load_event_log(self.source, self.mapping, window, progress=progress)
+            return self.load.records_loaded, self.load.to_dict()
+
+        return self._run_phase(phases.LOAD, work)
+
+    def run_discovery(self) -> dict[str, Any]:
+        from analysis.dfg import compute_dfg
+        from analysis.discovery import discover_process
+        from analysis.performance import compute_performance
+
+        def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            events = self.events
+            dfg = compute_dfg(events)
+            self.discovery = discover_process(
+                events,
+                algorithm=self.params.algorithm,
+                optimization=self.params.discovery_optimization,
+                dfg=dfg,
+                progress=progress,
+            )
+            self.perf = compute_performance(events, dfg=dfg, progress=progress)
+            results = self.discovery.to_dict()
+            results["performanceMetrics"] = self.perf.to_dict()
+            return len(events), results
+
+        return self._run_phase(phases.DISCOVERY, work)
+
+    def run_machine_learning(self) -> dict[str, Any]:
+        from analysis.anomalies import detect_anomalies
+        from analysis.patterns import find_patterns
+        from analysis.prediction import predict_cycle_time, predict_next_activity, save_models
+
+        def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            events, p = self.events, self.params
+            results: dict[str, Any] = {}
+            if p.runs_anomalies:
+                self.anomalies = detect_anomalies(events, random_state=p.random_state, progress=progress)
+                results["anomalies"] = self.anomalies.to_dict()
+            if p.runs_predictions:
+                self.cycle = predict_cycle_time(events, random_state=p.random_state, progress=progress)
+                self.path_pred = predict_next_activity(
+                    events, random_state=p.random_state, progress=progress
+                )
+                results["predictions"] = {
+                    "cycleTimePrediction": self.cycle.to_dict(),
+                    "pathPrediction": self.path_pred.to_dict(),
+                }
+            if p.variant_analysis:
+                variants = self.discovery.variant_counts if self.discovery is not None else None
+                self.patterns = find_patterns(events, variant_counts=variants, progress=progress)
+                results["patterns"] = self.patterns.to_dict()
+            fitted = [r for r in (self.anomalies, self.cycle, self.path_pred) if r is not None]
+            if fitted:
+                path = self.out_dir / "models.pkl"
+                self.models_saved = save_models(path, *fitted)
+                if self.models_saved:
+                    self._artifact(
+                        "Predictive Models", "Model", "PKL", path,
+                        "Fitted scikit-learn estimators (joblib) with feature names and training metadata",
+                    )
+            results["modelsTrained"] = self.models_saved
+            return len(events), results
+
+        return self._run_phase(phases.MACHINE_LEARNING, work)
+
+    def run_reports(self) -> dict[str, Any]:
+        from analysis.process_map import render_process_map
+        from analysis.recommendations import recommend
+        from analysis.report_pdf import write_analysis_report
+
+        def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            p, events = self.params, self.events
+            dfg = self.discovery.dfg if self.discovery is not None else None
+            total = 4
+            progress.update(0, total, "Deriving recommendations")
+            if p.recommendations:
+                self.recommendations = recommend(events, self.partial_document())
+            png = None
+            if p.create_visualizations and dfg is not None:
+                progress.update(1, total, "Drawing the process map")
+                svg = self.out_dir / "process-map.svg"
+                png = self.out_dir / "process-map.png"
+                render_process_map(dfg, svg, png, title=self.name)
+                self._artifact(
+                    "Process Model Visualization", "Visualization", "SVG", svg,
+                    "Process map (directly-follows graph) with frequencies and mean waiting times",
+                )
+            if self.anomalies is not None and "CSV" in p.export_formats:
+                progress.update(2, total, "Writing the anomalies table")
+                csv = self.out_dir / "anomalies.csv"
+                self.anomalies.cases.to_csv(csv, index=False)
+                self._artifact(
+                    "Anomaly Detection Results", "Dataset", "CSV", csv,
+                    "Anomalous cases with score, severity and reasons",
+                )
+            reports = 0
+            if p.generate_reports and "PDF" in p.export_formats and dfg is not None:
+                progress.update(3, total, "Writing the PDF report")
+                pdf = self.out_dir / "report.pdf"
+                anomalies = self.anomalies.cases if self.anomalies is not None else None
+                with tempfile.TemporaryDirectory(prefix="pmops-charts-") as charts:
+                    write_analysis_report(
+                        pdf, self.partial_document(), events, dfg, png, anomalies, Path(charts)
+                    )
+                self._artifact(
+                    "Process Mining Analysis Report", "Report", "PDF", pdf,
+                    "Analysis report with process map, charts, anomalies and recommendations",
+                )
+                reports += 1
+            if png is not None and png.exists():
+                png.unlink()  # only needed inside the PDF
+            return len(events), {
+                "reportsCreated": reports,
+                "artifactsCreated": len(self.artifacts),
+                "recommendations": len(self.recommendations),
+            }
+
+        return self._run_phase(phases.REPORTS, work)
+
+    def summary(self) -> dict[str, Any]:
+        load = self.load
+        fitness = self.discovery.fitness.log_fitness if self.discovery is not None else None
+        confidences = [
+            fitness,
+            getattr(self.cycle, "accuracy", None),
+            getattr(self.path_pred, "accuracy", None),
+            (1 - self.anomalies.false_positive_rate)
+            if self.anomalies is not None and self.anomalies.false_positive_rate is not None
+            else None,
+            load.data_quality_score / 100 if load is not None else None,
+        ]
+        overall = mean_of([c for c in confidences if c is not None])
+        reports = sum(1 for a in self.artifacts if a.type == "Report")
+        return {
+            "recordsAnalyzed": len(load.events) if load is not None else 0,
+            "processVariants": self.discovery.variants if self.discovery is not None else None,
+            "anomaliesDetected": self.anomalies.detected if self.anomalies is not None else 0,
+            "modelsGenerated": self.models_saved + (1 if self.discovery is not None else 0),
+            "reportsCreated": reports,
+            "dataQualityScore": load.data_quality_score if load is not None else None,
+            "overallConfidenceScore": round(100 * overall, 1) if overall is not None else None,
+            "overallConfidenceMethod": (
+                "mean of the figures measured in this run: conformance fitness, cycle-time "
+                "accuracy, next-activity accuracy, 1 - estimated false-positive rate and data "
+                "quality, each as a share; absent ones are left out"
+            ),
+            "cases": int(load.events[CASE].nunique()) if load is not None else 0,
+        }
+
+    def partial_document(self) -> dict[str, Any]:
+        doc = self.base_document(True, self.summary())
+        doc["recommendations"] = [r.to_dict() for r in self.recommendations]
+        return doc
+
+    def document(self) -> dict[str, Any]:
+        doc = self.partial_document()
+        doc["performance"] = self.performance(doc["summary"]["recordsAnalyzed"])
+        return doc
+
+    def run_all(self) -> dict[str, Any]:
+        self.run_load()
+        self.run_discovery()
+        self.run_machine_learning()
+        self.run_reports()
+        doc = self.document()
+        self.write_document(doc)
+        return doc
+
+
+class DataEnrichmentRun(OperationRun):
+    operation_type = "DataEnrichment"
+
+    def __init__(self, source: Path, out_dir: Path, params: dict[str, Any] | None = None,
+                 mapping: ColumnMapping | None = None, **kwargs: Any) -> None:
+        self.params: EnrichmentParams = parse_enrichment_params(params)
+        super().__init__(out_dir, **kwargs)
+        self.source, self.mapping = Path(source), mapping
+        self.raw: Any = None
+        self.result: Any = None
+
+    def run_load(self) -> dict[str, Any]:
+        def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            self.raw = read_event_log(self.source, self.mapping, progress=progress)
+            n = len(self.raw.frame)
+            return n, {"recordsLoaded": n, "sourceFormat": self.raw.source_format}
+
+        return self._run_phase(phases.LOAD, work)
+
+    def run_cleaning(self) -> dict[str, Any]:
+        from analysis.enrichment import enrich_events
+
+        def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            self.result = enrich_events(self.raw.frame, self.params.cleaning_rules, progress)
+            return self.result.records_in, self.result.to_dict()
+
+        return self._run_phase(phases.CLEANING, work)
+
+    def run_export(self) -> dict[str, Any]:
+        from analysis.enrichment import write_enriched
+
+        def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            suffix = {"processed_csv": ".csv", "parquet": ".parquet", "xes": ".xes"}.get(
+                self.params.output_format, ".csv"
+            )
+            path = write_enriched(
+                self.result.frame, self.out_dir / f"enriched{suffix}", self.params.output_format
+            )
+            fmt = {".csv": "CSV", ".parquet": "PARQUET", ".xes": "XES"}[suffix]
+            self._artifact("Enriched Dataset", "Dataset", fmt, path, "Cleaned event log")
+            n = len(self.result.frame)
+            return n, {"recordsWritten": n, "outputFormat": self.params.output_format}
+
+        return self._run_phase(phases.EXPORT, work)
+
+    def document(self) -> dict[str, Any]:
+        n = len(self.result.frame) if self.result is not None else 0
+        summary = {
+            "recordsAnalyzed": self.result.records_in if self.result is not None else 0,
+            "recordsOut": n,
+            "cases": int(self.result.frame[CASE].nunique()) if self.result is not None else 0,
+            "rulesApplied": list(self.params.cleaning_rules),
+        }
+        doc = self.base_document(True, summary)
+        doc["performance"] = self.performance(summary["recordsAnalyzed"])
+        return doc
+
+    def run_all(self) -> dict[str, Any]:
+        self.run_load()
+        self.run_cleaning()
+        self.run_export()
+        doc = self.document()
+        self.write_document(doc)
+        return doc
+
+
+class ReportGenerationRun(OperationRun):
+    """An executive summary of a dataset (analysed quickly here) or of an earlier analysis."""
+
+    operation_type = "ReportGeneration"
+
+    def __init__(self, source: Path, out_dir: Path, params: dict[str, Any] | None = None,
+                 mapping: ColumnMapping | None = None, **kwargs: Any) -> None:
+        self.params: ReportParams = parse_report_params(params)
+        super().__init__(out_dir, **kwargs)
+        self.source, self.mapping = Path(source), mapping
+        self.results: dict[str, Any] = {}
+        self.events: pd.DataFrame | None = None
+        self.dfg: Any = None
+
+    def run_collect(self) -> dict[str, Any]:
+        def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            if self.source.name == "results.json" or self.source.suffix == ".json":
+                # a prior analysis: its document is the source of every figure
+                self.results = json.loads(self.source.read_text())
+                n = int(self.results.get("summary", {}).get("recordsAnalyzed") or 0)
+                return n, {"source": "analysis results", "recordsAnalyzed": n}
+            analysis = ProcessMiningRun(
+                self.source, self.out_dir / "source-analysis",
+                {"analysisType": "quick", "outputOptions": {"generateReports": False,
+                                                            "createVisualizations": False}},
+                self.mapping, token=self.token,
+            )
+            analysis.sink = None
+            analysis.run_load()
+            progress.update(1, 3, "Discovering the process")
+            analysis.run_discovery()
+            progress.update(2, 3, "Finding patterns")
+            analysis.run_machine_learning()
+            from analysis.recommendations import recommend
+
+            analysis.recommendations = recommend(analysis.events, analysis.partial_document())
+            self.results = analysis.document()
+            self.events = analysis.events
+            self.dfg = analysis.discovery.dfg
+            n = len(analysis.events)
+            return n, {"source": "dataset", "recordsAnalyzed": n}
+
+        return self._run_phase(phases.COLLECT, work)
+
+    def run_reports(self) -> dict[str, Any]:
+        from analysis.executive import write_executive_summary
+
+        def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            paths = write_executive_summary(
+                self.out_dir, self.results, self.events, self.dfg,
+                formats=self.params.export_formats,
+                include_visualizations=self.params.include_visualizations,
+                progress=progress,
+            )
+            for path in paths:
+                fmt = "PPTX" if path.suffix == ".pptx" else "PDF"
+                self._artifact(
+                    "Executive Summary", "Report", fmt, path,
+                    "Executive summary" + (" slides" if fmt == "PPTX" else " report"),
+                )
+            return len(paths), {"reportsCreated": len(paths)}
+
+        return self._run_phase(phases.REPORTS, work)
+
+    def document(self) -> dict[str, Any]:
+        summary = {
+            "recordsAnalyzed": int(self.results.get("summary", {}).get("recordsAnalyzed") or 0),
+            "reportsCreated": len(self.artifacts),
+            "reportType": self.params.report_type,
+        }
+        doc = self.base_document(True, summary)
+        doc["performance"] = self.performance(summary["recordsAnalyzed"])
+        return doc
+
+    def run_all(self) -> dict[str, Any]:
+        self.run_collect()
+        self.run_reports()
+        doc = self.document()
+        self.write_document(doc)
+        return doc
+
+
+RUNS: dict[str, type[OperationRun]] = {
+    "ProcessMiningAnalysis": ProcessMiningRun,
+    "DataEnrichment": DataEnrichmentRun,
+    "ReportGeneration": ReportGenerationRun,
+}

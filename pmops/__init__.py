@@ -1,0 +1,1 @@
+"""pmops: shared core and command-line entry points."""
