@@ -34,6 +34,9 @@ from analysis.pipeline import OperationRun, mean_of
 from analysis.progress import Progress
 
 
+PDF_MAP_EDGES = 50
+
+
 class ProcessMiningRun(OperationRun):
     operation_type = "ProcessMiningAnalysis"
 
@@ -141,12 +144,10 @@ class ProcessMiningRun(OperationRun):
             progress.update(0, total, "Deriving recommendations")
             if p.recommendations:
                 self.recommendations = recommend(events, self.partial_document())
-            png = None
             if p.create_visualizations and dfg is not None:
                 progress.update(1, total, "Drawing the process map")
                 svg = self.out_dir / "process-map.svg"
-                png = self.out_dir / "process-map.png"
-                render_process_map(dfg, svg, png, title=self.name)
+                render_process_map(dfg, svg, title=self.name)
                 self._artifact(
                     "Process Model Visualization", "Visualization", "SVG", svg,
                     "Process map (directly-follows graph) with frequencies and mean waiting times",
@@ -164,17 +165,23 @@ class ProcessMiningRun(OperationRun):
                 progress.update(3, total, "Writing the PDF report")
                 pdf = self.out_dir / "report.pdf"
                 anomalies = self.anomalies.cases if self.anomalies is not None else None
-                with tempfile.TemporaryDirectory(prefix="pmops-charts-") as charts:
+                with tempfile.TemporaryDirectory(prefix="pmops-report-") as tmp:
+                    work_dir = Path(tmp)
+                    png = None
+                    if p.create_visualizations:
+                        # a printed page holds fewer arrows than a zoomable SVG
+                        png = work_dir / "process-map.png"
+                        render_process_map(
+                            dfg, work_dir / "map.svg", png, max_edges=PDF_MAP_EDGES, title=self.name
+                        )
                     write_analysis_report(
-                        pdf, self.partial_document(), events, dfg, png, anomalies, Path(charts)
+                        pdf, self.partial_document(), events, dfg, png, anomalies, work_dir
                     )
                 self._artifact(
                     "Process Mining Analysis Report", "Report", "PDF", pdf,
                     "Analysis report with process map, charts, anomalies and recommendations",
                 )
                 reports += 1
-            if png is not None and png.exists():
-                png.unlink()  # only needed inside the PDF
             return len(events), {
                 "reportsCreated": reports,
                 "artifactsCreated": len(self.artifacts),

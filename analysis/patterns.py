@@ -60,7 +60,7 @@ class PatternResult:
 
     def to_dict(self) -> dict[str, Any]:
         def item(v: VariantStat) -> dict[str, Any]:
-            return {"variant": v.text, "cases": v.cases, "share": round(v.share, 4)}
+            return {"variant": list(v.activities), "cases": v.cases, "share": round(v.share, 4)}
 
         return {
             "frequentPatterns": len(self.frequent),
@@ -71,7 +71,7 @@ class PatternResult:
             "rare": [item(v) for v in self.rare[:TOP]],
             "critical": [
                 {
-                    "variant": v.text,
+                    "variant": list(v.activities),
                     "cases": v.cases,
                     "medianDurationHours": (
                         None

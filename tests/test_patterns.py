@@ -63,12 +63,12 @@ def test_patterns_match_an_independent_count(datasets: Path, name: str) -> None:
     assert d["criticalPaths"] == len(critical)
     assert result.total_variants == len(ref)
     for item in d["frequent"]:
-        assert ref.loc[item["variant"], "size"] == item["cases"]
+        assert ref.loc[SEPARATOR.join(item["variant"]), "size"] == item["cases"]
     assert [i["cases"] for i in d["frequent"]] == sorted(frequent["size"], reverse=True)[:10]
-    assert all(ref.loc[i["variant"], "size"] == i["cases"] for i in d["rare"])
+    assert all(ref.loc[SEPARATOR.join(i["variant"]), "size"] == i["cases"] for i in d["rare"])
     for item in d["critical"]:
         assert item["medianDurationHours"] == pytest.approx(
-            ref.loc[item["variant"], "median"], abs=0.01
+            ref.loc[SEPARATOR.join(item["variant"]), "median"], abs=0.01
         )
     assert len(d["frequent"]) <= 10 and len(d["rare"]) <= 10 and len(d["critical"]) <= 10
     assert set(d["definitions"]) == {"frequent", "rare", "critical"}
