@@ -102,6 +102,7 @@ class RuleReport:
             "recordsRemoved": self.records_removed,
             "description": self.description,
             "examples": self.examples[:MAX_EXAMPLES],
+            "counts": dict(self.counts),
         }
 
 

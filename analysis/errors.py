@@ -26,6 +26,6 @@ class InvalidParameter(AnalysisError):
 
 
 class EventLogError(AnalysisError):
-    """The event log cannot be read or has nothing usable (empty, corrupt, hostile, wrong format)."""
+    """The event log cannot be read or has nothing usable (empty, corrupt, hostile, wrong type)."""
 
     code = "invalid_event_log"

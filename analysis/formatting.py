@@ -6,7 +6,7 @@ import math
 
 
 def hours_text(hours: float) -> str:
-    """A duration given in hours, in the unit a reader expects: '45 minutes', '4.2 hours', '3.1 days'."""
+    """Hours in the unit a reader expects: '45 minutes', '4.2 hours', '3.1 days'."""
     if hours is None or (isinstance(hours, float) and math.isnan(hours)):
         return "n/a"
     if hours < 1:

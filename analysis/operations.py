@@ -33,15 +33,20 @@ from analysis.params import (
 from analysis.pipeline import OperationRun, mean_of
 from analysis.progress import Progress
 
-
 PDF_MAP_EDGES = 50
 
 
 class ProcessMiningRun(OperationRun):
     operation_type = "ProcessMiningAnalysis"
 
-    def __init__(self, source: Path, out_dir: Path, params: dict[str, Any] | None = None,
-                 mapping: ColumnMapping | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        source: Path,
+        out_dir: Path,
+        params: dict[str, Any] | None = None,
+        mapping: ColumnMapping | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.params: AnalysisParams = parse_analysis_params(params)
         super().__init__(out_dir, **kwargs)
         self.source = Path(source)
@@ -103,10 +108,14 @@ class ProcessMiningRun(OperationRun):
             events, p = self.events, self.params
             results: dict[str, Any] = {}
             if p.runs_anomalies:
-                self.anomalies = detect_anomalies(events, random_state=p.random_state, progress=progress)
+                self.anomalies = detect_anomalies(
+                    events, random_state=p.random_state, progress=progress
+                )
                 results["anomalies"] = self.anomalies.to_dict()
             if p.runs_predictions:
-                self.cycle = predict_cycle_time(events, random_state=p.random_state, progress=progress)
+                self.cycle = predict_cycle_time(
+                    events, random_state=p.random_state, progress=progress
+                )
                 self.path_pred = predict_next_activity(
                     events, random_state=p.random_state, progress=progress
                 )
@@ -124,8 +133,11 @@ class ProcessMiningRun(OperationRun):
                 self.models_saved = save_models(path, *fitted)
                 if self.models_saved:
                     self._artifact(
-                        "Predictive Models", "Model", "PKL", path,
-                        "Fitted scikit-learn estimators (joblib) with feature names and training metadata",
+                        "Predictive Models",
+                        "Model",
+                        "PKL",
+                        path,
+                        "Fitted scikit-learn estimators (joblib), feature names, training metadata",
                     )
             results["modelsTrained"] = self.models_saved
             return len(events), results
@@ -149,7 +161,10 @@ class ProcessMiningRun(OperationRun):
                 svg = self.out_dir / "process-map.svg"
                 render_process_map(dfg, svg, title=self.name)
                 self._artifact(
-                    "Process Model Visualization", "Visualization", "SVG", svg,
+                    "Process Model Visualization",
+                    "Visualization",
+                    "SVG",
+                    svg,
                     "Process map (directly-follows graph) with frequencies and mean waiting times",
                 )
             if self.anomalies is not None and "CSV" in p.export_formats:
@@ -157,7 +172,10 @@ class ProcessMiningRun(OperationRun):
                 csv = self.out_dir / "anomalies.csv"
                 self.anomalies.cases.to_csv(csv, index=False)
                 self._artifact(
-                    "Anomaly Detection Results", "Dataset", "CSV", csv,
+                    "Anomaly Detection Results",
+                    "Dataset",
+                    "CSV",
+                    csv,
                     "Anomalous cases with score, severity and reasons",
                 )
             reports = 0
@@ -174,11 +192,15 @@ class ProcessMiningRun(OperationRun):
                         render_process_map(
                             dfg, work_dir / "map.svg", png, max_edges=PDF_MAP_EDGES, title=self.name
                         )
-                    write_analysis_report(
-                        pdf, self.partial_document(), events, dfg, png, anomalies, work_dir
-                    )
+                    with progress.heartbeat(3, total, "Writing the PDF report"):
+                        write_analysis_report(
+                            pdf, self.partial_document(), events, dfg, png, anomalies, work_dir
+                        )
                 self._artifact(
-                    "Process Mining Analysis Report", "Report", "PDF", pdf,
+                    "Process Mining Analysis Report",
+                    "Report",
+                    "PDF",
+                    pdf,
                     "Analysis report with process map, charts, anomalies and recommendations",
                 )
                 reports += 1
@@ -243,8 +265,14 @@ class ProcessMiningRun(OperationRun):
 class DataEnrichmentRun(OperationRun):
     operation_type = "DataEnrichment"
 
-    def __init__(self, source: Path, out_dir: Path, params: dict[str, Any] | None = None,
-                 mapping: ColumnMapping | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        source: Path,
+        out_dir: Path,
+        params: dict[str, Any] | None = None,
+        mapping: ColumnMapping | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.params: EnrichmentParams = parse_enrichment_params(params)
         super().__init__(out_dir, **kwargs)
         self.source, self.mapping = Path(source), mapping
@@ -287,7 +315,7 @@ class DataEnrichmentRun(OperationRun):
 
     def document(self) -> dict[str, Any]:
         n = len(self.result.frame) if self.result is not None else 0
-        summary = {
+        summary: dict[str, Any] = {
             "recordsAnalyzed": self.result.records_in if self.result is not None else 0,
             "recordsOut": n,
             "cases": int(self.result.frame[CASE].nunique()) if self.result is not None else 0,
@@ -311,8 +339,14 @@ class ReportGenerationRun(OperationRun):
 
     operation_type = "ReportGeneration"
 
-    def __init__(self, source: Path, out_dir: Path, params: dict[str, Any] | None = None,
-                 mapping: ColumnMapping | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        source: Path,
+        out_dir: Path,
+        params: dict[str, Any] | None = None,
+        mapping: ColumnMapping | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.params: ReportParams = parse_report_params(params)
         super().__init__(out_dir, **kwargs)
         self.source, self.mapping = Path(source), mapping
@@ -328,10 +362,14 @@ class ReportGenerationRun(OperationRun):
                 n = int(self.results.get("summary", {}).get("recordsAnalyzed") or 0)
                 return n, {"source": "analysis results", "recordsAnalyzed": n}
             analysis = ProcessMiningRun(
-                self.source, self.out_dir / "source-analysis",
-                {"analysisType": "quick", "outputOptions": {"generateReports": False,
-                                                            "createVisualizations": False}},
-                self.mapping, token=self.token,
+                self.source,
+                self.out_dir / "source-analysis",
+                {
+                    "analysisType": "quick",
+                    "outputOptions": {"generateReports": False, "createVisualizations": False},
+                },
+                self.mapping,
+                token=self.token,
             )
             analysis.sink = None
             analysis.run_load()
@@ -355,7 +393,10 @@ class ReportGenerationRun(OperationRun):
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             paths = write_executive_summary(
-                self.out_dir, self.results, self.events, self.dfg,
+                self.out_dir,
+                self.results,
+                self.events,
+                self.dfg,
                 formats=self.params.export_formats,
                 include_visualizations=self.params.include_visualizations,
                 progress=progress,
@@ -363,7 +404,10 @@ class ReportGenerationRun(OperationRun):
             for path in paths:
                 fmt = "PPTX" if path.suffix == ".pptx" else "PDF"
                 self._artifact(
-                    "Executive Summary", "Report", fmt, path,
+                    "Executive Summary",
+                    "Report",
+                    fmt,
+                    path,
                     "Executive summary" + (" slides" if fmt == "PPTX" else " report"),
                 )
             return len(paths), {"reportsCreated": len(paths)}
@@ -371,7 +415,7 @@ class ReportGenerationRun(OperationRun):
         return self._run_phase(phases.REPORTS, work)
 
     def document(self) -> dict[str, Any]:
-        summary = {
+        summary: dict[str, Any] = {
             "recordsAnalyzed": int(self.results.get("summary", {}).get("recordsAnalyzed") or 0),
             "reportsCreated": len(self.artifacts),
             "reportType": self.params.report_type,
@@ -388,7 +432,7 @@ class ReportGenerationRun(OperationRun):
         return doc
 
 
-RUNS: dict[str, type[OperationRun]] = {
+RUNS: dict[str, type[ProcessMiningRun | DataEnrichmentRun | ReportGenerationRun]] = {
     "ProcessMiningAnalysis": ProcessMiningRun,
     "DataEnrichment": DataEnrichmentRun,
     "ReportGeneration": ReportGenerationRun,

@@ -115,7 +115,9 @@ def parse_analysis_params(params: Mapping[str, Any] | None) -> AnalysisParams:
     algo = _section(p, "algorithmSettings", "parameters.algorithmSettings")
     out = _section(p, "outputOptions", "parameters.outputOptions")
     where = "parameters.algorithmSettings.performanceOptimization"
-    optimization = _choice(_get(algo, "performanceOptimization", str, where, None), OPTIMIZATIONS, where)
+    optimization = _choice(
+        _get(algo, "performanceOptimization", str, where, None), OPTIMIZATIONS, where
+    )
     # the batch example puts `enableML` at the top level; it means the same as useAdvancedML
     use_ml = _get(p, "enableML", bool, "parameters.enableML", True) and _get(
         algo, "useAdvancedML", bool, "parameters.algorithmSettings.useAdvancedML", True
@@ -127,9 +129,15 @@ def parse_analysis_params(params: Mapping[str, Any] | None) -> AnalysisParams:
         optimization=optimization,
         use_advanced_ml=use_ml,
         anomaly_detection=_get(
-            algo, "enableAnomalyDetection", bool, "parameters.algorithmSettings.enableAnomalyDetection", True
+            algo,
+            "enableAnomalyDetection",
+            bool,
+            "parameters.algorithmSettings.enableAnomalyDetection",
+            True,
         ),
-        variant_analysis=_get(p, "enableVariantAnalysis", bool, "parameters.enableVariantAnalysis", True),
+        variant_analysis=_get(
+            p, "enableVariantAnalysis", bool, "parameters.enableVariantAnalysis", True
+        ),
         bottleneck_detection=_get(
             p, "enableBottleneckDetection", bool, "parameters.enableBottleneckDetection", True
         ),
@@ -140,12 +148,17 @@ def parse_analysis_params(params: Mapping[str, Any] | None) -> AnalysisParams:
             "parameters.generateOptimizationRecommendations",
             True,
         ),
-        generate_reports=_get(out, "generateReports", bool, "parameters.outputOptions.generateReports", True),
+        generate_reports=_get(
+            out, "generateReports", bool, "parameters.outputOptions.generateReports", True
+        ),
         create_visualizations=_get(
             out, "createVisualizations", bool, "parameters.outputOptions.createVisualizations", True
         ),
         export_formats=_formats(
-            out.get("exportFormats"), EXPORT_FORMATS, "parameters.outputOptions.exportFormats", EXPORT_FORMATS
+            out.get("exportFormats"),
+            EXPORT_FORMATS,
+            "parameters.outputOptions.exportFormats",
+            EXPORT_FORMATS,
         ),
         random_state=_get(p, "randomState", int, "parameters.randomState", 0),
         raw=dict(p),

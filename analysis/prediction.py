@@ -1,9 +1,14 @@
 """Predictive monitoring on case prefixes: remaining cycle time and the next activity.
 
 Both models learn from prefixes (the first k events of a case, for every k before the last
-event) and are evaluated on a split by time: cases that finished before the split time train,
-cases that started after it test, cases spanning it are dropped, so nothing of the future leaks
-into training.
+event) and are evaluated on one split by time, so nothing of the future leaks into training.
+An extract only shows a case as far as the extraction date, so cases that start near the end
+of the log look short (their later events are missing, or only the quick ones are in it), and
+cases that end before the split time are the short ones among those that started shortly before
+it. A horizon H (a high quantile of the training cases' durations) removes both biases: training
+cases start at least H before the split time and end before it, test cases start after the split
+time and at least H before the last event of the log, so a case of typical length is observed to
+completion on both sides.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ THREADS = 1
 LAST_K = 3  # activities of the prefix encoded individually
 MAX_CATEGORIES = 250  # HistGradientBoosting's categorical limit (< max_bins = 255)
 MAX_COUNTED = 40  # most frequent activities whose prefix counts are features
+HORIZON_QUANTILE = 0.95  # of the training cases' durations
 ACCURACY_TOLERANCE = 0.2
 ACCURACY_FLOOR_HOURS = 1.0
 
@@ -52,12 +58,20 @@ class SplitInfo:
     """Cases on either side of `split_time` (None when the log is too small to split)."""
 
     split_time: pd.Timestamp | None
-    train_cases: np.ndarray  # case ids (str) that ended at or before split_time
-    test_cases: np.ndarray  # case ids (str) that started after split_time
+    train_cases: np.ndarray  # case ids (str): ended at or before split_time, started >= H before
+    test_cases: np.ndarray  # case ids (str): started after split_time and >= H before the log end
     dropped_cases: int  # spanning the split time
     test_fraction: float
     max_train_end: pd.Timestamp | None
     min_test_start: pd.Timestamp | None
+    horizon_hours: float | None = None  # H; None when not applied
+    excluded_train: int = 0  # ended before split_time but started less than H before it
+    excluded_test: int = 0  # started after split_time but less than H before the log end
+    log_end: pd.Timestamp | None = None
+
+    @property
+    def excluded_by_horizon(self) -> int:
+        return self.excluded_train + self.excluded_test
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +80,8 @@ class SplitInfo:
             "testCases": len(self.test_cases),
             "droppedCases": self.dropped_cases,
             "testFraction": self.test_fraction,
+            "horizonHours": _round(self.horizon_hours, 2),
+            "excludedByHorizon": self.excluded_by_horizon,
         }
 
 
@@ -143,13 +159,27 @@ def _timestamp(seconds: float) -> pd.Timestamp:
     return pd.Timestamp(round(seconds * 1e6), unit="us", tz="UTC")
 
 
-def time_ordered_split(events: pd.DataFrame, test_fraction: float = 0.2) -> SplitInfo:
+def time_ordered_split(
+    events: pd.DataFrame,
+    test_fraction: float = 0.2,
+    horizon_quantile: float | None = HORIZON_QUANTILE,
+) -> SplitInfo:
     """Split time = the start time of the case at the (1 - test_fraction) quantile of case
     starts. Cases ending at or before it train, cases starting after it test, others are
-    dropped: the latest training event precedes the earliest test event."""
+    dropped: the latest training event precedes the earliest test event.
+
+    Against the right-censoring of the extract, a horizon H = the `horizon_quantile` of the
+    training cases' durations (training data only) then keeps for training only the cases that
+    started at least H before the split time, and for testing only the cases that started at
+    least H before the last event of the log; `horizon_quantile=None` keeps all."""
     if not 0.0 < test_fraction < 1.0:
         raise InvalidParameter(
             f"test_fraction must be between 0 and 1, got {test_fraction}", field="test_fraction"
+        )
+    if horizon_quantile is not None and not 0.0 < horizon_quantile <= 1.0:
+        raise InvalidParameter(
+            f"horizon_quantile must be in (0, 1] or None, got {horizon_quantile}",
+            field="horizon_quantile",
         )
     empty = np.array([], dtype=str)
     if len(events) == 0:
@@ -158,19 +188,35 @@ def time_ordered_split(events: pd.DataFrame, test_fraction: float = 0.2) -> Spli
     ids = events[CASE].to_numpy()[starts].astype(str)
     n = len(starts)
     k = n - max(1, round(test_fraction * n))
+    end = float(last.max())
     if k <= 0:
-        return SplitInfo(None, empty, empty, n, test_fraction, None, None)
+        return SplitInfo(None, empty, empty, n, test_fraction, None, None, log_end=_timestamp(end))
     split = float(np.sort(first)[k - 1])
     train = last <= split
     test = first > split
+    dropped = int(n - train.sum() - test.sum())
+    horizon: float | None = None
+    excluded_train = excluded_test = 0
+    if horizon_quantile is not None and train.any():
+        horizon = float(np.quantile(last[train] - first[train], horizon_quantile))
+        early = first <= split - horizon
+        late = first > end - horizon
+        excluded_train = int((train & ~early).sum())
+        excluded_test = int((test & late).sum())
+        train &= early
+        test &= ~late
     return SplitInfo(
         split_time=_timestamp(split),
         train_cases=ids[train],
         test_cases=ids[test],
-        dropped_cases=int(n - train.sum() - test.sum()),
+        dropped_cases=dropped,
         test_fraction=test_fraction,
         max_train_end=_timestamp(float(last[train].max())) if train.any() else None,
         min_test_start=_timestamp(float(first[test].min())) if test.any() else None,
+        horizon_hours=None if horizon is None else horizon / 3600.0,
+        excluded_train=excluded_train,
+        excluded_test=excluded_test,
+        log_end=_timestamp(end),
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 ProgressSink = Callable[[int, int, str], None]
 
 
-class OperationCancelled(Exception):  # noqa: N818 - the name says what happened
+class OperationCancelled(Exception):
     """Raised at a checkpoint when the operation's cancel token is set."""
 
 
@@ -73,7 +73,7 @@ class Progress:
             self._last_time, self._last_done, self._last_activity = now, done, activity
             self.sink(done, total, activity)
 
-    def heartbeat(self, done: int, total: int, activity: str, every: float = 1.0) -> Heartbeat:
+    def heartbeat(self, done: int, total: int, activity: str, every: float = 0.5) -> Heartbeat:
         """Context manager that keeps reporting while an opaque library call runs."""
         return Heartbeat(self, done, total, activity, every)
 

@@ -58,9 +58,19 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
 
 
 def analyze(log: Path, params: dict, out: Path) -> dict:
-    cmd = [PY, "-m", "pmops.cli", "analyze", str(log), "--out", str(out), "-q",
-           "--params", json.dumps(params)]
-    wall, peak, _ = run_child(cmd, {**os.environ, "PM4PY_SHOW_PROGRESS_BAR": "false"})
+    cmd = [
+        PY,
+        "-m",
+        "pmops.cli",
+        "analyze",
+        str(log),
+        "--out",
+        str(out),
+        "-q",
+        "--params",
+        json.dumps(params),
+    ]
+    wall, _, _ = run_child(cmd, {**os.environ, "PM4PY_SHOW_PROGRESS_BAR": "false"})
     doc = json.loads((out / "results.json").read_text())
     phases = {
         p["phaseName"]: {
@@ -113,8 +123,11 @@ def main() -> None:
         tmp = Path(tmp_s)
         if not args.skip_baseline:
             wall, peak, out = run_child([PY, "-c", BASELINE, str(args.log)])
-            results["baseline"] = {**json.loads(out.strip().splitlines()[-1]),
-                                   "process_wall": wall, "peak_rss_bytes": peak}
+            results["baseline"] = {
+                **json.loads(out.strip().splitlines()[-1]),
+                "process_wall": wall,
+                "peak_rss_bytes": peak,
+            }
         results["pmops_default"] = analyze(args.log, comprehensive, tmp / "default")
         results["pmops_high_accuracy"] = analyze(
             args.log,
@@ -137,26 +150,38 @@ def print_table(r: dict[str, dict]) -> None:
     print("|---|---|---|---|---|---|")
     if "baseline" in r:
         b = r["baseline"]
-        print(f"| naive pm4py script | 262,200 | {b['process_wall']:.1f} s | - | "
-              f"{b['peak_rss_bytes'] / 1e9:.2f} GB | read_xes {b['read_xes']:.1f} s, inductive "
-              f"{b['inductive']:.1f} s, token replay {b['token_replay']:.1f} s, fitness "
-              f"{b['fitness']:.4f} |")
-    for key, label in (("pmops_default", "pmops comprehensive (default)"),
-                       ("pmops_high_accuracy", "pmops comprehensive, high_accuracy"),
-                       ("parquet_x1", "pmops comprehensive, Parquet x1"),
-                       ("parquet_x4", "pmops comprehensive, Parquet x4")):
+        print(
+            f"| naive pm4py script | 262,200 | {b['process_wall']:.1f} s | - | "
+            f"{b['peak_rss_bytes'] / 1e9:.2f} GB | read_xes {b['read_xes']:.1f} s, inductive "
+            f"{b['inductive']:.1f} s, token replay {b['token_replay']:.1f} s, fitness "
+            f"{b['fitness']:.4f} |"
+        )
+    for key, label in (
+        ("pmops_default", "pmops comprehensive (default)"),
+        ("pmops_high_accuracy", "pmops comprehensive, high_accuracy"),
+        ("parquet_x1", "pmops comprehensive, Parquet x1"),
+        ("parquet_x4", "pmops comprehensive, Parquet x4"),
+    ):
         if key not in r:
             continue
         x = r[key]
-        phases = ", ".join(f"{k.split()[0].lower()} {v['wall']:.1f} s" for k, v in x["phases"].items())
-        print(f"| {label} | {x['events']:,} | {x['process_wall']:.1f} s | {x['phases_wall']:.1f} s | "
-              f"{x['peak_rss_bytes'] / 1e9:.2f} GB | {phases}; fitness {x['fitness']:.4f} |")
+        phases = ", ".join(
+            f"{k.split()[0].lower()} {v['wall']:.1f} s" for k, v in x["phases"].items()
+        )
+        print(
+            f"| {label} | {x['events']:,} | {x['process_wall']:.1f} s | {x['phases_wall']:.1f} s | "
+            f"{x['peak_rss_bytes'] / 1e9:.2f} GB | {phases}; fitness {x['fitness']:.4f} |"
+        )
     if "baseline" in r and "pmops_default" in r:
-        print(f"\nratio pmops/naive (process wall): "
-              f"{r['pmops_default']['process_wall'] / r['baseline']['process_wall']:.2f}")
+        print(
+            f"\nratio pmops/naive (process wall): "
+            f"{r['pmops_default']['process_wall'] / r['baseline']['process_wall']:.2f}"
+        )
     if "parquet_x1" in r and "parquet_x4" in r:
-        print(f"scale x4 events / x1 (phases wall): "
-              f"{r['parquet_x4']['phases_wall'] / r['parquet_x1']['phases_wall']:.2f}")
+        print(
+            f"scale x4 events / x1 (phases wall): "
+            f"{r['parquet_x4']['phases_wall'] / r['parquet_x1']['phases_wall']:.2f}"
+        )
 
 
 if __name__ == "__main__":

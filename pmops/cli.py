@@ -24,7 +24,9 @@ def _parse_params(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"pmops: --params is not valid JSON: {exc.msg} at column {exc.colno}")
+        raise SystemExit(
+            f"pmops: --params is not valid JSON: {exc.msg} at column {exc.colno}"
+        ) from None
     if not isinstance(value, dict):
         raise SystemExit("pmops: --params must be a JSON object")
     return value
@@ -52,8 +54,9 @@ def analyze(args: argparse.Namespace) -> int:
         err.print(f"pmops: no such file: {source}")
         return 2
     params = _parse_params(args.params)
-    mapping = ColumnMapping(args.case_column, args.activity_column, args.timestamp_column,
-                            args.resource_column)
+    mapping = ColumnMapping(
+        args.case_column, args.activity_column, args.timestamp_column, args.resource_column
+    )
     out = Path(args.out)
     bars = Progress(
         TextColumn("{task.description:<28}"),
@@ -75,7 +78,9 @@ def analyze(args: argparse.Namespace) -> int:
         bars.update(task, completed=done, total=max(total, 1), activity=activity[:60])
 
     try:
-        run = RUNS[args.type](source, out, params, mapping, name=args.name or source.name, sink=sink)
+        run = RUNS[args.type](
+            source, out, params, mapping, name=args.name or source.name, sink=sink
+        )
         with bars:
             doc = run.run_all()
     except AnalysisError as exc:
@@ -101,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pmops", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="run an operation locally on an event log file")
-    a.add_argument("path", help="event log (CSV, XES, XES.GZ, Parquet) or, for ReportGeneration, "
-                                "a results.json of an earlier analysis")
+    a.add_argument(
+        "path",
+        help="event log (CSV, XES, XES.GZ, Parquet) or, for ReportGeneration, "
+        "a results.json of an earlier analysis",
+    )
     a.add_argument("--out", default="out", help="output directory (default: ./out)")
     a.add_argument("--type", choices=OPERATION_TYPES, default="ProcessMiningAnalysis")
     a.add_argument("--params", help="the operation's `parameters` as JSON (or @file.json)")

@@ -25,7 +25,9 @@ def canonical_frame(path: Path) -> pd.DataFrame:
                 "org:group": RESOURCE,
             }
         )
-        raw[TIMESTAMP] = pd.to_datetime(raw[TIMESTAMP], format="%Y/%m/%d %H:%M:%S.%f", utc=True, errors="coerce")
+        raw[TIMESTAMP] = pd.to_datetime(
+            raw[TIMESTAMP], format="%Y/%m/%d %H:%M:%S.%f", utc=True, errors="coerce"
+        )
     else:
         from r4pm.df import import_xes
 

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 # The shared datasets sit beside the repository (../shared/datasets), as laid for developers and CI.
-DATASETS = Path(os.environ.get("PMOPS_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATASETS = Path(
+    os.environ.get("PMOPS_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
+)
 
 
 @pytest.fixture(scope="session")

@@ -70,6 +70,7 @@ def assert_event_frame(result: EnrichmentResult) -> None:
             "recordsRemoved",
             "description",
             "examples",
+            "counts",
         }
         assert len(report["examples"]) <= 5
 

@@ -42,7 +42,7 @@ def receipt_run(tmp_path_factory: pytest.TempPathFactory, datasets: Path):
 def test_document_has_the_contract_shape(receipt_run) -> None:
     _, doc, out, _ = receipt_run
     assert doc["status"] == "Completed" and doc["success"] is True
-    assert CONTRACT_SUMMARY <= set(doc["summary"])
+    assert set(doc["summary"]) >= CONTRACT_SUMMARY
     assert doc["summary"]["recordsAnalyzed"] == 8577
     assert doc["summary"]["processVariants"] == 116
     names = [p["phaseName"] for p in doc["phaseResults"]]
@@ -111,7 +111,11 @@ def test_enrichment_writes_a_new_dataset(tmp_path: Path, datasets: Path) -> None
     (artifact,) = doc["artifacts"]
     assert (tmp_path / artifact["path"]).is_file()
     rules = doc["phaseResults"][1]["results"]["rulesApplied"]
-    assert [r["rule"] for r in rules] == ["remove_duplicates", "fix_timestamps", "validate_activities"]
+    assert [r["rule"] for r in rules] == [
+        "remove_duplicates",
+        "fix_timestamps",
+        "validate_activities",
+    ]
 
 
 def test_report_generation_from_a_prior_analysis(receipt_run, tmp_path: Path) -> None:
@@ -142,8 +146,15 @@ def test_cli_writes_results_and_fails_cleanly_on_bad_input(tmp_path: Path, datas
     assert len(lines) == 1 and lines[0].startswith("pmops: ") and "Traceback" not in bad.stderr
 
     params = subprocess.run(
-        [*cli, str(datasets / "running-example.xes"), "--out", str(tmp_path / "p"), "-q",
-         "--params", '{"analysisType": "deep"}'],
+        [
+            *cli,
+            str(datasets / "running-example.xes"),
+            "--out",
+            str(tmp_path / "p"),
+            "-q",
+            "--params",
+            '{"analysisType": "deep"}',
+        ],
         capture_output=True,
         text=True,
     )
