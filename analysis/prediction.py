@@ -13,6 +13,7 @@ completion on both sides.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier
 from threadpoolctl import threadpool_limits
 
@@ -36,6 +38,7 @@ MIN_TRAIN_PREFIXES = 50
 MAX_TRAIN_PREFIXES = 30_000  # deterministic sample above this (random_state)
 MAX_TEST_PREFIXES = 30_000
 REGRESSOR_ITERATIONS = 50
+REGRESSOR_LEAVES = 15  # leaves per tree (scikit-learn's default is 31)
 CLASSIFIER_TREES = 20
 # one thread: OpenMP workers spin and thrash when other jobs share the two cores
 THREADS = 1
@@ -68,6 +71,7 @@ class SplitInfo:
     excluded_train: int = 0  # ended before split_time but started less than H before it
     excluded_test: int = 0  # started after split_time but less than H before the log end
     log_end: pd.Timestamp | None = None
+    horizon_quantile: float | None = None
 
     @property
     def excluded_by_horizon(self) -> int:
@@ -97,9 +101,12 @@ class CycleTimePrediction:
     split_time: str | None
     train_prefixes: int = 0
     test_prefixes: int = 0
-    model: HistGradientBoostingRegressor | None = None
+    # predict() gives hours: a HistGradientBoostingRegressor fitted on log1p(remaining hours)
+    model: TransformedTargetRegressor | None = None
     feature_names: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    horizon_hours: float | None = None
+    excluded_by_horizon: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +119,8 @@ class CycleTimePrediction:
             "testCases": self.test_cases,
             "splitTime": self.split_time,
             "baselineMeanAbsoluteErrorHours": _round(self.baseline_mae_hours, 2),
+            "horizonHours": _round(self.horizon_hours, 2),
+            "excludedByHorizon": self.excluded_by_horizon,
         }
 
 
@@ -217,6 +226,7 @@ def time_ordered_split(
         excluded_train=excluded_train,
         excluded_test=excluded_test,
         log_end=_timestamp(end),
+        horizon_quantile=horizon_quantile,
     )
 
 
@@ -317,10 +327,40 @@ def _prefixes(events: pd.DataFrame, split: SplitInfo, random_state: int) -> _Pre
     )
 
 
+@dataclass(frozen=True)
+class _Cached:
+    frame: weakref.ref[pd.DataFrame]
+    key: tuple[int, int, int]  # rows, random_state, hash of the timestamps
+    value: tuple[SplitInfo, _Prefixes | None, str | None]
+
+
+# The last frame's split and prefixes: predict_cycle_time and predict_next_activity on the same
+# frame build them once. Held by a weak reference (dropped with the frame) and keyed on the row
+# count, random_state and the timestamps, so a different or re-timed frame is rebuilt.
+_last_prefixes: list[_Cached] = []
+
+
+def _forget(frame: weakref.ref[pd.DataFrame]) -> None:
+    if _last_prefixes and _last_prefixes[0].frame is frame:
+        _last_prefixes.clear()
+
+
 def _split_prefixes(
     events: pd.DataFrame, random_state: int
 ) -> tuple[SplitInfo, _Prefixes | None, str | None]:
     """The time split, the prefixes (None when skipped) and the reason for skipping."""
+    key = (len(events), random_state, hash(event_seconds(events).tobytes()))
+    cached = _last_prefixes[0] if _last_prefixes else None
+    if cached is not None and cached.frame() is events and cached.key == key:
+        return cached.value
+    value = _build_split_prefixes(events, random_state)
+    _last_prefixes[:] = [_Cached(weakref.ref(events, _forget), key, value)]
+    return value
+
+
+def _build_split_prefixes(
+    events: pd.DataFrame, random_state: int
+) -> tuple[SplitInfo, _Prefixes | None, str | None]:
     split = time_ordered_split(events)
     if len(split.train_cases) < MIN_TRAIN_CASES or len(split.test_cases) < MIN_TEST_CASES:
         return (
@@ -329,7 +369,7 @@ def _split_prefixes(
             (
                 f"the time split leaves {len(split.train_cases)} training and "
                 f"{len(split.test_cases)} test cases; at least {MIN_TRAIN_CASES} and "
-                f"{MIN_TEST_CASES} are needed"
+                f"{MIN_TEST_CASES} are needed ({_split_text(split)})"
             ),
         )
     pre = _prefixes(events, split, random_state)
@@ -339,7 +379,7 @@ def _split_prefixes(
             None,
             (
                 f"{len(pre.train)} training and {len(pre.test)} test prefixes; at least "
-                f"{MIN_TRAIN_PREFIXES} and 1 are needed"
+                f"{MIN_TRAIN_PREFIXES} and 1 are needed ({_split_text(split)})"
             ),
         )
     return split, pre, None
@@ -347,9 +387,20 @@ def _split_prefixes(
 
 def _split_text(split: SplitInfo) -> str:
     when = "n/a" if split.split_time is None else split.split_time.isoformat()
+    text = (
+        f"time split at {when}: cases ending before it train, cases starting after it test, "
+        f"{split.dropped_cases} cases spanning it dropped"
+    )
+    if split.horizon_quantile is None:
+        return f"{text}; no horizon"
+    if split.horizon_hours is None:
+        return f"{text}; no horizon (no training case to estimate it from)"
     return (
-        f"time split at {when}: cases ending before it train, cases starting after it test "
-        f"({split.dropped_cases} cases spanning it dropped)"
+        f"{text}; against right-censoring, horizon H = {split.horizon_hours:,.1f} h (the "
+        f"{split.horizon_quantile:.0%} quantile of training case durations): training keeps cases "
+        f"starting >= H before the split ({split.excluded_train} excluded), testing keeps cases "
+        f"starting >= H before the log's last event ({split.excluded_test} excluded); "
+        f"{len(split.train_cases)} training and {len(split.test_cases)} test cases remain"
     )
 
 
@@ -371,17 +422,25 @@ def predict_cycle_time(
             train_cases=len(split.train_cases),
             test_cases=len(split.test_cases),
             split_time=split_when,
+            horizon_hours=split.horizon_hours,
+            excluded_by_horizon=split.excluded_by_horizon,
         )
     train, test = pre.train, pre.test
-    model = HistGradientBoostingRegressor(
+    booster = HistGradientBoostingRegressor(
         loss="absolute_error",  # the figure reported is the mean absolute error
         max_iter=REGRESSOR_ITERATIONS,
         learning_rate=0.2,
+        max_leaf_nodes=REGRESSOR_LEAVES,
         # large leaves: remaining times are heavy-tailed, small leaves chase single outliers
         min_samples_leaf=_leaf_size(len(train)),
         categorical_features=pre.categorical,
         early_stopping=False,
         random_state=random_state,
+    )
+    # log1p target: remaining times span seconds to months; the median is unchanged by the
+    # monotone transform, and in log space every tree step is a relative correction
+    model = TransformedTargetRegressor(
+        regressor=booster, func=np.log1p, inverse_func=np.expm1, check_inverse=False
     )
     training = f"Training the cycle-time regressor on {len(train):,} prefixes"
     with threadpool_limits(limits=THREADS), progress.heartbeat(1, 3, training):
@@ -400,8 +459,9 @@ def predict_cycle_time(
         mae_hours=float(error.mean()),
         baseline_mae_hours=float(np.abs(actual - baseline).mean()),
         method=(
-            f"HistGradientBoostingRegressor (absolute-error loss, {REGRESSOR_ITERATIONS} "
-            f"iterations, leaves of >= {_leaf_size(len(train))} prefixes) predicting the "
+            f"HistGradientBoostingRegressor (absolute-error loss on log1p of the remaining "
+            f"hours, {REGRESSOR_ITERATIONS} iterations, trees of <= {REGRESSOR_LEAVES} leaves of "
+            f">= {_leaf_size(len(train))} prefixes) predicting the "
             "remaining time of a case prefix from its length, elapsed time, time since the "
             f"previous event, hour and weekday, last {LAST_K} activities (categorical), "
             "repetitions of the last activity and per-activity counts; "
@@ -417,6 +477,8 @@ def predict_cycle_time(
         model=model,
         feature_names=pre.feature_names,
         metadata=_metadata(split, pre, "remaining cycle time in hours"),
+        horizon_hours=split.horizon_hours,
+        excluded_by_horizon=split.excluded_by_horizon,
     )
 
 
@@ -509,6 +571,8 @@ def _metadata(split: SplitInfo, pre: _Prefixes, target: str) -> dict[str, Any]:
         "trainCases": len(split.train_cases),
         "testCases": len(split.test_cases),
         "trainPrefixes": len(pre.train),
+        "horizonHours": split.horizon_hours,
+        "excludedByHorizon": split.excluded_by_horizon,
         # code i of the last_k features is vocabulary[i]; count_* columns follow its order
         "activityVocabulary": pre.vocabulary,
         "categoricalFeatures": [

@@ -1,20 +1,24 @@
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
+import analysis.prediction as prediction
 from analysis.anomalies import LOW, detect_anomalies
 from analysis.case_features import build_case_features
-from analysis.columns import CASE
+from analysis.columns import CASE, TIMESTAMP
 from analysis.dfg import event_seconds
 from analysis.errors import InvalidParameter
 from analysis.patterns import find_patterns
 from analysis.prediction import (
+    HORIZON_QUANTILE,
     _prefixes,
     predict_cycle_time,
     predict_next_activity,
@@ -34,6 +38,8 @@ CYCLE_KEYS = {
     "testCases",
     "splitTime",
     "baselineMeanAbsoluteErrorHours",
+    "horizonHours",
+    "excludedByHorizon",
 }
 PATH_KEYS = {
     "accuracy",
@@ -54,7 +60,7 @@ def _case_span(events: pd.DataFrame) -> pd.DataFrame:
 def test_time_split_has_no_leakage(datasets: Path, name: str) -> None:
     events = canonical_frame(datasets / name)
     split = time_ordered_split(events, test_fraction=0.2)
-    assert split.split_time is not None
+    assert split.split_time is not None and split.horizon_hours is not None
     span = _case_span(events)
     split_s = split.split_time.timestamp()
     train, test = set(split.train_cases), set(split.test_cases)
@@ -62,7 +68,30 @@ def test_time_split_has_no_leakage(datasets: Path, name: str) -> None:
     # recomputed from the events, not taken from the split's own fields
     assert span.loc[list(train), "end"].max() <= split_s + 1e-6
     assert span.loc[list(test), "start"].min() > split_s - 1e-6
-    assert len(train) + len(test) + split.dropped_cases == len(span)
+    # the horizon: the quantile of the durations of the cases that ended before the split
+    before = span[span["end"] <= split_s + 1e-6]
+    horizon = float(np.quantile(before["end"] - before["start"], HORIZON_QUANTILE))
+    assert split.horizon_hours == pytest.approx(horizon / 3600.0)
+    assert horizon > 0
+    # training cases started >= H before the split, test cases >= H before the log's end
+    log_end = span["end"].max()
+    assert span.loc[list(train), "start"].max() <= split_s - horizon + 1e-6
+    assert span.loc[list(test), "start"].max() <= log_end - horizon + 1e-6
+    # exactly the cases breaking the horizon rule are excluded, and they are counted
+    early = before.index[before["start"] <= split_s - horizon + 1e-6]
+    late = span.index[span["start"] > split_s]
+    eligible = late[span.loc[late, "start"] <= log_end - horizon + 1e-6]
+    assert train == set(early) and test == set(eligible)
+    assert split.excluded_train == len(before) - len(early)
+    assert split.excluded_test == len(late) - len(eligible)
+    assert split.excluded_by_horizon > 0
+    counted = len(train) + len(test) + split.dropped_cases + split.excluded_by_horizon
+    assert counted == len(span)
+    assert split.to_dict()["excludedByHorizon"] == split.excluded_by_horizon
+    # without the horizon: the plain split, a superset on both sides
+    plain = time_ordered_split(events, test_fraction=0.2, horizon_quantile=None)
+    assert plain.horizon_hours is None and plain.excluded_by_horizon == 0
+    assert set(plain.train_cases) == set(before.index) and set(plain.test_cases) == set(late)
     # the prefixes a model trains on come from training cases only
     pre = _prefixes(events, split, random_state=0)
     assert set(pre.case[pre.train]) <= train
@@ -74,6 +103,59 @@ def test_split_rejects_bad_fraction(datasets: Path) -> None:
     events = canonical_frame(datasets / "running-example.xes")
     with pytest.raises(InvalidParameter):
         time_ordered_split(events, test_fraction=1.5)
+    with pytest.raises(InvalidParameter):
+        time_ordered_split(events, horizon_quantile=0.0)
+
+
+def test_horizon_leaving_no_test_case_skips_with_reason(datasets: Path) -> None:
+    # an early extract (up to the 30% point of case starts): its last 20% of cases start within
+    # a few weeks, less than the horizon before its end, so no test case could have been
+    # observed for the horizon and both predictions degrade instead of testing truncated cases
+    events = canonical_frame(datasets / "receipt.xes.gz")
+    starts = _case_span(events)["start"].sort_values()
+    cutoff = pd.Timestamp(starts.iloc[int(0.3 * len(starts))], unit="s", tz="UTC")
+    early = events[events[TIMESTAMP] <= cutoff].reset_index(drop=True)
+    split = time_ordered_split(early)
+    assert split.horizon_hours is not None and len(split.test_cases) == 0
+    assert split.excluded_test > 0
+    cycle = predict_cycle_time(early)
+    path = predict_next_activity(early)
+    assert cycle.accuracy is None and cycle.model is None and path.accuracy is None
+    assert cycle.method.startswith("skipped") and "horizon" in cycle.method
+    assert "0 test cases" in path.method
+    assert cycle.to_dict()["excludedByHorizon"] == split.excluded_by_horizon
+
+
+def test_prefixes_built_once_for_both_predictions(
+    datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    build = prediction._build_split_prefixes
+
+    def counting(events: pd.DataFrame, random_state: int) -> Any:
+        calls.append(random_state)
+        return build(events, random_state)
+
+    monkeypatch.setattr(prediction, "_build_split_prefixes", counting)
+    monkeypatch.setattr(prediction, "_last_prefixes", [])
+    events = canonical_frame(datasets / "receipt.xes.gz")
+    cycle = predict_cycle_time(events)
+    path = predict_next_activity(events)
+    assert calls == [0]
+    assert cycle.train_prefixes == path.train_prefixes
+    predict_next_activity(events, random_state=1)  # another sample
+    assert calls == [0, 1]
+    moved = events.copy()
+    moved[TIMESTAMP] = moved[TIMESTAMP] + pd.Timedelta(hours=1)
+    predict_cycle_time(moved)  # another frame
+    events[TIMESTAMP] = events[TIMESTAMP] + pd.Timedelta(hours=1)
+    predict_cycle_time(events, random_state=1)  # same frame, re-timed in place
+    assert calls == [0, 1, 0, 1]
+    del moved
+    assert prediction._last_prefixes  # still held for `events`
+    del events
+    gc.collect()
+    assert not prediction._last_prefixes  # released with its frame
 
 
 @pytest.mark.parametrize("name", ["receipt.xes.gz", "sepsis.csv"])
@@ -143,6 +225,7 @@ def test_save_models_round_trip(datasets: Path, tmp_path: Path) -> None:
     x = pre.x[pre.test[:50]]
     regressor, classifier = models["cycleTimeRegressor"], models["nextActivityClassifier"]
     assert regressor["featureNames"] == pre.feature_names
+    assert cycle.model is not None and path.model is not None
     assert np.allclose(regressor["estimator"].predict(x), cycle.model.predict(x))
     assert (classifier["estimator"].predict(x) == path.model.predict(x)).all()
     assert set(classifier["estimator"].classes_) <= set(events["concept:name"])
