@@ -278,6 +278,8 @@ class DataEnrichmentRun(OperationRun):
         self.source, self.mapping = Path(source), mapping
         self.raw: Any = None
         self.result: Any = None
+        # set by the service when the output is registered as a dataset
+        self.enriched_dataset: dict[str, Any] | None = None
 
     def run_load(self) -> dict[str, Any]:
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
@@ -321,6 +323,8 @@ class DataEnrichmentRun(OperationRun):
             "cases": int(self.result.frame[CASE].nunique()) if self.result is not None else 0,
             "rulesApplied": list(self.params.cleaning_rules),
         }
+        if self.enriched_dataset is not None:
+            summary["enrichedDataset"] = self.enriched_dataset
         doc = self.base_document(True, summary)
         doc["performance"] = self.performance(summary["recordsAnalyzed"])
         return doc

@@ -23,7 +23,7 @@ from analysis import phases
 from analysis.costs import PriceSetting, money_text
 from analysis.formatting import seconds_text, size_text
 from analysis.measure import PhaseMeter, PhaseUsage
-from analysis.progress import CancelToken, Progress
+from analysis.progress import CancelToken, OperationCancelled, Progress
 
 # (phase name, records done, records total, current activity)
 PhaseSink = Callable[[str, int, int, str], None]
@@ -115,8 +115,8 @@ class OperationRun:
         try:
             with meter:
                 record.records, record.results = work(progress)
-        except BaseException:
-            record.status = "Failed"
+        except BaseException as exc:
+            record.status = "Cancelled" if isinstance(exc, OperationCancelled) else "Failed"
             record.end = utc_now()
             record.usage = meter.usage
             raise

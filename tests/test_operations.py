@@ -101,7 +101,7 @@ def test_cancel_stops_at_a_checkpoint_and_keeps_completed_phases(
     with pytest.raises(OperationCancelled):
         run.run_discovery()
     assert run.records["Data Loading and Validation"].status == "Completed"
-    assert run.records["Process Discovery"].status == "Failed"
+    assert run.records["Process Discovery"].status == "Cancelled"
     assert run.load is not None and run.load.records_loaded == 8577
 
 
