@@ -29,6 +29,7 @@ from analysis.columns import ACTIVITY, CASE
 from analysis.conformance import FitnessResult, token_replay_fitness
 from analysis.dfg import DirectlyFollows, compute_dfg
 from analysis.errors import EventLogError, InvalidParameter
+from analysis.params import normalise_algorithm
 from analysis.progress import Progress
 
 Variant = tuple[str, ...]
@@ -43,22 +44,6 @@ SMALL_LOG_VARIANTS = 1_000
 # 4,366 variants x 24 activities = 4.4 M) fits whole, in about 2.5 s.
 DEFAULT_WORK_BUDGET = 6_000_000
 
-_ALIASES = {
-    "inductive": "inductive",
-    "inductive_miner": "inductive",
-    "inductive_miner_infrequent": "inductive",
-    "im": "inductive",
-    "imf": "inductive",
-    "alpha": "alpha",
-    "alpha_miner": "alpha",
-    "alpha_miner_enhanced": "alpha_plus",
-    "alpha_plus": "alpha_plus",
-    "alpha+": "alpha_plus",
-    "heuristics": "heuristics",
-    "heuristic": "heuristics",
-    "heuristics_miner": "heuristics",
-    "heuristic_miner": "heuristics",
-}
 OPTIMIZATIONS = ("high_accuracy", "high_throughput")
 
 COMPLEXITY_METHOD = (
@@ -110,17 +95,6 @@ class DiscoveryResult:
             "processVariants": self.variants,
             "uniquePaths": self.unique_paths,
         }
-
-
-def normalise_algorithm(algorithm: str) -> str:
-    key = str(algorithm).strip().lower().replace("-", "_").replace(" ", "_")
-    if key not in _ALIASES:
-        allowed = ", ".join(sorted(_ALIASES))
-        raise InvalidParameter(
-            f"Unknown discovery algorithm {algorithm!r}; allowed values: {allowed}",
-            field="parameters.algorithm",
-        )
-    return _ALIASES[key]
 
 
 def _check_optimization(optimization: str | None) -> None:

@@ -16,6 +16,34 @@ ANALYSIS_TYPES = ("quick", "standard", "comprehensive")
 OPTIMIZATIONS = ("high_accuracy", "high_throughput")
 EXPORT_FORMATS = ("PDF", "CSV", "JSON")
 REPORT_FORMATS = ("PDF", "PowerPoint")
+# accepted spellings of `parameters.algorithm` -> the miner that runs
+ALGORITHM_ALIASES = {
+    "inductive": "inductive",
+    "inductive_miner": "inductive",
+    "inductive_miner_infrequent": "inductive",
+    "im": "inductive",
+    "imf": "inductive",
+    "alpha": "alpha",
+    "alpha_miner": "alpha",
+    "alpha_miner_enhanced": "alpha_plus",
+    "alpha_plus": "alpha_plus",
+    "alpha+": "alpha_plus",
+    "heuristics": "heuristics",
+    "heuristic": "heuristics",
+    "heuristics_miner": "heuristics",
+    "heuristic_miner": "heuristics",
+}
+
+
+def normalise_algorithm(algorithm: str) -> str:
+    key = str(algorithm).strip().lower().replace("-", "_").replace(" ", "_")
+    if key not in ALGORITHM_ALIASES:
+        allowed = ", ".join(sorted(ALGORITHM_ALIASES))
+        raise InvalidParameter(
+            f"Unknown discovery algorithm {algorithm!r}; allowed values: {allowed}",
+            field="parameters.algorithm",
+        )
+    return ALGORITHM_ALIASES[key]
 
 
 def _get(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any):
@@ -125,7 +153,9 @@ def parse_analysis_params(params: Mapping[str, Any] | None) -> AnalysisParams:
     return AnalysisParams(
         analysis_type=analysis_type or "standard",
         time_window=window,
-        algorithm=_get(p, "algorithm", str, "parameters.algorithm", "inductive"),
+        algorithm=normalise_algorithm(
+            _get(p, "algorithm", str, "parameters.algorithm", "inductive")
+        ),
         optimization=optimization,
         use_advanced_ml=use_ml,
         anomaly_detection=_get(
@@ -181,9 +211,18 @@ def parse_enrichment_params(params: Mapping[str, Any] | None) -> EnrichmentParam
             "parameters.cleaningRules must be a non-empty list of rule names",
             field="parameters.cleaningRules",
         )
+    from analysis.enrichment import OUTPUT_FORMATS, RULES
+
+    for rule in rules or ():
+        _choice(rule, RULES, "parameters.cleaningRules")
+    output_format = _choice(
+        _get(p, "outputFormat", str, "parameters.outputFormat", "processed_csv"),
+        OUTPUT_FORMATS,
+        "parameters.outputFormat",
+    )
     return EnrichmentParams(
         cleaning_rules=tuple(rules) if rules else EnrichmentParams.cleaning_rules,
-        output_format=_get(p, "outputFormat", str, "parameters.outputFormat", "processed_csv"),
+        output_format=output_format or "processed_csv",
     )
 
 

@@ -102,6 +102,31 @@ def analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def up(args: argparse.Namespace) -> int:
+    from pmops.supervisor import up as run_up
+
+    return run_up()
+
+
+def tokens_create(args: argparse.Namespace) -> int:
+    import uuid
+
+    from pmops.settings import get_settings
+    from pmops.store import create_token, engine_for
+
+    try:
+        tenant = str(uuid.UUID(args.tenant))
+        project = str(uuid.UUID(args.project)) if args.project else None
+    except ValueError:
+        print("pmops: --tenant and --project must be GUIDs", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(settings.resolved_database_url)
+    print(create_token(engine, tenant, project, args.name or f"token for {tenant}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pmops", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--resource-column")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=analyze)
+    u = sub.add_parser("up", help="start the whole service (Prefect server, runner, API)")
+    u.set_defaults(func=up)
+    t = sub.add_parser("tokens", help="manage bearer tokens")
+    tsub = t.add_subparsers(dest="tokens_command", required=True)
+    tc = tsub.add_parser("create", help="print a new bearer token (stored hashed)")
+    tc.add_argument("--tenant", required=True)
+    tc.add_argument("--project")
+    tc.add_argument("--name", help="principal shown as cancelledBy etc.")
+    tc.set_defaults(func=tokens_create)
     return parser
 
 

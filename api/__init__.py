@@ -1,0 +1,1 @@
+"""FastAPI facade: maps the REST contract to flow runs and the app store."""

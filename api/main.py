@@ -1,0 +1,47 @@
+"""The FastAPI application (`uvicorn api.main:app`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import problems
+from api.dispatcher import Dispatcher, PrefectGateway
+from api.routes import datasets, health, operations
+from pmops.settings import get_settings
+from pmops.store import engine_for
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(settings.resolved_database_url)
+    gateway = PrefectGateway(settings.resolved_prefect_api_url)
+    dispatcher = Dispatcher(engine, settings, gateway)
+    app.state.gateway, app.state.dispatcher = gateway, dispatcher
+    dispatcher.start()
+    try:
+        yield
+    finally:
+        dispatcher.stop()
+        gateway.close()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="pmops",
+        version="0.1.0",
+        description="Long-running process-mining operations (see ../shared/api-contract.md)",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(datasets.router)
+    app.include_router(operations.router)
+    return app
+
+
+app = create_app()

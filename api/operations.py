@@ -1,0 +1,604 @@
+"""Operations: start, status, list, cancel, results. Route handlers call these functions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from analysis.errors import AnalysisError
+from analysis.formatting import seconds_text
+from analysis.params import (
+    parse_analysis_params,
+    parse_enrichment_params,
+    parse_report_params,
+)
+from analysis.phases import PHASES
+from api.deps import Scope
+from api.estimates import duration_range, estimate_seconds, resources
+from api.problems import Problem, analysis_problem
+from api.schemas import PRIORITY_RANK, TERMINAL, CancelRequest, OperationCreate
+from pmops.settings import Settings
+from pmops.store import datasets, idempotency, operations, transaction, utc_now
+
+START_SCOPE = "POST /async/operation"
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def base_path(scope: Scope) -> str:
+    return f"/api/{scope.tenant_id}/{scope.project_id}"
+
+
+def tracking_url(scope: Scope, operation_id: str) -> str:
+    return f"{base_path(scope)}/async/operation/{operation_id}"
+
+
+def request_hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- start ---------------------------------------------------------------------------------------
+def _validate_parameters(conn: Connection, scope: Scope, body: OperationCreate) -> dict[str, Any]:
+    """The engine's own parser names the offending field; the source must be this scope's."""
+    params = body.parameters
+    op_type = body.operationType.value
+    try:
+        if op_type == "ProcessMiningAnalysis":
+            parse_analysis_params(params)
+        elif op_type == "DataEnrichment":
+            parse_enrichment_params(params)
+        else:
+            parse_report_params(params)
+    except AnalysisError as exc:
+        raise analysis_problem(exc) from None
+    dataset_id = params.get("datasetId")
+    source_op = params.get("sourceOperationId")
+    if dataset_id is None and source_op is None:
+        field = "parameters.datasetId"
+        raise Problem(
+            422,
+            "parameters.datasetId is required",
+            errors=[{"field": field, "message": "required"}],
+        )
+    if dataset_id is not None:
+        row = None
+        if isinstance(dataset_id, str):
+            try:
+                dataset_id = str(uuid.UUID(dataset_id))
+            except ValueError:
+                dataset_id = None
+            if dataset_id is not None:
+                row = (
+                    conn.execute(
+                        select(datasets).where(
+                            datasets.c.dataset_id == dataset_id,
+                            datasets.c.tenant_id == scope.tenant_id,
+                            datasets.c.project_id == scope.project_id,
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+        if row is None:
+            raise Problem(
+                422,
+                "parameters.datasetId does not name a dataset of this project",
+                errors=[{"field": "parameters.datasetId", "message": "unknown dataset"}],
+            )
+        return {"datasetId": dataset_id, "events": int(row["summary"].get("events") or 0)}
+    if op_type != "ReportGeneration":
+        raise Problem(
+            422,
+            "parameters.datasetId is required",
+            errors=[{"field": "parameters.datasetId", "message": "required"}],
+        )
+    src = (
+        conn.execute(
+            select(operations).where(
+                operations.c.operation_id == str(source_op),
+                operations.c.tenant_id == scope.tenant_id,
+                operations.c.project_id == scope.project_id,
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if (
+        src is None
+        or src["status"] != "Completed"
+        or src["operation_type"] != "ProcessMiningAnalysis"
+    ):
+        raise Problem(
+            422,
+            "parameters.sourceOperationId must name a completed ProcessMiningAnalysis",
+            errors=[
+                {"field": "parameters.sourceOperationId", "message": "not a completed analysis"}
+            ],
+        )
+    events = int(((src["results"] or {}).get("summary") or {}).get("recordsAnalyzed") or 0)
+    return {"datasetId": None, "events": events}
+
+
+def start_operation(
+    engine: Engine,
+    settings: Settings,
+    scope: Scope,
+    body: OperationCreate,
+    idempotency_key: str | None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    payload = body.model_dump(mode="json", exclude_none=True)
+    digest = request_hash(payload)
+    if idempotency_key:
+        replay = _idempotent_replay(engine, scope, START_SCOPE, idempotency_key, digest)
+        if replay is not None:
+            return replay
+    now = utc_now()
+    operation_id = f"op-{uuid.uuid4()}"
+    with transaction(engine) as conn:
+        source = _validate_parameters(conn, scope, body)
+        seconds, method = estimate_seconds(engine, body.operationType.value, source["events"])
+        queued = _queue_wait_seconds(conn, settings, body.priority.value)
+        timeout_at = now + timedelta(seconds=body.timeout)
+        conn.execute(
+            operations.insert().values(
+                operation_id=operation_id,
+                tenant_id=scope.tenant_id,
+                project_id=scope.project_id,
+                operation_type=body.operationType.value,
+                operation_name=body.operationName,
+                priority=body.priority.value,
+                priority_rank=PRIORITY_RANK[body.priority.value],
+                status="Initiated",
+                request=payload,
+                dataset_id=source["datasetId"],
+                created_at=now,
+                timeout_at=timeout_at,
+                estimated_seconds=seconds,
+                percentage=0.0,
+                processed_records=0,
+                cancel_requested=False,
+            )
+        )
+        url = tracking_url(scope, operation_id)
+        callbacks = payload.get("callbacks") or {}
+        response = {
+            "operationId": operation_id,
+            "operationType": body.operationType.value,
+            "operationName": body.operationName,
+            "status": "Initiated",
+            "estimatedDuration": duration_range(seconds),
+            "estimatedDurationMethod": method,
+            "estimatedCompletion": iso(now + timedelta(seconds=queued + seconds)),
+            "trackingUrl": url,
+            "webhooksRegistered": sum(1 for v in callbacks.values() if v),
+            "priority": body.priority.value,
+            "dateCreated": iso(now),
+            "timeoutAt": iso(timeout_at),
+            "resourcesAllocated": resources(seconds, settings),
+        }
+        headers = {
+            "Location": url,
+            "Operation-Location": url,
+            "Retry-After": str(retry_after(seconds)),
+        }
+        if idempotency_key:
+            conn.execute(
+                idempotency.insert().values(
+                    tenant_id=scope.tenant_id,
+                    scope=START_SCOPE,
+                    key=idempotency_key,
+                    request_hash=digest,
+                    status_code=202,
+                    response=response,
+                    headers=headers,
+                    created_at=now,
+                )
+            )
+    return 202, response, headers
+
+
+def _idempotent_replay(
+    engine: Engine, scope: Scope, where: str, key: str, digest: str
+) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(idempotency).where(
+                idempotency.c.tenant_id == scope.tenant_id,
+                idempotency.c.scope == where,
+                idempotency.c.key == key,
+            )
+        ).first()
+    if row is None:
+        return None
+    if row.request_hash != digest:
+        raise Problem(
+            422,
+            "this Idempotency-Key was used with a different request body",
+            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
+        )
+    return row.status_code, row.response, row.headers
+
+
+def store_idempotent(
+    engine: Engine,
+    scope: Scope,
+    where: str,
+    key: str,
+    digest: str,
+    status: int,
+    response: dict[str, Any],
+    headers: dict[str, str],
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Record a response; a concurrent first writer wins and its response is returned."""
+    try:
+        with transaction(engine) as conn:
+            conn.execute(
+                idempotency.insert().values(
+                    tenant_id=scope.tenant_id,
+                    scope=where,
+                    key=key,
+                    request_hash=digest,
+                    status_code=status,
+                    response=response,
+                    headers=headers,
+                    created_at=utc_now(),
+                )
+            )
+    except IntegrityError:
+        replay = _idempotent_replay(engine, scope, where, key, digest)
+        if replay is not None:
+            return replay
+    return status, response, headers
+
+
+def idempotent_lookup(
+    engine: Engine, scope: Scope, where: str, key: str | None, digest: str
+) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    return _idempotent_replay(engine, scope, where, key, digest) if key else None
+
+
+def retry_after(seconds_left: float) -> int:
+    """A polling interval: about a tenth of what is left, between 1 and 30 seconds."""
+    return int(min(30, max(1, round(seconds_left / 10))))
+
+
+def _queue_wait_seconds(conn: Connection, settings: Settings, priority: str) -> float:
+    """Estimated seconds before a new operation of this priority gets a worker slot."""
+    ahead = conn.execute(
+        select(func.coalesce(func.sum(operations.c.estimated_seconds), 0.0)).where(
+            operations.c.status == "Initiated",
+            operations.c.flow_run_id.is_(None),
+            operations.c.priority_rank >= PRIORITY_RANK[priority],
+        )
+    ).scalar_one()
+    running = conn.execute(
+        select(func.count()).where(operations.c.status == "Running")
+    ).scalar_one()
+    if running < settings.worker_limit and not ahead:
+        return 0.0
+    return float(ahead) / settings.worker_limit
+
+
+# -- read ------------------------------------------------------------------------------------------
+def get_operation_or_404(engine: Engine, scope: Scope, operation_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                select(operations).where(
+                    operations.c.operation_id == operation_id,
+                    operations.c.tenant_id == scope.tenant_id,
+                    operations.c.project_id == scope.project_id,
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise Problem(404, f"operation {operation_id} not found")
+    return dict(row)
+
+
+def _elapsed(row: dict[str, Any], now: datetime) -> float:
+    start = row.get("started_at")
+    if start is None:
+        return 0.0
+    end = row.get("ended_at") or now
+    return max(0.0, (end - start).total_seconds())
+
+
+def _remaining_seconds(row: dict[str, Any], elapsed: float) -> float | None:
+    if row["status"] in TERMINAL:
+        return 0.0
+    pct = float(row.get("percentage") or 0.0)
+    estimated = float(row.get("estimated_seconds") or 0.0)
+    if row["status"] == "Running" and pct >= 5.0:
+        # extrapolate the measured pace; blend with the start estimate while progress is small
+        pace = elapsed * (100.0 - pct) / pct
+        weight = min(1.0, pct / 30.0)
+        return weight * pace + (1 - weight) * max(0.0, estimated - elapsed)
+    return max(0.0, estimated - elapsed)
+
+
+def status_view(row: dict[str, Any], settings: Settings, scope: Scope) -> dict[str, Any]:
+    now = utc_now()
+    progress = row.get("progress") or {}
+    op_type = row["operation_type"]
+    phases = progress.get("phases") or [
+        {"phaseName": name, "status": "Pending"} for name in PHASES[op_type]
+    ]
+    elapsed = _elapsed(row, now)
+    remaining = _remaining_seconds(row, elapsed)
+    done_all = int(progress.get("recordsDoneAllPhases") or 0)
+    rate = done_all / (elapsed / 60) if elapsed > 0 else 0.0
+    completed = sum(1 for p in phases if p.get("status") == "Completed")
+    pending_start = now + timedelta(seconds=0)
+    estimated_total = float(row.get("estimated_seconds") or 0.0)
+    for p in phases:
+        if p.get("status") == "Pending" and row["status"] not in TERMINAL:
+            share = estimated_total / max(1, len(phases))
+            p["estimatedStartTime"] = iso(
+                pending_start + timedelta(seconds=remaining or 0) - timedelta(seconds=share)
+            )
+            p["estimatedDuration"] = duration_range(share)
+    completion = (
+        row.get("ended_at")
+        if row["status"] in TERMINAL
+        else now + timedelta(seconds=remaining or 0.0)
+    )
+    view: dict[str, Any] = {
+        "operationId": row["operation_id"],
+        "operationType": op_type,
+        "operationName": row["operation_name"],
+        "status": row["status"],
+        "progress": {
+            "percentage": round(float(row.get("percentage") or 0.0)),
+            "currentPhase": row.get("current_phase"),
+            "phasesCompleted": completed,
+            "totalPhases": len(phases),
+            "startTime": iso(row.get("started_at")),
+            "elapsedTime": seconds_text(elapsed),
+            "estimatedRemaining": (
+                duration_range(remaining) if remaining and row["status"] not in TERMINAL else None
+            ),
+            "estimatedCompletion": iso(completion),
+        },
+        "execution": {
+            "executionId": row.get("execution_id"),
+            "workerNode": row.get("worker_node"),
+            "resourceUsage": progress.get("resourceUsage"),
+            "processedRecords": int(progress.get("processedRecords") or 0),
+            "totalRecords": int(progress.get("totalRecords") or 0),
+            "processingRate": f"{rate:.0f} records/minute",
+            "heartbeatAt": iso(row.get("heartbeat_at")),
+        },
+        "phases": phases,
+        "callbacks": {
+            "progressCallbacksSent": 0,
+            "lastProgressCallback": None,
+            "callbacksSuccessful": 0,
+            "callbacksFailed": 0,
+        },
+        "dateCreated": iso(row["created_at"]),
+        "timeoutAt": iso(row["timeout_at"]),
+        "priority": row["priority"],
+    }
+    if row.get("error"):
+        view["error"] = row["error"]
+    if row.get("cancellation"):
+        view["cancellation"] = row["cancellation"]
+    if row.get("flow_run_id"):
+        ui = settings.resolved_prefect_api_url.removesuffix("/api")
+        view["prefect"] = {
+            "flowRunId": row["flow_run_id"],
+            "uiUrl": f"{ui}/runs/flow-run/{row['flow_run_id']}",
+        }
+    return view
+
+
+# -- list --------------------------------------------------------------------------------------
+def list_operations(
+    engine: Engine,
+    settings: Settings,
+    scope: Scope,
+    *,
+    status: str | None,
+    operation_type: str | None,
+    priority: str | None,
+    date_from: datetime | None,
+    date_to: datetime | None,
+    include_details: bool,
+    page: int,
+    page_size: int,
+) -> dict[str, Any]:
+    conds = [operations.c.tenant_id == scope.tenant_id, operations.c.project_id == scope.project_id]
+    if status:
+        conds.append(operations.c.status == status)
+    if operation_type:
+        conds.append(operations.c.operation_type == operation_type)
+    if priority:
+        conds.append(operations.c.priority == priority)
+    if date_from:
+        conds.append(operations.c.created_at >= date_from)
+    if date_to:
+        conds.append(operations.c.created_at <= date_to)
+    where = and_(*conds)
+    with engine.connect() as conn:
+        counts: dict[str, int] = dict(
+            conn.execute(
+                select(operations.c.status, func.count()).where(where).group_by(operations.c.status)
+            ).all()
+        )
+        rows = (
+            conn.execute(
+                select(operations)
+                .where(where)
+                .order_by(operations.c.created_at.desc(), operations.c.operation_id.desc())
+                .offset((page - 1) * page_size)
+                .limit(page_size + 1)
+            )
+            .mappings()
+            .all()
+        )
+    has_next = len(rows) > page_size
+    items = []
+    for r in rows[:page_size]:
+        row = dict(r)
+        progress = row.get("progress") or {}
+        elapsed = _elapsed(row, utc_now())
+        remaining = _remaining_seconds(row, elapsed)
+        item: dict[str, Any] = {
+            "operationId": row["operation_id"],
+            "operationType": row["operation_type"],
+            "operationName": row["operation_name"],
+            "status": row["status"],
+            "progress": round(float(row.get("percentage") or 0.0)),
+            "priority": row["priority"],
+            "startTime": iso(row.get("started_at")),
+            "endTime": iso(row.get("ended_at")),
+            "duration": seconds_text(elapsed) if row.get("started_at") else None,
+            "estimatedCompletion": iso(
+                row.get("ended_at") or utc_now() + timedelta(seconds=remaining or 0)
+            ),
+            "currentPhase": row.get("current_phase"),
+            "resourceUsage": progress.get("resourceUsage"),
+            "recordsProcessed": int(row.get("processed_records") or 0),
+            "dateCreated": iso(row["created_at"]),
+        }
+        if include_details:
+            item["details"] = status_view(row, settings, scope)
+        items.append(item)
+    return {
+        "operations": items,
+        "summary": {
+            "totalOperations": sum(counts.values()),
+            "initiated": counts.get("Initiated", 0),
+            "running": counts.get("Running", 0),
+            "completed": counts.get("Completed", 0),
+            "failed": counts.get("Failed", 0),
+            "cancelled": counts.get("Cancelled", 0),
+            "timeout": counts.get("Timeout", 0),
+        },
+        "page": page,
+        "pageSize": page_size,
+        "hasNextPage": has_next,
+    }
+
+
+# -- cancel ------------------------------------------------------------------------------------
+def request_cancel(
+    engine: Engine, scope: Scope, operation_id: str, req: CancelRequest
+) -> tuple[dict[str, Any], str]:
+    """Record the request; returns (row, mode) with mode 'immediate' | 'graceful' | 'force'."""
+    with transaction(engine) as conn:
+        row = (
+            conn.execute(
+                select(operations).where(
+                    operations.c.operation_id == operation_id,
+                    operations.c.tenant_id == scope.tenant_id,
+                    operations.c.project_id == scope.project_id,
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise Problem(404, f"operation {operation_id} not found")
+        if row["status"] in TERMINAL:
+            raise Problem(409, f"operation {operation_id} is already {row['status']}")
+        request = {
+            "reason": req.reason or "cancelled by request",
+            "preservePartialResults": req.preservePartialResults,
+            "forceTermination": req.forceTermination,
+            "notifyCallbacks": req.notifyCallbacks,
+            "cancelledBy": scope.principal.name,
+            "requestedAt": iso(utc_now()),
+        }
+        values: dict[str, Any] = {"cancel_requested": True, "cancel_request": request}
+        mode = "force" if req.forceTermination else "graceful"
+        if row["status"] == "Initiated":
+            # not started: it never will (the flow's claim fails once the row is Cancelled)
+            mode = "immediate"
+            values.update(status="Cancelled", ended_at=utc_now())
+        elif req.forceTermination:
+            values.update(status="Cancelled", ended_at=utc_now())
+        conn.execute(
+            update(operations).where(operations.c.operation_id == operation_id).values(**values)
+        )
+    return dict(row), mode
+
+
+def wait_terminal(engine: Engine, operation_id: str, seconds: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            row = (
+                conn.execute(select(operations).where(operations.c.operation_id == operation_id))
+                .mappings()
+                .first()
+            )
+        if row is not None and row["status"] in TERMINAL:
+            return dict(row)
+        time.sleep(0.1)
+    return None
+
+
+def force_cancelled(engine: Engine, operation_id: str) -> None:
+    with transaction(engine) as conn:
+        conn.execute(
+            update(operations)
+            .where(operations.c.operation_id == operation_id)
+            .where(operations.c.status.in_(("Initiated", "Running")))
+            .values(status="Cancelled", ended_at=utc_now())
+        )
+
+
+def cancellation_view(
+    row: dict[str, Any], before: dict[str, Any], scope: Scope, settings: Settings
+) -> dict[str, Any]:
+    request = row.get("cancel_request") or {}
+    doc = row.get("results") or {}
+    preserve = request.get("preservePartialResults", True)
+    completed = [
+        p["phaseName"] for p in (doc.get("phaseResults") or []) if p.get("status") == "Completed"
+    ]
+    urls = []
+    if preserve:
+        urls = [
+            f"{tracking_url(scope, row['operation_id'])}/artifacts/{Path(a['path']).name}"
+            for a in doc.get("artifacts") or []
+        ]
+    estimated = float(before.get("estimated_seconds") or 0.0)
+    elapsed = _elapsed(row, utc_now())
+    saved = max(0.0, estimated - elapsed)
+    view = {
+        "operationId": row["operation_id"],
+        "status": "Cancelled",
+        "cancellationTime": iso(row.get("ended_at") or utc_now()),
+        "reason": request.get("reason"),
+        "progressAtCancellation": round(float(before.get("percentage") or 0.0)),
+        "phaseAtCancellation": before.get("current_phase"),
+        "partialResults": {
+            "available": bool(preserve and (completed or urls)),
+            "completedPhases": completed,
+            "downloadUrls": urls,
+        },
+        "resourcesReleased": {
+            **{k: v for k, v in resources(saved, settings).items() if k != "estimatedCost"},
+            "costSaved": resources(saved, settings)["estimatedCost"],
+        },
+        "cancelledBy": request.get("cancelledBy"),
+    }
+    return view

@@ -1,0 +1,78 @@
+"""Dataset upload and listing."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Header, Query, UploadFile
+from fastapi.responses import JSONResponse
+
+from analysis.errors import AnalysisError
+from analysis.eventlog import ColumnMapping
+from api import datasets as ds
+from api.deps import EngineDep, ScopeDep, SettingsDep
+from api.operations import idempotent_lookup, store_idempotent
+from api.problems import analysis_problem
+
+router = APIRouter(prefix="/api/{tenantId}/{projectId}", tags=["datasets"])
+UPLOAD_SCOPE = "POST /datasets"
+
+
+@router.post("/datasets", status_code=201)
+def upload_dataset(
+    scope: ScopeDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File()],
+    caseColumn: Annotated[str | None, Form()] = None,
+    activityColumn: Annotated[str | None, Form()] = None,
+    timestampColumn: Annotated[str | None, Form()] = None,
+    resourceColumn: Annotated[str | None, Form()] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JSONResponse:
+    try:
+        mapping = ColumnMapping.from_dict(
+            {
+                "caseColumn": caseColumn,
+                "activityColumn": activityColumn,
+                "timestampColumn": timestampColumn,
+                "resourceColumn": resourceColumn,
+            }
+        )
+    except AnalysisError as exc:
+        raise analysis_problem(exc) from None
+    digest = None
+    if idempotency_key:
+        hasher = hashlib.sha256()
+        while chunk := file.file.read(1 << 20):
+            hasher.update(chunk)
+        file.file.seek(0)
+        hasher.update(repr((file.filename, mapping)).encode())
+        digest = hasher.hexdigest()
+        replay = idempotent_lookup(engine, scope, UPLOAD_SCOPE, idempotency_key, digest)
+        if replay is not None:
+            return JSONResponse(replay[1], status_code=replay[0], headers=replay[2])
+    view = ds.create_dataset(engine, settings, scope, file.file, file.filename or "", mapping)
+    headers = {"Location": view["url"]}
+    if idempotency_key and digest:
+        status, view, headers = store_idempotent(
+            engine, scope, UPLOAD_SCOPE, idempotency_key, digest, 201, view, headers
+        )
+        return JSONResponse(view, status_code=status, headers=headers)
+    return JSONResponse(view, status_code=201, headers=headers)
+
+
+@router.get("/datasets")
+def list_datasets(
+    scope: ScopeDep,
+    engine: EngineDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    pageSize: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    return ds.list_datasets(engine, scope, page, pageSize)
+
+
+@router.get("/datasets/{datasetId}")
+def get_dataset(datasetId: str, scope: ScopeDep, engine: EngineDep) -> dict[str, Any]:
+    return ds.get_dataset_or_404(engine, scope, datasetId)

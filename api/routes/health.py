@@ -1,0 +1,28 @@
+"""Liveness and readiness of the API, the store and Prefect (no auth)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import EngineDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health(request: Request, engine: EngineDep) -> JSONResponse:
+    checks = {"api": "ok"}
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["store"] = "ok"
+    except Exception as exc:
+        checks["store"] = f"error: {type(exc).__name__}"
+    gateway = getattr(request.app.state, "gateway", None)
+    checks["prefect"] = "ok" if gateway is not None and gateway.healthy() else "unavailable"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503
+    )

@@ -1,0 +1,146 @@
+"""Routes of the seed's endpoints 1-5 plus artifacts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from api import operations as ops
+from api import results
+from api.deps import EngineDep, ScopeDep, SettingsDep
+from api.problems import Problem
+from api.schemas import TERMINAL, CancelRequest, OperationCreate, OperationType, Priority, Status
+
+router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["operations"])
+
+
+@router.post("/operation", status_code=202)
+def start_operation(
+    request: Request,
+    body: OperationCreate,
+    scope: ScopeDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JSONResponse:
+    status, payload, headers = ops.start_operation(engine, settings, scope, body, idempotency_key)
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.wake()
+    return JSONResponse(payload, status_code=status, headers=headers)
+
+
+@router.get("/operation/{operationId}")
+def get_operation(
+    operationId: str,
+    scope: ScopeDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    row = ops.get_operation_or_404(engine, scope, operationId)
+    view = ops.status_view(row, settings, scope)
+    headers = {}
+    if row["status"] not in TERMINAL:
+        remaining = ops._remaining_seconds(row, ops._elapsed(row, ops.utc_now()))
+        headers["Retry-After"] = str(ops.retry_after(remaining or 0))
+    return JSONResponse(view, headers=headers)
+
+
+@router.get("/operations")
+def list_operations(
+    scope: ScopeDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    status: Status | None = None,
+    operationType: OperationType | None = None,
+    priority: Priority | None = None,
+    dateFrom: datetime | None = None,
+    dateTo: datetime | None = None,
+    includeDetails: bool = False,
+    page: Annotated[int, Query(ge=1)] = 1,
+    pageSize: Annotated[int, Query(ge=1)] = 20,
+) -> dict[str, Any]:
+    if pageSize > 100:
+        raise Problem(
+            400,
+            "pageSize must be at most 100",
+            errors=[{"field": "pageSize", "message": "at most 100"}],
+        )
+    return ops.list_operations(
+        engine,
+        settings,
+        scope,
+        status=status.value if status else None,
+        operation_type=operationType.value if operationType else None,
+        priority=priority.value if priority else None,
+        date_from=dateFrom,
+        date_to=dateTo,
+        include_details=includeDetails,
+        page=page,
+        page_size=pageSize,
+    )
+
+
+@router.delete("/operation/{operationId}")
+def cancel_operation(
+    request: Request,
+    operationId: str,
+    scope: ScopeDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> dict[str, Any]:
+    req = body or CancelRequest()
+    before, mode = ops.request_cancel(engine, scope, operationId, req)
+    gateway = getattr(request.app.state, "gateway", None)
+    if mode == "graceful":
+        row = ops.wait_terminal(engine, operationId, GRACEFUL_WAIT_SECONDS)
+        if row is None:  # the phase did not reach a checkpoint in time: stop it
+            mode = "force"
+            ops.force_cancelled(engine, operationId)
+    if mode in ("force", "immediate") and before.get("flow_run_id") and gateway is not None:
+        gateway.cancel_run(before["flow_run_id"])
+    row = ops.get_operation_or_404(engine, scope, operationId)
+    return ops.cancellation_view(row, before, scope, settings)
+
+
+GRACEFUL_WAIT_SECONDS = 15.0
+
+
+@router.get("/operation/{operationId}/results", response_model=None)
+def get_results(
+    operationId: str,
+    scope: ScopeDep,
+    engine: EngineDep,
+    format: Annotated[str, Query(pattern="^(summary|detailed|download)$")] = "summary",
+    includeArtifacts: bool = True,
+    phase: str | None = None,
+) -> dict[str, Any] | Response:
+    row = ops.get_operation_or_404(engine, scope, operationId)
+    if format == "download":
+        results.results_view(row, scope, "detailed", True, None)  # 409 while running
+        return Response(
+            results.results_zip(row),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{operationId}.zip"'},
+        )
+    return results.results_view(row, scope, format, includeArtifacts, phase)
+
+
+@router.get("/operation/{operationId}/artifacts/{name}")
+def get_artifact(
+    operationId: str,
+    name: str,
+    scope: ScopeDep,
+    engine: EngineDep,
+) -> FileResponse:
+    row = ops.get_operation_or_404(engine, scope, operationId)
+    path, artifact = results.artifact_file(row, name)
+    return FileResponse(
+        path,
+        media_type=results.MEDIA_TYPES.get(artifact.get("format", ""), "application/octet-stream"),
+        filename=path.name,
+    )

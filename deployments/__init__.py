@@ -1,0 +1,1 @@
+"""Prefect deployments of the operation flows, and the runner that serves them."""

@@ -1,0 +1,1 @@
+"""Prefect flows: one per operation type, one task per phase."""

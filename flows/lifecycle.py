@@ -1,0 +1,199 @@
+"""What every operation flow does around its phases: claim, run, record the outcome.
+
+The store row is the operation's truth. A flow run claims it (Initiated -> Running) before any
+phase, and writes the terminal status only while the row is still Running, so a terminal status
+set meanwhile by the API (force cancel, dead-process sweep) is never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import runtime
+from prefect.states import Cancelled, Failed, State
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from analysis.costs import PriceSetting
+from analysis.errors import AnalysisError
+from analysis.eventlog import ColumnMapping
+from analysis.pipeline import OperationRun
+from analysis.progress import CancelToken, OperationCancelled
+from flows.reporter import OperationReporter, worker_node
+from pmops.settings import Settings, get_settings
+from pmops.store import datasets, engine_for, operations, transaction, utc_now
+
+PhaseTask = Callable[[Any], Any]
+
+
+def claim(engine: Engine, operation_id: str, flow_run_id: str | None) -> dict[str, Any] | None:
+    """Initiated -> Running; None when the operation is no longer waiting (e.g. cancelled)."""
+    with transaction(engine) as conn:
+        row = (
+            conn.execute(select(operations).where(operations.c.operation_id == operation_id))
+            .mappings()
+            .first()
+        )
+        if row is None or row["status"] != "Initiated":
+            return None
+        now = utc_now()
+        conn.execute(
+            update(operations)
+            .where(operations.c.operation_id == operation_id)
+            .values(
+                status="Running",
+                started_at=now,
+                heartbeat_at=now,
+                flow_run_id=flow_run_id or row["flow_run_id"],
+                worker_node=worker_node(),
+                execution_id=f"exec-{flow_run_id}" if flow_run_id else None,
+            )
+        )
+        return dict(row)
+
+
+def finish(
+    engine: Engine,
+    operation_id: str,
+    status: str,
+    document: dict[str, Any] | None,
+    error: dict[str, Any] | None = None,
+    progress: dict[str, Any] | None = None,
+) -> bool:
+    values: dict[str, Any] = {"status": status, "ended_at": utc_now(), "results": document}
+    if error is not None:
+        values["error"] = error
+    if progress is not None:
+        values["progress"] = progress
+        values["percentage"] = progress["percentage"]
+        values["current_phase"] = progress["currentPhase"]
+    if status == "Completed":
+        values["percentage"] = 100.0
+    with transaction(engine) as conn:
+        result = conn.execute(
+            update(operations)
+            .where(operations.c.operation_id == operation_id)
+            .where(operations.c.status == "Running")
+            .values(**values)
+        )
+    return bool(result.rowcount)
+
+
+def dataset_source(engine: Engine, row: dict[str, Any]) -> tuple[Path, ColumnMapping | None]:
+    params = (row["request"] or {}).get("parameters") or {}
+    with engine.connect() as conn:
+        if row.get("dataset_id"):
+            ds = (
+                conn.execute(select(datasets).where(datasets.c.dataset_id == row["dataset_id"]))
+                .mappings()
+                .first()
+            )
+            if ds is None:
+                raise AnalysisError(
+                    "the dataset of this operation no longer exists", field="parameters.datasetId"
+                )
+            mapping = ds["summary"].get("columnMapping") or {}
+            return Path(ds["path"]), ColumnMapping.from_dict(mapping)
+        source_op = params.get("sourceOperationId") or params.get("operationId")
+        if source_op:
+            op = conn.execute(
+                select(operations.c.result_dir).where(operations.c.operation_id == source_op)
+            ).first()
+            if op is not None and op.result_dir:
+                return Path(op.result_dir) / "results.json", None
+    raise AnalysisError(
+        "the operation has no source: give parameters.datasetId", field="parameters.datasetId"
+    )
+
+
+def run_operation(
+    operation_id: str,
+    run_cls: Callable[..., Any],
+    phases: Sequence[PhaseTask],
+    on_complete: Callable[[Engine, dict[str, Any], Any], None] | None = None,
+    settings: Settings | None = None,
+) -> State | dict[str, Any]:
+    settings = settings or get_settings()
+    engine = engine_for(settings.resolved_database_url)
+    flow_run_id = runtime.flow_run.id
+    row = claim(engine, operation_id, str(flow_run_id) if flow_run_id else None)
+    if row is None:
+        return Cancelled(message=f"{operation_id} was not waiting to start (cancelled or done)")
+    out_dir = settings.results_dir.resolve() / operation_id
+    with transaction(engine) as conn:
+        conn.execute(
+            update(operations)
+            .where(operations.c.operation_id == operation_id)
+            .values(result_dir=str(out_dir))
+        )
+    token = CancelToken()
+    reporter = OperationReporter(
+        engine,
+        operation_id,
+        row["operation_type"],
+        row["timeout_at"],
+        token,
+        interval=settings.heartbeat_interval_seconds,
+    )
+    run: Any = None
+    try:
+        with reporter:
+            source, mapping = dataset_source(engine, row)
+            run = run_cls(
+                source,
+                out_dir,
+                (row["request"] or {}).get("parameters") or {},
+                mapping,
+                name=row["operation_name"],
+                sink=reporter.sink,
+                token=token,
+                prices=PriceSetting(settings.price_cpu_hour, settings.price_gb_hour),
+            )
+            reporter.run = run
+            for phase in phases:
+                phase(run)
+            if on_complete is not None:
+                on_complete(engine, row, run)
+            document = run.document()
+            run.write_document(document)
+        finish(engine, operation_id, "Completed", document, progress=reporter.snapshot())
+        return {"operationId": operation_id, "status": "Completed"}
+    except OperationCancelled as exc:
+        status = "Timeout" if reporter.timed_out else "Cancelled"
+        document = _partial(run, status)
+        finish(engine, operation_id, status, document, progress=reporter.snapshot())
+        return Cancelled(message=f"{status}: {exc}")
+    except AnalysisError as exc:
+        finish(
+            engine,
+            operation_id,
+            "Failed",
+            _partial(run, "Failed"),
+            error=exc.to_dict(),
+            progress=reporter.snapshot(),
+        )
+        return Failed(message=exc.message)
+    except Exception as exc:
+        error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "field": None}
+        finish(
+            engine,
+            operation_id,
+            "Failed",
+            _partial(run, "Failed"),
+            error=error,
+            progress=reporter.snapshot(),
+        )
+        raise
+
+
+def _partial(run: OperationRun | None, status: str) -> dict[str, Any] | None:
+    """What completed phases produced, kept downloadable after cancel, timeout or failure."""
+    if run is None:
+        return None
+    summary = run.summary() if hasattr(run, "summary") else {}
+    document = run.base_document(False, summary)
+    document["status"] = status
+    run.write_document(document)
+    return document

@@ -1,0 +1,57 @@
+"""Service settings from the environment (prefix PMOPS_), read through one cached getter."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PMOPS_", extra="ignore")
+
+    data_dir: Path = Path(".pmops")
+    # SQLite under data_dir by default; a postgresql+psycopg:// URL works too
+    database_url: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    prefect_port: int = 4200
+    prefect_api_url: str | None = None
+    # flow runs executing at once; the API queues the rest by priority
+    worker_limit: int = Field(default=2, ge=1)
+    max_upload_bytes: int = 2_000_000_000
+    # a Running operation whose flow-run process has not written a heartbeat for this long is
+    # declared Failed (the process died without telling anyone)
+    heartbeat_stale_seconds: float = 30.0
+    heartbeat_interval_seconds: float = 2.0
+    dispatch_interval_seconds: float = 0.2
+    price_cpu_hour: float = 0.04048
+    price_gb_hour: float = 0.004445
+    # resources a flow run is allowed; reported as resourcesAllocated
+    cpu_units: int = 1
+    memory_gb: float = 2.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'pmops.db').resolve()}"
+
+    @property
+    def resolved_prefect_api_url(self) -> str:
+        return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "operations"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,207 @@
+"""The app store: tenants' tokens, datasets, operations and idempotency records.
+
+SQLAlchemy Core over SQLite (default; WAL, busy timeout, every transaction BEGIN IMMEDIATE so a
+read-then-write never loses a race) or PostgreSQL (`postgresql+psycopg://`). The API, the flow
+runs and the supervisor share it; each process opens its own engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Connection, Engine
+
+metadata = MetaData()
+WRITE_OPTION = "pmops_write"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        value = _utc(value)
+        if value is not None and dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return _utc(value)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36)),
+    Column("principal", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_id", String(36), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("file_name", String(500), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("format", String(20), nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("source_operation_id", String(60)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_datasets_scope", "tenant_id", "project_id", "created_at"),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("operation_type", String(40), nullable=False),
+    Column("operation_name", String(500), nullable=False),
+    Column("priority", String(10), nullable=False),
+    Column("priority_rank", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("dataset_id", String(36)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("timeout_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime()),
+    Column("ended_at", UtcDateTime()),
+    Column("estimated_seconds", Float),
+    Column("flow_run_id", String(36)),
+    Column("execution_id", String(60)),
+    Column("worker_node", String(200)),
+    Column("pid", Integer),
+    Column("heartbeat_at", UtcDateTime()),
+    Column("progress", JSON),  # phases, percentage, records, usage: written by the reporter
+    Column("percentage", Float, nullable=False, default=0.0),
+    Column("current_phase", String(100)),
+    Column("processed_records", Integer, nullable=False, default=0),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("cancel_request", JSON),
+    Column("cancellation", JSON),
+    Column("error", JSON),
+    Column("results", JSON),
+    Column("result_dir", Text),
+    Index("ix_operations_list", "tenant_id", "project_id", "created_at"),
+    Index("ix_operations_status", "tenant_id", "project_id", "status", "created_at"),
+    Index("ix_operations_type", "tenant_id", "project_id", "operation_type", "created_at"),
+    Index("ix_operations_queue", "status", "priority_rank", "created_at"),
+)
+
+idempotency = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", String(36), primary_key=True),
+    Column("scope", String(60), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # let SQLAlchemy's begin event decide the transaction mode
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # writers take the lock up front (no lost read-then-write race); readers never wait
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        _sqlite_pragmas(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    metadata.create_all(engine)
+    return engine
+
+
+@lru_cache
+def engine_for(url: str) -> Engine:
+    return make_engine(url)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        yield conn
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    return _utc(value)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(engine: Engine, tenant_id: str, project_id: str | None, principal: str) -> str:
+    """A new bearer token; only its SHA-256 is stored."""
+    token = "pmops_" + secrets.token_urlsafe(32)
+    with transaction(engine) as conn:
+        conn.execute(
+            tokens.insert().values(
+                token_hash=hash_token(token),
+                tenant_id=tenant_id,
+                project_id=project_id,
+                principal=principal,
+                created_at=utc_now(),
+            )
+        )
+    return token
