@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 
 from analysis.errors import AnalysisError
@@ -18,7 +18,7 @@ from api.operations import base_path, iso
 from api.problems import Problem, analysis_problem
 from pmops.datasets import register_dataset
 from pmops.settings import Settings
-from pmops.store import datasets
+from pmops.store import datasets, transaction
 
 CHUNK = 1 << 20
 
@@ -79,8 +79,8 @@ def create_dataset(
     safe_name = Path(file_name or "upload").name[:200] or "upload"
     folder = settings.uploads_dir.resolve() / scope.tenant_id / dataset_id
     target = folder / safe_name
-    save_upload(upload, target, settings.max_upload_bytes)
     try:
+        save_upload(upload, target, settings.max_upload_bytes)
         register_dataset(
             engine,
             dataset_id=dataset_id,
@@ -99,6 +99,17 @@ def create_dataset(
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return get_dataset_or_404(engine, scope, dataset_id)
+
+
+def delete_dataset(engine: Engine, settings: Settings, scope: Scope, dataset_id: str) -> None:
+    """Remove a dataset and its file (the loser of a concurrent idempotent upload)."""
+    with transaction(engine) as conn:
+        conn.execute(
+            delete(datasets).where(
+                datasets.c.dataset_id == dataset_id, datasets.c.tenant_id == scope.tenant_id
+            )
+        )
+    shutil.rmtree(settings.uploads_dir.resolve() / scope.tenant_id / dataset_id, ignore_errors=True)
 
 
 def get_dataset_or_404(engine: Engine, scope: Scope, dataset_id: str) -> dict[str, Any]:

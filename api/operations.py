@@ -15,13 +15,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from analysis.errors import AnalysisError
+from analysis.eventlog import parse_time_window
 from analysis.formatting import seconds_text
 from analysis.params import (
     parse_analysis_params,
     parse_enrichment_params,
     parse_report_params,
 )
-from analysis.phases import PHASES
+from analysis.phases import PHASE_WEIGHTS, PHASES
 from api.deps import Scope
 from api.estimates import duration_range, estimate_seconds, resources
 from api.problems import Problem, analysis_problem
@@ -57,7 +58,9 @@ def _validate_parameters(conn: Connection, scope: Scope, body: OperationCreate) 
     op_type = body.operationType.value
     try:
         if op_type == "ProcessMiningAnalysis":
-            parse_analysis_params(params)
+            parsed = parse_analysis_params(params)
+            if parsed.time_window is not None:  # the dates are parsed only at load otherwise
+                parse_time_window(*parsed.time_window)
         elif op_type == "DataEnrichment":
             parse_enrichment_params(params)
         else:
@@ -147,66 +150,73 @@ def start_operation(
             return replay
     now = utc_now()
     operation_id = f"op-{uuid.uuid4()}"
-    with transaction(engine) as conn:
-        source = _validate_parameters(conn, scope, body)
-        seconds, method = estimate_seconds(engine, body.operationType.value, source["events"])
-        queued = _queue_wait_seconds(conn, settings, body.priority.value)
-        timeout_at = now + timedelta(seconds=body.timeout)
-        conn.execute(
-            operations.insert().values(
-                operation_id=operation_id,
-                tenant_id=scope.tenant_id,
-                project_id=scope.project_id,
-                operation_type=body.operationType.value,
-                operation_name=body.operationName,
-                priority=body.priority.value,
-                priority_rank=PRIORITY_RANK[body.priority.value],
-                status="Initiated",
-                request=payload,
-                dataset_id=source["datasetId"],
-                created_at=now,
-                timeout_at=timeout_at,
-                estimated_seconds=seconds,
-                percentage=0.0,
-                processed_records=0,
-                cancel_requested=False,
-            )
-        )
-        url = tracking_url(scope, operation_id)
-        callbacks = payload.get("callbacks") or {}
-        response = {
-            "operationId": operation_id,
-            "operationType": body.operationType.value,
-            "operationName": body.operationName,
-            "status": "Initiated",
-            "estimatedDuration": duration_range(seconds),
-            "estimatedDurationMethod": method,
-            "estimatedCompletion": iso(now + timedelta(seconds=queued + seconds)),
-            "trackingUrl": url,
-            "webhooksRegistered": sum(1 for v in callbacks.values() if v),
-            "priority": body.priority.value,
-            "dateCreated": iso(now),
-            "timeoutAt": iso(timeout_at),
-            "resourcesAllocated": resources(seconds, settings),
-        }
-        headers = {
-            "Location": url,
-            "Operation-Location": url,
-            "Retry-After": str(retry_after(seconds)),
-        }
-        if idempotency_key:
+    try:
+        with transaction(engine) as conn:
+            source = _validate_parameters(conn, scope, body)
+            seconds, method = estimate_seconds(engine, body.operationType.value, source["events"])
+            queued = _queue_wait_seconds(conn, settings, body.priority.value)
+            timeout_at = now + timedelta(seconds=body.timeout)
             conn.execute(
-                idempotency.insert().values(
+                operations.insert().values(
+                    operation_id=operation_id,
                     tenant_id=scope.tenant_id,
-                    scope=START_SCOPE,
-                    key=idempotency_key,
-                    request_hash=digest,
-                    status_code=202,
-                    response=response,
-                    headers=headers,
+                    project_id=scope.project_id,
+                    operation_type=body.operationType.value,
+                    operation_name=body.operationName,
+                    priority=body.priority.value,
+                    priority_rank=PRIORITY_RANK[body.priority.value],
+                    status="Initiated",
+                    request=payload,
+                    dataset_id=source["datasetId"],
                     created_at=now,
+                    timeout_at=timeout_at,
+                    estimated_seconds=seconds,
+                    percentage=0.0,
+                    processed_records=0,
+                    cancel_requested=False,
                 )
             )
+            url = tracking_url(scope, operation_id)
+            callbacks = payload.get("callbacks") or {}
+            response = {
+                "operationId": operation_id,
+                "operationType": body.operationType.value,
+                "operationName": body.operationName,
+                "status": "Initiated",
+                "estimatedDuration": duration_range(seconds),
+                "estimatedDurationMethod": method,
+                "estimatedCompletion": iso(now + timedelta(seconds=queued + seconds)),
+                "trackingUrl": url,
+                "webhooksRegistered": sum(1 for v in callbacks.values() if v),
+                "priority": body.priority.value,
+                "dateCreated": iso(now),
+                "timeoutAt": iso(timeout_at),
+                "resourcesAllocated": resources(seconds, settings),
+            }
+            headers = {
+                "Location": url,
+                "Operation-Location": url,
+                "Retry-After": str(retry_after(seconds)),
+            }
+            if idempotency_key:
+                conn.execute(
+                    idempotency.insert().values(
+                        tenant_id=scope.tenant_id,
+                        scope=START_SCOPE,
+                        key=idempotency_key,
+                        request_hash=digest,
+                        status_code=202,
+                        response=response,
+                        headers=headers,
+                        created_at=now,
+                    )
+                )
+    except IntegrityError:
+        # a concurrent request with the same Idempotency-Key committed first: its answer stands
+        replay = idempotent_lookup(engine, scope, START_SCOPE, idempotency_key, digest)
+        if replay is None:
+            raise
+        return replay
     return 202, response, headers
 
 
@@ -284,12 +294,21 @@ def _queue_wait_seconds(conn: Connection, settings: Settings, priority: str) -> 
             operations.c.priority_rank >= PRIORITY_RANK[priority],
         )
     ).scalar_one()
-    running = conn.execute(
-        select(func.count()).where(operations.c.status == "Running")
-    ).scalar_one()
-    if running < settings.worker_limit and not ahead:
+    # what holds the worker slots now (the dispatcher counts the same), and how long it still needs
+    busy = conn.execute(
+        select(operations.c.estimated_seconds, operations.c.started_at).where(
+            operations.c.status.in_(("Initiated", "Running")),
+            operations.c.flow_run_id.is_not(None),
+        )
+    ).all()
+    if len(busy) < settings.worker_limit and not ahead:
         return 0.0
-    return float(ahead) / settings.worker_limit
+    now = utc_now()
+    left = sum(
+        max(0.0, float(est or 0.0) - ((now - started).total_seconds() if started else 0.0))
+        for est, started in busy
+    )
+    return (float(ahead) + left) / settings.worker_limit
 
 
 # -- read ------------------------------------------------------------------------------------------
@@ -344,15 +363,19 @@ def status_view(row: dict[str, Any], settings: Settings, scope: Scope) -> dict[s
     done_all = int(progress.get("recordsDoneAllPhases") or 0)
     rate = done_all / (elapsed / 60) if elapsed > 0 else 0.0
     completed = sum(1 for p in phases if p.get("status") == "Completed")
-    pending_start = now + timedelta(seconds=0)
     estimated_total = float(row.get("estimated_seconds") or 0.0)
-    for p in phases:
-        if p.get("status") == "Pending" and row["status"] not in TERMINAL:
-            share = estimated_total / max(1, len(phases))
-            p["estimatedStartTime"] = iso(
-                pending_start + timedelta(seconds=remaining or 0) - timedelta(seconds=share)
-            )
+    if row["status"] not in TERMINAL:
+        # the pending phases come one after the other at the end of what remains, each with
+        # its measured share of the run (PHASE_WEIGHTS)
+        weights = PHASE_WEIGHTS[op_type]
+        whole = sum(weights.values()) or 1.0
+        pending = [p for p in phases if p.get("status") == "Pending"]
+        shares = [estimated_total * weights.get(p["phaseName"], 1.0) / whole for p in pending]
+        start = now + timedelta(seconds=max(0.0, (remaining or 0.0) - sum(shares)))
+        for p, share in zip(pending, shares, strict=True):
+            p["estimatedStartTime"] = iso(start)
             p["estimatedDuration"] = duration_range(share)
+            start += timedelta(seconds=share)
     completion = (
         row.get("ended_at")
         if row["status"] in TERMINAL
@@ -505,11 +528,13 @@ def request_cancel(
     with transaction(engine) as conn:
         row = (
             conn.execute(
-                select(operations).where(
+                select(operations)
+                .where(
                     operations.c.operation_id == operation_id,
                     operations.c.tenant_id == scope.tenant_id,
                     operations.c.project_id == scope.project_id,
                 )
+                .with_for_update()  # no flow run can finish or claim it meanwhile
             )
             .mappings()
             .first()
@@ -565,11 +590,39 @@ def force_cancelled(engine: Engine, operation_id: str) -> None:
         )
 
 
+PHASE_RECORD_KEYS = (
+    "phaseName",
+    "status",
+    "startTime",
+    "endTime",
+    "duration",
+    "resourceUsage",
+    "recordsProcessed",
+    "results",
+)
+
+
+def results_document(row: dict[str, Any]) -> dict[str, Any]:
+    """The run's results document. A run stopped before it could write one (force-cancelled,
+    killed) still completed phases: their records come from its last reported state."""
+    doc = dict(row.get("results") or {})
+    if doc:
+        return doc
+    stopped = "Failed" if row["status"] == "Failed" else "Cancelled"
+    phases = []
+    for p in (row.get("progress") or {}).get("phases") or []:
+        record = {k: p[k] for k in PHASE_RECORD_KEYS if k in p}
+        if record.get("status") == "Running":
+            record["status"] = stopped
+        phases.append(record)
+    return {"phaseResults": phases, "artifacts": [], "summary": {}}
+
+
 def cancellation_view(
     row: dict[str, Any], before: dict[str, Any], scope: Scope, settings: Settings
 ) -> dict[str, Any]:
     request = row.get("cancel_request") or {}
-    doc = row.get("results") or {}
+    doc = results_document(row)
     preserve = request.get("preservePartialResults", True)
     completed = [
         p["phaseName"] for p in (doc.get("phaseResults") or []) if p.get("status") == "Completed"

@@ -9,7 +9,7 @@ from typing import Any
 
 from analysis.phases import PHASES
 from api.deps import Scope
-from api.operations import iso, tracking_url
+from api.operations import iso, results_document, tracking_url
 from api.problems import Problem
 from api.schemas import TERMINAL
 
@@ -82,9 +82,7 @@ def results_view(
             "when it has finished",
             headers={"Retry-After": "5"},
         )
-    doc = dict(row.get("results") or {})
-    if not doc:
-        doc = {"phaseResults": [], "artifacts": [], "summary": {}}
+    doc = results_document(row)
     phases = doc.get("phaseResults") or []
     if phase is not None:
         names = PHASES[row["operation_type"]]

@@ -34,6 +34,9 @@ class Status(StrEnum):
     Pending = "Pending"
 
 
+# list pages: the offset (page - 1) x pageSize must stay a 64-bit integer in the store
+MAX_PAGE = 10_000_000
+
 TERMINAL = {"Completed", "Failed", "Cancelled", "Timeout"}
 
 

@@ -32,7 +32,12 @@ def claim(engine: Engine, operation_id: str, flow_run_id: str | None) -> dict[st
     """Initiated -> Running; None when the operation is no longer waiting (e.g. cancelled)."""
     with transaction(engine) as conn:
         row = (
-            conn.execute(select(operations).where(operations.c.operation_id == operation_id))
+            conn.execute(
+                # the row lock makes claim and a concurrent cancel serial on PostgreSQL too
+                select(operations)
+                .where(operations.c.operation_id == operation_id)
+                .with_for_update()
+            )
             .mappings()
             .first()
         )
@@ -69,6 +74,7 @@ def finish(
         values["progress"] = progress
         values["percentage"] = progress["percentage"]
         values["current_phase"] = progress["currentPhase"]
+        values["processed_records"] = progress["processedRecords"]
     if status == "Completed":
         values["percentage"] = 100.0
     with transaction(engine) as conn:

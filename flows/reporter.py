@@ -55,6 +55,11 @@ class OperationReporter:
         self.timed_out = False
         self._live: dict[str, tuple[int, int, str]] = {}
         self._lock = threading.Lock()
+        # one write at a time (the sink and the heartbeat both write), so rows never go back
+        self._write_lock = threading.Lock()
+        # the highest share of each phase reported so far: a phase whose steps count in other
+        # units (bytes read, then events parsed) restarts at 0, which must not lower progress
+        self._high: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_write = 0.0
@@ -138,7 +143,7 @@ class OperationReporter:
         phases: list[dict[str, Any]] = []
         percentage = 0.0
         weight_total = sum(self.weights.values()) or 1.0
-        current = None
+        current = stopped = None
         processed = 0
         total_records = 0
         done_records = 0
@@ -147,18 +152,27 @@ class OperationReporter:
             rec = records.get(name)
             entry: dict[str, Any] = rec.to_dict() if rec is not None else {"phaseName": name}
             entry.setdefault("status", "Pending")
+            figures = entry.get("results") or {}
+            if "validRecords" in figures:  # the seed shows the load phase's checks here
+                entry["validationResults"] = {
+                    k: figures.get(k) for k in ("validRecords", "errorRecords", "dataQualityScore")
+                }
             done, total, activity = live.get(name, (0, 0, ""))
             if entry["status"] == "Completed":
                 fraction = 1.0
                 done_records += entry.get("recordsProcessed", 0)
-            elif entry["status"] == "Running":
+            elif entry["status"] in ("Running", "Cancelled", "Failed"):
+                # a stopped phase keeps the share it had done: progress never goes back
                 fraction = min(1.0, done / total) if total else 0.0
-                current = name
+                fraction = self._high[name] = max(fraction, self._high.get(name, 0.0))
+                stopped = name
                 entry["progress"] = round(100 * fraction)
-                entry["currentActivity"] = activity
-                entry["recordsDone"] = done
-                entry["recordsTotal"] = total
                 processed = done
+                if entry["status"] == "Running":
+                    current = name
+                    entry["currentActivity"] = activity
+                    entry["recordsDone"] = done
+                    entry["recordsTotal"] = total
             else:
                 fraction = 0.0
             percentage += weight / weight_total * fraction
@@ -166,12 +180,17 @@ class OperationReporter:
         load = records.get(next(iter(self.weights)), None)
         if load is not None and load.records:
             total_records = load.records
-        if current is not None and total_records:
-            done, total, _ = live.get(current, (0, 0, ""))
+        if stopped is not None and total_records:
+            done, total, _ = live.get(stopped, (0, 0, ""))
             if total and total != total_records:
                 # phases that count steps (models, files) report records in proportion
                 processed = round(total_records * min(1.0, done / total))
-        if current is None and run is not None:
+        in_flight = processed
+        if phases and all(p["status"] == "Completed" for p in phases):
+            processed = total_records  # a finished run has processed every record
+        if stopped is not None:
+            current = stopped  # running now, or where the run stopped
+        elif run is not None:
             waiting = [p["phaseName"] for p in phases if p["status"] == "Pending"]
             current = waiting[0] if waiting and phases[0]["status"] != "Pending" else None
         return {
@@ -180,27 +199,28 @@ class OperationReporter:
             "currentPhase": current,
             "processedRecords": processed,
             "totalRecords": total_records,
-            "recordsDoneAllPhases": done_records + processed,
+            "recordsDoneAllPhases": done_records + in_flight,
             "elapsedSeconds": round(time.monotonic() - self._started, 3),
             "resourceUsage": self.usage(),
         }
 
     def write(self) -> None:
-        snap = self.snapshot()
-        self._last_write = time.monotonic()
-        with transaction(self.engine) as conn:
-            conn.execute(
-                update(operations)
-                .where(operations.c.operation_id == self.operation_id)
-                .where(operations.c.status == "Running")
-                .values(
-                    progress=snap,
-                    percentage=snap["percentage"],
-                    current_phase=snap["currentPhase"],
-                    processed_records=snap["processedRecords"],
-                    heartbeat_at=utc_now(),
+        with self._write_lock:
+            snap = self.snapshot()
+            self._last_write = time.monotonic()
+            with transaction(self.engine) as conn:
+                conn.execute(
+                    update(operations)
+                    .where(operations.c.operation_id == self.operation_id)
+                    .where(operations.c.status == "Running")
+                    .values(
+                        progress=snap,
+                        percentage=snap["percentage"],
+                        current_phase=snap["currentPhase"],
+                        processed_records=snap["processedRecords"],
+                        heartbeat_at=utc_now(),
+                    )
                 )
-            )
 
 
 def worker_node() -> str:

@@ -7,6 +7,7 @@ minute); Ctrl-C stops all of them. Data stays in the data dir, so the next start
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from pmops.settings import Settings, get_settings
 from pmops.store import create_token, engine_for
@@ -62,12 +65,21 @@ class Child:
         if not self.alive():
             return
         assert self.proc is not None
+        try:
+            family = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        # its own children (the runner's flow-run processes) must not outlive it
+        _, alive = psutil.wait_procs(family, timeout=grace)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
 
 
 def wait_http(url: str, seconds: float) -> bool:

@@ -14,6 +14,7 @@ from api import datasets as ds
 from api.deps import EngineDep, ScopeDep, SettingsDep
 from api.operations import idempotent_lookup, store_idempotent
 from api.problems import analysis_problem
+from api.schemas import MAX_PAGE
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}", tags=["datasets"])
 UPLOAD_SCOPE = "POST /datasets"
@@ -56,9 +57,12 @@ def upload_dataset(
     view = ds.create_dataset(engine, settings, scope, file.file, file.filename or "", mapping)
     headers = {"Location": view["url"]}
     if idempotency_key and digest:
+        mine = view["datasetId"]
         status, view, headers = store_idempotent(
             engine, scope, UPLOAD_SCOPE, idempotency_key, digest, 201, view, headers
         )
+        if view.get("datasetId") != mine:  # a concurrent upload with this key won
+            ds.delete_dataset(engine, settings, scope, mine)
         return JSONResponse(view, status_code=status, headers=headers)
     return JSONResponse(view, status_code=201, headers=headers)
 
@@ -67,7 +71,7 @@ def upload_dataset(
 def list_datasets(
     scope: ScopeDep,
     engine: EngineDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     pageSize: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     return ds.list_datasets(engine, scope, page, pageSize)

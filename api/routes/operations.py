@@ -12,7 +12,15 @@ from api import operations as ops
 from api import results
 from api.deps import EngineDep, ScopeDep, SettingsDep
 from api.problems import Problem
-from api.schemas import TERMINAL, CancelRequest, OperationCreate, OperationType, Priority, Status
+from api.schemas import (
+    MAX_PAGE,
+    TERMINAL,
+    CancelRequest,
+    OperationCreate,
+    OperationType,
+    Priority,
+    Status,
+)
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["operations"])
 
@@ -60,7 +68,7 @@ def list_operations(
     dateFrom: datetime | None = None,
     dateTo: datetime | None = None,
     includeDetails: bool = False,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     pageSize: Annotated[int, Query(ge=1)] = 20,
 ) -> dict[str, Any]:
     if pageSize > 100:

@@ -1,0 +1,130 @@
+"""The queue when workers are busy (PMOPS_WORKER_LIMIT=1): a queued operation is cancelled before
+it ever runs, and a Critical one overtakes a Low one queued before it."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service_stack import TERMINAL, assert_problem, running_phase, running_stack
+
+pytestmark = pytest.mark.xdist_group("stack-aux")  # a stack of its own
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory, prefect_template: Path, datasets: Path):
+    with running_stack(
+        tmp_path_factory.mktemp("stack-limit-1"),
+        prefect_template,
+        worker_limit=1,
+        max_upload_bytes=4_000_000,
+    ) as stack:
+        api = stack.dev()
+        yield (
+            stack,
+            api,
+            api.upload(datasets / "bpic2012.xes.gz"),
+            api.upload(datasets / "receipt.xes.gz"),
+        )
+        api.close()
+
+
+def flow_runs_of(stack, operation_id: str) -> list[dict]:
+    r = httpx.post(
+        f"http://127.0.0.1:{stack.prefect_port}/api/flow_runs/filter",
+        json={"flow_runs": {"tags": {"all_": [f"operation:{operation_id}"]}}},
+    )
+    r.raise_for_status()
+    return list(r.json())
+
+
+def prefect_start(stack, operation_id: str) -> datetime:
+    (run,) = flow_runs_of(stack, operation_id)
+    return datetime.fromisoformat(run["start_time"].replace("Z", "+00:00"))
+
+
+def test_queued_cancel_and_priority(busy) -> None:
+    stack, api, bpic, receipt = busy
+    long = api.start(bpic["datasetId"], "long", parameters={"analysisType": "comprehensive"})
+    api.wait(long["operationId"], running_phase("Data Loading and Validation"), deadline=90)
+
+    queued = api.start(receipt["datasetId"], "queued then cancelled", priority="High")
+    low = api.start(
+        receipt["datasetId"], "low", priority="Low", parameters={"analysisType": "quick"}
+    )
+    time.sleep(0.05)
+    critical = api.start(
+        receipt["datasetId"], "critical", priority="Critical", parameters={"analysisType": "quick"}
+    )
+    # all three wait while the one worker is busy; their estimates include the wait
+    for op in (queued, low, critical):
+        s = api.status(op["operationId"])
+        assert s["status"] == "Initiated" and s["progress"]["startTime"] is None
+        assert "prefect" not in s, "no flow run is created before a worker slot is free"
+        assert op["estimatedCompletion"] > long["estimatedCompletion"]
+
+    r = api.delete(f"/async/operation/{queued['operationId']}", json={"reason": "not needed"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "Cancelled" and body["progressAtCancellation"] == 0
+    assert body["partialResults"]["completedPhases"] == []
+    assert body["partialResults"]["available"] is False
+
+    # the worker frees up (stopping the long one saves time): the Critical one goes next
+    r = api.delete(f"/async/operation/{long['operationId']}", json={"forceTermination": True})
+    assert r.status_code == 200, r.text
+
+    # at most one operation runs at a time, until all are done
+    deadline = time.monotonic() + 180
+    ids = [long["operationId"], low["operationId"], critical["operationId"]]
+    while True:
+        page = api.get("/async/operations", params={"pageSize": 100}).json()
+        assert page["summary"]["running"] <= 1, page["summary"]
+        if all(o["status"] in TERMINAL for o in page["operations"] if o["operationId"] in ids):
+            break
+        assert time.monotonic() < deadline, page
+        time.sleep(0.3)
+    assert api.status(long["operationId"])["status"] == "Cancelled"
+    for op_id in ids[1:]:
+        assert api.status(op_id)["status"] == "Completed"
+
+    # the Critical one started first, and the Low one only after it had finished
+    crit, lo = api.status(critical["operationId"]), api.status(low["operationId"])
+    assert prefect_start(stack, critical["operationId"]) < prefect_start(stack, low["operationId"])
+    assert lo["progress"]["startTime"] >= crit["phases"][-1]["endTime"]
+
+    # the cancelled one never ran: no flow run, no worker, no start
+    gone = api.status(queued["operationId"])
+    assert gone["status"] == "Cancelled"
+    assert gone["progress"]["startTime"] is None and gone["execution"]["workerNode"] is None
+    assert flow_runs_of(stack, queued["operationId"]) == []
+    assert gone["phases"] and all(p["status"] == "Pending" for p in gone["phases"])
+    results = api.results(queued["operationId"]).json()
+    assert results["status"] == "Cancelled" and results["success"] is False
+
+
+def test_upload_over_the_limit_is_413(busy, datasets: Path) -> None:
+    """PMOPS_MAX_UPLOAD_BYTES is 4 MB on this stack; nothing of a refused upload stays."""
+    stack, api, _, _ = busy
+    before = api.get("/datasets").json()["totalDatasets"]
+    big = (datasets / "bpic2012.xes.gz").read_bytes() + b"\0" * 1_000_000
+    r = api.post("/datasets", files={"file": ("big.xes.gz", big)})
+    assert_problem(r, 413, "file")
+    assert api.get("/datasets").json()["totalDatasets"] == before
+    uploads = stack.data_dir / "datasets" / api.tenant
+    assert len(list(uploads.iterdir())) == before
+
+
+def test_stopping_leaves_no_process_behind(busy) -> None:
+    """A run in flight when the service stops: `pmops up` stops all of its processes."""
+    stack, api, bpic, _ = busy
+    op = api.start(bpic["datasetId"], "in flight at stop")
+    api.wait(op["operationId"], lambda s: s["status"] == "Running", deadline=90, every=0.1)
+    tree = stack.descendants()
+    assert len(tree) >= 4  # server, runner, API, the flow run
+    stack.stop()
+    assert stack.leftovers == []
