@@ -462,12 +462,14 @@ class ForeignLoad:
 
 
 def wait_quiet(max_wait: float = 600.0, busy_below: float = 25.0) -> float:
-    """Wait (up to max_wait s) until the machine's CPU use over 3 s is below busy_below %."""
+    """Wait (up to max_wait s) until the machine's CPU use stays below busy_below % for 9 s."""
     import psutil
 
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < max_wait:
+    t0, calm = time.monotonic(), 0
+    while time.monotonic() - t0 < max_wait and calm < 3:  # three quiet 3-second windows in a row
         if psutil.cpu_percent(interval=3) < busy_below:
-            break
-        print("waiting for the machine to be quiet (other processes use the CPUs)", file=sys.stderr)
+            calm += 1
+        else:
+            calm = 0
+            print("waiting for a quiet machine (other processes use the CPUs)", file=sys.stderr)
     return time.monotonic() - t0

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from analysis.phases import PHASES
-from tests.service_stack import TERMINAL, assert_problem
+from tests.service_stack import TERMINAL, assert_problem, eventually
 
 pytestmark = pytest.mark.xdist_group("stack")
 
@@ -191,8 +191,10 @@ def test_full_lifecycle(api, stack, receipt_dataset) -> None:
     assert final["prefect"]["uiUrl"] == (
         f"http://127.0.0.1:{stack.prefect_port}/runs/flow-run/{flow_run_id}"
     )
-    run = httpx.get(f"http://127.0.0.1:{stack.prefect_port}/api/flow_runs/{flow_run_id}").json()
-    assert run["state_type"] == "COMPLETED", run["state"]
+    # (the store is written before the flow returns its state to Prefect: give it a moment)
+    url = f"http://127.0.0.1:{stack.prefect_port}/api/flow_runs/{flow_run_id}"
+    assert eventually(lambda: httpx.get(url).json()["state_type"] == "COMPLETED", 60)
+    run = httpx.get(url).json()
     assert f"operation:{op_id}" in run["tags"]
 
     # and the list shows it as completed
@@ -453,7 +455,11 @@ def test_a_run_that_fails_on_its_data(api, stack, receipt_dataset) -> None:
     assert [p["status"] for p in final["phases"]] == ["Failed", "Pending", "Pending", "Pending"]
     doc = api.results(op["operationId"]).json()
     assert doc["status"] == "Failed" and doc["success"] is False and doc["error"] == error
-    run = httpx.get(
-        f"http://127.0.0.1:{stack.prefect_port}/api/flow_runs/{final['prefect']['flowRunId']}"
-    ).json()
+    # the store is written before the flow returns its state to Prefect: give Prefect a moment
+    url = f"http://127.0.0.1:{stack.prefect_port}/api/flow_runs/{final['prefect']['flowRunId']}"
+    deadline = time.monotonic() + 60
+    run = httpx.get(url).json()
+    while run["state_type"] in ("RUNNING", "PENDING", "SCHEDULED") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        run = httpx.get(url).json()
     assert run["state_type"] == "FAILED"
