@@ -645,7 +645,9 @@ def cancellation_view(
         "phaseAtCancellation": before.get("current_phase"),
         "partialResults": {
             "available": bool(preserve and (completed or urls)),
-            "completedPhases": completed,
+            # the seed counts the phases; their names are added beside it
+            "completedPhases": len(completed),
+            "completedPhaseNames": completed,
             "downloadUrls": urls,
         },
         "resourcesReleased": {

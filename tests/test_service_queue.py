@@ -71,7 +71,8 @@ def test_queued_cancel_and_priority(busy) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "Cancelled" and body["progressAtCancellation"] == 0
-    assert body["partialResults"]["completedPhases"] == []
+    assert body["partialResults"]["completedPhases"] == 0
+    assert body["partialResults"]["completedPhaseNames"] == []
     assert body["partialResults"]["available"] is False
 
     # the worker frees up (stopping the long one saves time): the Critical one goes next
