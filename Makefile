@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# graphviz draws the process map; installed from Debian's packages when we are root and it is missing.
+# graphviz draws the process map; poppler-utils (pdftotext, pdfinfo, pdftoppm) lets the tests read
+# and render the PDFs. Installed from Debian's packages when we are root and they are missing.
+SYSTEM_PACKAGES = graphviz poppler-utils
 system-deps:
-	@command -v dot >/dev/null 2>&1 || { \
+	@{ command -v dot && command -v pdftotext && command -v pdftoppm; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get install -y -qq graphviz >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)); \
-	  else echo "graphviz (dot) is missing: install it (e.g. apt-get install graphviz)"; exit 1; fi; }
+	    (apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null)); \
+	  else echo "missing: install $(SYSTEM_PACKAGES) (e.g. apt-get install $(SYSTEM_PACKAGES))"; exit 1; fi; }
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(MAKE) --no-print-directory system-deps
@@ -37,7 +39,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 typecheck: setup
-	$(BIN)/mypy analysis pmops
+	$(BIN)/mypy analysis api pmops
 
 check: lint typecheck test
 

@@ -365,7 +365,7 @@ def discover_process(
     with progress.heartbeat(1, 3, "Discovering the process model"):
         (net, im, fm), text, used, covered = _mine(kind, optimization, variants, dfg, cases)
     progress.update(2, 3, "Measuring the model's fitness")
-    fitness = token_replay_fitness(net, im, fm, variants, progress=progress)
+    fitness = token_replay_fitness(net, im, fm, variants, progress=progress.part(2 / 3, 1.0))
     activities, edges = len(dfg.activity_counts), len(dfg.edges)
     return DiscoveryResult(
         activities=activities,

@@ -115,6 +115,10 @@ class LogSummary:
         }
 
 
+# reading's share of loading (bpic2012.xes.gz: 1.41 s reading, 0.14 s validating)
+READ_SHARE = 0.9
+
+
 def read_event_log(
     path: str | Path,
     mapping: ColumnMapping | None = None,
@@ -153,8 +157,11 @@ def load_event_log(
     drop_duplicates: bool = True,
 ) -> LoadResult:
     """read_event_log + validate_event_log."""
-    raw = read_event_log(path, mapping, limits, progress)
-    return validate_event_log(raw, time_window, progress, drop_duplicates=drop_duplicates)
+    progress = progress or Progress()
+    raw = read_event_log(path, mapping, limits, progress.part(0.0, READ_SHARE))
+    return validate_event_log(
+        raw, time_window, progress.part(READ_SHARE, 1.0), drop_duplicates=drop_duplicates
+    )
 
 
 def inspect_event_log(

@@ -356,7 +356,9 @@ def read_raw(
         source = p
         if kind == "gzip":
             source = Path(tmp) / "decompressed"
-            written = _gunzip(p, source, limits, progress, scan)
+            # decompressing is a fifth of reading a gzipped XES (bpic2012: 0.27 of 1.33 s)
+            written = _gunzip(p, source, limits, progress.part(0.0, 0.2), scan)
+            progress = progress.part(0.2, 1.0)
             inner = _read_head(source)
             if written == 0 or not inner.strip():
                 raise EventLogError(
@@ -366,7 +368,8 @@ def read_raw(
             if kind == "gzip":
                 raise _unsupported("The file is compressed twice; gzip it only once.")
         elif kind == "xml":
-            _scan_file(p, scan, progress, st.st_size)
+            _scan_file(p, scan, progress.part(0.0, 0.1), st.st_size)
+            progress = progress.part(0.1, 1.0)
         if kind == "xml":
             return _read_xes(source, scan, mapping, limits, progress)
         if kind == "parquet":

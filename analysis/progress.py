@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 ProgressSink = Callable[[int, int, str], None]
+PART_SCALE = 10_000  # resolution of a phase made of parts (Progress.part)
 
 
 class OperationCancelled(Exception):
@@ -72,6 +73,21 @@ class Progress:
         ):
             self._last_time, self._last_done, self._last_activity = now, done, activity
             self.sink(done, total, activity)
+
+    def part(self, start: float, end: float) -> Progress:
+        """The Progress of one step that makes up [start, end] (fractions) of this one.
+
+        A phase made of steps with their own units (bytes decompressed, then events parsed;
+        anomalies, then predictions) reports through parts, so its progress never restarts.
+        """
+        parent = self
+
+        def sink(done: int, total: int, activity: str) -> None:
+            fraction = min(1.0, done / total) if total > 0 else 0.0
+            at = start + (end - start) * fraction
+            parent.update(round(at * PART_SCALE), PART_SCALE, activity)
+
+        return Progress(sink=sink, token=self.token, min_interval=0.0, min_fraction=0.0)
 
     def heartbeat(self, done: int, total: int, activity: str, every: float = 0.5) -> Heartbeat:
         """Context manager that keeps reporting while an opaque library call runs."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
@@ -22,11 +24,13 @@ class Principal:
     name: str
 
 
-def settings_dep() -> Settings:
+# The dependencies are `async def` because they do not block: FastAPI runs a sync dependency in
+# the thread pool, and five hops per request cost more than the request's own work.
+async def settings_dep() -> Settings:
     return get_settings()
 
 
-def engine_dep(settings: Annotated[Settings, Depends(settings_dep)]) -> Engine:
+async def engine_dep(settings: Annotated[Settings, Depends(settings_dep)]) -> Engine:
     return engine_for(settings.resolved_database_url)
 
 
@@ -34,7 +38,19 @@ SettingsDep = Annotated[Settings, Depends(settings_dep)]
 EngineDep = Annotated[Engine, Depends(engine_dep)]
 
 
-def authenticate(request: Request, engine: EngineDep) -> Principal:
+# token hash -> (principal, monotonic time it was read); a valid token is looked up once per
+# PRINCIPAL_TTL seconds, an invalid one every time
+PRINCIPAL_TTL = 30.0
+_principals: dict[str, tuple[Principal, float]] = {}
+
+
+def _lookup_principal(engine: Engine, digest: str) -> Principal | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(tokens).where(tokens.c.token_hash == digest)).first()
+    return None if row is None else Principal(row.tenant_id, row.project_id, row.principal)
+
+
+async def authenticate(request: Request, engine: EngineDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="pmops"'}
@@ -42,13 +58,17 @@ def authenticate(request: Request, engine: EngineDep) -> Principal:
         raise Problem(
             401, "missing bearer token (Authorization: Bearer <token>)", headers=challenge
         )
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(tokens).where(tokens.c.token_hash == hash_token(token.strip()))
-        ).first()
-    if row is None:
+    digest = hash_token(token.strip())
+    cached = _principals.get(digest)
+    if cached is not None and time.monotonic() - cached[1] < PRINCIPAL_TTL:
+        return cached[0]
+    principal = await run_in_threadpool(_lookup_principal, engine, digest)
+    if principal is None:
         raise Problem(401, "invalid bearer token", headers=challenge)
-    return Principal(row.tenant_id, row.project_id, row.principal)
+    if len(_principals) > 10_000:
+        _principals.clear()
+    _principals[digest] = (principal, time.monotonic())
+    return principal
 
 
 def _guid(value: str, name: str) -> str:
@@ -69,7 +89,7 @@ class Scope:
     principal: Principal
 
 
-def scope_dep(
+async def scope_dep(
     tenant_id: Annotated[str, Path(alias="tenantId")],
     project_id: Annotated[str, Path(alias="projectId")],
     principal: Annotated[Principal, Depends(authenticate)],

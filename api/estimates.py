@@ -1,10 +1,12 @@
 """Duration and cost estimates from the throughput of earlier runs.
 
 estimatedDuration at start = events of the dataset / median throughput (events per second of
-wall time from start to end) of the last 20 completed operations of the same type whose dataset
-size is within a factor of 4, plus their median start-up time. With fewer than 3 such runs the
-fallback uses the throughput measured in BENCHMARKS.md for the type (bpic2012 on 2 cores) plus
-the measured ~4 s process start. The range shown is the estimate -20 % / +25 %.
+phase wall time) of the last 20 completed operations of the same type whose dataset size is
+within a factor of 4, plus their median start-up time. Both come from the run_throughput table
+(one row per completed run, written when it finishes), so an estimate never parses results
+documents. With fewer than 3 such runs the fallback uses the throughput measured in
+BENCHMARKS.md for the type (bpic2012 on 2 cores) plus the measured ~4 s process start.
+The range shown is the estimate -20 % / +25 %.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from pmops.settings import Settings
-from pmops.store import operations
+from pmops.store import throughput
 
 # events per second of phase wall time, and process start-up seconds (BENCHMARKS.md)
 FALLBACK_THROUGHPUT = {
@@ -33,23 +35,17 @@ def estimate_seconds(engine: Engine, operation_type: str, events: int) -> tuple[
     """(seconds, method) for an operation of this type over `events` events."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(operations.c.started_at, operations.c.ended_at, operations.c.results)
-            .where(operations.c.operation_type == operation_type)
-            .where(operations.c.status == "Completed")
-            .order_by(operations.c.ended_at.desc())
+            select(throughput.c.events, throughput.c.phase_seconds, throughput.c.startup_seconds)
+            .where(throughput.c.operation_type == operation_type)
+            .order_by(throughput.c.ended_at.desc())
             .limit(200)
         ).all()
     rates, startups = [], []
-    for started, ended, results in rows:
-        if not (started and ended and results):
-            continue
-        n = int((results.get("summary") or {}).get("recordsAnalyzed") or 0)
-        phases = float((results.get("performance") or {}).get("totalExecutionSeconds") or 0)
-        wall = (ended - started).total_seconds()
+    for n, phases, startup in rows:
         if n <= 0 or phases <= 0 or not (events / 4 <= n <= events * 4 or events == 0):
             continue
         rates.append(n / phases)
-        startups.append(max(0.0, wall - phases))
+        startups.append(startup)
         if len(rates) >= SAMPLE:
             break
     if len(rates) >= 3:

@@ -148,14 +148,39 @@ def start_operation(
         replay = _idempotent_replay(engine, scope, START_SCOPE, idempotency_key, digest)
         if replay is not None:
             return replay
+    # everything read here is settled (datasets and completed analyses do not change) or an
+    # estimate, so the write transaction below holds SQLite's lock only for the two inserts
+    with engine.connect() as conn:
+        source = _validate_parameters(conn, scope, body)
+        queued = _queue_wait_seconds(conn, settings, body.priority.value)
+    seconds, method = estimate_seconds(engine, body.operationType.value, source["events"])
     now = utc_now()
     operation_id = f"op-{uuid.uuid4()}"
+    timeout_at = now + timedelta(seconds=body.timeout)
+    url = tracking_url(scope, operation_id)
+    callbacks = payload.get("callbacks") or {}
+    response = {
+        "operationId": operation_id,
+        "operationType": body.operationType.value,
+        "operationName": body.operationName,
+        "status": "Initiated",
+        "estimatedDuration": duration_range(seconds),
+        "estimatedDurationMethod": method,
+        "estimatedCompletion": iso(now + timedelta(seconds=queued + seconds)),
+        "trackingUrl": url,
+        "webhooksRegistered": sum(1 for v in callbacks.values() if v),
+        "priority": body.priority.value,
+        "dateCreated": iso(now),
+        "timeoutAt": iso(timeout_at),
+        "resourcesAllocated": resources(seconds, settings),
+    }
+    headers = {
+        "Location": url,
+        "Operation-Location": url,
+        "Retry-After": str(retry_after(seconds)),
+    }
     try:
         with transaction(engine) as conn:
-            source = _validate_parameters(conn, scope, body)
-            seconds, method = estimate_seconds(engine, body.operationType.value, source["events"])
-            queued = _queue_wait_seconds(conn, settings, body.priority.value)
-            timeout_at = now + timedelta(seconds=body.timeout)
             conn.execute(
                 operations.insert().values(
                     operation_id=operation_id,
@@ -176,28 +201,6 @@ def start_operation(
                     cancel_requested=False,
                 )
             )
-            url = tracking_url(scope, operation_id)
-            callbacks = payload.get("callbacks") or {}
-            response = {
-                "operationId": operation_id,
-                "operationType": body.operationType.value,
-                "operationName": body.operationName,
-                "status": "Initiated",
-                "estimatedDuration": duration_range(seconds),
-                "estimatedDurationMethod": method,
-                "estimatedCompletion": iso(now + timedelta(seconds=queued + seconds)),
-                "trackingUrl": url,
-                "webhooksRegistered": sum(1 for v in callbacks.values() if v),
-                "priority": body.priority.value,
-                "dateCreated": iso(now),
-                "timeoutAt": iso(timeout_at),
-                "resourcesAllocated": resources(seconds, settings),
-            }
-            headers = {
-                "Location": url,
-                "Operation-Location": url,
-                "Retry-After": str(retry_after(seconds)),
-            }
             if idempotency_key:
                 conn.execute(
                     idempotency.insert().values(
@@ -312,11 +315,20 @@ def _queue_wait_seconds(conn: Connection, settings: Settings, priority: str) -> 
 
 
 # -- read ------------------------------------------------------------------------------------------
-def get_operation_or_404(engine: Engine, scope: Scope, operation_id: str) -> dict[str, Any]:
+# what a status answer shows: not the request nor the (large) results document
+STATUS_COLUMNS = tuple(
+    c for c in operations.c if c.name not in ("request", "results", "cancel_request")
+)
+
+
+def get_operation_or_404(
+    engine: Engine, scope: Scope, operation_id: str, *, status_only: bool = False
+) -> dict[str, Any]:
+    columns = STATUS_COLUMNS if status_only else (operations,)
     with engine.connect() as conn:
         row = (
             conn.execute(
-                select(operations).where(
+                select(*columns).where(
                     operations.c.operation_id == operation_id,
                     operations.c.tenant_id == scope.tenant_id,
                     operations.c.project_id == scope.project_id,
@@ -432,6 +444,23 @@ def status_view(row: dict[str, Any], settings: Settings, scope: Scope) -> dict[s
 
 
 # -- list --------------------------------------------------------------------------------------
+LIST_COLUMNS = (
+    operations.c.operation_id,
+    operations.c.operation_type,
+    operations.c.operation_name,
+    operations.c.status,
+    operations.c.percentage,
+    operations.c.priority,
+    operations.c.created_at,
+    operations.c.started_at,
+    operations.c.ended_at,
+    operations.c.estimated_seconds,
+    operations.c.current_phase,
+    operations.c.processed_records,
+    operations.c.progress["resourceUsage"].label("resource_usage"),
+)
+
+
 def list_operations(
     engine: Engine,
     settings: Settings,
@@ -464,22 +493,31 @@ def list_operations(
                 select(operations.c.status, func.count()).where(where).group_by(operations.c.status)
             ).all()
         )
-        rows = (
+        # the page's ids from an index alone (OFFSET walks index entries, not rows), then only
+        # those rows, and only the columns a list item shows unless details are asked for
+        ids = (
             conn.execute(
-                select(operations)
+                select(operations.c.operation_id)
                 .where(where)
                 .order_by(operations.c.created_at.desc(), operations.c.operation_id.desc())
                 .offset((page - 1) * page_size)
                 .limit(page_size + 1)
             )
-            .mappings()
+            .scalars()
             .all()
         )
+        columns = [operations] if include_details else LIST_COLUMNS
+        found = {
+            r["operation_id"]: r
+            for r in conn.execute(select(*columns).where(operations.c.operation_id.in_(ids)))
+            .mappings()
+            .all()
+        }
+    rows = [found[i] for i in ids if i in found]
     has_next = len(rows) > page_size
     items = []
     for r in rows[:page_size]:
         row = dict(r)
-        progress = row.get("progress") or {}
         elapsed = _elapsed(row, utc_now())
         remaining = _remaining_seconds(row, elapsed)
         item: dict[str, Any] = {
@@ -496,7 +534,11 @@ def list_operations(
                 row.get("ended_at") or utc_now() + timedelta(seconds=remaining or 0)
             ),
             "currentPhase": row.get("current_phase"),
-            "resourceUsage": progress.get("resourceUsage"),
+            "resourceUsage": (
+                row["resource_usage"]
+                if "resource_usage" in row
+                else (row.get("progress") or {}).get("resourceUsage")
+            ),
             "recordsProcessed": int(row.get("processed_records") or 0),
             "dateCreated": iso(row["created_at"]),
         }

@@ -284,7 +284,7 @@ def seed_operations(
     Only terminal statuses: the dispatcher never picks them up and the sweep never touches them.
     created_at is spread over the last `spread_days` days (strictly before now).
     """
-    from pmops.store import operations, transaction
+    from pmops.store import operations, throughput, transaction
 
     rng = random.Random(seed)
     now = datetime.now(UTC)
@@ -332,8 +332,22 @@ def seed_operations(
                 row["results"] = None
             rows.append(row)
             ids.append(op_id)
+        # what a completed run leaves for later estimates (flows/lifecycle.py)
+        rates = [
+            {
+                "operation_id": r["operation_id"],
+                "operation_type": r["operation_type"],
+                "events": 42,
+                "phase_seconds": rng.uniform(1.0, 3.0),
+                "startup_seconds": rng.uniform(1.0, 2.5),
+                "ended_at": r["ended_at"],
+            }
+            for r in rows
+            if r["status"] == "Completed"
+        ]
         with transaction(engine) as conn:
             conn.execute(operations.insert(), rows)
+            conn.execute(throughput.insert(), rates)
     return ids
 
 

@@ -89,8 +89,8 @@ def in_process(stack: Stack, ids: list[str], dataset_id: str, repeat: int = 30) 
         if stack.db_url.startswith("sqlite"):
             with engine.connect() as conn:
                 plan = conn.exec_driver_sql(
-                    "EXPLAIN QUERY PLAN SELECT started_at, ended_at, results FROM operations "
-                    "WHERE operation_type = 'ProcessMiningAnalysis' AND status = 'Completed' "
+                    "EXPLAIN QUERY PLAN SELECT events, phase_seconds, startup_seconds "
+                    "FROM run_throughput WHERE operation_type = 'ProcessMiningAnalysis' "
                     "ORDER BY ended_at DESC LIMIT 200"
                 ).all()
                 out["estimate_seconds query plan"] = " / ".join(str(r[-1]) for r in plan)

@@ -8,13 +8,14 @@ set meanwhile by the API (force cancel, dead-process sweep) is never overwritten
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import runtime
 from prefect.states import Cancelled, Failed, State
 from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from analysis.costs import PriceSetting
 from analysis.errors import AnalysisError
@@ -23,7 +24,7 @@ from analysis.pipeline import OperationRun
 from analysis.progress import CancelToken, OperationCancelled
 from flows.reporter import OperationReporter, worker_node
 from pmops.settings import Settings, get_settings
-from pmops.store import datasets, engine_for, operations, transaction, utc_now
+from pmops.store import datasets, engine_for, operations, throughput, transaction, utc_now
 
 PhaseTask = Callable[[Any], Any]
 
@@ -84,7 +85,35 @@ def finish(
             .where(operations.c.status == "Running")
             .values(**values)
         )
+        if result.rowcount and status == "Completed" and document:
+            _record_throughput(conn, operation_id, document, values["ended_at"])
     return bool(result.rowcount)
+
+
+def _record_throughput(
+    conn: Connection, operation_id: str, document: dict[str, Any], ended_at: datetime
+) -> None:
+    """What later start-time estimates of this type are computed from (api/estimates.py)."""
+    row = conn.execute(
+        select(operations.c.operation_type, operations.c.started_at).where(
+            operations.c.operation_id == operation_id
+        )
+    ).first()
+    events = int((document.get("summary") or {}).get("recordsAnalyzed") or 0)
+    phases = float((document.get("performance") or {}).get("totalExecutionSeconds") or 0.0)
+    if row is None or row.started_at is None or events <= 0 or phases <= 0:
+        return
+    wall = (ended_at - row.started_at).total_seconds()
+    conn.execute(
+        throughput.insert().values(
+            operation_id=operation_id,
+            operation_type=row.operation_type,
+            events=events,
+            phase_seconds=phases,
+            startup_seconds=max(0.0, wall - phases),
+            ended_at=ended_at,
+        )
+    )
 
 
 def dataset_source(engine: Engine, row: dict[str, Any]) -> tuple[Path, ColumnMapping | None]:

@@ -148,6 +148,8 @@ class OperationReporter:
         total_records = 0
         done_records = 0
         records = run.records if run is not None else {}
+        first = records.get(next(iter(self.weights)))
+        load_done = first is not None and first.status == "Completed"
         for name, weight in self.weights.items():
             rec = records.get(name)
             entry: dict[str, Any] = rec.to_dict() if rec is not None else {"phaseName": name}
@@ -167,7 +169,8 @@ class OperationReporter:
                 fraction = self._high[name] = max(fraction, self._high.get(name, 0.0))
                 stopped = name
                 entry["progress"] = round(100 * fraction)
-                processed = done
+                # before loading has counted the events, done is bytes or a step: not records
+                processed = done if load_done else 0
                 if entry["status"] == "Running":
                     current = name
                     entry["currentActivity"] = activity

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -33,13 +33,13 @@ class Settings(BaseSettings):
     cpu_units: int = 1
     memory_gb: float = 2.0
 
-    @property
+    @cached_property  # read on every request; resolving the path touches the file system
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'pmops.db').resolve()}"
 
-    @property
+    @cached_property
     def resolved_prefect_api_url(self) -> str:
         return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
 

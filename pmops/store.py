@@ -118,10 +118,42 @@ operations = Table(
     Column("error", JSON),
     Column("results", JSON),
     Column("result_dir", Text),
-    Index("ix_operations_list", "tenant_id", "project_id", "created_at"),
-    Index("ix_operations_status", "tenant_id", "project_id", "status", "created_at"),
-    Index("ix_operations_type", "tenant_id", "project_id", "operation_type", "created_at"),
+    # The list's indexes: one per filter, each ordered like a page (created_at, operation_id) and
+    # ending in status, so a page's ids and the summary's counts come from the index alone.
+    Index("ix_ops_scope", "tenant_id", "project_id", "created_at", "operation_id", "status"),
+    Index("ix_ops_status", "tenant_id", "project_id", "status", "created_at", "operation_id"),
+    Index(
+        "ix_ops_type",
+        "tenant_id",
+        "project_id",
+        "operation_type",
+        "created_at",
+        "operation_id",
+        "status",
+    ),
+    Index(
+        "ix_ops_priority",
+        "tenant_id",
+        "project_id",
+        "priority",
+        "created_at",
+        "operation_id",
+        "status",
+    ),
     Index("ix_operations_queue", "status", "priority_rank", "created_at"),
+)
+
+# one row per completed run: what start-time estimates are computed from (api/estimates.py)
+throughput = Table(
+    "run_throughput",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),
+    Column("operation_type", String(40), nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("phase_seconds", Float, nullable=False),
+    Column("startup_seconds", Float, nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=False),
+    Index("ix_run_throughput_type", "operation_type", "ended_at"),
 )
 
 idempotency = Table(
@@ -138,6 +170,9 @@ idempotency = Table(
 )
 
 
+OBSOLETE_INDEXES = ("ix_operations_list", "ix_operations_status", "ix_operations_type")
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -152,18 +187,29 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # writers take the lock up front (no lost read-then-write race); readers never wait
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # writers take the lock up front (no lost read-then-write race); a reader runs each
+        # statement in its own implicit transaction, as PostgreSQL's READ COMMITTED does
+        if conn.get_execution_options().get(WRITE_OPTION, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        # one pooled connection per request thread (anyio's pool has 40) plus the dispatcher:
+        # an overflowing pool would open a connection and run its PRAGMAs per request
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            pool_size=48,
+            max_overflow=16,
+        )
         _sqlite_pragmas(engine)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     metadata.create_all(engine)
+    with engine.begin() as conn:
+        for name in OBSOLETE_INDEXES:  # replaced by covering ones; only stores made before 0.1
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     return engine
 
 

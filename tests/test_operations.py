@@ -85,6 +85,9 @@ def test_progress_is_reported_per_phase_and_rises(receipt_run) -> None:
         updates = [(d, t) for p, d, t, _ in seen if p == phase]
         final_done, final_total = updates[-1]
         assert final_done == final_total > 0
+        # a phase made of steps in other units (bytes, events, models) never goes back
+        fractions = [d / t for d, t in updates if t > 0]
+        assert fractions == sorted(fractions), (phase, updates)
 
 
 def test_cancel_stops_at_a_checkpoint_and_keeps_completed_phases(

@@ -48,7 +48,7 @@ def get_operation(
     engine: EngineDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    row = ops.get_operation_or_404(engine, scope, operationId)
+    row = ops.get_operation_or_404(engine, scope, operationId, status_only=True)
     view = ops.status_view(row, settings, scope)
     headers = {}
     if row["status"] not in TERMINAL:
