@@ -2,14 +2,20 @@
 
 The API creates flow runs from these deployments; the runner polls every 0.2 s (Prefect's default
 of 10 s would add ~12 s between submit and Running) and runs at most PMOPS_WORKER_LIMIT at once.
+
+The flows are added to the Runner in memory (Runner.add_flow, what Flow.serve does), so a run is
+started by pickling the flow into a child process rather than `python -m prefect.engine`
+re-importing it from its file; with PMOPS_WARM_START (default on) that child is forked from a
+forkserver that already imported prefect and the flows (deployments/warmstart.py).
 """
 
 from __future__ import annotations
 
-from typing import cast
+import asyncio
 
-from prefect import serve
-from prefect.deployments.runner import RunnerDeployment
+from prefect.exceptions import TerminationSignal
+from prefect.logging import get_logger
+from prefect.runner import Runner
 
 from flows.analyze_process import analyze_process
 from flows.enrich_dataset import enrich_dataset
@@ -31,16 +37,17 @@ def deployment_path(operation_type: str) -> str:
 
 def main() -> None:
     settings = get_settings()
-    deployments = [
-        cast(RunnerDeployment, f.to_deployment(name=DEPLOYMENT_NAME, tags=["pmops", op_type]))
-        for op_type, f in FLOWS.items()
-    ]
-    serve(
-        *deployments,
-        limit=settings.worker_limit,
-        query_seconds=0.2,
-        print_starting_message=False,
-    )
+    if settings.warm_start:
+        from deployments import warmstart
+
+        warmstart.install()
+    runner = Runner(limit=settings.worker_limit, query_seconds=0.2)
+    for op_type, f in FLOWS.items():
+        runner.add_flow(f, name=DEPLOYMENT_NAME, tags=["pmops", op_type])
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal) as exc:
+        get_logger("pmops.serve").info("Received %s, shutting down...", type(exc).__name__)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     heartbeat_stale_seconds: float = 30.0
     heartbeat_interval_seconds: float = 2.0
     dispatch_interval_seconds: float = 0.2
+    # fork flow-run processes from a pre-imported forkserver (deployments/warmstart.py)
+    warm_start: bool = True
     price_cpu_hour: float = 0.04048
     price_gb_hour: float = 0.004445
     # resources a flow run is allowed; reported as resourcesAllocated
