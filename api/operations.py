@@ -28,7 +28,14 @@ from api.estimates import duration_range, estimate_seconds, resources
 from api.problems import Problem, analysis_problem
 from api.schemas import PRIORITY_RANK, TERMINAL, CancelRequest, OperationCreate, Status
 from pmops.settings import Settings
-from pmops.store import datasets, idempotency, operations, transaction, utc_now
+from pmops.store import (
+    datasets,
+    idempotency,
+    operation_counts,
+    operations,
+    transaction,
+    utc_now,
+)
 
 START_SCOPE = "POST /async/operation"
 
@@ -444,6 +451,33 @@ def status_view(row: dict[str, Any], settings: Settings, scope: Scope) -> dict[s
 
 
 # -- list --------------------------------------------------------------------------------------
+def _summary_counts(
+    conn: Connection,
+    scope: Scope,
+    where: Any,
+    status: str | None,
+    operation_type: str | None,
+    priority: str | None,
+    dated: bool,
+) -> dict[str, int]:
+    """Operations per status of the filtered set: from the trigger-kept counters, or with a date
+    filter by one pass over the scope's index (no GROUP BY: SQLite would pick the index that
+    orders by status over the one that matches the filters, and read every row)."""
+    if not dated:
+        c = operation_counts.c
+        conds = [c.tenant_id == scope.tenant_id, c.project_id == scope.project_id]
+        filters = ((c.status, status), (c.operation_type, operation_type), (c.priority, priority))
+        conds += [column == value for column, value in filters if value]
+        rows = conn.execute(select(c.status, func.sum(c.n)).where(*conds).group_by(c.status))
+        return {s: int(n or 0) for s, n in rows}
+    sums = conn.execute(
+        select(*(func.sum(case((operations.c.status == s, 1), else_=0)) for s in STATUSES)).where(
+            where
+        )
+    ).one()
+    return {s: int(n or 0) for s, n in zip(STATUSES, sums, strict=True)}
+
+
 STATUSES = tuple(s.value for s in Status)
 LIST_COLUMNS = (
     operations.c.operation_id,
@@ -488,15 +522,9 @@ def list_operations(
     if date_to:
         conds.append(operations.c.created_at <= date_to)
     where = and_(*conds)
+    dated = date_from is not None or date_to is not None
     with engine.connect() as conn:
-        # one pass without GROUP BY: SQLite would otherwise pick the index that orders by status
-        # over the one that matches the filters, and read every row of the table
-        sums = conn.execute(
-            select(
-                *(func.sum(case((operations.c.status == s, 1), else_=0)) for s in STATUSES)
-            ).where(where)
-        ).one()
-        counts = {s: int(n or 0) for s, n in zip(STATUSES, sums, strict=True)}
+        counts = _summary_counts(conn, scope, where, status, operation_type, priority, dated)
         # the page's ids from an index alone (OFFSET walks index entries, not rows), then only
         # those rows, and only the columns a list item shows unless details are asked for
         ids = (

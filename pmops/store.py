@@ -156,6 +156,20 @@ throughput = Table(
     Index("ix_run_throughput_type", "operation_type", "ended_at"),
 )
 
+# How many operations each scope has per type, priority and status, kept by triggers on
+# `operations` (install_counters): the list's summary reads a few of these rows instead of
+# counting every operation.
+operation_counts = Table(
+    "operation_counts",
+    metadata,
+    Column("tenant_id", String(36), primary_key=True),
+    Column("project_id", String(36), primary_key=True),
+    Column("operation_type", String(40), primary_key=True),
+    Column("priority", String(10), primary_key=True),
+    Column("status", String(20), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
 idempotency = Table(
     "idempotency_keys",
     metadata,
@@ -210,7 +224,62 @@ def make_engine(url: str) -> Engine:
     with engine.begin() as conn:
         for name in OBSOLETE_INDEXES:  # replaced by covering ones; only stores made before 0.1
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    install_counters(engine)
     return engine
+
+
+_COUNT_KEY = "tenant_id, project_id, operation_type, priority, status"
+_COUNT_MATCH = " AND ".join(f"{c} = OLD.{c}" for c in _COUNT_KEY.split(", "))
+_COUNT_NEW = ", ".join(f"NEW.{c}" for c in _COUNT_KEY.split(", "))
+_COUNT_UP = f"""INSERT INTO operation_counts ({_COUNT_KEY}, n) VALUES ({_COUNT_NEW}, 1)
+        ON CONFLICT ({_COUNT_KEY}) DO UPDATE SET n = operation_counts.n + 1;"""
+_COUNT_DOWN = f"UPDATE operation_counts SET n = n - 1 WHERE {_COUNT_MATCH};"
+_COUNT_BACKFILL = f"""INSERT INTO operation_counts ({_COUNT_KEY}, n)
+    SELECT {_COUNT_KEY}, count(*) FROM operations GROUP BY {_COUNT_KEY}"""
+
+SQLITE_COUNTERS = (
+    f"CREATE TRIGGER ops_count_insert AFTER INSERT ON operations BEGIN {_COUNT_UP} END",
+    f"CREATE TRIGGER ops_count_delete AFTER DELETE ON operations BEGIN {_COUNT_DOWN} END",
+    "CREATE TRIGGER ops_count_status AFTER UPDATE OF status ON operations "
+    f"WHEN OLD.status IS NOT NEW.status BEGIN {_COUNT_DOWN} {_COUNT_UP} END",
+)
+POSTGRES_COUNTERS = (
+    f"""CREATE OR REPLACE FUNCTION pmops_count_operations() RETURNS trigger AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN {_COUNT_DOWN} END IF;
+        IF TG_OP IN ('UPDATE', 'INSERT') THEN {_COUNT_UP} END IF;
+        RETURN NULL;
+    END $$ LANGUAGE plpgsql""",
+    "CREATE TRIGGER ops_count_insert_delete AFTER INSERT OR DELETE ON operations "
+    "FOR EACH ROW EXECUTE FUNCTION pmops_count_operations()",
+    "CREATE TRIGGER ops_count_status AFTER UPDATE OF status ON operations FOR EACH ROW "
+    "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION pmops_count_operations()",
+)
+
+
+def install_counters(engine: Engine) -> None:
+    """Create the counting triggers once, and count what the store already holds, atomically:
+    under the write lock (SQLite) or an advisory lock (PostgreSQL), so two processes starting
+    together neither both install nor count twice."""
+    with transaction(engine) as conn:
+        if engine.dialect.name == "sqlite":
+            present = conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+                "AND name = 'ops_count_status'"
+            ).scalar_one()
+            statements = SQLITE_COUNTERS
+        else:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7210431)")
+            present = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'ops_count_status'"
+            ).scalar_one()
+            statements = POSTGRES_COUNTERS
+        if present:
+            return
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql("DELETE FROM operation_counts")
+        conn.exec_driver_sql(_COUNT_BACKFILL)
 
 
 @lru_cache

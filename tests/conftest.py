@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         suffix = "@" + "_".join(sorted(names))
         if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
             item._id = type(item._id).parse(item.nodeid + suffix)
+
+
+# PostgreSQL on 127.0.0.1:5432 with trust auth (these machines have it): a fresh database per module
+ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    psycopg = pytest.importorskip("psycopg")
+    name = f"pmops_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {ADMIN_DSN}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

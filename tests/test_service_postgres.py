@@ -12,24 +12,6 @@ from tests.service_stack import assert_problem, concurrently, running_stack
 
 pytestmark = pytest.mark.xdist_group("stack-aux")  # a stack of its own
 
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    psycopg = pytest.importorskip("psycopg")
-    name = f"pmops_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {ADMIN_DSN}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 @pytest.fixture(scope="module")
 def pg_stack(tmp_path_factory: pytest.TempPathFactory, prefect_template: Path, pg_url: str):
