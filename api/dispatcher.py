@@ -7,20 +7,36 @@ idempotency key: after a crash between "created" and "recorded", the next attemp
 flow run back instead of a second one.
 
 The sweep marks Failed a Running operation whose flow-run process stopped writing heartbeats
-(killed), and Timeout an operation still waiting at its timeoutAt.
+(killed), and Timeout an operation still waiting at its timeoutAt. It also watches dispatched
+operations that no flow run has claimed yet: when their flow run ended without starting them
+(Crashed, Cancelled, Failed: e.g. its process could not reach a restarting Prefect server), or
+sits Pending/Running in Prefect without claiming them for `PMOPS_UNCLAIMED_RUN_SECONDS` (its runner
+died between taking it and starting its process), the operation is dispatched once more as a new
+flow run, and marked Failed (`run_not_started`) when that one does not start it either.
+
+Prefect calls never hold up the API: each call gives up after one retry (Prefect's client
+otherwise retries 5 times, sleeping 2 + 4 + 8 + 16 + 32 s, while its server restarts), the
+dispatcher and the request handlers use separate clients and no lock is held across a call, and
+the health check is one plain request with a 2 s timeout.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import StateType
-from prefect.states import Cancelling
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.states import Cancelled, Cancelling
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
@@ -30,63 +46,183 @@ from pmops.store import operations, transaction, utc_now
 log = logging.getLogger("pmops.dispatcher")
 DEPLOYMENT_NAME = "pmops"
 
+# Prefect client retries per call (PREFECT_CLIENT_MAX_RETRIES, default 5 with 2**n s backoff):
+# one retry (about 2 s) rides over a "database is locked" 503; an unreachable server fails the
+# call and the dispatcher tries again on its next round (the idempotency key makes that safe).
+CLIENT_MAX_RETRIES = 1
+CLIENT_TIMEOUT_SECONDS = 10.0
+HEALTH_TIMEOUT_SECONDS = 2.0
+# how many flow runs one operation gets when its flow runs end without starting it
+MAX_DISPATCH_ATTEMPTS = 2
+
+DISPATCH, REQUESTS = "dispatch", "requests"
+WAITING_FOR_RUNNER = (StateType.SCHEDULED,)
+
 
 def deployment_path(operation_type: str) -> str:
     """Flows are named after their operation type; deployments/serve.py serves them as 'pmops'."""
     return f"{operation_type}/{DEPLOYMENT_NAME}"
 
 
-class PrefectGateway:
-    """The few Prefect calls the API makes, through one synchronous client."""
+class NotServed(RuntimeError):
+    """The runner has not registered this operation type's deployment (yet: it is starting)."""
 
-    def __init__(self, api_url: str) -> None:
+
+def prefect_unavailable(exc: BaseException) -> bool:
+    """Prefect is down or restarting, or the runner not registered yet: not a bug of ours."""
+    if isinstance(exc, (httpx.TransportError, NotServed)):
+        return True
+    if isinstance(exc, (PrefectHTTPStatusError, httpx.HTTPStatusError)):
+        return exc.response.status_code >= 500
+    return False
+
+
+class PrefectGateway:
+    """The few Prefect calls the API makes, through synchronous clients with bounded retries.
+
+    The dispatcher thread uses its own client (lane DISPATCH) and request handlers share another
+    (lane REQUESTS; httpx clients are thread-safe), so a slow create never delays a cancel. The
+    lock only guards creating a client; no call is made while holding it.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        max_retries: int = CLIENT_MAX_RETRIES,
+        timeout: float = CLIENT_TIMEOUT_SECONDS,
+    ) -> None:
         self.api_url = api_url
-        self._client: Any = None
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self._settings: Any = None
+        self._clients: dict[str, Any] = {}
         self._deployments: dict[str, UUID] = {}
         self._lock = threading.Lock()
+        self._health = httpx.Client(timeout=HEALTH_TIMEOUT_SECONDS)
 
-    def client(self) -> Any:
-        if self._client is None:
-            from prefect.settings import PREFECT_API_URL, temporary_settings
+    # -- clients ------------------------------------------------------------------------------
+    @contextmanager
+    def _prefect_settings(self) -> Iterator[None]:
+        """This gateway's Prefect settings (API URL, retries) for the calls made inside."""
+        from prefect.context import SettingsContext, get_settings_context
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_CLIENT_MAX_RETRIES,
+            PREFECT_CLIENT_RETRY_JITTER_FACTOR,
+        )
 
-            with temporary_settings({PREFECT_API_URL: self.api_url}):
-                self._client = get_client(sync_client=True)
-                self._client.__enter__()
-        return self._client
+        context = get_settings_context()
+        if self._settings is None:
+            self._settings = context.settings.copy_with_update(
+                updates={
+                    PREFECT_API_URL: self.api_url,
+                    PREFECT_CLIENT_MAX_RETRIES: self.max_retries,
+                    PREFECT_CLIENT_RETRY_JITTER_FACTOR: 0.2,
+                }
+            )
+        with SettingsContext(profile=context.profile, settings=self._settings):
+            yield
+
+    @contextmanager
+    def _client(self, lane: str) -> Iterator[Any]:
+        with self._prefect_settings():
+            client = self._clients.get(lane)
+            if client is None:
+                with self._lock:
+                    client = self._clients.get(lane)
+                    if client is None:
+                        client = get_client(
+                            httpx_settings={"timeout": httpx.Timeout(self.timeout)},
+                            sync_client=True,
+                        )
+                        client.__enter__()
+                        self._clients[lane] = client
+            yield client
 
     def deployment_id(self, operation_type: str) -> UUID:
         if operation_type not in self._deployments:
-            dep = self.client().read_deployment_by_name(deployment_path(operation_type))
+            with self._client(DISPATCH) as client:
+                try:
+                    dep = client.read_deployment_by_name(deployment_path(operation_type))
+                except ObjectNotFound as exc:
+                    raise NotServed(
+                        f"Prefect has no deployment {deployment_path(operation_type)} yet "
+                        "(is the runner, deployments/serve.py, running?)"
+                    ) from exc
             self._deployments[operation_type] = dep.id
         return self._deployments[operation_type]
 
-    def create_run(self, row: dict[str, Any]) -> str:
-        with self._lock:
-            run = self.client().create_flow_run_from_deployment(
-                self.deployment_id(row["operation_type"]),
-                parameters={"operation_id": row["operation_id"]},
+    # -- calls --------------------------------------------------------------------------------
+    def create_run(self, row: dict[str, Any], attempt: int = 1) -> str:
+        """The flow run for this operation; attempt n > 1 is a new run (key '<id>:<n>')."""
+        op_id = row["operation_id"]
+        key = op_id if attempt == 1 else f"{op_id}:{attempt}"
+        deployment = self.deployment_id(row["operation_type"])
+        with self._client(DISPATCH) as client:
+            run = client.create_flow_run_from_deployment(
+                deployment,
+                parameters={"operation_id": op_id},
                 name=row["operation_name"][:200],
                 tags=[
                     f"tenant:{row['tenant_id']}",
                     f"project:{row['project_id']}",
                     f"type:{row['operation_type']}",
-                    f"operation:{row['operation_id']}",
+                    f"operation:{op_id}",
                     f"priority:{row['priority']}",
+                    *([f"attempt:{attempt}"] if attempt > 1 else []),
                 ],
-                idempotency_key=row["operation_id"],
+                idempotency_key=key,
             )
         return str(run.id)
 
-    def cancel_run(self, flow_run_id: str) -> bool:
-        """Ask Prefect to cancel (the runner SIGTERMs the process); False if Prefect refused."""
-        with self._lock:
-            client = self.client()
-            run = client.read_flow_run(UUID(flow_run_id))
-            if run.state is not None and run.state.is_final():
-                return True
-            result = client.set_flow_run_state(
-                UUID(flow_run_id), Cancelling(message="cancelled through the pmops API"), force=True
+    def read_runs(self, flow_run_ids: list[str]) -> dict[str, FlowRun]:
+        """The flow runs Prefect knows of these ids, by id."""
+        with self._client(DISPATCH) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[UUID(i) for i in flow_run_ids])
+                ),
+                limit=len(flow_run_ids),
             )
+        return {str(run.id): run for run in runs}
+
+    def runs_of(self, operation_id: str) -> list[FlowRun]:
+        """Every flow run created for this operation (they carry the tag operation:<id>)."""
+        with self._client(DISPATCH) as client:
+            return list(
+                client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        tags=FlowRunFilterTags(all_=[f"operation:{operation_id}"])
+                    ),
+                    limit=50,
+                )
+            )
+
+    def abandon_run(self, flow_run_id: str, message: str) -> None:
+        """Mark a flow run that never started its operation Cancelled, so it never starts it
+        later (a late process is refused when it proposes Running)."""
+        with self._client(DISPATCH) as client:
+            client.set_flow_run_state(UUID(flow_run_id), Cancelled(message=message), force=True)
+
+    def cancel_run(self, flow_run_id: str, lane: str = REQUESTS) -> bool:
+        """Ask Prefect to cancel (the runner SIGTERMs the process); False if Prefect refused or
+        is unavailable: the operation's row is cancelled already, and its flow-run process reads
+        that at its next heartbeat and stops by itself."""
+        try:
+            with self._client(lane) as client:
+                run = client.read_flow_run(UUID(flow_run_id))
+                if run.state is not None and run.state.is_final():
+                    return True
+                result = client.set_flow_run_state(
+                    UUID(flow_run_id),
+                    Cancelling(message="cancelled through the pmops API"),
+                    force=True,
+                )
+        except Exception as exc:
+            if not prefect_unavailable(exc):
+                raise
+            log.warning("could not cancel flow run %s: %s", flow_run_id, exc)
+            return False
         # a run that has not started is answered REJECT with state Cancelled: that is success
         state = getattr(result, "state", None)
         return result.status.value in ("ACCEPT", "REJECT") and (
@@ -94,26 +230,32 @@ class PrefectGateway:
         )
 
     def healthy(self) -> bool:
+        """Prefect's /health answered within 2 s (no retries: a health check must not wait)."""
         try:
-            with self._lock:
-                self.client().api_healthcheck()
-            return True
-        except Exception:
+            return self._health.get(f"{self.api_url.rstrip('/')}/health").status_code == 200
+        except httpx.HTTPError:
             return False
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.__exit__(None, None, None)
-            self._client = None
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            try:
+                client.__exit__(None, None, None)
+            except Exception:
+                log.debug("closing a Prefect client failed", exc_info=True)
+        self._health.close()
 
 
 class Dispatcher:
     def __init__(self, engine: Engine, settings: Settings, gateway: PrefectGateway) -> None:
         self.engine, self.settings, self.gateway = engine, settings, gateway
+        self.unclaimed_run_seconds = settings.unclaimed_run_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
+        self._prefect_down = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="pmops-dispatcher", daemon=True)
@@ -129,19 +271,33 @@ class Dispatcher:
         self._wake.set()
 
     def _loop(self) -> None:
-        import time
-
         while not self._stop.is_set():
-            try:
-                self.dispatch_once()
-                if time.monotonic() - self._last_sweep > 1.0:
-                    self._last_sweep = time.monotonic()
-                    self.sweep_once()
-            except Exception:
-                log.exception("dispatch failed; retrying")
+            failed = False
+            for step in (self.dispatch_once, self._sweep_due):
+                try:
+                    step()
+                except Exception as exc:
+                    failed = True
+                    self._report(exc)
+            if not failed and self._prefect_down:
+                self._prefect_down = False
+                log.warning("Prefect answers again: dispatching resumes")
+            if failed:
                 self._stop.wait(1.0)
             self._wake.wait(self.settings.dispatch_interval_seconds)
             self._wake.clear()
+
+    def _report(self, exc: Exception) -> None:
+        if not prefect_unavailable(exc):
+            log.exception("dispatch failed; retrying")
+        elif not self._prefect_down:
+            self._prefect_down = True
+            log.warning("dispatching waits for Prefect (%s: %s)", type(exc).__name__, exc)
+
+    def _sweep_due(self) -> None:
+        if time.monotonic() - self._last_sweep > 1.0:
+            self._last_sweep = time.monotonic()
+            self.sweep_once()
 
     def dispatch_once(self) -> int:
         with self.engine.connect() as conn:
@@ -178,6 +334,7 @@ class Dispatcher:
         return started
 
     def sweep_once(self) -> None:
+        """Store-only checks first (they work while Prefect is down), then Prefect's side."""
         now = utc_now()
         stale = now - timedelta(seconds=self.settings.heartbeat_stale_seconds)
         with transaction(self.engine) as conn:
@@ -219,6 +376,118 @@ class Dispatcher:
         for _, flow_run_id, *_ in [*dead, *expired]:
             if flow_run_id:
                 try:
-                    self.gateway.cancel_run(flow_run_id)
+                    self.gateway.cancel_run(flow_run_id, lane=DISPATCH)
                 except Exception:
                     log.warning("could not cancel flow run %s", flow_run_id)
+        self.sweep_unstarted(now)
+
+    # -- dispatched, never started --------------------------------------------------------------
+    def sweep_unstarted(self, now: datetime | None = None) -> int:
+        """Dispatch again (or fail) operations whose flow run will never claim them."""
+        with self.engine.connect() as conn:
+            waiting = (
+                conn.execute(
+                    select(operations).where(
+                        operations.c.status == "Initiated", operations.c.flow_run_id.is_not(None)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        if not waiting:
+            return 0
+        now = now or utc_now()
+        runs = self.gateway.read_runs([row["flow_run_id"] for row in waiting])
+        handled = 0
+        for row in waiting:
+            run = runs.get(row["flow_run_id"])
+            why = self.why_not_starting(row["flow_run_id"], run, now)
+            if why is not None:
+                self.redispatch_or_fail(dict(row), run, why)
+                handled += 1
+        return handled
+
+    def why_not_starting(self, flow_run_id: str, run: FlowRun | None, now: datetime) -> str | None:
+        """Why this flow run will never claim its operation; None while it still may."""
+        if run is None:
+            return f"Prefect has no flow run {flow_run_id}"
+        state = run.state
+        if state is None or state.type in WAITING_FOR_RUNNER:
+            return None  # the runner takes it when it has a slot (or once it is back)
+        if state.is_final():
+            said = f": {state.message}" if state.message else ""
+            return f"its flow run {flow_run_id} ended {state.name} before it started{said}"
+        waited = (now - state.timestamp).total_seconds()
+        if waited > self.unclaimed_run_seconds:
+            kind = state.type.value.capitalize()
+            named = kind if state.name in (None, kind) else f"{kind} ({state.name})"
+            return (
+                f"its flow run {flow_run_id} has been {named} for {waited:.0f} s without "
+                "starting (its runner or process died before the flow began)"
+            )
+        return None
+
+    def redispatch_or_fail(self, row: dict[str, Any], run: FlowRun | None, why: str) -> None:
+        op_id, old = row["operation_id"], row["flow_run_id"]
+        with self.engine.connect() as conn:
+            now = conn.execute(
+                select(operations.c.status, operations.c.flow_run_id).where(
+                    operations.c.operation_id == op_id
+                )
+            ).first()
+        if now is None or tuple(now) != ("Initiated", old):
+            return  # claimed, cancelled or moved on since the sweep read it
+        if run is not None and run.state is not None and not run.state.is_final():
+            self.gateway.abandon_run(old, f"pmops gave up on this flow run: {why}")
+        runs = self.gateway.runs_of(op_id)
+        # a run of a later attempt that was created but not recorded (the API stopped between)
+        newer = [
+            r for r in runs if str(r.id) != old and r.state is not None and not r.state.is_final()
+        ]
+        attempts = max(len(runs), 1)
+        if newer:
+            new = str(newer[0].id)
+        elif attempts < MAX_DISPATCH_ATTEMPTS:
+            new = self.gateway.create_run(row, attempt=attempts + 1)
+        else:
+            self._fail_unstarted(op_id, old, attempts, why)
+            return
+        with transaction(self.engine) as conn:
+            moved = conn.execute(
+                update(operations)
+                .where(
+                    operations.c.operation_id == op_id,
+                    operations.c.status == "Initiated",
+                    operations.c.flow_run_id == old,
+                )
+                .values(flow_run_id=new)
+            ).rowcount
+        if moved:
+            log.warning("%s: %s; dispatched again as flow run %s", op_id, why, new)
+        else:  # cancelled or claimed meanwhile: the new run must not linger
+            self.gateway.cancel_run(new, lane=DISPATCH)
+
+    def _fail_unstarted(self, op_id: str, flow_run_id: str, attempts: int, why: str) -> None:
+        runs = "flow run" if attempts == 1 else f"{attempts} flow runs"
+        with transaction(self.engine) as conn:
+            conn.execute(
+                update(operations)
+                .where(
+                    operations.c.operation_id == op_id,
+                    operations.c.status == "Initiated",
+                    operations.c.flow_run_id == flow_run_id,
+                )
+                .values(
+                    status="Failed",
+                    ended_at=utc_now(),
+                    error={
+                        "code": "run_not_started",
+                        "message": (
+                            f"the operation was dispatched to {runs} and none of them started "
+                            f"it; the last: {why}. The operation was marked Failed"
+                        ),
+                        "field": None,
+                    },
+                )
+            )
+        log.warning("%s: %s; no attempt left, marked Failed", op_id, why)

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     heartbeat_stale_seconds: float = 30.0
     heartbeat_interval_seconds: float = 2.0
     dispatch_interval_seconds: float = 0.2
+    # a flow run Pending/Running in Prefect this long without claiming its operation is taken
+    # for lost (its runner died between taking it and starting its process): dispatched again
+    unclaimed_run_seconds: float = Field(default=60.0, gt=0)
     # fork flow-run processes from a pre-imported forkserver (deployments/warmstart.py)
     warm_start: bool = True
     price_cpu_hour: float = 0.04048

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,61 @@ class Stack:
             except psutil.NoSuchProcess:
                 continue
         raise LookupError(marker)
+
+    def restarted(self, marker: str, old_pid: int, deadline: float = 60.0) -> psutil.Process:
+        """The supervisor's new child for `marker` once it has replaced process `old_pid`."""
+        found: list[psutil.Process] = []
+
+        def check() -> bool:
+            try:
+                p = self.child(marker)
+            except LookupError:
+                return False
+            if p.pid == old_pid:
+                return False
+            found[:] = [p]
+            return True
+
+        if not eventually(check, deadline):
+            raise AssertionError(f"{marker} was not restarted in {deadline} s\n{self.logs()}")
+        return found[0]
+
+    # -- Prefect's own API (what the Prefect UI shows) ----------------------------------------
+    def prefect_api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        url = f"http://127.0.0.1:{self.prefect_port}/api{path}"
+        return httpx.request(method, url, timeout=kw.pop("timeout", 10), **kw)
+
+    def prefect_healthy(self) -> bool:
+        try:
+            return self.prefect_api("GET", "/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def flow_run(self, flow_run_id: str) -> dict[str, Any]:
+        r = self.prefect_api("GET", f"/flow_runs/{flow_run_id}")
+        r.raise_for_status()
+        return dict(r.json())
+
+    def flow_runs_of(self, operation_id: str) -> list[dict[str, Any]]:
+        """Every flow run created for the operation (tag operation:<id>), oldest first."""
+        r = self.prefect_api(
+            "POST",
+            "/flow_runs/filter",
+            json={"flow_runs": {"tags": {"all_": [f"operation:{operation_id}"]}}},
+        )
+        r.raise_for_status()
+        return sorted(r.json(), key=lambda run: run["created"])
+
+    def set_flow_run_state(
+        self, flow_run_id: str, state_type: str, message: str, name: str | None = None
+    ) -> None:
+        """Force a flow run's state in Prefect, as the runner or an operator in the UI does."""
+        state = {"type": state_type, "message": message, **({"name": name} if name else {})}
+        r = self.prefect_api(
+            "POST", f"/flow_runs/{flow_run_id}/set_state", json={"state": state, "force": True}
+        )
+        r.raise_for_status()
+        assert r.json()["status"] == "ACCEPT", r.json()
 
     def logs(self) -> str:
         out = []
@@ -338,6 +393,17 @@ def process_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+@contextmanager
+def frozen(proc: psutil.Process) -> Iterator[psutil.Process]:
+    """SIGSTOP a process for the block (SIGCONT after, if it still exists)."""
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        yield proc
+    finally:
+        with suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGCONT)
 
 
 def eventually(check: Callable[[], bool], deadline: float, every: float = 0.2) -> bool:
