@@ -41,7 +41,7 @@ def main() -> None:
         from deployments import warmstart
 
         warmstart.install()
-    runner = Runner(limit=settings.worker_limit, query_seconds=0.2)
+    runner = Runner(limit=settings.worker_limit, query_seconds=settings.runner_poll_seconds)
     for op_type, f in FLOWS.items():
         runner.add_flow(f, name=DEPLOYMENT_NAME, tags=["pmops", op_type])
     try:

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     heartbeat_stale_seconds: float = 30.0
     heartbeat_interval_seconds: float = 2.0
     dispatch_interval_seconds: float = 0.2
+    # how often the runner asks Prefect for runs to start (Prefect's default is 10 s)
+    runner_poll_seconds: float = Field(default=0.2, gt=0)
     # a flow run Pending/Running in Prefect this long without claiming its operation is taken
     # for lost (its runner died between taking it and starting its process): dispatched again
     unclaimed_run_seconds: float = Field(default=60.0, gt=0)
