@@ -41,7 +41,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from pmops.settings import Settings
-from pmops.store import operations, transaction, utc_now
+from pmops.store import checkpoint, operations, transaction, utc_now
 
 log = logging.getLogger("pmops.dispatcher")
 T = TypeVar("T")
@@ -334,6 +334,7 @@ class Dispatcher:
     def _sweep_due(self) -> None:
         if time.monotonic() - self._last_sweep > 1.0:
             self._last_sweep = time.monotonic()
+            checkpoint(self.engine)  # off the request path (store.checkpoint_in_background)
             self.sweep_once()
 
     def dispatch_once(self) -> int:

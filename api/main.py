@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from api import problems
 from api.dispatcher import Dispatcher, PrefectGateway
 from api.routes import datasets, health, operations
 from pmops.settings import get_settings
-from pmops.store import engine_for
+from pmops.store import checkpoint_in_background, engine_for
 
 
 @asynccontextmanager
@@ -19,10 +20,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = engine_for(settings.resolved_database_url)
+    checkpoint_in_background(engine)
     gateway = PrefectGateway(settings.resolved_prefect_api_url)
     dispatcher = Dispatcher(engine, settings, gateway)
     app.state.gateway, app.state.dispatcher = gateway, dispatcher
     dispatcher.start()
+    # what start-up created (Prefect, SQLAlchemy, pydantic: millions of objects) lives as long
+    # as the process; out of the collector's sight, a full collection no longer stalls requests
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:

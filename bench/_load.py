@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import random
 import shutil
 import subprocess
 import time
@@ -36,7 +37,13 @@ async def _run(
         httpx.AsyncClient(headers=headers, limits=limits, timeout=120) for _ in range(clients)
     ]
 
+    rng = random.Random(17)
+
     async def worker(client: httpx.AsyncClient) -> None:
+        if think > 0:
+            # independent clients: each starts at a random moment and waits an exponentially
+            # distributed time (mean `think`) between requests, so arrivals are not in lockstep
+            await asyncio.sleep(rng.uniform(0, think))
         while time.monotonic() < deadline:
             i = next(counter)
             if i >= n:
@@ -51,7 +58,7 @@ async def _run(
             lat.append(time.perf_counter() - t)
             codes[code] += 1
             if think > 0:
-                await asyncio.sleep(think)
+                await asyncio.sleep(rng.expovariate(1 / think))
 
     cpu0, t0 = time.process_time(), time.perf_counter()
     try:
@@ -80,8 +87,9 @@ def run_load(
     budget: float = 300.0,
     think: float = 0.0,
 ) -> dict[str, Any]:
-    """n requests from `clients` concurrent connections, each sending its next `think` seconds
-    after the previous answered (0: closed loop, at once); stops early after `budget` seconds."""
+    """n requests from `clients` concurrent connections, each sending its next request a random
+    time (exponential, mean `think` seconds; 0: at once) after the previous answered, the first
+    after a random offset; stops early after `budget` seconds."""
     return asyncio.run(_run(make, n, clients, headers, budget, think))
 
 

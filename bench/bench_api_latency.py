@@ -10,7 +10,9 @@ The store is seeded with --ops terminal operations copied from the row of one re
 running-example.xes analysis (request, progress and results JSON; Completed 85 %, Failed 7 %,
 Cancelled 5 %, Timeout 3 %, nothing the dispatcher or the sweep would touch; see
 _stack.template_row). Then for each client count in --clients (closed loop: each client sends its
-next request --think seconds after the previous answer, 0 = at once), warm-up excluded:
+next request an exponentially distributed time, mean --think seconds, after the previous answer,
+the first after a random offset, so 50 independent clients do not arrive in lockstep; 0 = at
+once, saturating the API), warm-up excluded:
   GET  /async/operation/{id} on random stored operations  (--gets requests)
   POST /async/operation  ProcessMiningAnalysis on the uploaded dataset  (--posts requests)
 --profile attaches py-spy to the uvicorn process during each measured phase (pip install py-spy

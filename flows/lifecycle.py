@@ -7,6 +7,7 @@ set meanwhile by the API (force cancel, dead-process sweep) is never overwritten
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -151,6 +152,7 @@ def run_operation(
     settings: Settings | None = None,
 ) -> State | dict[str, Any]:
     settings = settings or get_settings()
+    _lower_priority(settings.run_niceness)
     engine = engine_for(settings.resolved_database_url)
     flow_run_id = runtime.flow_run.id
     row = claim(engine, operation_id, str(flow_run_id) if flow_run_id else None)
@@ -221,6 +223,19 @@ def run_operation(
             progress=reporter.snapshot(),
         )
         raise
+
+
+def _lower_priority(niceness: int) -> None:
+    """Analyses yield the CPU to the API. Linux applies nice to the calling thread and the threads
+    it starts later: this is called before the phases (and their BLAS threads) start."""
+    if niceness <= 0 or not hasattr(os, "nice"):
+        return
+    try:
+        current = os.nice(0)
+        if current < niceness:
+            os.nice(niceness - current)
+    except OSError:
+        pass
 
 
 def _partial(run: OperationRun | None, status: str) -> dict[str, Any] | None:

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     unclaimed_run_seconds: float = Field(default=60.0, gt=0)
     # fork flow-run processes from a pre-imported forkserver (deployments/warmstart.py)
     warm_start: bool = True
+    # flow-run processes run at this niceness (0: as the runner), so on a small machine the
+    # API answers promptly while analyses use the CPU
+    run_niceness: int = Field(default=10, ge=0, le=19)
     price_cpu_hour: float = 0.04048
     price_gb_hour: float = 0.004445
     # resources a flow run is allowed; reported as resourcesAllocated
