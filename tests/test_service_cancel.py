@@ -8,6 +8,7 @@ import signal
 import time
 
 import httpx
+import psutil
 import pytest
 
 from tests.service_stack import (
@@ -130,6 +131,8 @@ def test_force_termination(api, stack, bpic_dataset) -> None:
     op_id = op["operationId"]
     live = api.wait(op_id, running_phase(ML), deadline=90, every=0.1)
     pid = pid_of(live)
+    # analyses yield the CPU to the API (PMOPS_RUN_NICENESS, default 10)
+    assert psutil.Process(pid).nice() == 10
     started = time.monotonic()
     r = api.delete(
         f"/async/operation/{op_id}", json={"forceTermination": True, "reason": "stop now"}
