@@ -81,6 +81,20 @@ def prefect_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def _retry_busy(fn: Callable[[], T]) -> T:
+    """fn(), again after 0.05, 0.1, 0.2 ... 0.5 s while Prefect answers 503, for up to
+    BUSY_RETRY_SECONDS."""
+    delay, deadline = 0.05, time.monotonic() + BUSY_RETRY_SECONDS
+    while True:
+        try:
+            return fn()
+        except (PrefectHTTPStatusError, httpx.HTTPStatusError) as exc:
+            if exc.response.status_code != 503 or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.5)
+
+
 class PrefectGateway:
     """The few Prefect calls the API makes, through synchronous clients with bounded retries.
 
@@ -158,17 +172,13 @@ class PrefectGateway:
         return self._deployments[operation_type]
 
     def _call(self, lane: str, fn: Callable[[Any], T]) -> T:
-        """fn(client), again after a short pause while Prefect answers 503 (busy)."""
-        delay, deadline = 0.05, time.monotonic() + BUSY_RETRY_SECONDS
-        while True:
-            try:
-                with self._client(lane) as client:
-                    return fn(client)
-            except (PrefectHTTPStatusError, httpx.HTTPStatusError) as exc:
-                if exc.response.status_code != 503 or time.monotonic() + delay > deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(2 * delay, 0.5)
+        """fn(the lane's Prefect client), retried while Prefect answers 503 (busy)."""
+
+        def once() -> T:
+            with self._client(lane) as client:
+                return fn(client)
+
+        return _retry_busy(once)
 
     # -- calls --------------------------------------------------------------------------------
     def create_run(self, row: dict[str, Any], attempt: int = 1) -> str:
@@ -193,13 +203,8 @@ class PrefectGateway:
         # a plain request: Prefect's client sleeps 2 s after a 503 even with retries off
         # (prefect/client/base.py), and this call is on every operation's way to Running
         url = f"{self.api_url.rstrip('/')}/deployments/{deployment}/create_flow_run"
-        response = self._call(DISPATCH, lambda _: self._raise(self._http.post(url, json=body)))
+        response = _retry_busy(lambda: self._http.post(url, json=body).raise_for_status())
         return str(response.json()["id"])
-
-    @staticmethod
-    def _raise(response: httpx.Response) -> httpx.Response:
-        response.raise_for_status()
-        return response
 
     def read_runs(self, flow_run_ids: list[str]) -> dict[str, FlowRun]:
         """The flow runs Prefect knows of these ids, by id."""

@@ -209,18 +209,7 @@ def start_operation(
                 )
             )
             if idempotency_key:
-                conn.execute(
-                    idempotency.insert().values(
-                        tenant_id=scope.tenant_id,
-                        scope=START_SCOPE,
-                        key=idempotency_key,
-                        request_hash=digest,
-                        status_code=202,
-                        response=response,
-                        headers=headers,
-                        created_at=now,
-                    )
-                )
+                _remember(conn, scope, START_SCOPE, idempotency_key, digest, 202, response, headers)
     except IntegrityError:
         # a concurrent request with the same Idempotency-Key committed first: its answer stands
         replay = idempotent_lookup(engine, scope, START_SCOPE, idempotency_key, digest)
@@ -228,6 +217,31 @@ def start_operation(
             raise
         return replay
     return 202, response, headers
+
+
+def _remember(
+    conn: Connection,
+    scope: Scope,
+    where: str,
+    key: str,
+    digest: str,
+    status: int,
+    response: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    """The answer to replay for this Idempotency-Key (a second insert fails on the key)."""
+    conn.execute(
+        idempotency.insert().values(
+            tenant_id=scope.tenant_id,
+            scope=where,
+            key=key,
+            request_hash=digest,
+            status_code=status,
+            response=response,
+            headers=headers,
+            created_at=utc_now(),
+        )
+    )
 
 
 def _idempotent_replay(
@@ -265,18 +279,7 @@ def store_idempotent(
     """Record a response; a concurrent first writer wins and its response is returned."""
     try:
         with transaction(engine) as conn:
-            conn.execute(
-                idempotency.insert().values(
-                    tenant_id=scope.tenant_id,
-                    scope=where,
-                    key=key,
-                    request_hash=digest,
-                    status_code=status,
-                    response=response,
-                    headers=headers,
-                    created_at=utc_now(),
-                )
-            )
+            _remember(conn, scope, where, key, digest, status, response, headers)
     except IntegrityError:
         replay = _idempotent_replay(engine, scope, where, key, digest)
         if replay is not None:

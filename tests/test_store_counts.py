@@ -42,7 +42,8 @@ def rows(n: int, tenant: str, start: int = 0) -> list[dict]:
     ]
 
 
-def truth(engine) -> Counter:
+def truth(engine) -> tuple[Counter, Counter]:
+    """(operations counted now, what the counters say)."""
     key = ("tenant_id", "project_id", "operation_type", "priority", "status")
     with engine.connect() as conn:
         real = Counter(
