@@ -40,6 +40,7 @@ from prefect.states import Cancelled, Cancelling
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
+from pmops.events import emit
 from pmops.settings import Settings
 from pmops.store import checkpoint, operations, transaction, utc_now
 
@@ -388,7 +389,7 @@ class Dispatcher:
             ).all()
             for op_id, _, beat in dead:
                 silent = (now - beat).total_seconds()
-                conn.execute(
+                failed = conn.execute(
                     update(operations)
                     .where(operations.c.operation_id == op_id, operations.c.status == "Running")
                     .values(
@@ -405,6 +406,8 @@ class Dispatcher:
                         },
                     )
                 )
+                if failed.rowcount:
+                    emit(conn, op_id, "operation.failed")
         # a transaction of its own: on PostgreSQL the status counters' rows are then always
         # locked in the order statuses move (Initiated, Running, terminal), so never in a cycle
         with transaction(self.engine) as conn:
@@ -414,11 +417,13 @@ class Dispatcher:
                 )
             ).all()
             for op_id, _ in expired:
-                conn.execute(
+                timed_out = conn.execute(
                     update(operations)
                     .where(operations.c.operation_id == op_id, operations.c.status == "Initiated")
                     .values(status="Timeout", ended_at=now)
                 )
+                if timed_out.rowcount:
+                    emit(conn, op_id, "operation.timeout")
         for _, flow_run_id, *_ in [*dead, *expired]:
             if flow_run_id:
                 try:
@@ -516,7 +521,7 @@ class Dispatcher:
     def _fail_unstarted(self, op_id: str, flow_run_id: str, attempts: int, why: str) -> None:
         runs = "flow run" if attempts == 1 else f"{attempts} flow runs"
         with transaction(self.engine) as conn:
-            conn.execute(
+            failed = conn.execute(
                 update(operations)
                 .where(
                     operations.c.operation_id == op_id,
@@ -536,4 +541,6 @@ class Dispatcher:
                     },
                 )
             )
+            if failed.rowcount:
+                emit(conn, op_id, "operation.failed")
         log.warning("%s: %s; no attempt left, marked Failed", op_id, why)

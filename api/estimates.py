@@ -57,15 +57,6 @@ def estimate_seconds(engine: Engine, operation_type: str, events: int) -> tuple[
     return startup + events / rate, method
 
 
-def duration_range(seconds: float) -> str:
-    """'10-15 seconds', '45-60 minutes': the estimate -20 % / +25 %."""
-    low, high = seconds * 0.8, seconds * 1.25
-    for unit, size in (("hours", 3600.0), ("minutes", 60.0)):
-        if low >= 2 * size:
-            return f"{low / size:.0f}-{max(high / size, low / size + 1):.0f} {unit}"
-    return f"{max(1, round(low))}-{max(2, round(high))} seconds"
-
-
 def cost_text(seconds: float, settings: Settings) -> str:
     usd = (
         seconds / 3600 * settings.cpu_units * settings.price_cpu_hour

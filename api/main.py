@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.dispatcher import Dispatcher, PrefectGateway
-from api.routes import datasets, health, operations
+from api.routes import datasets, health, operations, webhooks
 from pmops.settings import get_settings
 from pmops.store import checkpoint_in_background, engine_for
 
@@ -47,6 +47,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(operations.router)
+    app.include_router(webhooks.router)
     return app
 
 

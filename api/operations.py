@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,21 @@ from analysis.params import (
     parse_enrichment_params,
     parse_report_params,
 )
-from analysis.phases import PHASE_WEIGHTS, PHASES
 from api.deps import Scope
-from api.estimates import duration_range, estimate_seconds, resources
+from api.estimates import estimate_seconds, resources
 from api.problems import Problem, analysis_problem
-from api.schemas import PRIORITY_RANK, TERMINAL, CancelRequest, OperationCreate, Status
+from api.schemas import PRIORITY_RANK, CancelRequest, OperationCreate, Status
+from pmops import events, outbox
+from pmops.events import emit
 from pmops.settings import Settings
+from pmops.status import (
+    TERMINAL,
+    duration_range,
+    elapsed_seconds,
+    iso,
+    remaining_seconds,
+    status_view,
+)
 from pmops.store import (
     datasets,
     idempotency,
@@ -38,12 +47,6 @@ from pmops.store import (
 )
 
 START_SCOPE = "POST /async/operation"
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def base_path(scope: Scope) -> str:
@@ -160,6 +163,8 @@ def start_operation(
     with engine.connect() as conn:
         source = _validate_parameters(conn, scope, body)
         queued = _queue_wait_seconds(conn, settings, body.priority.value)
+        like = {"operation_type": body.operationType.value, "priority": body.priority.value}
+        listening = outbox.matching_webhooks(conn, scope.tenant_id, scope.project_id, like)
     seconds, method = estimate_seconds(engine, body.operationType.value, source["events"])
     now = utc_now()
     operation_id = f"op-{uuid.uuid4()}"
@@ -175,7 +180,8 @@ def start_operation(
         "estimatedDurationMethod": method,
         "estimatedCompletion": iso(now + timedelta(seconds=queued + seconds)),
         "trackingUrl": url,
-        "webhooksRegistered": sum(1 for v in callbacks.values() if v),
+        # the start request's callbacks plus the webhooks that will hear about it
+        "webhooksRegistered": sum(1 for v in callbacks.values() if v) + listening,
         "priority": body.priority.value,
         "dateCreated": iso(now),
         "timeoutAt": iso(timeout_at),
@@ -331,6 +337,11 @@ STATUS_COLUMNS = tuple(
 )
 
 
+def callback_stats(engine: Engine, operation_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return events.callback_stats(conn, operation_id)
+
+
 def get_operation_or_404(
     engine: Engine, scope: Scope, operation_id: str, *, status_only: bool = False
 ) -> dict[str, Any]:
@@ -350,107 +361,6 @@ def get_operation_or_404(
     if row is None:
         raise Problem(404, f"operation {operation_id} not found")
     return dict(row)
-
-
-def _elapsed(row: dict[str, Any], now: datetime) -> float:
-    start = row.get("started_at")
-    if start is None:
-        return 0.0
-    end = row.get("ended_at") or now
-    return max(0.0, (end - start).total_seconds())
-
-
-def _remaining_seconds(row: dict[str, Any], elapsed: float) -> float | None:
-    if row["status"] in TERMINAL:
-        return 0.0
-    pct = float(row.get("percentage") or 0.0)
-    estimated = float(row.get("estimated_seconds") or 0.0)
-    if row["status"] == "Running" and pct >= 5.0:
-        # extrapolate the measured pace; blend with the start estimate while progress is small
-        pace = elapsed * (100.0 - pct) / pct
-        weight = min(1.0, pct / 30.0)
-        return weight * pace + (1 - weight) * max(0.0, estimated - elapsed)
-    return max(0.0, estimated - elapsed)
-
-
-def status_view(row: dict[str, Any], settings: Settings, scope: Scope) -> dict[str, Any]:
-    now = utc_now()
-    progress = row.get("progress") or {}
-    op_type = row["operation_type"]
-    phases = progress.get("phases") or [
-        {"phaseName": name, "status": "Pending"} for name in PHASES[op_type]
-    ]
-    elapsed = _elapsed(row, now)
-    remaining = _remaining_seconds(row, elapsed)
-    done_all = int(progress.get("recordsDoneAllPhases") or 0)
-    rate = done_all / (elapsed / 60) if elapsed > 0 else 0.0
-    completed = sum(1 for p in phases if p.get("status") == "Completed")
-    estimated_total = float(row.get("estimated_seconds") or 0.0)
-    if row["status"] not in TERMINAL:
-        # the pending phases come one after the other at the end of what remains, each with
-        # its measured share of the run (PHASE_WEIGHTS)
-        weights = PHASE_WEIGHTS[op_type]
-        whole = sum(weights.values()) or 1.0
-        pending = [p for p in phases if p.get("status") == "Pending"]
-        shares = [estimated_total * weights.get(p["phaseName"], 1.0) / whole for p in pending]
-        start = now + timedelta(seconds=max(0.0, (remaining or 0.0) - sum(shares)))
-        for p, share in zip(pending, shares, strict=True):
-            p["estimatedStartTime"] = iso(start)
-            p["estimatedDuration"] = duration_range(share)
-            start += timedelta(seconds=share)
-    completion = (
-        row.get("ended_at")
-        if row["status"] in TERMINAL
-        else now + timedelta(seconds=remaining or 0.0)
-    )
-    view: dict[str, Any] = {
-        "operationId": row["operation_id"],
-        "operationType": op_type,
-        "operationName": row["operation_name"],
-        "status": row["status"],
-        "progress": {
-            "percentage": round(float(row.get("percentage") or 0.0)),
-            "currentPhase": row.get("current_phase"),
-            "phasesCompleted": completed,
-            "totalPhases": len(phases),
-            "startTime": iso(row.get("started_at")),
-            "elapsedTime": seconds_text(elapsed),
-            "estimatedRemaining": (
-                duration_range(remaining) if remaining and row["status"] not in TERMINAL else None
-            ),
-            "estimatedCompletion": iso(completion),
-        },
-        "execution": {
-            "executionId": row.get("execution_id"),
-            "workerNode": row.get("worker_node"),
-            "resourceUsage": progress.get("resourceUsage"),
-            "processedRecords": int(progress.get("processedRecords") or 0),
-            "totalRecords": int(progress.get("totalRecords") or 0),
-            "processingRate": f"{rate:.0f} records/minute",
-            "heartbeatAt": iso(row.get("heartbeat_at")),
-        },
-        "phases": phases,
-        "callbacks": {
-            "progressCallbacksSent": 0,
-            "lastProgressCallback": None,
-            "callbacksSuccessful": 0,
-            "callbacksFailed": 0,
-        },
-        "dateCreated": iso(row["created_at"]),
-        "timeoutAt": iso(row["timeout_at"]),
-        "priority": row["priority"],
-    }
-    if row.get("error"):
-        view["error"] = row["error"]
-    if row.get("cancellation"):
-        view["cancellation"] = row["cancellation"]
-    if row.get("flow_run_id"):
-        ui = settings.resolved_prefect_api_url.removesuffix("/api")
-        view["prefect"] = {
-            "flowRunId": row["flow_run_id"],
-            "uiUrl": f"{ui}/runs/flow-run/{row['flow_run_id']}",
-        }
-    return view
 
 
 # -- list --------------------------------------------------------------------------------------
@@ -548,13 +458,14 @@ def list_operations(
             .mappings()
             .all()
         }
+        stats = events.callback_stats_of(conn, list(found)) if include_details else {}
     rows = [found[i] for i in ids if i in found]
     has_next = len(rows) > page_size
     items = []
     for r in rows[:page_size]:
         row = dict(r)
-        elapsed = _elapsed(row, utc_now())
-        remaining = _remaining_seconds(row, elapsed)
+        elapsed = elapsed_seconds(row, utc_now())
+        remaining = remaining_seconds(row, elapsed)
         item: dict[str, Any] = {
             "operationId": row["operation_id"],
             "operationType": row["operation_type"],
@@ -578,7 +489,7 @@ def list_operations(
             "dateCreated": iso(row["created_at"]),
         }
         if include_details:
-            item["details"] = status_view(row, settings, scope)
+            item["details"] = status_view(row, settings, stats[row["operation_id"]])
         items.append(item)
     return {
         "operations": items,
@@ -639,6 +550,8 @@ def request_cancel(
         conn.execute(
             update(operations).where(operations.c.operation_id == operation_id).values(**values)
         )
+        if "status" in values:
+            emit(conn, operation_id, "operation.cancelled")
     return dict(row), mode
 
 
@@ -659,12 +572,14 @@ def wait_terminal(engine: Engine, operation_id: str, seconds: float) -> dict[str
 
 def force_cancelled(engine: Engine, operation_id: str) -> None:
     with transaction(engine) as conn:
-        conn.execute(
+        done = conn.execute(
             update(operations)
             .where(operations.c.operation_id == operation_id)
             .where(operations.c.status.in_(("Initiated", "Running")))
             .values(status="Cancelled", ended_at=utc_now())
         )
+        if done.rowcount:
+            emit(conn, operation_id, "operation.cancelled")
 
 
 PHASE_RECORD_KEYS = (
@@ -711,7 +626,7 @@ def cancellation_view(
             for a in doc.get("artifacts") or []
         ]
     estimated = float(before.get("estimated_seconds") or 0.0)
-    elapsed = _elapsed(row, utc_now())
+    elapsed = elapsed_seconds(row, utc_now())
     saved = max(0.0, estimated - elapsed)
     view = {
         "operationId": row["operation_id"],

@@ -11,7 +11,7 @@ from analysis.phases import PHASES
 from api.deps import Scope
 from api.operations import iso, results_document, tracking_url
 from api.problems import Problem
-from api.schemas import TERMINAL
+from pmops.status import TERMINAL
 
 # the seed's fields per phase: what `format=summary` keeps
 SUMMARY_KEYS: dict[str, Any] = {

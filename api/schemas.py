@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 
 
 class OperationType(StrEnum):
@@ -37,8 +37,6 @@ class Status(StrEnum):
 # list pages: the offset (page - 1) x pageSize must stay a 64-bit integer in the store
 MAX_PAGE = 10_000_000
 
-TERMINAL = {"Completed", "Failed", "Cancelled", "Timeout"}
-
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -55,8 +53,25 @@ class Slack(Strict):
     mentionUsers: list[str] = Field(default_factory=list, max_length=50)
 
 
+def _email_address(value: str) -> str:
+    """One mailbox (local@domain); what email.utils would accept as a header line only."""
+    local, at, domain = value.rpartition("@")
+    if (
+        not at
+        or not local
+        or "." not in domain.strip(".")
+        or len(value) > 254
+        or any(c.isspace() or c in '<>,;:"()[]\\' for c in value)
+    ):
+        raise ValueError("not an email address")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+
+
 class Notifications(Strict):
-    email: list[str] = Field(default_factory=list, max_length=50)
+    email: list[EmailAddress] = Field(default_factory=list, max_length=50)
     slack: Slack | None = None
 
 
@@ -84,3 +99,52 @@ class CancelRequest(Strict):
     preservePartialResults: bool = True
     forceTermination: bool = False
     notifyCallbacks: bool = True
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+class EventType(StrEnum):
+    started = "operation.started"
+    progress = "operation.progress"
+    phase_completed = "operation.phase.completed"
+    completed = "operation.completed"
+    failed = "operation.failed"
+    cancelled = "operation.cancelled"
+    timeout = "operation.timeout"
+
+
+class WebhookFilters(Strict):
+    operationTypes: list[OperationType] = Field(default_factory=list)
+    priorities: list[Priority] = Field(default_factory=list)
+    minProgressIncrement: float = Field(default=0, ge=0, le=100)
+
+
+class WebhookAuthentication(Strict):
+    type: Literal["hmac-sha256"] = "hmac-sha256"
+    secret: str = Field(min_length=8, max_length=512)
+
+
+class WebhookRetryPolicy(Strict):
+    maxRetries: int = Field(default=5, ge=0, le=20)
+    retryDelay: float = Field(default=60, ge=0.1, le=86_400)
+    backoffMultiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    maxDelay: float = Field(default=3600, ge=0.1, le=7 * 86_400)
+
+
+class WebhookCreate(Strict):
+    webhookUrl: str = Field(min_length=1, max_length=2000)
+    webhookName: str = Field(min_length=1, max_length=500)
+    events: list[EventType] = Field(min_length=1, max_length=20)
+    filters: WebhookFilters = Field(default_factory=WebhookFilters)
+    authentication: WebhookAuthentication | None = None
+    retryPolicy: WebhookRetryPolicy = Field(default_factory=WebhookRetryPolicy)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=20)
+
+
+class WebhookUpdate(Strict):
+    status: Literal["Active", "Disabled"]
+
+
+class NotificationSettingsUpdate(Strict):
+    # an incoming-webhook URL (https://hooks.slack.com/services/...); "" removes it
+    slackWebhookUrl: str | None = Field(default=None, max_length=2000)
+    ownerEmails: list[EmailAddress] | None = Field(default=None, max_length=50)

@@ -24,6 +24,7 @@ from analysis.eventlog import ColumnMapping
 from analysis.pipeline import OperationRun
 from analysis.progress import CancelToken, OperationCancelled
 from flows.reporter import OperationReporter, worker_node
+from pmops.events import TERMINAL_EVENT, emit
 from pmops.settings import Settings, get_settings
 from pmops.store import datasets, engine_for, operations, throughput, transaction, utc_now
 
@@ -58,6 +59,7 @@ def claim(engine: Engine, operation_id: str, flow_run_id: str | None) -> dict[st
                 execution_id=f"exec-{flow_run_id}" if flow_run_id else None,
             )
         )
+        emit(conn, operation_id, "operation.started")
         return dict(row)
 
 
@@ -68,6 +70,7 @@ def finish(
     document: dict[str, Any] | None,
     error: dict[str, Any] | None = None,
     progress: dict[str, Any] | None = None,
+    reporter: OperationReporter | None = None,
 ) -> bool:
     values: dict[str, Any] = {"status": status, "ended_at": utc_now(), "results": document}
     if error is not None:
@@ -86,8 +89,12 @@ def finish(
             .where(operations.c.status == "Running")
             .values(**values)
         )
-        if result.rowcount and status == "Completed" and document:
-            _record_throughput(conn, operation_id, document, values["ended_at"])
+        if result.rowcount:
+            if status == "Completed" and document:
+                _record_throughput(conn, operation_id, document, values["ended_at"])
+            if reporter is not None and progress is not None:
+                reporter.announce(conn, progress)
+            emit(conn, operation_id, TERMINAL_EVENT[status])
     return bool(result.rowcount)
 
 
@@ -195,12 +202,21 @@ def run_operation(
                 on_complete(engine, row, run)
             document = run.document()
             run.write_document(document)
-        finish(engine, operation_id, "Completed", document, progress=reporter.snapshot())
+        finish(
+            engine,
+            operation_id,
+            "Completed",
+            document,
+            progress=reporter.snapshot(),
+            reporter=reporter,
+        )
         return {"operationId": operation_id, "status": "Completed"}
     except OperationCancelled as exc:
         status = "Timeout" if reporter.timed_out else "Cancelled"
         document = _partial(run, status)
-        finish(engine, operation_id, status, document, progress=reporter.snapshot())
+        finish(
+            engine, operation_id, status, document, progress=reporter.snapshot(), reporter=reporter
+        )
         return Cancelled(message=f"{status}: {exc}")
     except AnalysisError as exc:
         finish(
@@ -210,6 +226,7 @@ def run_operation(
             _partial(run, "Failed"),
             error=exc.to_dict(),
             progress=reporter.snapshot(),
+            reporter=reporter,
         )
         return Failed(message=exc.message)
     except Exception as exc:
@@ -221,6 +238,7 @@ def run_operation(
             _partial(run, "Failed"),
             error=error,
             progress=reporter.snapshot(),
+            reporter=reporter,
         )
         raise
 

@@ -18,12 +18,13 @@ from typing import Any
 
 import psutil
 from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from analysis.formatting import size_text
 from analysis.phases import PHASE_WEIGHTS
 from analysis.pipeline import OperationRun
 from analysis.progress import CancelToken
+from pmops.events import emit
 from pmops.store import as_utc, operations, transaction, utc_now
 
 TIMEOUT_REASON = "timeout"
@@ -68,6 +69,10 @@ class OperationReporter:
         self._net0 = _net_bytes()
         self._started = time.monotonic()
         self._cpu_samples: list[float] = []
+        # what events have announced so far: a progress event per change of the whole percent
+        # shown, a phase.completed event per phase
+        self._announced_percentage = 0
+        self._announced_phases: set[str] = set()
 
     # -- analysis Progress sink -------------------------------------------------------------
     def sink(self, phase: str, done: int, total: int, activity: str) -> None:
@@ -207,12 +212,24 @@ class OperationReporter:
             "resourceUsage": self.usage(),
         }
 
+    def announce(self, conn: Connection, snap: dict[str, Any]) -> None:
+        """Events for what changed since the last write, in the transaction that wrote it."""
+        for phase in snap["phases"]:
+            name = phase["phaseName"]
+            if phase.get("status") == "Completed" and name not in self._announced_phases:
+                self._announced_phases.add(name)
+                emit(conn, self.operation_id, "operation.phase.completed", phaseName=name)
+        shown = round(snap["percentage"])
+        if shown != self._announced_percentage:
+            self._announced_percentage = shown
+            emit(conn, self.operation_id, "operation.progress")
+
     def write(self) -> None:
         with self._write_lock:
             snap = self.snapshot()
             self._last_write = time.monotonic()
             with transaction(self.engine) as conn:
-                conn.execute(
+                written = conn.execute(
                     update(operations)
                     .where(operations.c.operation_id == self.operation_id)
                     .where(operations.c.status == "Running")
@@ -224,6 +241,8 @@ class OperationReporter:
                         heartbeat_at=utc_now(),
                     )
                 )
+                if written.rowcount:
+                    self.announce(conn, snap)
 
 
 def worker_node() -> str:

@@ -127,6 +127,44 @@ def tokens_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def deliver(args: argparse.Namespace) -> int:
+    from pmops.deliverer import serve
+
+    serve()
+    return 0
+
+
+def project_secret(args: argparse.Namespace) -> int:
+    import uuid
+
+    from pmops.projects import AlreadyRevealed, reveal_secret, rotate_secret
+    from pmops.settings import get_settings
+    from pmops.store import engine_for
+
+    try:
+        tenant, project = str(uuid.UUID(args.tenant)), str(uuid.UUID(args.project))
+    except ValueError:
+        print("pmops: --tenant and --project must be GUIDs", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(settings.resolved_database_url)
+    try:
+        if args.rotate:
+            shown = rotate_secret(engine, settings, tenant, project)
+        else:
+            shown = reveal_secret(engine, tenant, project)
+    except AlreadyRevealed:
+        print(
+            "pmops: this project's signing secret was already shown once; "
+            "`pmops project secret --rotate` makes a new one",
+            file=sys.stderr,
+        )
+        return 1
+    print(shown["secret"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pmops", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=analyze)
     u = sub.add_parser("up", help="start the whole service (Prefect server, runner, API)")
     u.set_defaults(func=up)
+    d = sub.add_parser("deliver", help="run a deliverer (webhooks, callbacks, email, Slack)")
+    d.set_defaults(func=deliver)
+    p = sub.add_parser("project", help="a project's signing secret")
+    psub = p.add_subparsers(dest="project_command", required=True)
+    ps = psub.add_parser("secret", help="print the signing secret (once), or rotate it")
+    ps.add_argument("--tenant", required=True)
+    ps.add_argument("--project", required=True)
+    ps.add_argument("--rotate", action="store_true", help="make a new secret and print it")
+    ps.set_defaults(func=project_secret)
     t = sub.add_parser("tokens", help="manage bearer tokens")
     tsub = t.add_subparsers(dest="tokens_command", required=True)
     tc = tsub.add_parser("create", help="print a new bearer token (stored hashed)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,40 @@ class Settings(BaseSettings):
     cpu_units: int = 1
     memory_gb: float = 2.0
 
+    # -- webhooks, callbacks and notifications (pmops/deliverer.py) --------------------------
+    # CIDRs a webhook, callback or Slack URL may resolve to although private or loopback
+    # (comma-separated, e.g. "127.0.0.0/8,::1/128" for development); empty: public hosts only
+    webhook_allow_networks: str = ""
+    # how long one delivery attempt may take (connect, send, answer)
+    delivery_timeout_seconds: float = Field(default=10.0, gt=0)
+    # attempts in flight at once, in all, and per receiving endpoint
+    delivery_concurrency: int = Field(default=256, ge=1)
+    delivery_per_endpoint: int = Field(default=8, ge=1)
+    # how often the deliverer looks for new events and due retries when idle
+    delivery_poll_seconds: float = Field(default=0.05, gt=0)
+    # callbacks, email and Slack have no retryPolicy of their own: these apply
+    callback_max_retries: int = Field(default=5, ge=0)
+    callback_retry_delay: float = Field(default=10.0, ge=0)
+    callback_backoff_multiplier: float = Field(default=2.0, ge=1.0)
+    callback_max_delay: float = Field(default=600.0, ge=0)
+    # a webhook whose attempts have all failed this many times in a row, over at least this
+    # many seconds, is disabled and the project's owner notified
+    webhook_disable_after_failures: int = Field(default=100, ge=1)
+    webhook_disable_after_seconds: float = Field(default=86_400.0, ge=0)
+    # after a rotation, deliveries are signed with the old project secret too for this long
+    secret_rotation_grace_seconds: float = Field(default=86_400.0, ge=0)
+    # events and finished deliveries older than this are deleted
+    event_retention_days: float = Field(default=30.0, gt=0)
+    # where links in emails and Slack messages point
+    public_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "pmops@localhost"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+
     @cached_property  # read on every request; resolving the path touches the file system
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -52,6 +87,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_prefect_api_url(self) -> str:
         return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @cached_property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def uploads_dir(self) -> Path:

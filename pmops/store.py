@@ -187,6 +187,130 @@ idempotency = Table(
 )
 
 
+# -- events and their deliveries (pmops/events.py, pmops/deliverer.py) -------------------------
+# The outbox: one row per status change, written in the transaction that made the change. `body`
+# is the JSON sent to every receiver; `fanned_out` turns true once deliveries are made for it.
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False, unique=True),  # the `id` and webhook-id
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("operation_id", String(60)),  # None for project events (webhook.disabled)
+    Column("seq", Integer),  # per operation, from 1
+    Column("event_type", String(60), nullable=False),
+    Column("percentage", Float),
+    Column("body", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("fanned_out", Boolean, nullable=False, default=False),
+    Index("ix_events_operation", "operation_id", "seq", unique=True),
+    Index(
+        "ix_events_unfanned",
+        "event_id",
+        sqlite_where=Column("fanned_out") == False,  # noqa: E712
+        postgresql_where=Column("fanned_out") == False,  # noqa: E712
+    ),
+    Index("ix_events_created", "created_at"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("webhook_id", String(60), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("filters", JSON, nullable=False),
+    Column("secret", Text),  # None: deliveries are signed with the project's signing secret
+    Column("retry_policy", JSON, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("status", String(20), nullable=False),  # Active | Disabled
+    Column("disabled_reason", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("total_deliveries", Integer, nullable=False, default=0),
+    Column("successful_deliveries", Integer, nullable=False, default=0),
+    Column("failed_deliveries", Integer, nullable=False, default=0),
+    Column("response_ms_total", Float, nullable=False, default=0.0),
+    Column("responses", Integer, nullable=False, default=0),
+    Column("last_delivery", JSON),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("failing_since", UtcDateTime()),
+    Index("ix_webhooks_scope", "tenant_id", "project_id", "created_at"),
+)
+
+# One row per (event, receiver): a webhook, an operation's callback URL, an email or a Slack post.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("delivery_id", String(60), primary_key=True),
+    Column("event_id", Integer, nullable=False),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("operation_id", String(60)),
+    Column("event_type", String(60), nullable=False),
+    Column("kind", String(20), nullable=False),  # webhook | callback | email | slack
+    Column("webhook_id", String(60)),
+    Column("callback", String(20)),  # onProgress | onCompletion | onError
+    Column("target", Text, nullable=False),  # URL, or comma-separated addresses
+    Column("endpoint_key", String(200), nullable=False),  # what concurrency is limited per
+    Column("policy", JSON, nullable=False),
+    # Pending (not tried yet) | Retrying | Delivered | Failed (dead letter) | Cancelled
+    Column("status", String(20), nullable=False),
+    Column("attempt_count", Integer, nullable=False, default=0),
+    Column("attempts", JSON, nullable=False),
+    Column("retry_base", Integer, nullable=False, default=0),  # attempts before a redelivery
+    Column("next_attempt_at", UtcDateTime()),
+    Column("last_attempt_at", UtcDateTime()),
+    Column("lease_owner", String(60)),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+    # due ones in the order they are due; finished ones have no next attempt (NULL)
+    Index("ix_deliveries_due", "next_attempt_at"),
+    Index("ix_deliveries_webhook", "webhook_id", "created_at"),
+    Index("ix_deliveries_operation", "operation_id", "kind", "event_type", "status"),
+    Index("ix_deliveries_event", "event_id"),
+)
+
+# per receiver and operation, the percentage of the last progress event sent
+# (a webhook's filters.minProgressIncrement)
+progress_marks = Table(
+    "progress_marks",
+    metadata,
+    Column("endpoint_key", String(200), primary_key=True),
+    Column("operation_id", String(60), primary_key=True),
+    Column("percentage", Float, nullable=False),
+)
+
+# per project: the secret that signs callbacks (and webhooks registered without one), the Slack
+# incoming webhook, and who owns it (told when a webhook gets disabled)
+projects = Table(
+    "projects",
+    metadata,
+    Column("tenant_id", String(36), primary_key=True),
+    Column("project_id", String(36), primary_key=True),
+    Column("signing_secret", Text, nullable=False),
+    Column("secret_created_at", UtcDateTime(), nullable=False),
+    Column("secret_revealed", Boolean, nullable=False, default=False),
+    Column("previous_secret", Text),
+    Column("previous_valid_until", UtcDateTime()),
+    Column("slack_webhook_url", Text),
+    Column("owner_emails", JSON, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# deliverer processes alive: a lease held by one whose heartbeat is stale is free again
+deliverers = Table(
+    "deliverers",
+    metadata,
+    Column("owner", String(60), primary_key=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+)
+
+
 OBSOLETE_INDEXES = ("ix_operations_list", "ix_operations_status", "ix_operations_type")
 
 

@@ -1,8 +1,9 @@
 """`pmops up`: the whole service under one supervising command.
 
 Starts, in order, a Prefect server (SQLite under the data dir), the runner serving one deployment
-per operation type, and the API (uvicorn). A child that dies is restarted (at most 5 times a
-minute); Ctrl-C stops all of them. Data stays in the data dir, so the next start keeps it.
+per operation type, the API (uvicorn) and the deliverer (webhooks, callbacks, email, Slack).
+A child that dies is restarted (at most 5 times a minute); Ctrl-C stops all of them. Data
+stays in the data dir, so the next start keeps it.
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def up(settings: Settings | None = None) -> int:
             "warning",
         ],
     )
-    children = [server, runner, api]
+    deliverer = Child("deliverer", [py, "-m", "pmops.deliverer"])
+    children = [server, runner, api, deliverer]
     stopping = False
 
     def stop_all(*_: object) -> None:
@@ -150,6 +152,7 @@ def up(settings: Settings | None = None) -> int:
         return 1
     runner.start(env, logs)
     api.start(env, logs)
+    deliverer.start(env, logs)
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if not wait_http(f"{api_url}/health", 60):
         print("pmops: the API did not answer; see its log", file=sys.stderr)

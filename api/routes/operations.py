@@ -10,17 +10,18 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from api import operations as ops
 from api import results
+from api import webhooks as hooks
 from api.deps import EngineDep, ScopeDep, SettingsDep
 from api.problems import Problem
 from api.schemas import (
     MAX_PAGE,
-    TERMINAL,
     CancelRequest,
     OperationCreate,
     OperationType,
     Priority,
     Status,
 )
+from pmops.status import TERMINAL
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["operations"])
 
@@ -34,6 +35,7 @@ def start_operation(
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> JSONResponse:
+    hooks.check_callbacks(settings, body)
     status, payload, headers = ops.start_operation(engine, settings, scope, body, idempotency_key)
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None:
@@ -49,10 +51,10 @@ def get_operation(
     settings: SettingsDep,
 ) -> JSONResponse:
     row = ops.get_operation_or_404(engine, scope, operationId, status_only=True)
-    view = ops.status_view(row, settings, scope)
+    view = ops.status_view(row, settings, ops.callback_stats(engine, operationId))
     headers = {}
     if row["status"] not in TERMINAL:
-        remaining = ops._remaining_seconds(row, ops._elapsed(row, ops.utc_now()))
+        remaining = ops.remaining_seconds(row, ops.elapsed_seconds(row, ops.utc_now()))
         headers["Retry-After"] = str(ops.retry_after(remaining or 0))
     return JSONResponse(view, headers=headers)
 
