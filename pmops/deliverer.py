@@ -237,7 +237,12 @@ def serve(settings: Settings | None = None) -> None:
         await deliverer.run()
         log.info("deliverer %s stopped", deliverer.owner)
 
-    asyncio.run(main())
+    try:  # uvloop (installed with uvicorn[standard]) sends ~20 % more per CPU second
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
 
 
 if __name__ == "__main__":

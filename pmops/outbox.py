@@ -177,6 +177,11 @@ def _active_webhooks(
     return found
 
 
+# deliveries made per fan-out transaction, at most (plus one event's worth): the transaction holds
+# SQLite's write lock, which flow runs need for their progress writes
+FAN_OUT_ROWS = 2000
+
+
 def fan_out(engine: Engine, settings: Settings, limit: int = 500) -> int:
     """Deliveries for up to `limit` new events; returns how many events were handled."""
     with transaction(engine) as conn:
@@ -230,7 +235,11 @@ def fan_out(engine: Engine, settings: Settings, limit: int = 500) -> int:
         }
         moved: dict[tuple[str, str], float] = {}
         rows: list[dict[str, Any]] = []
+        handled = []
         for event in new:
+            if len(rows) >= FAN_OUT_ROWS:
+                break
+            handled.append(event.event_id)
             project = project_rows.get((event.tenant_id, event.project_id)) or {}
             if event.operation_id is None:
                 rows += _owner_notifications(event, project, settings, now)
@@ -276,10 +285,10 @@ def fan_out(engine: Engine, settings: Settings, limit: int = 500) -> int:
             )
         conn.execute(
             update(events)
-            .where(events.c.event_id.in_([e.event_id for e in new]))
+            .where(events.c.event_id.in_(handled))
             .values(fanned_out=True)
         )
-        return len(new)
+        return len(handled)
 
 
 def _operation_receivers(
@@ -652,12 +661,14 @@ def _close_receiver(conn: Connection, which: Any, reason: str) -> None:
 
 
 def _webhook_stats(conn: Connection, settings: Settings, outcomes: list[Outcome]) -> None:
+    """Each webhook's counters and last delivery, in one statement for the whole batch."""
     by_hook: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
         by_hook[o.due.webhook_id or ""].append(o)
     if not by_hook:
         return
     rows = conn.execute(select(webhooks).where(webhooks.c.webhook_id.in_(list(by_hook))))
+    changes, to_disable = [], []
     for hook in rows.mappings():
         hook_outcomes = by_hook[hook["webhook_id"]]
         consecutive, since = hook["consecutive_failures"], hook["failing_since"]
@@ -669,47 +680,66 @@ def _webhook_stats(conn: Connection, settings: Settings, outcomes: list[Outcome]
                 consecutive += 1
                 since = since or o.at
                 gone = gone or o.gone
-        answered = [o.response_ms for o in hook_outcomes if o.status_code is not None]
+        answered = [o.response_ms or 0.0 for o in hook_outcomes if o.status_code is not None]
         last = hook_outcomes[-1]
-        values: dict[str, Any] = {
-            "total_deliveries": hook["total_deliveries"] + len(hook_outcomes),
-            "successful_deliveries": hook["successful_deliveries"]
-            + sum(1 for o in hook_outcomes if o.success),
-            "failed_deliveries": hook["failed_deliveries"]
-            + sum(1 for o in hook_outcomes if not o.success),
-            "response_ms_total": hook["response_ms_total"] + sum(ms or 0.0 for ms in answered),
-            "responses": hook["responses"] + len(answered),
-            "last_delivery": {
-                "deliveryId": last.due.delivery_id,
-                "eventType": last.due.event_type,
-                "attemptedAt": timestamp(last.at),
-                "success": last.success,
-                "statusCode": last.status_code,
-                "responseTimeMs": None if last.response_ms is None else round(last.response_ms, 1),
-                "error": last.error,
-            },
-            "consecutive_failures": consecutive,
-            "failing_since": since,
-        }
-        reason = None
-        if hook["status"] == "Active":
-            if gone:
-                reason = "the receiver answered 410 Gone"
-            elif (
-                consecutive >= settings.webhook_disable_after_failures
-                and since is not None
-                and (last.at - since).total_seconds() >= settings.webhook_disable_after_seconds
-            ):
-                span = (last.at - since).total_seconds()
-                reason = (
-                    f"{consecutive} delivery attempts in a row failed over {span:.0f} s "
-                    f"(last: {last.error or last.status_code})"
-                )
-        conn.execute(
-            update(webhooks).where(webhooks.c.webhook_id == hook["webhook_id"]).values(**values)
+        changes.append(
+            {
+                "b_id": hook["webhook_id"],
+                "b_total": len(hook_outcomes),
+                "b_ok": sum(1 for o in hook_outcomes if o.success),
+                "b_failed": sum(1 for o in hook_outcomes if not o.success),
+                "b_ms": sum(answered),
+                "b_answered": len(answered),
+                "b_last": {
+                    "deliveryId": last.due.delivery_id,
+                    "eventType": last.due.event_type,
+                    "attemptedAt": timestamp(last.at),
+                    "success": last.success,
+                    "statusCode": last.status_code,
+                    "responseTimeMs": None
+                    if last.response_ms is None
+                    else round(last.response_ms, 1),
+                    "error": last.error,
+                },
+                "b_consecutive": consecutive,
+                "b_since": since,
+            }
         )
-        if reason:
-            disable_webhook(conn, dict(hook), reason)
+        if hook["status"] != "Active":
+            continue
+        if gone:
+            to_disable.append((dict(hook), "the receiver answered 410 Gone"))
+        elif (
+            consecutive >= settings.webhook_disable_after_failures
+            and since is not None
+            and (last.at - since).total_seconds() >= settings.webhook_disable_after_seconds
+        ):
+            span = (last.at - since).total_seconds()
+            to_disable.append(
+                (
+                    dict(hook),
+                    f"{consecutive} delivery attempts in a row failed over {span:.0f} s "
+                    f"(last: {last.error or last.status_code})",
+                )
+            )
+    w = webhooks.c
+    conn.execute(
+        update(webhooks)
+        .where(w.webhook_id == bindparam("b_id"))
+        .values(
+            total_deliveries=w.total_deliveries + bindparam("b_total"),
+            successful_deliveries=w.successful_deliveries + bindparam("b_ok"),
+            failed_deliveries=w.failed_deliveries + bindparam("b_failed"),
+            response_ms_total=w.response_ms_total + bindparam("b_ms"),
+            responses=w.responses + bindparam("b_answered"),
+            last_delivery=bindparam("b_last", type_=webhooks.c.last_delivery.type),
+            consecutive_failures=bindparam("b_consecutive"),
+            failing_since=bindparam("b_since", type_=webhooks.c.failing_since.type),
+        ),
+        changes,
+    )
+    for disabled, reason in to_disable:
+        disable_webhook(conn, disabled, reason)
 
 
 def disable_webhook(conn: Connection, hook: dict[str, Any], reason: str) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import subprocess
+import sys
 import time
+import uuid
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.receivers import HttpReceiver, MailReceiver, always, wait_until
-from tests.service_stack import Tenant, assert_problem, running_phase, running_stack
+from tests.service_stack import REPO, Tenant, assert_problem, running_phase, running_stack
 
 pytestmark = pytest.mark.xdist_group("stack-hooks")
 
@@ -606,3 +609,51 @@ def test_failure_and_cancel_events(project: Tenant, http: HttpReceiver, datasets
     assert cancelled["data"]["cancellation"]["reason"] == "wrong log"
     time.sleep(1.0)  # the deliverer polls every 50 ms: a callback would have been sent by now
     assert http.at(f"/{p}/cancelled-cb") == []  # notifyCallbacks: false
+
+
+# -- the project's signing secret -----------------------------------------------------------------
+def test_a_rotated_secret_signs_beside_the_old_one(project: Tenant, http: HttpReceiver) -> None:
+    p = project.project
+    old = project.get("/async/signing-secret").json()["secret"]
+    r = project.post("/async/signing-secret/rotate")
+    assert r.status_code == 200, r.text
+    new = r.json()["secret"]
+    assert new != old and new.startswith("whsec_") and r.json()["previousSecretValidUntil"]
+    run(project, callbacks={"onCompletion": http.url(f"/{p}/rotated")})
+    (request,) = wait_until(lambda: http.at(f"/{p}/rotated"))
+    assert len(request.headers["webhook-signature"].split()) == 2
+    verify(request, new)  # X-Signature-256 is signed with the current secret
+    Webhook(old).verify(request.body, request.headers)  # receivers not switched yet still verify
+
+
+def test_the_cli_shows_the_secret_once_and_rotates(hook_stack: Any) -> None:
+    tenant, project = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pmops.cli", "project", "secret", "--tenant", tenant,
+             "--project", project, *extra],
+            env=hook_stack.env, cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    first = cli()
+    assert first.returncode == 0 and first.stdout.startswith("whsec_")
+    again = cli()
+    assert again.returncode == 1 and "--rotate" in again.stderr
+    rotated = cli("--rotate")
+    assert rotated.returncode == 0 and rotated.stdout.startswith("whsec_")
+    assert rotated.stdout != first.stdout
+
+
+def test_a_host_that_does_not_resolve_is_a_failed_attempt(project: Tenant) -> None:
+    hook = register(
+        project,
+        "https://your-app.com/webhooks/async-operations",
+        events=["operation.completed"],
+        retryPolicy={"maxRetries": 1, "retryDelay": 0.2, "backoffMultiplier": 1, "maxDelay": 1},
+    )
+    run(project)
+    (d,) = settled(project, f"/async/webhooks/{hook['webhookId']}/deliveries")
+    assert d["status"] == "Failed" and d["attemptCount"] == 2
+    assert all(a["statusCode"] is None for a in d["attempts"])
+    assert "your-app.com" in d["lastError"]
