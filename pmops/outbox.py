@@ -803,7 +803,8 @@ def purge(engine: Engine, settings: Settings) -> int:
                 progress_marks.c.operation_id.in_(terminal),
                 progress_marks.c.operation_id.not_in(
                     select(func.distinct(events.c.operation_id)).where(
-                        events.c.fanned_out == False  # noqa: E712
+                        events.c.fanned_out == False,  # noqa: E712
+                        events.c.operation_id.is_not(None),  # NOT IN a set with NULL: nothing
                     )
                 ),
             )

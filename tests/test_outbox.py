@@ -267,3 +267,22 @@ def test_gone_and_repeated_failures_disable(engine: Engine, settings: Settings) 
     # nothing is left waiting for a disabled webhook
     waiting = rows(engine, deliveries.c.status.in_(outbox.OPEN), deliveries.c.webhook_id == gone)
     assert waiting == []
+
+
+def test_purge_keeps_what_is_open_and_drops_what_is_old(engine: Engine, settings: Settings) -> None:
+    tenant, project = scope()
+    op_id = add_operation(engine, tenant, project)
+    add_webhook(engine, tenant, project, events=["operation.progress"])
+    for pct in (10.0, 20.0):
+        move(engine, op_id, "operation.progress", percentage=pct)
+    outbox.fan_out(engine, settings)
+    (first, second) = outbox.lease_due(engine, "o", {"o"}, {}, 8, 10)
+    outbox.settle(engine, settings, "o", [outbox.Outcome(first, utc_now(), True, 200)])
+    old = utc_now() - timedelta(days=settings.event_retention_days + 1)
+    with transaction(engine) as conn:
+        conn.execute(update(events).values(created_at=old))
+        conn.execute(update(deliveries).values(created_at=old))
+        conn.execute(update(operations).values(status="Completed"))
+    assert outbox.purge(engine, settings) == 1  # the delivered event; the open one stays
+    left = rows(engine, deliveries.c.operation_id == op_id)
+    assert [d["delivery_id"] for d in left] == [second.delivery_id]
