@@ -358,15 +358,7 @@ def redeliver(
             where.append(deliveries.c.webhook_id == webhook_id)
         if operation_id:
             where.append(deliveries.c.operation_id == operation_id)
-        row = (
-            conn.execute(
-                select(*DELIVERY_COLUMNS)
-                .join(events, events.c.event_id == deliveries.c.event_id)
-                .where(*where)
-            )
-            .mappings()
-            .first()
-        )
+        row = _delivery_row(conn, *where)
         if row is None:
             raise Problem(404, f"delivery {delivery_id} not found")
         if row["status"] in outbox.OPEN:
@@ -380,16 +372,22 @@ def redeliver(
         if row["kind"] == "slack" and not row["target"]:
             raise Problem(409, outbox.NO_SLACK)
         outbox.redeliver(conn, delivery_id)
-        fresh = (
-            conn.execute(
-                select(*DELIVERY_COLUMNS)
-                .join(events, events.c.event_id == deliveries.c.event_id)
-                .where(deliveries.c.delivery_id == delivery_id)
-            )
-            .mappings()
-            .one()
+        fresh = _delivery_row(conn, deliveries.c.delivery_id == delivery_id)
+    assert fresh is not None
+    return delivery_view(fresh)
+
+
+def _delivery_row(conn: Connection, *where: Any) -> dict[str, Any] | None:
+    found = (
+        conn.execute(
+            select(*DELIVERY_COLUMNS)
+            .join(events, events.c.event_id == deliveries.c.event_id)
+            .where(*where)
         )
-    return delivery_view(dict(fresh))
+        .mappings()
+        .first()
+    )
+    return None if found is None else dict(found)
 
 
 # -- the project's secret and notification settings --------------------------------------------

@@ -111,50 +111,53 @@ def emit(
         data["cancellation"] = {
             k: request.get(k) for k in ("reason", "cancelledBy", "requestedAt", "forceTermination")
         }
-    now = utc_now()
-    message_id = f"msg_{uuid.uuid4().hex}"
-    body = {
-        "id": message_id,
-        "type": event_type,
-        "timestamp": timestamp(now),
-        "sequence": seq + 1,
-        "operationId": operation_id,
-        **extra,
-        "data": data,
-    }
-    conn.execute(
-        events.insert().values(
-            message_id=message_id,
-            tenant_id=op["tenant_id"],
-            project_id=op["project_id"],
-            operation_id=operation_id,
-            seq=seq + 1,
-            event_type=event_type,
-            percentage=float(op.get("percentage") or 0.0),
-            body=json.dumps(body, separators=(",", ":")),
-            created_at=now,
-            fanned_out=False,
-        )
+    return _append(
+        conn,
+        op["tenant_id"],
+        op["project_id"],
+        event_type,
+        data,
+        operation_id=operation_id,
+        seq=seq + 1,
+        percentage=float(op.get("percentage") or 0.0),
+        extra=extra,
     )
-    return message_id
 
 
 def emit_project_event(
     conn: Connection, tenant_id: str, project_id: str, event_type: str, data: dict[str, Any]
 ) -> str:
     """An event about the project rather than an operation (a webhook was disabled)."""
+    return _append(conn, tenant_id, project_id, event_type, data)
+
+
+def _append(
+    conn: Connection,
+    tenant_id: str,
+    project_id: str,
+    event_type: str,
+    data: dict[str, Any],
+    operation_id: str | None = None,
+    seq: int | None = None,
+    percentage: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
     now = utc_now()
     message_id = f"msg_{uuid.uuid4().hex}"
-    body = {"id": message_id, "type": event_type, "timestamp": timestamp(now), "data": data}
+    body: dict[str, Any] = {"id": message_id, "type": event_type, "timestamp": timestamp(now)}
+    if operation_id is not None:
+        body.update(sequence=seq, operationId=operation_id)
+    body.update(extra or {})
+    body["data"] = data
     conn.execute(
         events.insert().values(
             message_id=message_id,
             tenant_id=tenant_id,
             project_id=project_id,
-            operation_id=None,
-            seq=None,
+            operation_id=operation_id,
+            seq=seq,
             event_type=event_type,
-            percentage=None,
+            percentage=percentage,
             body=json.dumps(body, separators=(",", ":")),
             created_at=now,
             fanned_out=False,
