@@ -283,11 +283,7 @@ def fan_out(engine: Engine, settings: Settings, limit: int = 500) -> int:
                     endpoint_key=endpoint, operation_id=op_id, percentage=pct
                 )
             )
-        conn.execute(
-            update(events)
-            .where(events.c.event_id.in_(handled))
-            .values(fanned_out=True)
-        )
+        conn.execute(update(events).where(events.c.event_id.in_(handled)).values(fanned_out=True))
         return len(handled)
 
 
