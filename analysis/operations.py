@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -54,6 +54,26 @@ def _parts(progress: Progress, shares: dict[str, float]) -> dict[str, Progress]:
 
 class ProcessMiningRun(OperationRun):
     operation_type = "ProcessMiningAnalysis"
+    phase_state: ClassVar[dict[str, tuple[str, ...]]] = {
+        phases.LOAD: ("load",),
+        phases.DISCOVERY: ("discovery", "perf"),
+        phases.MACHINE_LEARNING: ("anomalies", "cycle", "path_pred", "patterns", "models_saved"),
+    }
+    phase_parameters: ClassVar[dict[str, tuple[str, ...] | None]] = {
+        phases.LOAD: ("timeWindow",),
+        phases.DISCOVERY: ("algorithm", "algorithmSettings", "analysisType"),
+        # every other key: an unknown one is taken as an input of the models, so it never
+        # lets a stale phase be reused
+        phases.MACHINE_LEARNING: None,
+        phases.REPORTS: (
+            "outputOptions",
+            "generateReports",
+            "createVisualizations",
+            "exportFormats",
+            "generateOptimizationRecommendations",
+            "generateInsights",
+        ),
+    }
 
     def __init__(
         self,
@@ -67,6 +87,8 @@ class ProcessMiningRun(OperationRun):
         super().__init__(out_dir, **kwargs)
         self.source = Path(source)
         self.mapping = mapping
+        self.raw_params = dict(params or {})
+        self.source_identity = [str(self.source), repr(mapping)]
         self.load: LoadResult | None = None
         self.discovery: Any = None
         self.perf: Any = None
@@ -291,6 +313,15 @@ class ProcessMiningRun(OperationRun):
 
 class DataEnrichmentRun(OperationRun):
     operation_type = "DataEnrichment"
+    phase_state: ClassVar[dict[str, tuple[str, ...]]] = {
+        phases.LOAD: ("raw",),
+        phases.CLEANING: ("result",),
+    }
+    phase_parameters: ClassVar[dict[str, tuple[str, ...] | None]] = {
+        phases.LOAD: (),
+        phases.CLEANING: ("cleaningRules",),
+        phases.EXPORT: None,
+    }
 
     def __init__(
         self,
@@ -303,6 +334,8 @@ class DataEnrichmentRun(OperationRun):
         self.params: EnrichmentParams = parse_enrichment_params(params)
         super().__init__(out_dir, **kwargs)
         self.source, self.mapping = Path(source), mapping
+        self.raw_params = dict(params or {})
+        self.source_identity = [str(self.source), repr(mapping)]
         self.raw: Any = None
         self.result: Any = None
         # set by the service when the output is registered as a dataset
@@ -369,6 +402,13 @@ class ReportGenerationRun(OperationRun):
     """An executive summary of a dataset (analysed quickly here) or of an earlier analysis."""
 
     operation_type = "ReportGeneration"
+    phase_state: ClassVar[dict[str, tuple[str, ...]]] = {
+        phases.COLLECT: ("results", "events", "dfg"),
+    }
+    phase_parameters: ClassVar[dict[str, tuple[str, ...] | None]] = {
+        phases.COLLECT: (),
+        phases.REPORTS: None,
+    }
 
     def __init__(
         self,
@@ -381,6 +421,8 @@ class ReportGenerationRun(OperationRun):
         self.params: ReportParams = parse_report_params(params)
         super().__init__(out_dir, **kwargs)
         self.source, self.mapping = Path(source), mapping
+        self.raw_params = dict(params or {})
+        self.source_identity = [str(self.source), repr(mapping)]
         self.results: dict[str, Any] = {}
         self.events: pd.DataFrame | None = None
         self.dfg: Any = None

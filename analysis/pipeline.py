@@ -8,13 +8,16 @@ Artifacts are written under `out_dir` and listed with paths relative to it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import pickle
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -63,9 +66,13 @@ class PhaseRecord:
     usage: PhaseUsage | None = None
     records: int = 0
     results: dict[str, Any] = field(default_factory=dict)
+    # set when the phase was not run but restored from an earlier run of the same lineage
+    preserved_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"phaseName": self.name, "status": self.status}
+        if self.preserved_from:
+            out["preservedFrom"] = self.preserved_from
         if self.start:
             out["startTime"] = self.start
         if self.end:
@@ -78,10 +85,36 @@ class PhaseRecord:
         return out
 
 
+STATE_DIR = "state"
+# parameters that are no input of any phase
+NOT_INPUTS = ("faultInjection",)
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Reuse what an earlier run of the same lineage completed instead of computing it again.
+
+    `source_dir` is that run's out_dir, where each completed phase left a checkpoint
+    (`state/<n>.pkl`: what later phases need, its record and its artifacts). A phase is restored
+    only while every phase before it was restored too and its checkpoint's key equals the key of
+    the phase here (same lineage, source and phase inputs); from the first phase that cannot be,
+    everything is computed.
+    """
+
+    source_dir: Path
+    lineage: str  # the first operation of the retry chain
+    origin: str  # the operation the checkpoints come from
+    phases: tuple[str, ...]
+
+
 class OperationRun:
     """Shared machinery: out dir, progress sink, cancel token, phase records, artifacts."""
 
     operation_type = ""
+    # what each phase leaves for the phases after it (checkpointed when it completes)
+    phase_state: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # the raw parameter keys each phase reads; None: every key no other phase claims
+    phase_parameters: ClassVar[dict[str, tuple[str, ...] | None]] = {}
 
     def __init__(
         self,
@@ -90,7 +123,14 @@ class OperationRun:
         sink: PhaseSink | None = None,
         token: CancelToken | None = None,
         prices: PriceSetting | None = None,
+        resume: ResumePlan | None = None,
+        lineage: str = "",
     ) -> None:
+        self.resume = resume
+        self.lineage = resume.lineage if resume is not None else lineage
+        self._restoring = resume is not None
+        self.raw_params: dict[str, Any] = {}
+        self.source_identity: Any = None
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.name = name or self.operation_type
@@ -107,7 +147,97 @@ class OperationRun:
             return Progress(token=self.token)
         return Progress(sink=lambda d, t, a: sink(phase, d, t, a), token=self.token)
 
+    # -- checkpoints and resume ----------------------------------------------------------
+    def phase_key(self, phase: str) -> str:
+        """What a phase's outputs depend on: lineage, source, and the inputs of it and of every
+        phase before it."""
+        order = phases.PHASES[self.operation_type]
+        claimed = {k for keys in self.phase_parameters.values() if keys for k in keys}
+        inputs = []
+        for name in order[: order.index(phase) + 1]:
+            keys = self.phase_parameters.get(name, ())
+            if keys is None:
+                chosen = {
+                    k: v
+                    for k, v in self.raw_params.items()
+                    if k not in claimed and k not in NOT_INPUTS
+                }
+            else:
+                chosen = {k: self.raw_params.get(k) for k in keys}
+            inputs.append([name, chosen])
+        material = [self.operation_type, self.lineage, self.source_identity, inputs]
+        text = json.dumps(material, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _state_path(self, base: Path, phase: str) -> Path:
+        number = phases.PHASES[self.operation_type].index(phase) + 1
+        return base / STATE_DIR / f"{number}.pkl"
+
+    def _checkpoint(self, phase: str, artifacts_before: int) -> None:
+        order = phases.PHASES[self.operation_type]
+        if phase == order[-1]:
+            return  # nothing runs after the last phase: nothing to resume from
+        snapshot = {
+            "key": self.phase_key(phase),
+            "record": self.records[phase],
+            "artifacts": self.artifacts[artifacts_before:],
+            "state": {a: getattr(self, a) for a in self.phase_state.get(phase, ())},
+        }
+        path = self._state_path(self.out_dir, phase)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(snapshot, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+
+    def _restore(self, phase: str) -> dict[str, Any] | None:
+        """The phase's record restored from the resume source, or None to compute it."""
+        plan = self.resume
+        if plan is None or not self._restoring or phase not in plan.phases:
+            self._restoring = False
+            return None
+        source = self._state_path(plan.source_dir, phase)
+        try:
+            with source.open("rb") as fh:
+                snapshot = pickle.load(fh)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            snapshot = None
+        if snapshot is None or snapshot["key"] != self.phase_key(phase):
+            self._restoring = False
+            return None
+        for attr, value in snapshot["state"].items():
+            setattr(self, attr, value)
+        for artifact in snapshot["artifacts"]:
+            target = self.out_dir / artifact.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(plan.source_dir / artifact.path, target)
+            self.artifacts.append(artifact)
+        record = snapshot["record"]
+        record.preserved_from = record.preserved_from or plan.origin
+        self.records[phase] = record
+        target_state = self._state_path(self.out_dir, phase)
+        target_state.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target_state)  # a retry of this run can resume from it too
+        self._progress(phase).update(record.records, record.records, "restored")
+        return record.to_dict()
+
+    def fail_phase(self, phase: str, error: BaseException) -> None:
+        """Fail `phase` as if its work had raised `error` (fault injection for tests)."""
+
+        def work(_progress: Progress) -> tuple[int, dict[str, Any]]:
+            raise error
+
+        self._run_phase(phase, work)
+
+    def drop_checkpoints(self) -> None:
+        """A completed run is never resumed: its checkpoints only take disk space."""
+        shutil.rmtree(self.out_dir / STATE_DIR, ignore_errors=True)
+
     def _run_phase(self, phase: str, work: Callable[[Progress], tuple[int, dict[str, Any]]]):
+        restored = self._restore(phase)
+        if restored is not None:
+            return restored
+        artifacts_before = len(self.artifacts)
         record = self.records[phase]
         record.status, record.start = "Running", utc_now()
         progress = self._progress(phase)
@@ -121,6 +251,7 @@ class OperationRun:
             record.usage = meter.usage
             raise
         record.status, record.end, record.usage = "Completed", utc_now(), meter.usage
+        self._checkpoint(phase, artifacts_before)
         progress.update(record.records, record.records, "done")
         return record.to_dict()
 
@@ -137,7 +268,10 @@ class OperationRun:
         )
 
     def _usage_totals(self) -> tuple[float, float, int]:
-        usages = [r.usage for r in self.records.values() if r.usage is not None]
+        # restored phases cost this run nothing (their own run counted them)
+        usages = [
+            r.usage for r in self.records.values() if r.usage is not None and not r.preserved_from
+        ]
         wall = sum(u.wall_seconds for u in usages)
         cpu = sum(u.cpu_seconds for u in usages)
         peak = max((u.peak_memory_bytes for u in usages), default=0)
