@@ -13,7 +13,7 @@ import json
 import math
 import pickle
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,22 +152,37 @@ class OperationRun:
         """What a phase's outputs depend on: lineage, source, and the inputs of it and of every
         phase before it."""
         order = phases.PHASES[self.operation_type]
-        claimed = {k for keys in self.phase_parameters.values() if keys for k in keys}
-        inputs = []
-        for name in order[: order.index(phase) + 1]:
-            keys = self.phase_parameters.get(name, ())
-            if keys is None:
-                chosen = {
-                    k: v
-                    for k, v in self.raw_params.items()
-                    if k not in claimed and k not in NOT_INPUTS
-                }
-            else:
-                chosen = {k: self.raw_params.get(k) for k in keys}
-            inputs.append([name, chosen])
+        inputs = [
+            [name, self.phase_inputs(self.raw_params, name)]
+            for name in order[: order.index(phase) + 1]
+        ]
         material = [self.operation_type, self.lineage, self.source_identity, inputs]
         text = json.dumps(material, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @classmethod
+    def phase_inputs(cls, params: Mapping[str, Any], phase: str) -> dict[str, Any]:
+        """The parameters `phase` reads (phase_parameters; None: those no other phase claims)."""
+        keys = cls.phase_parameters.get(phase, ())
+        if keys is not None:
+            return {k: params.get(k) for k in keys}
+        claimed = {k for ks in cls.phase_parameters.values() if ks for k in ks}
+        return {k: v for k, v in params.items() if k not in claimed and k not in NOT_INPUTS}
+
+    @classmethod
+    def reusable_phases(
+        cls, completed: Sequence[str], before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> tuple[str, ...]:
+        """The leading completed phases a resume can restore when the parameters change from
+        `before` to `after` (the same rule the checkpoint keys apply at run time)."""
+        reusable: list[str] = []
+        for name in phases.PHASES[cls.operation_type][:-1]:  # the last one keeps no checkpoint
+            if name not in completed or cls.phase_inputs(before, name) != cls.phase_inputs(
+                after, name
+            ):
+                break
+            reusable.append(name)
+        return tuple(reusable)
 
     def _state_path(self, base: Path, phase: str) -> Path:
         number = phases.PHASES[self.operation_type].index(phase) + 1

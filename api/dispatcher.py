@@ -40,6 +40,7 @@ from prefect.states import Cancelled, Cancelling
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
+from api.retries import run_due_retries
 from pmops.events import emit
 from pmops.settings import Settings
 from pmops.store import checkpoint, operations, transaction, utc_now
@@ -341,6 +342,10 @@ class Dispatcher:
         if time.monotonic() - self._last_sweep > 1.0:
             self._last_sweep = time.monotonic()
             checkpoint(self.engine)  # off the request path (store.checkpoint_in_background)
+            if run_due_retries(
+                self.engine, self.settings
+            ):  # store-only: works while Prefect is down
+                self._wake.set()
             self.sweep_once()
 
     def dispatch_once(self) -> int:

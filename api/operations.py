@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ from analysis.params import (
     parse_enrichment_params,
     parse_report_params,
 )
+from analysis.phases import PHASES
 from api.deps import Scope
 from api.estimates import estimate_seconds, resources
 from api.problems import Problem, analysis_problem
 from api.schemas import PRIORITY_RANK, CancelRequest, OperationCreate, Status
 from pmops import events, outbox
 from pmops.events import emit
+from pmops.retries import retry_links_of
 from pmops.settings import Settings
 from pmops.status import (
     TERMINAL,
@@ -62,6 +65,26 @@ def request_hash(payload: Any) -> str:
 
 
 # -- start ---------------------------------------------------------------------------------------
+def _check_fault_injection(settings: Settings, body: OperationCreate) -> None:
+    fault = body.parameters.get("faultInjection")
+    if fault is None:
+        return
+    field = "parameters.faultInjection"
+    if not settings.fault_injection:
+        raise Problem(
+            422,
+            "parameters.faultInjection is accepted only where PMOPS_FAULT_INJECTION is on",
+            errors=[{"field": field, "message": "not enabled on this server"}],
+        )
+    allowed = PHASES[body.operationType.value]
+    if not isinstance(fault, dict) or fault.get("failPhase") not in allowed:
+        raise Problem(
+            422,
+            f"parameters.faultInjection.failPhase must be one of: {', '.join(allowed)}",
+            errors=[{"field": f"{field}.failPhase", "message": "not a phase of this type"}],
+        )
+
+
 def _validate_parameters(conn: Connection, scope: Scope, body: OperationCreate) -> dict[str, Any]:
     """The engine's own parser names the offending field; the source must be this scope's."""
     params = body.parameters
@@ -151,7 +174,12 @@ def start_operation(
     scope: Scope,
     body: OperationCreate,
     idempotency_key: str | None,
+    *,
+    share: float = 1.0,
+    within: Callable[[Connection, str], None] | None = None,
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Record a new operation (202). `share`: the part of a full run still to do (a resume
+    retry's); `within(conn, operation_id)`: more writes in the same transaction."""
     payload = body.model_dump(mode="json", exclude_none=True)
     digest = request_hash(payload)
     if idempotency_key:
@@ -161,11 +189,13 @@ def start_operation(
     # everything read here is settled (datasets and completed analyses do not change) or an
     # estimate, so the write transaction below holds SQLite's lock only for the two inserts
     with engine.connect() as conn:
+        _check_fault_injection(settings, body)
         source = _validate_parameters(conn, scope, body)
         queued = _queue_wait_seconds(conn, settings, body.priority.value)
         like = {"operation_type": body.operationType.value, "priority": body.priority.value}
         listening = outbox.matching_webhooks(conn, scope.tenant_id, scope.project_id, like)
     seconds, method = estimate_seconds(engine, body.operationType.value, source["events"])
+    seconds *= share
     now = utc_now()
     operation_id = f"op-{uuid.uuid4()}"
     timeout_at = now + timedelta(seconds=body.timeout)
@@ -214,6 +244,8 @@ def start_operation(
                     cancel_requested=False,
                 )
             )
+            if within is not None:
+                within(conn, operation_id)
             if idempotency_key:
                 _remember(conn, scope, START_SCOPE, idempotency_key, digest, 202, response, headers)
     except IntegrityError:
@@ -459,6 +491,7 @@ def list_operations(
             .all()
         }
         stats = events.callback_stats_of(conn, list(found)) if include_details else {}
+        links = retry_links_of(conn, list(found)) if include_details else {}
     rows = [found[i] for i in ids if i in found]
     has_next = len(rows) > page_size
     items = []
@@ -490,6 +523,7 @@ def list_operations(
         }
         if include_details:
             item["details"] = status_view(row, settings, stats[row["operation_id"]])
+            item["details"].update(links[row["operation_id"]])
         items.append(item)
     return {
         "operations": items,

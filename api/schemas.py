@@ -148,3 +148,22 @@ class NotificationSettingsUpdate(Strict):
     # an incoming-webhook URL (https://hooks.slack.com/services/...); "" removes it
     slackWebhookUrl: str | None = Field(default=None, max_length=2000)
     ownerEmails: list[EmailAddress] | None = Field(default=None, max_length=50)
+
+
+# -- retry ---------------------------------------------------------------------------------------
+class ResourceAllocation(Strict):
+    cpuUnits: float | None = Field(default=None, gt=0, le=1024)
+    memoryGB: float | None = Field(default=None, gt=0, le=4096)
+    priority: Priority | None = None
+
+
+class RetryCreate(Strict):
+    retryMode: Literal["resume", "restart"] = "resume"
+    retryReason: str | None = Field(default=None, max_length=2000)
+    modifyParameters: bool = False
+    # merged into the original parameters (objects key by key; null removes a key);
+    # `resourceAllocation` inside it sets the priority
+    updatedParameters: dict[str, Any] = Field(default_factory=dict)
+    retryPolicy: RetryPolicy | None = None
+    newTimeout: int | None = Field(default=None, ge=1, le=7 * 86_400)
+    preserveOriginalResults: bool = True

@@ -21,12 +21,21 @@ from sqlalchemy.engine import Connection, Engine
 from analysis.costs import PriceSetting
 from analysis.errors import AnalysisError
 from analysis.eventlog import ColumnMapping
-from analysis.pipeline import OperationRun
+from analysis.phases import PHASES
+from analysis.pipeline import OperationRun, ResumePlan
 from analysis.progress import CancelToken, OperationCancelled
 from flows.reporter import OperationReporter, worker_node
 from pmops.events import TERMINAL_EVENT, emit
 from pmops.settings import Settings, get_settings
-from pmops.store import datasets, engine_for, operations, throughput, transaction, utc_now
+from pmops.store import (
+    datasets,
+    engine_for,
+    operations,
+    retries,
+    throughput,
+    transaction,
+    utc_now,
+)
 
 PhaseTask = Callable[[Any], Any]
 
@@ -124,6 +133,27 @@ def _record_throughput(
     )
 
 
+class InjectedFault(AnalysisError):
+    """A failure asked for by `parameters.faultInjection` (PMOPS_FAULT_INJECTION)."""
+
+    code = "injected_fault"
+
+
+def resume_plan(engine: Engine, operation_id: str) -> tuple[str, ResumePlan | None]:
+    """(lineage, what a resume retry may restore) from the operation's `retries` row."""
+    with engine.connect() as conn:
+        link = conn.execute(select(retries).where(retries.c.operation_id == operation_id)).first()
+        if link is None:
+            return operation_id, None
+        source = conn.execute(
+            select(operations.c.result_dir).where(operations.c.operation_id == link.original_id)
+        ).scalar()
+    if link.retry_mode != "resume" or not link.preserved_phases or not source:
+        return link.lineage, None
+    plan = ResumePlan(Path(source), link.lineage, link.original_id, tuple(link.preserved_phases))
+    return link.lineage, plan
+
+
 def dataset_source(engine: Engine, row: dict[str, Any]) -> tuple[Path, ColumnMapping | None]:
     params = (row["request"] or {}).get("parameters") or {}
     with engine.connect() as conn:
@@ -185,23 +215,31 @@ def run_operation(
     try:
         with reporter:
             source, mapping = dataset_source(engine, row)
+            params = (row["request"] or {}).get("parameters") or {}
+            lineage, resume = resume_plan(engine, operation_id)
             run = run_cls(
                 source,
                 out_dir,
-                (row["request"] or {}).get("parameters") or {},
+                params,
                 mapping,
                 name=row["operation_name"],
                 sink=reporter.sink,
                 token=token,
                 prices=PriceSetting(settings.price_cpu_hour, settings.price_gb_hour),
+                resume=resume,
+                lineage=lineage,
             )
             reporter.run = run
-            for phase in phases:
+            fail_in = (params.get("faultInjection") or {}).get("failPhase")
+            for name, phase in zip(PHASES[row["operation_type"]], phases, strict=True):
+                if fail_in == name and settings.fault_injection:
+                    run.fail_phase(name, InjectedFault(f"fault injected in {name}"))
                 phase(run)
             if on_complete is not None:
                 on_complete(engine, row, run)
             document = run.document()
             run.write_document(document)
+            run.drop_checkpoints()
         finish(
             engine,
             operation_id,

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from pmops.retries import retry_links_of, schedule_automatic
 from pmops.settings import Settings, get_settings
 from pmops.status import NO_CALLBACKS, iso, status_view
 from pmops.store import deliveries, events, operations, utc_now
@@ -105,7 +106,11 @@ def emit(
             events.c.operation_id == operation_id
         )
     ).scalar_one()
+    if event_type == "operation.failed":
+        # every path to Failed comes here, in the transaction that wrote it
+        schedule_automatic(conn, op)
     data = status_view(op, settings or get_settings(), callback_stats(conn, operation_id))
+    data.update(retry_links_of(conn, [operation_id])[operation_id])
     if event_type == "operation.cancelled" and op.get("cancel_request"):
         request = op["cancel_request"]
         data["cancellation"] = {

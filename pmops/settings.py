@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # flow-run processes run at this niceness (0: as the runner), so on a small machine the
     # API answers promptly while analyses use the CPU
     run_niceness: int = Field(default=10, ge=0, le=19)
+    # accept `parameters.faultInjection` {"failPhase": <phase name>}: the run fails in that phase
+    # (tests and drills of retries; off in production)
+    fault_injection: bool = False
     price_cpu_hour: float = 0.04048
     price_gb_hour: float = 0.004445
     # resources a flow run is allowed; reported as resourcesAllocated

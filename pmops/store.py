@@ -187,6 +187,32 @@ idempotency = Table(
 )
 
 
+# A retry and what it retries: the original stays as it was and lists its retries from here.
+retries = Table(
+    "retries",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),  # the retry
+    Column("original_id", String(60), nullable=False),  # the operation it retries
+    Column("lineage", String(60), nullable=False),  # the first operation of the chain
+    Column("retry_number", Integer, nullable=False),  # 1 for a retry of the first, ...
+    Column("retry_mode", String(10), nullable=False),  # resume | restart
+    Column("preserved_phases", JSON, nullable=False),  # what a resume may restore
+    Column("reason", Text),
+    Column("automatic", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_retries_original", "original_id"),
+)
+
+# Failed operations whose start request asked for automatic retries: when the next is due.
+# Written with the failure (pmops.events.emit), taken by the API's dispatcher.
+retry_schedule = Table(
+    "retry_schedule",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Index("ix_retry_schedule_due", "due_at"),
+)
+
 # -- events and their deliveries (pmops/events.py, pmops/deliverer.py) -------------------------
 # The outbox: one row per status change, written in the transaction that made the change. `body`
 # is the JSON sent to every receiver; `fanned_out` turns true once deliveries are made for it.

@@ -41,7 +41,9 @@ def prefect_template(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
 def stack(tmp_path_factory: pytest.TempPathFactory, prefect_template: Path):
     from tests.service_stack import running_stack
 
-    with running_stack(tmp_path_factory.mktemp("stack"), prefect_template) as s:
+    with running_stack(
+        tmp_path_factory.mktemp("stack"), prefect_template, fault_injection=True
+    ) as s:
         yield s
 
 

@@ -86,8 +86,10 @@ def test_changed_inputs_recompute_from_the_first_changed_phase(tmp_path: Path, l
     retry.run_discovery()
     assert retry.records[phases.LOAD].preserved_from == "op-original"
     assert retry.records[phases.DISCOVERY].preserved_from is None
-    assert retry.records[phases.DISCOVERY].results["processModel"]["algorithm"].startswith(
-        "heuristics"
+    assert (
+        retry.records[phases.DISCOVERY]
+        .results["processModel"]["algorithm"]
+        .startswith("heuristics")
     )
 
 

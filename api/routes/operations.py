@@ -13,12 +13,14 @@ from api import results
 from api import webhooks as hooks
 from api.deps import EngineDep, ScopeDep, SettingsDep
 from api.problems import Problem
+from api.retries import create_retry, retry_links
 from api.schemas import (
     MAX_PAGE,
     CancelRequest,
     OperationCreate,
     OperationType,
     Priority,
+    RetryCreate,
     Status,
 )
 from pmops.status import TERMINAL
@@ -52,6 +54,7 @@ def get_operation(
 ) -> JSONResponse:
     row = ops.get_operation_or_404(engine, scope, operationId, status_only=True)
     view = ops.status_view(row, settings, ops.callback_stats(engine, operationId))
+    view.update(retry_links(engine, operationId))
     headers = {}
     if row["status"] not in TERMINAL:
         remaining = ops.remaining_seconds(row, ops.elapsed_seconds(row, ops.utc_now()))
@@ -154,3 +157,22 @@ def get_artifact(
         media_type=results.MEDIA_TYPES.get(artifact.get("format", ""), "application/octet-stream"),
         filename=path.name,
     )
+
+
+@router.post("/operation/{operationId}/retry", status_code=202)
+def retry_operation(
+    operationId: str,
+    request: Request,
+    scope: ScopeDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    body: Annotated[RetryCreate | None, Body()] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JSONResponse:
+    status, payload, headers = create_retry(
+        engine, settings, scope, operationId, body or RetryCreate(), idempotency_key
+    )
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.wake()
+    return JSONResponse(payload, status_code=status, headers=headers)
