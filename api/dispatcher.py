@@ -41,9 +41,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from api.retries import run_due_retries
+from pmops.batches import advance
 from pmops.events import emit
 from pmops.settings import Settings
-from pmops.store import checkpoint, operations, transaction, utc_now
+from pmops.store import batches, checkpoint, operations, transaction, utc_now
 
 log = logging.getLogger("pmops.dispatcher")
 T = TypeVar("T")
@@ -186,24 +187,44 @@ class PrefectGateway:
     def create_run(self, row: dict[str, Any], attempt: int = 1) -> str:
         """The flow run for this operation; attempt n > 1 is a new run (key '<id>:<n>')."""
         op_id = row["operation_id"]
+        batch = ((row.get("request") or {}).get("batch") or {}).get("batchId")
+        tags = [
+            f"tenant:{row['tenant_id']}",
+            f"project:{row['project_id']}",
+            f"type:{row['operation_type']}",
+            f"operation:{op_id}",
+            f"priority:{row['priority']}",
+            *([f"attempt:{attempt}"] if attempt > 1 else []),
+            *([f"batch:{batch}"] if batch else []),
+        ]
         key = op_id if attempt == 1 else f"{op_id}:{attempt}"
-        deployment = self.deployment_id(row["operation_type"])
+        return self._create(
+            row["operation_type"], {"operation_id": op_id}, row["operation_name"], tags, key
+        )
+
+    def create_batch_run(self, batch: dict[str, Any]) -> str:
+        """The batch's parent flow run (flows/run_batch.py)."""
+        tags = [
+            f"tenant:{batch['tenant_id']}",
+            f"project:{batch['project_id']}",
+            f"batch:{batch['batch_id']}",
+        ]
+        params = {"batch_id": batch["batch_id"]}
+        return self._create("Batch", params, batch["batch_name"], tags, batch["batch_id"])
+
+    def _create(
+        self, flow: str, parameters: dict[str, Any], name: str, tags: list[str], key: str
+    ) -> str:
         body = {
-            "parameters": {"operation_id": op_id},
-            "name": row["operation_name"][:200],
-            "tags": [
-                f"tenant:{row['tenant_id']}",
-                f"project:{row['project_id']}",
-                f"type:{row['operation_type']}",
-                f"operation:{op_id}",
-                f"priority:{row['priority']}",
-                *([f"attempt:{attempt}"] if attempt > 1 else []),
-            ],
+            "parameters": parameters,
+            "name": name[:200],
+            "tags": tags,
             "idempotency_key": key,
             "state": {"type": "SCHEDULED", "message": "dispatched by pmops"},
         }
         # a plain request: Prefect's client sleeps 2 s after a 503 even with retries off
         # (prefect/client/base.py), and this call is on every operation's way to Running
+        deployment = self.deployment_id(flow)
         url = f"{self.api_url.rstrip('/')}/deployments/{deployment}/create_flow_run"
         response = _retry_busy(lambda: self._http.post(url, json=body).raise_for_status())
         return str(response.json()["id"])
@@ -342,11 +363,11 @@ class Dispatcher:
         if time.monotonic() - self._last_sweep > 1.0:
             self._last_sweep = time.monotonic()
             checkpoint(self.engine)  # off the request path (store.checkpoint_in_background)
-            if run_due_retries(
-                self.engine, self.settings
-            ):  # store-only: works while Prefect is down
+            # store-only steps first: they go on while Prefect is down
+            if run_due_retries(self.engine, self.settings) + self.advance_batches():
                 self._wake.set()
             self.sweep_once()
+            self.start_batch_runs()
 
     def dispatch_once(self) -> int:
         with self.engine.connect() as conn:
@@ -381,6 +402,40 @@ class Dispatcher:
                 )
             started += 1
         return started
+
+    def advance_batches(self) -> int:
+        """Move unfinished batches on (their parent runs do too; this covers a lost one)."""
+        with self.engine.connect() as conn:
+            ids = list(
+                conn.execute(
+                    select(batches.c.batch_id).where(batches.c.status.in_(("Initiated", "Running")))
+                ).scalars()
+            )
+        for batch_id in ids:
+            advance(self.engine, batch_id)
+        return len(ids)
+
+    def start_batch_runs(self) -> None:
+        """A parent flow run for each unfinished batch that has none yet."""
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(batches).where(
+                        batches.c.status.in_(("Initiated", "Running")),
+                        batches.c.flow_run_id.is_(None),
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        for row in rows:
+            flow_run_id = self.gateway.create_batch_run(dict(row))
+            with transaction(self.engine) as conn:
+                conn.execute(
+                    update(batches)
+                    .where(batches.c.batch_id == row["batch_id"])
+                    .values(flow_run_id=flow_run_id)
+                )
 
     def sweep_once(self) -> None:
         """Store-only checks first (they work while Prefect is down), then Prefect's side."""

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.dispatcher import Dispatcher, PrefectGateway
-from api.routes import datasets, health, operations, webhooks
+from api.routes import batches, datasets, health, operations, webhooks
 from pmops.settings import get_settings
 from pmops.store import checkpoint_in_background, engine_for
 
@@ -48,6 +48,7 @@ def create_app() -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(operations.router)
     app.include_router(webhooks.router)
+    app.include_router(batches.router)
     return app
 
 

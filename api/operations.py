@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,8 @@ def _check_fault_injection(settings: Settings, body: OperationCreate) -> None:
         )
 
 
-def _validate_parameters(conn: Connection, scope: Scope, body: OperationCreate) -> dict[str, Any]:
-    """The engine's own parser names the offending field; the source must be this scope's."""
+def _parse_parameters(body: OperationCreate) -> None:
+    """The engine's own parser: a 422 naming the field."""
     params = body.parameters
     op_type = body.operationType.value
     try:
@@ -100,6 +101,13 @@ def _validate_parameters(conn: Connection, scope: Scope, body: OperationCreate) 
             parse_report_params(params)
     except AnalysisError as exc:
         raise analysis_problem(exc) from None
+
+
+def _validate_parameters(conn: Connection, scope: Scope, body: OperationCreate) -> dict[str, Any]:
+    """The engine's own parser names the offending field; the source must be this scope's."""
+    params = body.parameters
+    op_type = body.operationType.value
+    _parse_parameters(body)
     dataset_id = params.get("datasetId")
     source_op = params.get("sourceOperationId")
     if dataset_id is None and source_op is None:
@@ -168,29 +176,41 @@ def _validate_parameters(conn: Connection, scope: Scope, body: OperationCreate) 
     return {"datasetId": None, "events": events}
 
 
-def start_operation(
+@dataclass
+class Prepared:
+    """A validated new operation: its row, its 202 answer and headers, not yet stored."""
+
+    row: dict[str, Any]
+    response: dict[str, Any]
+    headers: dict[str, str]
+    digest: str
+
+
+def prepare_operation(
     engine: Engine,
     settings: Settings,
     scope: Scope,
     body: OperationCreate,
-    idempotency_key: str | None,
     *,
     share: float = 1.0,
-    within: Callable[[Connection, str], None] | None = None,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Record a new operation (202). `share`: the part of a full run still to do (a resume
-    retry's); `within(conn, operation_id)`: more writes in the same transaction."""
+    status: str = "Initiated",
+    input_from: str | None = None,
+    events_hint: int = 0,
+) -> Prepared:
+    """Validate and estimate a new operation. `share`: the part of a full run still to do (a
+    resume retry's). `input_from`: a batch operation whose dataset or source analysis comes from
+    its dependency `input_from` once that completes (`events_hint`: the events it will see)."""
     payload = body.model_dump(mode="json", exclude_none=True)
-    digest = request_hash(payload)
-    if idempotency_key:
-        replay = _idempotent_replay(engine, scope, START_SCOPE, idempotency_key, digest)
-        if replay is not None:
-            return replay
     # everything read here is settled (datasets and completed analyses do not change) or an
-    # estimate, so the write transaction below holds SQLite's lock only for the two inserts
+    # estimate, so the write transaction holds SQLite's lock only for the inserts
     with engine.connect() as conn:
         _check_fault_injection(settings, body)
-        source = _validate_parameters(conn, scope, body)
+        params = body.parameters
+        if input_from and params.get("datasetId") is None and not params.get("sourceOperationId"):
+            _parse_parameters(body)
+            source: dict[str, Any] = {"datasetId": None, "events": events_hint}
+        else:
+            source = _validate_parameters(conn, scope, body)
         queued = _queue_wait_seconds(conn, settings, body.priority.value)
         like = {"operation_type": body.operationType.value, "priority": body.priority.value}
         listening = outbox.matching_webhooks(conn, scope.tenant_id, scope.project_id, like)
@@ -205,7 +225,7 @@ def start_operation(
         "operationId": operation_id,
         "operationType": body.operationType.value,
         "operationName": body.operationName,
-        "status": "Initiated",
+        "status": status,
         "estimatedDuration": duration_range(seconds),
         "estimatedDurationMethod": method,
         "estimatedCompletion": iso(now + timedelta(seconds=queued + seconds)),
@@ -222,39 +242,70 @@ def start_operation(
         "Operation-Location": url,
         "Retry-After": str(retry_after(seconds)),
     }
+    row = {
+        "operation_id": operation_id,
+        "tenant_id": scope.tenant_id,
+        "project_id": scope.project_id,
+        "operation_type": body.operationType.value,
+        "operation_name": body.operationName,
+        "priority": body.priority.value,
+        "priority_rank": PRIORITY_RANK[body.priority.value],
+        "status": status,
+        "request": payload,
+        "dataset_id": source["datasetId"],
+        "created_at": now,
+        "timeout_at": timeout_at,
+        "estimated_seconds": seconds,
+        "percentage": 0.0,
+        "processed_records": 0,
+        "cancel_requested": False,
+    }
+    return Prepared(row, response, headers, request_hash(payload))
+
+
+def start_operation(
+    engine: Engine,
+    settings: Settings,
+    scope: Scope,
+    body: OperationCreate,
+    idempotency_key: str | None,
+    *,
+    share: float = 1.0,
+    within: Callable[[Connection, str], None] | None = None,
+    annotations: dict[str, Any] | None = None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Record a new operation (202); `within(conn, operation_id)`: more writes in the same
+    transaction."""
+    digest = request_hash(body.model_dump(mode="json", exclude_none=True))
+    if idempotency_key:
+        replay = _idempotent_replay(engine, scope, START_SCOPE, idempotency_key, digest)
+        if replay is not None:
+            return replay
+    new = prepare_operation(engine, settings, scope, body, share=share)
+    new.row["request"].update(annotations or {})  # e.g. the batch a retried member belongs to
     try:
         with transaction(engine) as conn:
-            conn.execute(
-                operations.insert().values(
-                    operation_id=operation_id,
-                    tenant_id=scope.tenant_id,
-                    project_id=scope.project_id,
-                    operation_type=body.operationType.value,
-                    operation_name=body.operationName,
-                    priority=body.priority.value,
-                    priority_rank=PRIORITY_RANK[body.priority.value],
-                    status="Initiated",
-                    request=payload,
-                    dataset_id=source["datasetId"],
-                    created_at=now,
-                    timeout_at=timeout_at,
-                    estimated_seconds=seconds,
-                    percentage=0.0,
-                    processed_records=0,
-                    cancel_requested=False,
-                )
-            )
+            conn.execute(operations.insert().values(**new.row))
             if within is not None:
-                within(conn, operation_id)
+                within(conn, new.row["operation_id"])
             if idempotency_key:
-                _remember(conn, scope, START_SCOPE, idempotency_key, digest, 202, response, headers)
+                _remember(
+                    conn,
+                    scope,
+                    START_SCOPE,
+                    idempotency_key,
+                    digest,
+                    202,
+                    new.response,
+                    new.headers,
+                )
     except IntegrityError:
         # a concurrent request with the same Idempotency-Key committed first: its answer stands
         replay = idempotent_lookup(engine, scope, START_SCOPE, idempotency_key, digest)
         if replay is None:
             raise
         return replay
-    return 202, response, headers
+    return 202, new.response, new.headers
 
 
 def _remember(
@@ -575,7 +626,7 @@ def request_cancel(
         }
         values: dict[str, Any] = {"cancel_requested": True, "cancel_request": request}
         mode = "force" if req.forceTermination else "graceful"
-        if row["status"] == "Initiated":
+        if row["status"] in ("Initiated", "Pending"):
             # not started: it never will (the flow's claim fails once the row is Cancelled)
             mode = "immediate"
             values.update(status="Cancelled", ended_at=utc_now())

@@ -106,6 +106,7 @@ def create_retry(
             "Timeout operation can be retried",
         )
     request = dict(original["request"] or {})
+    annotations = {k: request.pop(k) for k in ("batch",) if k in request}
     updates = dict(body.updatedParameters)
     allocation = updates.pop("resourceAllocation", None) or {}
     params = merge(request.get("parameters") or {}, updates)
@@ -158,7 +159,14 @@ def create_retry(
         )
 
     _, started, headers = start_operation(
-        engine, settings, scope, create, None, share=max(0.05, 1.0 - saved), within=link
+        engine,
+        settings,
+        scope,
+        create,
+        None,
+        share=max(0.05, 1.0 - saved),
+        within=link,
+        annotations=annotations,
     )
     records = _records(original, preserved)
     answer = {

@@ -110,6 +110,9 @@ class EventType(StrEnum):
     failed = "operation.failed"
     cancelled = "operation.cancelled"
     timeout = "operation.timeout"
+    batch_started = "batch.started"
+    batch_operation_completed = "batch.operation.completed"
+    batch_completed = "batch.completed"
 
 
 class WebhookFilters(Strict):
@@ -167,3 +170,39 @@ class RetryCreate(Strict):
     retryPolicy: RetryPolicy | None = None
     newTimeout: int | None = Field(default=None, ge=1, le=7 * 86_400)
     preserveOriginalResults: bool = True
+
+
+# -- batch ---------------------------------------------------------------------------------------
+class BatchOperation(Strict):
+    operationName: str = Field(min_length=1, max_length=500)
+    operationType: OperationType
+    priority: Priority = Priority.Normal
+    operationKey: str = Field(min_length=1, max_length=100)
+    dependencies: list[str] = Field(default_factory=list, max_length=100)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    # beside the seed's fields, what a single start accepts
+    operationDescription: str | None = Field(default=None, max_length=5000)
+    callbacks: Callbacks | None = None
+    notifications: Notifications | None = None
+    timeout: int = Field(default=3600, ge=1, le=7 * 86_400)
+    retryPolicy: RetryPolicy | None = None
+
+
+class BatchCallbacks(Strict):
+    onBatchStart: HttpUrl | None = None
+    onOperationComplete: HttpUrl | None = None
+    onBatchComplete: HttpUrl | None = None
+
+
+class FailurePolicy(Strict):
+    stopOnFirstFailure: bool = False
+    continueIndependentOperations: bool = True
+    retryFailedOperations: bool = False
+
+
+class BatchCreate(Strict):
+    batchName: str = Field(min_length=1, max_length=500)
+    batchDescription: str | None = Field(default=None, max_length=5000)
+    operations: list[BatchOperation] = Field(min_length=1, max_length=100)
+    batchCallbacks: BatchCallbacks | None = None
+    failurePolicy: FailurePolicy = Field(default_factory=FailurePolicy)

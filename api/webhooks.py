@@ -12,6 +12,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -57,9 +58,14 @@ def check_url(settings: Settings, url: str, field: str) -> str:
 
 
 def check_callbacks(settings: Settings, body: OperationCreate) -> None:
-    for name, url in (body.callbacks.model_dump() if body.callbacks else {}).items():
+    check_urls(settings, body.callbacks, "callbacks")
+
+
+def check_urls(settings: Settings, urls: BaseModel | None, prefix: str) -> None:
+    """Each URL of a callbacks object, checked as check_url does."""
+    for name, url in (urls.model_dump() if urls else {}).items():
         if url is not None:
-            check_url(settings, str(url), f"callbacks.{name}")
+            check_url(settings, str(url), f"{prefix}.{name}")
 
 
 # -- webhooks ---------------------------------------------------------------------------------

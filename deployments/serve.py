@@ -1,7 +1,8 @@
 """Serve one deployment per operation type from this process (`python -m deployments.serve`).
 
 The API creates flow runs from these deployments; the runner polls every 0.2 s (Prefect's default
-of 10 s would add ~12 s between submit and Running) and runs at most PMOPS_WORKER_LIMIT at once.
+of 10 s would add ~12 s between submit and Running). The API starts at most PMOPS_WORKER_LIMIT
+operations at once; batch parent runs (PMOPS_BATCH_PARENT_LIMIT) come on top.
 
 The flows are added to the Runner in memory (Runner.add_flow, what Flow.serve does), so a run is
 started by pickling the flow into a child process rather than `python -m prefect.engine`
@@ -12,7 +13,9 @@ forkserver that already imported prefect and the flows (deployments/warmstart.py
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from prefect import Flow
 from prefect.exceptions import TerminationSignal
 from prefect.logging import get_logger
 from prefect.runner import Runner
@@ -20,13 +23,15 @@ from prefect.runner import Runner
 from flows.analyze_process import analyze_process
 from flows.enrich_dataset import enrich_dataset
 from flows.generate_report import generate_report
+from flows.run_batch import run_batch
 from pmops.settings import get_settings
 
 DEPLOYMENT_NAME = "pmops"
-FLOWS = {
+FLOWS: dict[str, Flow[Any, Any]] = {
     "ProcessMiningAnalysis": analyze_process,
     "DataEnrichment": enrich_dataset,
     "ReportGeneration": generate_report,
+    "Batch": run_batch,
 }
 
 
@@ -41,7 +46,9 @@ def main() -> None:
         from deployments import warmstart
 
         warmstart.install()
-    runner = Runner(limit=settings.worker_limit, query_seconds=settings.runner_poll_seconds)
+    # the API starts at most worker_limit operations; batch parents come on top
+    limit = settings.worker_limit + settings.batch_parent_limit
+    runner = Runner(limit=limit, query_seconds=settings.runner_poll_seconds)
     for op_type, f in FLOWS.items():
         runner.add_flow(f, name=DEPLOYMENT_NAME, tags=["pmops", op_type])
     try:

@@ -116,7 +116,7 @@ def emit(
         data["cancellation"] = {
             k: request.get(k) for k in ("reason", "cancelledBy", "requestedAt", "forceTermination")
         }
-    return _append(
+    return append_event(
         conn,
         op["tenant_id"],
         op["project_id"],
@@ -133,10 +133,10 @@ def emit_project_event(
     conn: Connection, tenant_id: str, project_id: str, event_type: str, data: dict[str, Any]
 ) -> str:
     """An event about the project rather than an operation (a webhook was disabled)."""
-    return _append(conn, tenant_id, project_id, event_type, data)
+    return append_event(conn, tenant_id, project_id, event_type, data)
 
 
-def _append(
+def append_event(
     conn: Connection,
     tenant_id: str,
     project_id: str,

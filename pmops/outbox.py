@@ -29,6 +29,7 @@ from pmops.settings import Settings
 from pmops.signing import new_secret
 from pmops.status import TERMINAL
 from pmops.store import (
+    batches,
     deliverers,
     deliveries,
     events,
@@ -242,7 +243,11 @@ def fan_out(engine: Engine, settings: Settings, limit: int = 500) -> int:
             handled.append(event.event_id)
             project = project_rows.get((event.tenant_id, event.project_id)) or {}
             if event.operation_id is None:
-                rows += _owner_notifications(event, project, settings, now)
+                if event.event_type.startswith("batch."):
+                    scope_hooks = hooks.get((event.tenant_id, event.project_id), [])
+                    rows += _batch_receivers(conn, event, scope_hooks, settings, now)
+                else:
+                    rows += _owner_notifications(event, project, settings, now)
                 continue
             op = ops.get(event.operation_id)
             if op is None:
@@ -339,6 +344,50 @@ def _operation_receivers(
                 endpoint_key=f"slack:{_origin(hook_url)}"[:200] if hook_url else "slack",
                 policy=policy,
                 **({} if hook_url else {"status": "Failed", "last_error": NO_SLACK}),
+            )
+        )
+    return rows
+
+
+BATCH_CALLBACK_FOR = {
+    "batch.started": "onBatchStart",
+    "batch.operation.completed": "onOperationComplete",
+    "batch.completed": "onBatchComplete",
+}
+
+
+def _batch_receivers(
+    conn: Connection, event: Any, hooks: list[dict[str, Any]], settings: Settings, now: datetime
+) -> list[dict[str, Any]]:
+    """A batch event goes to the webhooks subscribed to it and to the batch's batchCallbacks."""
+    rows = [
+        _delivery(
+            event,
+            now,
+            kind="webhook",
+            webhook_id=hook["webhook_id"],
+            target=hook["url"],
+            endpoint_key=hook["webhook_id"],
+            policy={**DEFAULT_WEBHOOK_POLICY, **(hook["retry_policy"] or {})},
+        )
+        for hook in hooks
+        if event.event_type in hook["events"]
+    ]
+    body = conn.execute(select(events.c.body).where(events.c.event_id == event.event_id)).scalar()
+    batch_id = json.loads(body or "{}").get("batchId")
+    request = conn.execute(select(batches.c.request).where(batches.c.batch_id == batch_id)).scalar()
+    callback = BATCH_CALLBACK_FOR.get(event.event_type)
+    url = ((request or {}).get("batchCallbacks") or {}).get(callback) if callback else None
+    if url:
+        rows.append(
+            _delivery(
+                event,
+                now,
+                kind="callback",
+                callback=callback,
+                target=url,
+                endpoint_key=f"cb:{_origin(url)}"[:200],
+                policy=callback_policy(settings),
             )
         )
     return rows

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     # a flow run Pending/Running in Prefect this long without claiming its operation is taken
     # for lost (its runner died between taking it and starting its process): dispatched again
     unclaimed_run_seconds: float = Field(default=60.0, gt=0)
+    # batches whose parent flow run may run at once (beside the worker limit's operations), and
+    # how often a parent run moves its batch on
+    batch_parent_limit: int = Field(default=4, ge=1)
+    batch_poll_seconds: float = Field(default=0.5, gt=0)
     # fork flow-run processes from a pre-imported forkserver (deployments/warmstart.py)
     warm_start: bool = True
     # flow-run processes run at this niceness (0: as the runner), so on a small machine the

@@ -187,6 +187,39 @@ idempotency = Table(
 )
 
 
+# POST /async/batch: operations with dependencies, coordinated by pmops.batches.advance (from the
+# batch's parent flow run, and from the API's dispatcher should that run be gone)
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(60), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("batch_name", String(500), nullable=False),
+    Column("request", JSON, nullable=False),
+    # Initiated | Running | Completed | Failed | Cancelled
+    Column("status", String(20), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime()),
+    Column("ended_at", UtcDateTime()),
+    Column("flow_run_id", String(36)),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Index("ix_batches_scope", "tenant_id", "project_id", "created_at"),
+    Index("ix_batches_status", "status"),
+)
+
+batch_members = Table(
+    "batch_members",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),
+    Column("batch_id", String(60), nullable=False),
+    Column("operation_key", String(100), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("dependencies", JSON, nullable=False),
+    Column("announced", Boolean, nullable=False, default=False),  # batch.operation.completed sent
+    Index("ix_batch_members_batch", "batch_id", "position"),
+)
+
 # A retry and what it retries: the original stays as it was and lists its retries from here.
 retries = Table(
     "retries",

@@ -657,3 +657,56 @@ def test_a_host_that_does_not_resolve_is_a_failed_attempt(project: Tenant) -> No
     assert d["status"] == "Failed" and d["attemptCount"] == 2
     assert all(a["statusCode"] is None for a in d["attempts"])
     assert "your-app.com" in d["lastError"]
+
+
+# -- batches -------------------------------------------------------------------------------------
+def test_batch_events_and_callbacks(project: Tenant, http: HttpReceiver) -> None:
+    p = project.project
+    batch_events = ["batch.started", "batch.operation.completed", "batch.completed"]
+    register(project, http.url(f"/{p}/batch-hook"), events=batch_events)
+    secret = project.get("/async/signing-secret").json()["secret"]
+    ds = project.dataset  # type: ignore[attr-defined]
+    body = {
+        "batchName": "with callbacks",
+        "operations": [
+            {
+                "operationKey": key,
+                "operationName": key,
+                "operationType": "ProcessMiningAnalysis",
+                "dependencies": deps,
+                "parameters": {"datasetId": ds, "analysisType": "quick"},
+            }
+            for key, deps in (("one", []), ("two", ["one"]))
+        ],
+        "batchCallbacks": {
+            name: http.url(f"/{p}/batch-cb/{name}")
+            for name in ("onBatchStart", "onOperationComplete", "onBatchComplete")
+        },
+    }
+    r = project.post("/async/batch", json=body)
+    assert r.status_code == 202, r.text
+    batch_id = r.json()["batchId"]
+    done = wait_until(
+        lambda: any(
+            e["type"] == "batch.completed" for e in http.events(f"/{p}/batch-hook").values()
+        ),
+        deadline=120,
+    )
+    assert done
+    events = sorted(http.events(f"/{p}/batch-hook").values(), key=lambda e: e["timestamp"])
+    assert [e["type"] for e in events] == [
+        "batch.started",
+        "batch.operation.completed",
+        "batch.operation.completed",
+        "batch.completed",
+    ]
+    assert all(e["batchId"] == batch_id for e in events)
+    assert [e["operationKey"] for e in events[1:3]] == ["one", "two"]
+    assert events[-1]["data"]["status"] == "Completed"
+    for name, count in (("onBatchStart", 1), ("onOperationComplete", 2), ("onBatchComplete", 1)):
+        path = f"/{p}/batch-cb/{name}"
+        assert wait_until(lambda path=path, count=count: len(http.at(path)) >= count)
+        got = http.at(path)
+        assert len(got) == count
+        for request in got:
+            verify(request, secret)

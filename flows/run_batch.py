@@ -1,0 +1,29 @@
+"""Batch: the parent flow run of a batch. Its children are the batch's operations, each its own
+flow run (tagged `batch:<id>`), started by the API's dispatcher once pmops.batches.advance has
+found their dependencies complete."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow
+from prefect.states import Cancelled, Completed, Failed
+
+from pmops.batches import BATCH_TERMINAL, advance
+from pmops.settings import get_settings
+from pmops.store import engine_for
+
+
+@flow(name="Batch", persist_result=False)
+def run_batch(batch_id: str) -> Any:
+    settings = get_settings()
+    engine = engine_for(settings.resolved_database_url)
+    status = advance(engine, batch_id)
+    while status not in BATCH_TERMINAL:
+        time.sleep(settings.batch_poll_seconds)
+        status = advance(engine, batch_id)
+    message = f"batch {batch_id} ended {status}"
+    if status == "Completed":
+        return Completed(message=message)
+    return Cancelled(message=message) if status == "Cancelled" else Failed(message=message)
