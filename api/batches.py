@@ -13,10 +13,11 @@ from collections import deque
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Engine
 
-from api.deps import Scope
+from api.deps import Principal, Scope
 from api.operations import (
     _idempotent_replay,
     _remember,
@@ -28,7 +29,15 @@ from api.problems import Problem
 from api.schemas import BatchCreate, BatchOperation, OperationCreate
 from pmops.batches import BATCH_TERMINAL, advance, batch_view
 from pmops.status import duration_range, iso
-from pmops.store import batch_members, batches, datasets, operations, transaction, utc_now
+from pmops.store import (
+    batch_members,
+    batch_submissions,
+    batches,
+    datasets,
+    operations,
+    transaction,
+    utc_now,
+)
 
 CREATE_SCOPE = "POST /async/batch"
 # what a member of `retryFailedOperations` batch gets when it has no retryPolicy of its own
@@ -117,7 +126,10 @@ def create_batch(
     scope: Scope,
     body: BatchCreate,
     idempotency_key: str | None,
+    parent_flow_run_id: str | None = None,
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Record the batch (202). `parent_flow_run_id`: a flow run that follows it already (the
+    monthly pipeline), so no Batch parent run is created for it."""
     payload = body.model_dump(mode="json", exclude_none=True)
     digest = request_hash(payload)
     if idempotency_key:
@@ -215,6 +227,7 @@ def create_batch(
                 status="Initiated",
                 created_at=now,
                 cancel_requested=False,
+                flow_run_id=parent_flow_run_id,
             )
         )
         for position, i in enumerate(order):
@@ -299,3 +312,67 @@ def cancel_batch(engine: Engine, scope: Scope, batch_id: str) -> dict[str, Any]:
         )
     advance(engine, batch_id)
     return get_batch_or_404(engine, scope, batch_id)
+
+
+def take_submissions(engine: Engine, settings: Any) -> int:
+    """Create the batches flows asked for (batch_submissions), as POST /async/batch would."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(batch_submissions).where(
+                batch_submissions.c.batch_id.is_(None), batch_submissions.c.error.is_(None)
+            )
+        ).all()
+    for row in rows:
+        principal = Principal(row.tenant_id, row.project_id, "monthly pipeline")
+        scope = Scope(row.tenant_id, row.project_id, principal)
+        values: dict[str, Any]
+        try:
+            body = BatchCreate.model_validate(row.body)
+            _, answer, _ = create_batch(engine, settings, scope, body, None, row.parent_flow_run_id)
+            values = {"batch_id": answer["batchId"]}
+        except ValidationError as exc:
+            values = {"error": {"detail": str(exc)}}
+        except Problem as exc:
+            values = {"error": {"detail": exc.detail, "errors": exc.errors}}
+        with transaction(engine) as conn:
+            conn.execute(
+                update(batch_submissions)
+                .where(batch_submissions.c.submission_id == row.submission_id)
+                .values(**values)
+            )
+    return len(rows)
+
+
+def list_batches(engine: Engine, scope: Scope, page: int, page_size: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                select(batches)
+                .where(
+                    batches.c.tenant_id == scope.tenant_id,
+                    batches.c.project_id == scope.project_id,
+                )
+                .order_by(batches.c.created_at.desc(), batches.c.batch_id)
+                .offset((page - 1) * page_size)
+                .limit(page_size + 1)
+            )
+            .mappings()
+            .all()
+        )
+        items = [
+            {
+                "batchId": r["batch_id"],
+                "batchName": r["batch_name"],
+                "status": r["status"],
+                "createdAt": iso(r["created_at"]),
+                "batchEndTime": iso(r["ended_at"]),
+                "trackingUrl": f"{base_path(scope)}/async/batch/{r['batch_id']}",
+            }
+            for r in rows[:page_size]
+        ]
+    return {
+        "batches": items,
+        "page": page,
+        "pageSize": page_size,
+        "hasNextPage": len(rows) > page_size,
+    }

@@ -40,6 +40,7 @@ from prefect.states import Cancelled, Cancelling
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
+from api.batches import take_submissions
 from api.retries import run_due_retries
 from pmops.batches import advance
 from pmops.events import emit
@@ -184,10 +185,14 @@ class PrefectGateway:
         return _retry_busy(once)
 
     # -- calls --------------------------------------------------------------------------------
-    def create_run(self, row: dict[str, Any], attempt: int = 1) -> str:
-        """The flow run for this operation; attempt n > 1 is a new run (key '<id>:<n>')."""
+    def create_run(
+        self, row: dict[str, Any], attempt: int = 1, parent_flow_run_id: str | None = None
+    ) -> str:
+        """The flow run for this operation; attempt n > 1 is a new run (key '<id>:<n>').
+        A batch member's run is a subflow of the batch's parent run (`parent_flow_run_id`)."""
         op_id = row["operation_id"]
-        batch = ((row.get("request") or {}).get("batch") or {}).get("batchId")
+        member = (row.get("request") or {}).get("batch") or {}
+        batch = member.get("batchId")
         tags = [
             f"tenant:{row['tenant_id']}",
             f"project:{row['project_id']}",
@@ -198,9 +203,31 @@ class PrefectGateway:
             *([f"batch:{batch}"] if batch else []),
         ]
         key = op_id if attempt == 1 else f"{op_id}:{attempt}"
+        parent_task = None
+        if parent_flow_run_id:
+            parent_task = self._subflow_task(parent_flow_run_id, member.get("operationKey"), key)
         return self._create(
-            row["operation_type"], {"operation_id": op_id}, row["operation_name"], tags, key
+            row["operation_type"],
+            {"operation_id": op_id},
+            row["operation_name"],
+            tags,
+            key,
+            parent_task,
         )
+
+    def _subflow_task(self, parent_flow_run_id: str, name: str | None, key: str) -> str:
+        """The task run in the parent run that stands for a child flow run, as Prefect's own
+        run_deployment(as_subflow=True) makes it; the same key gives the same task run back."""
+        body = {
+            "name": name or key,
+            "flow_run_id": parent_flow_run_id,
+            "task_key": "pmops.batch.operation",
+            "dynamic_key": key,
+            "state": {"type": "PENDING", "message": "a batch operation (a subflow)"},
+        }
+        url = f"{self.api_url.rstrip('/')}/task_runs/"
+        response = _retry_busy(lambda: self._http.post(url, json=body).raise_for_status())
+        return str(response.json()["id"])
 
     def create_batch_run(self, batch: dict[str, Any]) -> str:
         """The batch's parent flow run (flows/run_batch.py)."""
@@ -213,15 +240,23 @@ class PrefectGateway:
         return self._create("Batch", params, batch["batch_name"], tags, batch["batch_id"])
 
     def _create(
-        self, flow: str, parameters: dict[str, Any], name: str, tags: list[str], key: str
+        self,
+        flow: str,
+        parameters: dict[str, Any],
+        name: str,
+        tags: list[str],
+        key: str,
+        parent_task_run_id: str | None = None,
     ) -> str:
-        body = {
+        body: dict[str, Any] = {
             "parameters": parameters,
             "name": name[:200],
             "tags": tags,
             "idempotency_key": key,
             "state": {"type": "SCHEDULED", "message": "dispatched by pmops"},
         }
+        if parent_task_run_id:
+            body["parent_task_run_id"] = parent_task_run_id
         # a plain request: Prefect's client sleeps 2 s after a 503 even with retries off
         # (prefect/client/base.py), and this call is on every operation's way to Running
         deployment = self.deployment_id(flow)
@@ -364,12 +399,13 @@ class Dispatcher:
             self._last_sweep = time.monotonic()
             checkpoint(self.engine)  # off the request path (store.checkpoint_in_background)
             # store-only steps first: they go on while Prefect is down
-            if run_due_retries(self.engine, self.settings) + self.advance_batches():
+            made = take_submissions(self.engine, self.settings)
+            if made + run_due_retries(self.engine, self.settings) + self.advance_batches():
                 self._wake.set()
             self.sweep_once()
-            self.start_batch_runs()
 
     def dispatch_once(self) -> int:
+        self.start_batch_runs()  # a batch's parent run first: its operations are its subflows
         with self.engine.connect() as conn:
             active = conn.execute(
                 select(func.count()).where(
@@ -390,9 +426,12 @@ class Dispatcher:
                 .mappings()
                 .all()
             )
+            parents = self._batch_parents(conn, rows)
         started = 0
         for row in rows:
-            flow_run_id = self.gateway.create_run(dict(row))
+            flow_run_id = self.gateway.create_run(
+                dict(row), parent_flow_run_id=parents.get(row["operation_id"])
+            )
             with transaction(self.engine) as conn:
                 conn.execute(
                     update(operations)
@@ -402,6 +441,25 @@ class Dispatcher:
                 )
             started += 1
         return started
+
+    @staticmethod
+    def _batch_parents(conn: Any, rows: Any) -> dict[str, str]:
+        """operation id -> the flow run id of its batch's parent run, for batch members."""
+        wanted = {
+            r["operation_id"]: ((r["request"] or {}).get("batch") or {}).get("batchId")
+            for r in rows
+        }
+        ids = {b for b in wanted.values() if b}
+        if not ids:
+            return {}
+        found = dict(
+            conn.execute(
+                select(batches.c.batch_id, batches.c.flow_run_id).where(
+                    batches.c.batch_id.in_(ids), batches.c.flow_run_id.is_not(None)
+                )
+            ).all()
+        )
+        return {op: found[b] for op, b in wanted.items() if b in found}
 
     def advance_batches(self) -> int:
         """Move unfinished batches on (their parent runs do too; this covers a lost one)."""

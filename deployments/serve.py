@@ -19,10 +19,13 @@ from prefect import Flow
 from prefect.exceptions import TerminationSignal
 from prefect.logging import get_logger
 from prefect.runner import Runner
+from prefect.schedules import Cron
 
+from deployments import monthly
 from flows.analyze_process import analyze_process
 from flows.enrich_dataset import enrich_dataset
 from flows.generate_report import generate_report
+from flows.monthly_pipeline import monthly_pipeline
 from flows.run_batch import run_batch
 from pmops.settings import get_settings
 
@@ -51,6 +54,15 @@ def main() -> None:
     runner = Runner(limit=limit, query_seconds=settings.runner_poll_seconds)
     for op_type, f in FLOWS.items():
         runner.add_flow(f, name=DEPLOYMENT_NAME, tags=["pmops", op_type])
+    for pipeline in monthly.configured(settings):
+        runner.add_flow(
+            monthly_pipeline,
+            name=pipeline.deployment_name,
+            schedule=Cron(settings.monthly_cron, timezone=settings.monthly_timezone),
+            parameters=pipeline.parameters(),
+            tags=["pmops", "monthly", f"tenant:{pipeline.tenant_id}"],
+            description="DataEnrichment, ProcessMiningAnalysis, ReportGeneration per dataset",
+        )
     try:
         asyncio.run(runner.start())
     except (KeyboardInterrupt, TerminationSignal) as exc:

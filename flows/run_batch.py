@@ -8,15 +8,15 @@ import time
 from typing import Any
 
 from prefect import flow
-from prefect.states import Cancelled, Completed, Failed
+from prefect.states import Cancelled, Completed, Failed, State
 
 from pmops.batches import BATCH_TERMINAL, advance
 from pmops.settings import get_settings
 from pmops.store import engine_for
 
 
-@flow(name="Batch", persist_result=False)
-def run_batch(batch_id: str) -> Any:
+def follow_batch(batch_id: str) -> State:
+    """Move the batch on until it ends; its end as this flow run's state."""
     settings = get_settings()
     engine = engine_for(settings.resolved_database_url)
     status = advance(engine, batch_id)
@@ -27,3 +27,8 @@ def run_batch(batch_id: str) -> Any:
     if status == "Completed":
         return Completed(message=message)
     return Cancelled(message=message) if status == "Cancelled" else Failed(message=message)
+
+
+@flow(name="Batch", persist_result=False)
+def run_batch(batch_id: str) -> Any:
+    return follow_batch(batch_id)

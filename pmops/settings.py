@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     # how often a parent run moves its batch on
     batch_parent_limit: int = Field(default=4, ge=1)
     batch_poll_seconds: float = Field(default=0.5, gt=0)
+    # monthly pipelines (deployments/monthly.py): a JSON list of {"tenantId", "projectId",
+    # "datasetIds" (optional: every uploaded dataset of the project), "analysisType"}; empty:
+    # one for the development tenant and project of `pmops up`
+    monthly_pipelines: str = ""
+    monthly_cron: str = "0 2 1 * *"
+    monthly_timezone: str = "UTC"
     # fork flow-run processes from a pre-imported forkserver (deployments/warmstart.py)
     warm_start: bool = True
     # flow-run processes run at this niceness (0: as the runner), so on a small machine the

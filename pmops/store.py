@@ -220,6 +220,22 @@ batch_members = Table(
     Index("ix_batch_members_batch", "batch_id", "position"),
 )
 
+# A batch asked for by a flow (the monthly pipeline): the API's dispatcher validates and creates
+# it like POST /async/batch, with the asking flow run as the batch's parent.
+batch_submissions = Table(
+    "batch_submissions",
+    metadata,
+    Column("submission_id", String(60), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("parent_flow_run_id", String(36)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("batch_id", String(60)),
+    Column("error", JSON),
+    Index("ix_batch_submissions_open", "batch_id", "created_at"),
+)
+
 # A retry and what it retries: the original stays as it was and lists its retries from here.
 retries = Table(
     "retries",

@@ -150,13 +150,14 @@ def up(settings: Settings | None = None) -> int:
         print("pmops: the Prefect server did not start; see its log", file=sys.stderr)
         server.stop()
         return 1
+    # before the runner: it schedules the development project's monthly pipeline
+    tenant, project, token = dev_token(settings)
     runner.start(env, logs)
     api.start(env, logs)
     deliverer.start(env, logs)
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if not wait_http(f"{api_url}/health", 60):
         print("pmops: the API did not answer; see its log", file=sys.stderr)
-    tenant, project, token = dev_token(settings)
     ui = settings.resolved_prefect_api_url.removesuffix("/api")
     print(
         f"""

@@ -42,7 +42,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, prefect_template: Path):
     from tests.service_stack import running_stack
 
     with running_stack(
-        tmp_path_factory.mktemp("stack"), prefect_template, fault_injection=True
+        tmp_path_factory.mktemp("stack"),
+        prefect_template,
+        fault_injection=True,
+        monthly_timezone="Europe/Amsterdam",
     ) as s:
         yield s
 

@@ -49,7 +49,7 @@ def analysis(key: str, deps: list[str], **params: Any) -> dict[str, Any]:
     }
 
 
-def test_a_diamond_runs_in_dependency_order(api: Tenant, receipt_dataset: dict) -> None:
+def test_a_diamond_runs_in_dependency_order(api: Tenant, stack: Any, receipt_dataset: dict) -> None:
     body = {
         "batchName": "monthly receipts",
         "operations": [
@@ -96,7 +96,13 @@ def test_a_diamond_runs_in_dependency_order(api: Tenant, receipt_dataset: dict) 
     assert made, enriched
     results = api.results(ops["quick"]["operationId"], format="detailed").json()
     assert results["summary"]["recordsAnalyzed"] > 0
-    assert view["prefect"]["flowRunId"]  # the parent flow run
+    # in Prefect, each operation's flow run is a subflow of the batch's parent run
+    parent = view["prefect"]["flowRunId"]
+    for op in ops.values():
+        run = stack.flow_run(statuses[op["operationKey"]]["prefect"]["flowRunId"])
+        task = stack.prefect_api("GET", f"/task_runs/{run['parent_task_run_id']}").json()
+        assert task["flow_run_id"] == parent and task["name"] == op["operationKey"]
+        assert f"batch:{view['batchId']}" in run["tags"]
 
 
 def test_continue_independent_operations(api: Tenant, receipt_dataset: dict) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from api import batches
 from api.deps import EngineDep, ScopeDep, SettingsDep
-from api.schemas import BatchCreate
+from api.schemas import MAX_PAGE, BatchCreate
 from api.webhooks import check_urls
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["batches"])
@@ -42,3 +42,13 @@ def get_batch(batchId: str, scope: ScopeDep, engine: EngineDep) -> dict[str, Any
 @router.delete("/batch/{batchId}")
 def cancel_batch(batchId: str, scope: ScopeDep, engine: EngineDep) -> dict[str, Any]:
     return batches.cancel_batch(engine, scope, batchId)
+
+
+@router.get("/batches")
+def list_batches(
+    scope: ScopeDep,
+    engine: EngineDep,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    pageSize: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    return batches.list_batches(engine, scope, page, pageSize)
