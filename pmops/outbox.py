@@ -141,6 +141,32 @@ def _delivery(event: Any, now: datetime, **values: Any) -> dict[str, Any]:
     return row
 
 
+def _to_webhook(event: Any, now: datetime, hook: dict[str, Any]) -> dict[str, Any]:
+    return _delivery(
+        event,
+        now,
+        kind="webhook",
+        webhook_id=hook["webhook_id"],
+        target=hook["url"],
+        endpoint_key=hook["webhook_id"],
+        policy={**DEFAULT_WEBHOOK_POLICY, **(hook["retry_policy"] or {})},
+    )
+
+
+def _callback(
+    event: Any, now: datetime, callback: str, url: str, settings: Settings
+) -> dict[str, Any]:
+    return _delivery(
+        event,
+        now,
+        kind="callback",
+        callback=callback,
+        target=url,
+        endpoint_key=f"cb:{_origin(url)}"[:200],
+        policy=callback_policy(settings),
+    )
+
+
 def _origin(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"
@@ -262,17 +288,7 @@ def fan_out(engine: Engine, settings: Settings, limit: int = 500) -> int:
                     if step > 0 and float(event.percentage or 0.0) - last < step:
                         continue
                     moved[key] = float(event.percentage or 0.0)
-                rows.append(
-                    _delivery(
-                        event,
-                        now,
-                        kind="webhook",
-                        webhook_id=hook["webhook_id"],
-                        target=hook["url"],
-                        endpoint_key=hook["webhook_id"],
-                        policy={**DEFAULT_WEBHOOK_POLICY, **(hook["retry_policy"] or {})},
-                    )
-                )
+                rows.append(_to_webhook(event, now, hook))
             rows += _operation_receivers(event, op, project, settings, now)
         if rows:
             conn.execute(insert(deliveries), rows)
@@ -306,17 +322,7 @@ def _operation_receivers(
     url = (request.get("callbacks") or {}).get(callback) if callback else None
     policy = callback_policy(settings)
     if url:
-        rows.append(
-            _delivery(
-                event,
-                now,
-                kind="callback",
-                callback=callback,
-                target=url,
-                endpoint_key=f"cb:{_origin(url)}"[:200],
-                policy=policy,
-            )
-        )
+        rows.append(_callback(event, now, str(callback), url, settings))
     if event.event_type not in (*NOTIFY_EVENTS, NOTIFY_CANCELLED):
         return rows
     notifications = request.get("notifications") or {}
@@ -360,36 +366,14 @@ def _batch_receivers(
     conn: Connection, event: Any, hooks: list[dict[str, Any]], settings: Settings, now: datetime
 ) -> list[dict[str, Any]]:
     """A batch event goes to the webhooks subscribed to it and to the batch's batchCallbacks."""
-    rows = [
-        _delivery(
-            event,
-            now,
-            kind="webhook",
-            webhook_id=hook["webhook_id"],
-            target=hook["url"],
-            endpoint_key=hook["webhook_id"],
-            policy={**DEFAULT_WEBHOOK_POLICY, **(hook["retry_policy"] or {})},
-        )
-        for hook in hooks
-        if event.event_type in hook["events"]
-    ]
+    rows = [_to_webhook(event, now, hook) for hook in hooks if event.event_type in hook["events"]]
     body = conn.execute(select(events.c.body).where(events.c.event_id == event.event_id)).scalar()
     batch_id = json.loads(body or "{}").get("batchId")
     request = conn.execute(select(batches.c.request).where(batches.c.batch_id == batch_id)).scalar()
     callback = BATCH_CALLBACK_FOR.get(event.event_type)
     url = ((request or {}).get("batchCallbacks") or {}).get(callback) if callback else None
     if url:
-        rows.append(
-            _delivery(
-                event,
-                now,
-                kind="callback",
-                callback=callback,
-                target=url,
-                endpoint_key=f"cb:{_origin(url)}"[:200],
-                policy=callback_policy(settings),
-            )
-        )
+        rows.append(_callback(event, now, str(callback), url, settings))
     return rows
 
 
