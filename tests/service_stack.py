@@ -185,12 +185,22 @@ class Stack:
 
     # -- Prefect's own API (what the Prefect UI shows) ----------------------------------------
     def prefect_api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """A call to Prefect's API, asked again while its SQLite server answers 503 ("database
+        is locked", which clears within moments), as Prefect's own client does."""
         url = f"http://127.0.0.1:{self.prefect_port}/api{path}"
-        return httpx.request(method, url, timeout=kw.pop("timeout", 10), **kw)
+        timeout = kw.pop("timeout", 10)
+        end = time.monotonic() + (15 if kw.pop("busy_retry", True) else 0)
+        while True:
+            response = httpx.request(method, url, timeout=timeout, **kw)
+            if response.status_code != 503 or time.monotonic() > end:
+                return response
+            time.sleep(0.2)
 
     def prefect_healthy(self) -> bool:
         try:
-            return self.prefect_api("GET", "/health", timeout=2).status_code == 200
+            return (
+                self.prefect_api("GET", "/health", timeout=2, busy_retry=False).status_code == 200
+            )
         except httpx.HTTPError:
             return False
 

@@ -64,6 +64,7 @@ def test_a_run_by_hand_is_a_batch_of_the_tenant(
     stack: Any, api: Tenant, receipt_dataset: dict
 ) -> None:
     dep = deployment(stack, api)
+
     r = stack.prefect_api(
         "POST",
         f"/deployments/{dep['id']}/create_flow_run",
