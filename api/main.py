@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api import problems
 from api.dispatcher import Dispatcher, PrefectGateway
 from api.routes import batches, datasets, health, operations, webhooks
+from api.stream import EventFeed
 from pmops.settings import get_settings
 from pmops.store import checkpoint_in_background, engine_for
 
@@ -23,8 +24,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     checkpoint_in_background(engine)
     gateway = PrefectGateway(settings.resolved_prefect_api_url)
     dispatcher = Dispatcher(engine, settings, gateway)
-    app.state.gateway, app.state.dispatcher = gateway, dispatcher
+    feed = EventFeed(engine, settings.stream_poll_seconds)
+    app.state.gateway, app.state.dispatcher, app.state.feed = gateway, dispatcher, feed
     dispatcher.start()
+    await feed.start()
     # what start-up created (Prefect, SQLAlchemy, pydantic: millions of objects) lives as long
     # as the process; out of the collector's sight, a full collection no longer stalls requests
     gc.collect()
@@ -32,6 +35,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await feed.stop()
         dispatcher.stop()
         gateway.close()
 

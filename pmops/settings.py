@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     monthly_pipelines: str = ""
     monthly_cron: str = "0 2 1 * *"
     monthly_timezone: str = "UTC"
+    # the event stream (GET .../events): how often the API's one shared feed reads new events,
+    # and how often an idle stream gets a keep-alive comment
+    stream_poll_seconds: float = Field(default=0.2, gt=0)
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0)
     # fork flow-run processes from a pre-imported forkserver (deployments/warmstart.py)
     warm_start: bool = True
     # flow-run processes run at this niceness (0: as the runner), so on a small machine the

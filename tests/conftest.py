@@ -46,6 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, prefect_template: Path):
         prefect_template,
         fault_injection=True,
         monthly_timezone="Europe/Amsterdam",
+        stream_keepalive_seconds=1,
     ) as s:
         yield s
 

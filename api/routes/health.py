@@ -23,6 +23,8 @@ def health(request: Request, engine: EngineDep) -> JSONResponse:
     gateway = getattr(request.app.state, "gateway", None)
     checks["prefect"] = "ok" if gateway is not None and gateway.healthy() else "unavailable"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503
-    )
+    body: dict[str, object] = {"status": "ok" if ok else "degraded", "checks": checks}
+    feed = getattr(request.app.state, "feed", None)
+    if feed is not None:  # one store read per poll, whatever the number of streams
+        body["eventFeed"] = feed.stats()
+    return JSONResponse(body, status_code=200 if ok else 503)

@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from api import operations as ops
 from api import results
@@ -23,6 +24,7 @@ from api.schemas import (
     RetryCreate,
     Status,
 )
+from api.stream import stream
 from pmops.status import TERMINAL
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["operations"])
@@ -176,3 +178,41 @@ def retry_operation(
     if dispatcher is not None:
         dispatcher.wake()
     return JSONResponse(payload, status_code=status, headers=headers)
+
+
+@router.get(
+    "/operation/{operationId}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def operation_events(
+    operationId: str,
+    request: Request,
+    scope: ScopeDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: each status change of the operation (id = its sequence number),
+    resumable with Last-Event-ID, closed after the terminal event."""
+    row = await run_in_threadpool(
+        ops.get_operation_or_404, engine, scope, operationId, status_only=True
+    )
+    try:
+        after = int(last_event_id or 0)
+    except ValueError:
+        raise Problem(
+            400,
+            "Last-Event-ID must be the sequence number of an event of this operation",
+            errors=[{"field": "Last-Event-ID", "message": "not an integer"}],
+        ) from None
+    body = stream(
+        request.app.state.feed,
+        operationId,
+        after,
+        row["status"] in TERMINAL,
+        settings.stream_keepalive_seconds,
+        request.is_disconnected,
+    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
