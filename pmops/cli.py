@@ -1,4 +1,5 @@
-"""`pmops` command line.
+"""`pmops` command line (typer): the service's own commands here, the API client's in
+pmops/cli_client.py.
 
 `pmops analyze PATH --out DIR` runs an operation's phases in this process, with a live progress
 bar per phase, and writes DIR/results.json plus the artifacts. Exit code 0 on success, 2 on bad
@@ -11,7 +12,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 OPERATION_TYPES = ("ProcessMiningAnalysis", "DataEnrichment", "ReportGeneration")
 
@@ -165,49 +168,86 @@ def project_secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pmops", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("analyze", help="run an operation locally on an event log file")
-    a.add_argument(
-        "path",
-        help="event log (CSV, XES, XES.GZ, Parquet) or, for ReportGeneration, "
-        "a results.json of an earlier analysis",
-    )
-    a.add_argument("--out", default="out", help="output directory (default: ./out)")
-    a.add_argument("--type", choices=OPERATION_TYPES, default="ProcessMiningAnalysis")
-    a.add_argument("--params", help="the operation's `parameters` as JSON (or @file.json)")
-    a.add_argument("--name", help="operation name shown in reports")
-    a.add_argument("--case-column")
-    a.add_argument("--activity-column")
-    a.add_argument("--timestamp-column")
-    a.add_argument("--resource-column")
-    a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    a.set_defaults(func=analyze)
-    u = sub.add_parser("up", help="start the whole service (Prefect server, runner, API)")
-    u.set_defaults(func=up)
-    d = sub.add_parser("deliver", help="run a deliverer (webhooks, callbacks, email, Slack)")
-    d.set_defaults(func=deliver)
-    p = sub.add_parser("project", help="a project's signing secret")
-    psub = p.add_subparsers(dest="project_command", required=True)
-    ps = psub.add_parser("secret", help="print the signing secret (once), or rotate it")
-    ps.add_argument("--tenant", required=True)
-    ps.add_argument("--project", required=True)
-    ps.add_argument("--rotate", action="store_true", help="make a new secret and print it")
-    ps.set_defaults(func=project_secret)
-    t = sub.add_parser("tokens", help="manage bearer tokens")
-    tsub = t.add_subparsers(dest="tokens_command", required=True)
-    tc = tsub.add_parser("create", help="print a new bearer token (stored hashed)")
-    tc.add_argument("--tenant", required=True)
-    tc.add_argument("--project")
-    tc.add_argument("--name", help="principal shown as cancelledBy etc.")
-    tc.set_defaults(func=tokens_create)
-    return parser
+app = typer.Typer(
+    name="pmops",
+    help="pmops: long process-mining analyses as an asynchronous service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+tokens_app = typer.Typer(help="manage bearer tokens", no_args_is_help=True)
+project_app = typer.Typer(help="a project's signing secret", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(project_app, name="project")
+
+
+@app.command("analyze", help="run an operation locally on an event log file (no server)")
+def analyze_command(
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="event log (CSV, XES, XES.GZ, Parquet) or, for ReportGeneration, a "
+            "results.json of an earlier analysis"
+        ),
+    ],
+    out: Annotated[str, typer.Option(help="output directory")] = "out",
+    type: Annotated[str, typer.Option(help=" | ".join(OPERATION_TYPES))] = OPERATION_TYPES[0],
+    params: Annotated[
+        str | None, typer.Option(help="the operation's `parameters` as JSON (or @file.json)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="operation name shown in reports")] = None,
+    case_column: Annotated[str | None, typer.Option()] = None,
+    activity_column: Annotated[str | None, typer.Option()] = None,
+    timestamp_column: Annotated[str | None, typer.Option()] = None,
+    resource_column: Annotated[str | None, typer.Option()] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bars")] = False,
+) -> None:
+    if type not in OPERATION_TYPES:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(OPERATION_TYPES)}", param_hint="--type"
+        )
+    args = argparse.Namespace(**{k: v for k, v in locals().items()})
+    raise typer.Exit(analyze(args))
+
+
+@app.command("up", help="start the whole service (Prefect server, runner, API, deliverer)")
+def up_command() -> None:
+    raise typer.Exit(up(argparse.Namespace()))
+
+
+@app.command("deliver", help="run a deliverer (webhooks, callbacks, email, Slack)")
+def deliver_command() -> None:
+    raise typer.Exit(deliver(argparse.Namespace()))
+
+
+@tokens_app.command("create", help="print a new bearer token (stored hashed)")
+def tokens_create_command(
+    tenant: Annotated[str, typer.Option(help="tenant GUID")],
+    project: Annotated[str | None, typer.Option(help="project GUID (all if omitted)")] = None,
+    name: Annotated[str | None, typer.Option(help="principal shown as cancelledBy etc.")] = None,
+) -> None:
+    raise typer.Exit(tokens_create(argparse.Namespace(tenant=tenant, project=project, name=name)))
+
+
+@project_app.command("secret", help="print the signing secret (once), or rotate it")
+def project_secret_command(
+    tenant: Annotated[str, typer.Option(help="tenant GUID")],
+    project: Annotated[str, typer.Option(help="project GUID")],
+    rotate: Annotated[bool, typer.Option(help="make a new secret and print it")] = False,
+) -> None:
+    args = argparse.Namespace(tenant=tenant, project=project, rotate=rotate)
+    raise typer.Exit(project_secret(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    from pmops import cli_client
+
+    cli_client.register(app)
+    try:
+        app(args=argv, prog_name="pmops", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    return 0
 
 
 if __name__ == "__main__":
