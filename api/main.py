@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import problems
+from api import openapi, problems
 from api.dispatcher import Dispatcher, PrefectGateway
-from api.routes import batches, datasets, health, operations, webhooks
+from api.routes import batches, datasets, health, operations, ui, webhooks
 from api.stream import EventFeed
 from pmops.settings import get_settings
 from pmops.store import checkpoint_in_background, engine_for
@@ -48,11 +48,13 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(operations.router)
     app.include_router(webhooks.router)
     app.include_router(batches.router)
+    app.include_router(ui.router)
     return app
 
 
