@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # graphviz draws the process map; poppler-utils (pdftotext, pdfinfo, pdftoppm) lets the tests read
-# and render the PDFs. Installed from Debian's packages when we are root and they are missing.
-SYSTEM_PACKAGES = graphviz poppler-utils
+# and render the PDFs; chromium and chromium-driver let a test look at the results page in a real
+# browser. Installed from Debian's packages when we are root and they are missing.
+SYSTEM_PACKAGES = graphviz poppler-utils chromium chromium-driver
 system-deps:
-	@{ command -v dot && command -v pdftotext && command -v pdftoppm; } >/dev/null 2>&1 || { \
+	@{ command -v dot && command -v pdftotext && command -v pdftoppm && command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null)); \
 	  else echo "missing: install $(SYSTEM_PACKAGES) (e.g. apt-get install $(SYSTEM_PACKAGES))"; exit 1; fi; }

@@ -1,0 +1,150 @@
+"""The results pages for people: sign-in, an operation's page, its live stream and artifacts.
+
+Same auth and tenancy as the API (a bearer token, from the `pmops_token` cookie or the
+Authorization header); the data each page shows is shaped in api/ui.py.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+
+from api import ui
+from api.deps import EngineDep, SettingsDep
+from api.problems import Problem
+from api.stream import stream
+from pmops.status import TERMINAL
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+NextQuery = Annotated[str | None, Query(alias="next", max_length=2000)]
+
+
+@router.get("/login")
+async def login_form(next_page: NextQuery = None) -> Response:
+    return ui.render("login.html", next=ui.safe_next(next_page), error=None)
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    engine: EngineDep,
+    token: Annotated[str, Form(max_length=ui.MAX_TOKEN * 2)] = "",
+    next_page: Annotated[str, Form(alias="next", max_length=2000)] = "",
+) -> Response:
+    target = ui.safe_next(next_page)
+    if not ui.same_origin(request):
+        return ui.render(
+            "message.html", 403, title="Forbidden", message="Sign in from this site's own page."
+        )
+    principal = await ui.principal_for_token(engine, token.strip())
+    if principal is None:
+        return ui.render(
+            "login.html",
+            401,
+            {"WWW-Authenticate": 'Bearer realm="pmops"'},
+            next=target,
+            error="That token is not valid.",
+        )
+    response = RedirectResponse(target, status_code=303)
+    ui.sign_in(response, request, token.strip())
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    if not ui.same_origin(request):
+        return ui.render(
+            "message.html", 403, title="Forbidden", message="Sign out from this site's own page."
+        )
+    response = RedirectResponse(ui.LOGIN, status_code=303)
+    ui.sign_out(response, request)
+    return response
+
+
+@router.get("/")
+async def home(request: Request, engine: EngineDep) -> Response:
+    principal = await ui.principal_of(request, engine)
+    if principal is None:
+        return ui.login_redirect(request)
+    items = await run_in_threadpool(ui.recent_operations, engine, principal)
+    return ui.render("home.html", principal=principal, operations=items)
+
+
+@router.get("/operations/{operationId}")
+async def operation_page(
+    operationId: str, request: Request, engine: EngineDep, settings: SettingsDep
+) -> Response:
+    principal = await ui.principal_of(request, engine)
+    if principal is None:
+        return ui.login_redirect(request)
+    page = await run_in_threadpool(ui.operation_page, engine, settings, principal, operationId)
+    if page is None:
+        return ui.not_found(principal)
+    return ui.render("operation.html", principal=principal, page=page)
+
+
+@router.get("/operations/{operationId}/artifacts/{name}")
+async def artifact(operationId: str, name: str, request: Request, engine: EngineDep) -> Response:
+    principal = await ui.principal_of(request, engine)
+    if principal is None:
+        return ui.login_redirect(request)
+    found = await run_in_threadpool(ui.artifact_of, engine, principal, operationId, name)
+    if found is None:
+        return ui.not_found(principal)
+    path, media_type = found
+    return FileResponse(
+        path,
+        media_type=media_type,
+        filename=path.name,
+        # the process map is shown in the page; everything else is a download
+        content_disposition_type="inline" if media_type == "image/svg+xml" else "attachment",
+        headers={
+            "Content-Security-Policy": ui.ARTIFACT_CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-cache",
+        },
+    )
+
+
+@router.get("/operations/{operationId}/events", response_class=StreamingResponse)
+async def operation_events(
+    operationId: str,
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> StreamingResponse:
+    """The API's event stream of the operation for the page's EventSource, which cannot send an
+    Authorization header. `after`: the last event the page was drawn from; a reconnecting
+    EventSource sends Last-Event-ID instead."""
+    principal = await ui.principal_of(request, engine)
+    if principal is None:
+        raise Problem(401, "not signed in", headers={"WWW-Authenticate": 'Bearer realm="pmops"'})
+    row = await run_in_threadpool(
+        ui.find_operation, engine, principal, operationId, status_only=True
+    )
+    if row is None:
+        raise Problem(404, f"operation {operationId} not found")
+    try:
+        last = int(last_event_id) if last_event_id else after
+    except ValueError:
+        raise Problem(
+            400,
+            "Last-Event-ID must be the sequence number of an event of this operation",
+            errors=[{"field": "Last-Event-ID", "message": "not an integer"}],
+        ) from None
+    body = stream(
+        request.app.state.feed,
+        operationId,
+        last,
+        row["status"] in TERMINAL,
+        settings.stream_keepalive_seconds,
+        request.is_disconnected,
+    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
