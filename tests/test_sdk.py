@@ -129,3 +129,18 @@ def test_verify_webhook() -> None:
         verify_webhook(_signed(raw, body, now - timedelta(minutes=10)), body, secret)
     with pytest.raises(WebhookVerificationError):
         verify_webhook({}, body, secret)
+
+
+def test_project_settings_and_batches_through_the_sdk(client: Client) -> None:
+    set_to = client.set_notification_settings(owner_emails=["owner@example.com"])
+    assert set_to["ownerEmails"] == ["owner@example.com"]
+    assert client.notification_settings()["ownerEmails"] == ["owner@example.com"]
+    assert isinstance(client.list_batches()["batches"], list)
+    hook = client.create_webhook(
+        "https://your-app.com/sdk", "sdk", ["operation.completed"], secret="sdk-secret-123"
+    )
+    assert isinstance(hook, models.Webhook) and "sdk-secret-123" not in hook.model_dump_json()
+    assert client.webhook_deliveries(hook.webhookId).deliveries == []
+    client.delete_webhook(hook.webhookId)
+    with pytest.raises(NotFound):
+        client.get_webhook(hook.webhookId)

@@ -129,7 +129,10 @@ def test_sign_in_page_and_sign_out(stack: Stack, api: Tenant, completed_analysis
         assert shown.headers["cache-control"] == "no-store"
 
         home = anon.get("/ui/")
-        assert home.status_code == 200 and f'href="{page}"' in home.text
+        # the landing page lists the tenant's most recent operations (the suite makes many)
+        newest = api.get("/async/operations", params={"pageSize": 5}).json()["operations"]
+        assert home.status_code == 200
+        assert any(f'href="/ui/operations/{o["operationId"]}"' in home.text for o in newest)
 
         # `next` leads only to this UI's pages
         for elsewhere in ("https://evil.example/", "//evil.example/ui/", "/api/x", "/ui/../api"):

@@ -259,6 +259,20 @@ class _Endpoints:
         path = f"{self._base}/async/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"
         return self._send(Call("POST", path, m.Delivery))
 
+    def redeliver_operation_delivery(self, operation_id: str, delivery_id: str) -> Any:
+        path = f"{self._base}/async/operation/{operation_id}/deliveries/{delivery_id}/redeliver"
+        return self._send(Call("POST", path, m.Delivery))
+
+    def notification_settings(self) -> Any:
+        return self._send(Call("GET", f"{self._base}/async/notification-settings"))
+
+    def set_notification_settings(
+        self, slack_webhook_url: str | None = None, owner_emails: list[str] | None = None
+    ) -> Any:
+        body = _clean({"slackWebhookUrl": slack_webhook_url, "ownerEmails": owner_emails})
+        path = f"{self._base}/async/notification-settings"
+        return self._send(Call("PUT", path, json=body))
+
     def signing_secret(self) -> Any:
         return self._send(Call("GET", f"{self._base}/async/signing-secret"))
 
@@ -269,6 +283,9 @@ class _Endpoints:
     def create_batch(self, batch: dict[str, Any]) -> Any:
         """POST /async/batch with the contract's body (batchName, operations, ...)."""
         return self._send(Call("POST", f"{self._base}/async/batch", json=batch))
+
+    def list_batches(self, page: int = 1) -> Any:
+        return self._send(Call("GET", f"{self._base}/async/batches", params={"page": page}))
 
     def get_batch(self, batch_id: str) -> Any:
         return self._send(Call("GET", f"{self._base}/async/batch/{batch_id}", m.Batch))
