@@ -1,5 +1,5 @@
-"""The OpenAPI document: the seed's own JSON examples on each endpoint, and a description for
-every field of every request body.
+"""The OpenAPI document: the seed's own JSON examples on each endpoint, the response bodies'
+schemas (api/openapi_responses.py), and a description for every field of every body.
 
 `seed_examples.json` holds the examples of ../shared/seed/async-operations-api.ja.txt as they
 are written there (tests/test_openapi.py checks they still match the seed). Descriptions live
@@ -14,6 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from api.openapi_responses import RESPONSE_FIELDS, RESPONSES
 
 SEED = json.loads((Path(__file__).with_name("seed_examples.json")).read_text())
 BASE = "/api/{tenantId}/{projectId}/async"
@@ -180,9 +182,23 @@ def install(app: FastAPI) -> None:
                 answer.setdefault("content", {}).setdefault("application/json", {})["example"] = (
                     SEED[name]
                 )
-        schemas = doc.get("components", {}).get("schemas", {})
-        for model, fields in FIELDS.items():
-            props = schemas.get(model, {}).get("properties", {})
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        for (method, path), (status, model) in RESPONSES.items():
+            op = doc["paths"].get(path, {}).get(method)
+            if op is None:
+                continue
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in schema.pop("$defs", {}).items():
+                schemas.setdefault(name, sub)
+            schemas.setdefault(model.__name__, schema)
+            answer = op.setdefault("responses", {}).setdefault(
+                status, {"description": "Successful Response"}
+            )
+            content = answer.setdefault("content", {}).setdefault("application/json", {})
+            content["schema"] = {"$ref": f"#/components/schemas/{model.__name__}"}
+        _problems(doc, schemas)
+        for schema_name, fields in {**FIELDS, **RESPONSE_FIELDS}.items():
+            props = schemas.get(schema_name, {}).get("properties", {})
             for name, text in fields.items():
                 if name in props:
                     props[name].setdefault("description", text)
@@ -190,3 +206,48 @@ def install(app: FastAPI) -> None:
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details: every error answer",
+    "properties": {
+        "type": {"type": "string", "description": "a URI naming the kind of problem"},
+        "title": {"type": "string", "description": "the HTTP status in words"},
+        "status": {"type": "integer", "description": "the HTTP status code"},
+        "detail": {"type": "string", "description": "what went wrong, for people"},
+        "instance": {"type": "string", "description": "the path of the request"},
+        "errors": {
+            "type": "array",
+            "description": "one entry per offending field",
+            "items": {"$ref": "#/components/schemas/ProblemField"},
+        },
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+PROBLEM_FIELD_SCHEMA = {
+    "title": "ProblemField",
+    "type": "object",
+    "properties": {
+        "field": {"type": "string", "description": "the field, e.g. parameters.datasetId"},
+        "message": {"type": "string", "description": "what is wrong with it"},
+    },
+}
+
+
+def _problems(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Errors are problem+json (api/problems.py), not FastAPI's default validation body."""
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["Problem"] = PROBLEM_SCHEMA
+    schemas["ProblemField"] = PROBLEM_FIELD_SCHEMA
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path in doc["paths"].values():
+        for op in path.values():
+            answers = op.setdefault("responses", {})
+            if "422" in answers:
+                answers["422"] = {
+                    "description": "the request is not valid: the problem names the fields",
+                    "content": {"application/problem+json": {"schema": ref}},
+                }

@@ -78,3 +78,29 @@ def _refs(node: object) -> list[str]:
     if isinstance(node, list):
         return [r for v in node for r in _refs(v)]
     return []
+
+
+def test_every_response_field_is_described() -> None:
+    doc = create_app().openapi()
+    schemas = doc["components"]["schemas"]
+    todo = [
+        r.rsplit("/", 1)[-1]
+        for path in doc["paths"].values()
+        for op in path.values()
+        for answer in op.get("responses", {}).values()
+        for r in _refs(answer.get("content", {}))
+    ]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [r.rsplit("/", 1)[-1] for r in _refs(schemas[name])]
+    assert {"OperationStatus", "Results", "Webhook", "Batch", "Problem"} <= seen
+    missing = [
+        f"{name}.{field}"
+        for name in sorted(seen)
+        for field, prop in schemas[name].get("properties", {}).items()
+        if not prop.get("description")
+    ]
+    assert missing == []

@@ -264,7 +264,7 @@ class DeliveryList(Model):
 
 
 # -- batches ----------------------------------------------------------------------------------
-class BatchOperation(Model):
+class BatchMember(Model):
     operationKey: str
     operationId: str
     status: str
@@ -275,7 +275,7 @@ class Batch(Model):
     batchId: str
     batchName: str
     status: str
-    operations: list[BatchOperation] = []
+    operations: list[BatchMember] = []
     totalOperations: int = 0
     trackingUrl: str | None = None
 
@@ -303,3 +303,17 @@ class Event(Model):
             "operation.cancelled",
             "operation.timeout",
         )
+
+
+class BatchStarted(Model):
+    """The 202 answer of POST /async/batch."""
+
+    batchId: str
+    batchName: str
+    status: str
+    operations: list[dict[str, Any]] = []
+    totalOperations: int = 0
+    estimatedBatchDuration: str | None = None
+    estimatedBatchCompletion: str | None = None
+    batchStartTime: str | None = None
+    trackingUrl: str | None = None
