@@ -17,11 +17,16 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+from fastapi import Request
+from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from api.problems import Problem
 from pmops.events import TERMINAL_EVENT
+from pmops.status import TERMINAL as TERMINAL_STATUSES
 from pmops.store import events
 
 TERMINAL_TYPES = frozenset(TERMINAL_EVENT.values())
@@ -175,3 +180,31 @@ async def stream(
                 return
     finally:
         feed.unsubscribe(operation_id, queue)
+
+
+def last_seq(last_event_id: str | None, default: int = 0) -> int:
+    """The Last-Event-ID header as a sequence number; a 400 naming it otherwise."""
+    try:
+        return int(last_event_id) if last_event_id else default
+    except ValueError:
+        raise Problem(
+            400,
+            "Last-Event-ID must be the sequence number of an event of this operation",
+            errors=[{"field": "Last-Event-ID", "message": "not an integer"}],
+        ) from None
+
+
+def event_response(
+    request: Request, row: dict[str, Any], after: int, keepalive: float
+) -> StreamingResponse:
+    """The text/event-stream answer for an operation already found in the caller's scope."""
+    body = stream(
+        request.app.state.feed,
+        row["operation_id"],
+        after,
+        row["status"] in TERMINAL_STATUSES,
+        keepalive,
+        request.is_disconnected,
+    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)

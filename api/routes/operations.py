@@ -24,7 +24,7 @@ from api.schemas import (
     RetryCreate,
     Status,
 )
-from api.stream import stream
+from api.stream import event_response, last_seq
 from pmops.status import TERMINAL
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["operations"])
@@ -198,21 +198,4 @@ async def operation_events(
     row = await run_in_threadpool(
         ops.get_operation_or_404, engine, scope, operationId, status_only=True
     )
-    try:
-        after = int(last_event_id or 0)
-    except ValueError:
-        raise Problem(
-            400,
-            "Last-Event-ID must be the sequence number of an event of this operation",
-            errors=[{"field": "Last-Event-ID", "message": "not an integer"}],
-        ) from None
-    body = stream(
-        request.app.state.feed,
-        operationId,
-        after,
-        row["status"] in TERMINAL,
-        settings.stream_keepalive_seconds,
-        request.is_disconnected,
-    )
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+    return event_response(request, row, last_seq(last_event_id), settings.stream_keepalive_seconds)

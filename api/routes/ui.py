@@ -15,8 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from api import ui
 from api.deps import EngineDep, SettingsDep
 from api.problems import Problem
-from api.stream import stream
-from pmops.status import TERMINAL
+from api.stream import event_response, last_seq
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -130,21 +129,5 @@ async def operation_events(
     )
     if row is None:
         raise Problem(404, f"operation {operationId} not found")
-    try:
-        last = int(last_event_id) if last_event_id else after
-    except ValueError:
-        raise Problem(
-            400,
-            "Last-Event-ID must be the sequence number of an event of this operation",
-            errors=[{"field": "Last-Event-ID", "message": "not an integer"}],
-        ) from None
-    body = stream(
-        request.app.state.feed,
-        operationId,
-        last,
-        row["status"] in TERMINAL,
-        settings.stream_keepalive_seconds,
-        request.is_disconnected,
-    )
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+    last = last_seq(last_event_id, after)
+    return event_response(request, row, last, settings.stream_keepalive_seconds)

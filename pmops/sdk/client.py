@@ -65,14 +65,27 @@ def _parse(call: Call, response: httpx.Response) -> Any:
     return call.model.model_validate(body) if call.model is not None else body
 
 
-def _events(lines: Iterator[str]) -> Iterator[m.Event]:
-    data: list[str] = []
-    for line in lines:
+class _EventLines:
+    """Server-Sent Events text, fed line by line; an Event at the end of each one."""
+
+    def __init__(self) -> None:
+        self.data: list[str] = []
+
+    def feed(self, line: str) -> m.Event | None:
         if line.startswith("data:"):
-            data.append(line[5:].strip())
-        elif not line and data:
-            yield m.Event.model_validate(json.loads("\n".join(data)))
-            data = []
+            self.data.append(line[5:].strip())
+        elif not line and self.data:
+            text, self.data = "\n".join(self.data), []
+            return m.Event.model_validate(json.loads(text))
+        return None
+
+
+def _events(lines: Iterator[str]) -> Iterator[m.Event]:
+    parser = _EventLines()
+    for line in lines:
+        event = parser.feed(line)
+        if event is not None:
+            yield event
 
 
 class _Endpoints:
@@ -440,13 +453,11 @@ class AsyncClient(_Endpoints):
             if r.status_code >= 400:
                 await r.aread()
                 _parse(Call("GET", path), r)
-            data: list[str] = []
+            parser = _EventLines()
             async for line in r.aiter_lines():
-                if line.startswith("data:"):
-                    data.append(line[5:].strip())
-                elif not line and data:
-                    yield m.Event.model_validate(json.loads("\n".join(data)))
-                    data = []
+                event = parser.feed(line)
+                if event is not None:
+                    yield event
 
     async def wait(self, operation_id: str, timeout: float | None = None) -> m.OperationStatus:
         end = None if timeout is None else time.monotonic() + timeout
