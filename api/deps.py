@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from api.problems import Problem
 from pmops.settings import Settings, get_settings
-from pmops.store import engine_for, hash_token, tokens
+from pmops.store import as_utc, engine_for, hash_token, tokens
 
 
 @dataclass(frozen=True)
@@ -38,36 +38,52 @@ SettingsDep = Annotated[Settings, Depends(settings_dep)]
 EngineDep = Annotated[Engine, Depends(engine_dep)]
 
 
-# token hash -> (principal, monotonic time it was read); a valid token is looked up once per
-# PRINCIPAL_TTL seconds, an invalid one every time
+# token hash -> (principal, monotonic time it was read, expiry as a Unix time or None); a valid
+# token is looked up once per PRINCIPAL_TTL seconds, an invalid one every time. The expiry is
+# checked on every request, so a cached token is refused the moment it expires.
 PRINCIPAL_TTL = 30.0
-_principals: dict[str, tuple[Principal, float]] = {}
+_principals: dict[str, tuple[Principal, float, float | None]] = {}
+CHALLENGE = 'Bearer realm="pmops"'
+EXPIRED = "the bearer token has expired"
 
 
-def _lookup_principal(engine: Engine, digest: str) -> Principal | None:
+def _lookup_principal(engine: Engine, digest: str) -> tuple[Principal, float | None] | None:
     with engine.connect() as conn:
         row = conn.execute(select(tokens).where(tokens.c.token_hash == digest)).first()
-    return None if row is None else Principal(row.tenant_id, row.project_id, row.principal)
+    if row is None:
+        return None
+    expires = as_utc(row.expires_at)
+    principal = Principal(row.tenant_id, row.project_id, row.principal)
+    return principal, None if expires is None else expires.timestamp()
+
+
+def _refused(detail: str) -> Problem:
+    # RFC 6750 section 3.1: a token that was presented but is not (or no longer) valid
+    challenge = f'{CHALLENGE}, error="invalid_token", error_description="{detail}"'
+    return Problem(401, detail, headers={"WWW-Authenticate": challenge})
 
 
 async def authenticate(request: Request, engine: EngineDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    challenge = {"WWW-Authenticate": 'Bearer realm="pmops"'}
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(
-            401, "missing bearer token (Authorization: Bearer <token>)", headers=challenge
+            401,
+            "missing bearer token (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": CHALLENGE},
         )
     digest = hash_token(token.strip())
     cached = _principals.get(digest)
-    if cached is not None and time.monotonic() - cached[1] < PRINCIPAL_TTL:
-        return cached[0]
-    principal = await run_in_threadpool(_lookup_principal, engine, digest)
-    if principal is None:
-        raise Problem(401, "invalid bearer token", headers=challenge)
-    if len(_principals) > 10_000:
-        _principals.clear()
-    _principals[digest] = (principal, time.monotonic())
+    if cached is None or time.monotonic() - cached[1] >= PRINCIPAL_TTL:
+        found = await run_in_threadpool(_lookup_principal, engine, digest)
+        if found is None:
+            raise _refused("invalid bearer token")
+        if len(_principals) > 10_000:
+            _principals.clear()
+        cached = _principals[digest] = (found[0], time.monotonic(), found[1])
+    principal, _, expires = cached
+    if expires is not None and time.time() >= expires:
+        raise _refused(EXPIRED)
     return principal
 
 

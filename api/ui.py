@@ -68,15 +68,22 @@ def token_of(request: Request) -> str | None:
 
 async def principal_for_token(engine: Engine, token: str | None) -> Principal | None:
     """The principal of a token exactly as the API finds it: through `authenticate` itself (its
-    cache and lookup), handed the token as the Authorization header it would have come in."""
+    cache, lookup and expiry), handed the token as the Authorization header it would have come
+    in."""
+    found = await check_token(engine, token)
+    return found if isinstance(found, Principal) else None
+
+
+async def check_token(engine: Engine, token: str | None) -> Principal | str:
+    """The token's principal, or why it is refused (the API's problem detail)."""
     if not token or len(token) > MAX_TOKEN or not token.isascii() or not token.isprintable():
-        return None
+        return "invalid bearer token"
     header = (b"authorization", b"Bearer " + token.encode())
     probe = Request({"type": "http", "method": "GET", "headers": [header]})
     try:
         return await authenticate(probe, engine)
-    except Problem:
-        return None
+    except Problem as refused:
+        return refused.detail
 
 
 async def principal_of(request: Request, engine: Engine) -> Principal | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -115,7 +116,7 @@ def tokens_create(args: argparse.Namespace) -> int:
     import uuid
 
     from pmops.settings import get_settings
-    from pmops.store import create_token, engine_for
+    from pmops.store import create_token, engine_for, utc_now
 
     try:
         tenant = str(uuid.UUID(args.tenant))
@@ -123,11 +124,39 @@ def tokens_create(args: argparse.Namespace) -> int:
     except ValueError:
         print("pmops: --tenant and --project must be GUIDs", file=sys.stderr)
         return 2
+    expires_at = None
+    if args.expires_in is not None:
+        try:
+            expires_at = utc_now() + parse_duration(args.expires_in)
+        except ValueError as exc:
+            print(f"pmops: --expires-in: {exc}", file=sys.stderr)
+            return 2
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = engine_for(settings.resolved_database_url)
-    print(create_token(engine, tenant, project, args.name or f"token for {tenant}"))
+    print(create_token(engine, tenant, project, args.name or f"token for {tenant}", expires_at))
+    if expires_at is not None:
+        print(f"expires at {expires_at.isoformat(timespec='seconds')}", file=sys.stderr)
     return 0
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """ "90" (seconds), "30s", "15m", "12h", "30d", "2w" or a sum such as "1h30m"."""
+    import re
+
+    spec = text.strip().lower()
+    if spec.isdigit():
+        spec += "s"
+    parts = re.findall(r"(\d+)\s*([smhdw])", spec)
+    if not parts or re.sub(r"\s*\d+\s*[smhdw]\s*", "", spec):
+        raise ValueError(f"{text!r} is not a duration such as 3600, 90m, 12h, 30d or 1h30m")
+    seconds = sum(int(n) * DURATION_UNITS[unit] for n, unit in parts)
+    if not 0 < seconds <= 100 * 365 * 86_400:
+        raise ValueError("must be more than 0 seconds and at most 100 years")
+    return timedelta(seconds=seconds)
 
 
 def deliver(args: argparse.Namespace) -> int:
@@ -225,8 +254,13 @@ def tokens_create_command(
     tenant: Annotated[str, typer.Option(help="tenant GUID")],
     project: Annotated[str | None, typer.Option(help="project GUID (all if omitted)")] = None,
     name: Annotated[str | None, typer.Option(help="principal shown as cancelledBy etc.")] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="refused after this long: 3600, 90m, 12h, 30d, 1h30m (never if omitted)"),
+    ] = None,
 ) -> None:
-    raise typer.Exit(tokens_create(argparse.Namespace(tenant=tenant, project=project, name=name)))
+    args = argparse.Namespace(tenant=tenant, project=project, name=name, expires_in=expires_in)
+    raise typer.Exit(tokens_create(args))
 
 
 @project_app.command("secret", help="print the signing secret (once), or rotate it")

@@ -70,6 +70,7 @@ tokens = Table(
     Column("project_id", String(36)),
     Column("principal", String(200), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime()),  # None: the token does not expire
 )
 
 datasets = Table(
@@ -387,6 +388,8 @@ deliverers = Table(
 
 
 OBSOLETE_INDEXES = ("ix_operations_list", "ix_operations_status", "ix_operations_type")
+# columns added after stores were first made; `create_all` makes missing tables, never columns
+ADDED_COLUMNS = ((tokens, "expires_at"),)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -426,8 +429,26 @@ def make_engine(url: str) -> Engine:
     with engine.begin() as conn:
         for name in OBSOLETE_INDEXES:  # replaced by covering ones; only stores made before 0.1
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    add_missing_columns(engine)
     install_counters(engine)
     return engine
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of ADDED_COLUMNS a store made before lacks (all are
+    nullable). Under the write lock (SQLite) or with IF NOT EXISTS (PostgreSQL), so processes
+    starting together do not both add one."""
+    with transaction(engine) as conn:
+        for table, name in ADDED_COLUMNS:
+            kind = table.c[name].type.compile(dialect=engine.dialect)
+            if engine.dialect.name == "sqlite":
+                present = {r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+                if name not in present:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+            else:
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {name} {kind}"
+                )
 
 
 _COUNT_KEY = "tenant_id, project_id, operation_type, priority, status"
@@ -576,8 +597,15 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(engine: Engine, tenant_id: str, project_id: str | None, principal: str) -> str:
-    """A new bearer token; only its SHA-256 is stored."""
+def create_token(
+    engine: Engine,
+    tenant_id: str,
+    project_id: str | None,
+    principal: str,
+    expires_at: datetime | None = None,
+) -> str:
+    """A new bearer token, refused from `expires_at` on (never, if None); only its SHA-256 is
+    stored."""
     token = "pmops_" + secrets.token_urlsafe(32)
     with transaction(engine) as conn:
         conn.execute(
@@ -587,6 +615,7 @@ def create_token(engine: Engine, tenant_id: str, project_id: str | None, princip
                 project_id=project_id,
                 principal=principal,
                 created_at=utc_now(),
+                expires_at=expires_at,
             )
         )
     return token

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,9 +239,30 @@ class Stack:
         return "\n".join(out)
 
     # -- tenants ------------------------------------------------------------------------------
-    def create_token(self, tenant: str | None = None, project: str | None = None) -> Tenant:
+    def create_token(
+        self,
+        tenant: str | None = None,
+        project: str | None = None,
+        expires_in: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> Tenant:
+        """A token made by `pmops tokens create` (`expires_in` as its --expires-in); one with
+        `expires_at` (which may be past, as the CLI refuses) is written into the store directly."""
         tenant = tenant or str(uuid.uuid4())
         project = project or str(uuid.uuid4())
+        if expires_at is not None:
+            from pmops.store import create_token, make_engine
+
+            url = self.env.get("PMOPS_DATABASE_URL") or (
+                f"sqlite:///{(self.data_dir / 'pmops.db').resolve()}"
+            )
+            engine = make_engine(url)
+            try:
+                token = create_token(engine, tenant, project, "expiring token", expires_at)
+            finally:
+                engine.dispose()
+            return Tenant(self, tenant, project, token)
+        extra = ["--expires-in", expires_in] if expires_in is not None else []
         out = subprocess.run(
             [
                 sys.executable,
@@ -252,6 +274,7 @@ class Stack:
                 tenant,
                 "--project",
                 project,
+                *extra,
             ],
             env=self.env,
             cwd=REPO,

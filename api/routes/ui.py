@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from api import ui
-from api.deps import EngineDep, SettingsDep
+from api.deps import EXPIRED, EngineDep, Principal, SettingsDep
 from api.problems import Problem
 from api.stream import event_response, last_seq
 
@@ -39,14 +39,14 @@ async def login(
         return ui.render(
             "message.html", 403, title="Forbidden", message="Sign in from this site's own page."
         )
-    principal = await ui.principal_for_token(engine, token.strip())
-    if principal is None:
+    principal = await ui.check_token(engine, token.strip())
+    if not isinstance(principal, Principal):
         return ui.render(
             "login.html",
             401,
-            {"WWW-Authenticate": 'Bearer realm="pmops"'},
+            {"WWW-Authenticate": 'Bearer realm="pmops", error="invalid_token"'},
             next=target,
-            error="That token is not valid.",
+            error="That token has expired." if principal == EXPIRED else "That token is not valid.",
         )
     response = RedirectResponse(target, status_code=303)
     ui.sign_in(response, request, token.strip())
