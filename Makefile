@@ -44,8 +44,12 @@ typecheck: setup
 
 check: lint typecheck test
 
+# Every bench script RUNS times, then BENCHMARKS.md regenerated (bench/run_all.py, bench/README.md);
+# `make bench RUNS=1 ONLY=webhooks,list` reruns a subset and keeps the other sections.
+RUNS ?= 3
+ONLY ?=
 bench: setup
-	$(BIN)/python bench/bench_analysis.py
+	$(BIN)/python bench/run_all.py --runs $(RUNS) $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -373,6 +373,37 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def metric(
+    name: str,
+    value: float | None,
+    unit: str,
+    goal: str | None = None,
+    met: bool | None = None,
+) -> dict[str, Any]:
+    """One headline figure for bench/run_all.py (the "metrics" list of every result JSON).
+
+    `goal` is the issue's target as people read it ("<= 1.0 s"), `met` this run's verdict; both
+    None for figures without a goal. A missing or NaN value is null and never counts as met."""
+    v = None if value is None or value != value else float(value)
+    return {
+        "name": name,
+        "value": v,
+        "unit": unit,
+        "goal": goal,
+        "met": (bool(met) and v is not None) if goal is not None and met is not None else None,
+    }
+
+
+def at_most(value: float | None, limit: float) -> bool:
+    return value is not None and value == value and value <= limit
+
+
+def foreign_metric(report: dict[str, Any], during: str = "") -> dict[str, Any]:
+    """ForeignLoad.report() as a metric: how much others skewed this run's figures."""
+    label = "other processes' CPU" + (f" ({during})" if during else "")
+    return metric(label, 100 * report.get("foreign_share_of_machine", 0.0), "% of machine")
+
+
 def write_json(name: str, doc: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

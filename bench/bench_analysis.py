@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from _stack import at_most, metric  # noqa: E402
+
 DATASETS = Path(os.environ.get("PMOPS_DATASETS", ROOT.parent / "shared" / "datasets"))
 PY = sys.executable
 
@@ -141,8 +144,50 @@ def main() -> None:
             results["parquet_x4"] = analyze(big, comprehensive, tmp / "p4")
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "analysis.json").write_text(json.dumps(results, indent=2))
+    doc = {**results, "metrics": metrics(results)}
+    (out_dir / "analysis.json").write_text(json.dumps(doc, indent=2))
     print_table(results)
+
+
+def metrics(r: dict[str, dict]) -> list[dict]:
+    """The issue #2 goals as bench/run_all.py reports them."""
+    out = []
+    base, default = r.get("baseline"), r.get("pmops_default")
+    if base:
+        out.append(metric("naive pm4py script: wall (process)", base["process_wall"], "s"))
+    if default:
+        wall = default["process_wall"]
+        out.append(
+            metric(
+                "pmops comprehensive: wall (process, incl. imports)",
+                wall,
+                "s",
+                "<= 20 s",
+                at_most(wall, 20),
+            )
+        )
+    if base and default:
+        ratio = default["process_wall"] / base["process_wall"]
+        out.append(
+            metric("pmops / naive script (process wall)", ratio, "x", "<= 0.5", at_most(ratio, 0.5))
+        )
+    if default:
+        gb = default["peak_rss_bytes"] / 1e9
+        out.append(metric("pmops comprehensive: peak RSS", gb, "GB", "<= 2 GB", at_most(gb, 2)))
+    if "pmops_high_accuracy" in r:
+        wall = r["pmops_high_accuracy"]["process_wall"]
+        out.append(metric("pmops high_accuracy: wall (process)", wall, "s"))
+    x1, x4 = r.get("parquet_x1"), r.get("parquet_x4")
+    if x1:
+        out.append(metric("Parquet x1 (262k events): wall (phases)", x1["phases_wall"], "s"))
+    if x4:
+        out.append(metric("Parquet x4 (1M events): wall (phases)", x4["phases_wall"], "s"))
+        gb = x4["peak_rss_bytes"] / 1e9
+        out.append(metric("Parquet x4 (1M events): peak RSS", gb, "GB", "<= 2 GB", at_most(gb, 2)))
+    if x1 and x4:
+        scale = x4["phases_wall"] / x1["phases_wall"]
+        out.append(metric("x4 / x1 events (phases wall)", scale, "x", "<= 4", at_most(scale, 4)))
+    return out
 
 
 def print_table(r: dict[str, dict]) -> None:

@@ -40,8 +40,11 @@ from _stack import (
     ROOT,
     ForeignLoad,
     Stack,
+    at_most,
     command_line,
+    foreign_metric,
     machine,
+    metric,
     seed_operations,
     summary,
     template_row,
@@ -182,6 +185,39 @@ def ms(x: float) -> str:
     return f"{x * 1000:.1f}"
 
 
+def metrics(rows: list[dict], think: float) -> list[dict]:
+    """p99 goals apply to polling clients (think > 0); a saturating closed loop (think 0)
+    measures capacity, so its figures carry no goal (BENCHMARKS.md says why)."""
+    out = []
+    for r in rows:
+        s, goal = r["stats"], GOALS[r["phase"]]
+        what = "GET status" if r["phase"] == "GET" else "POST start"
+        label = f"{r['mode']}, {r['clients']} clients, {what}"
+        if think <= 0:
+            label += " (saturating)"
+        out.append(metric(f"{label}: p50", s["p50"] * 1000, "ms"))
+        out.append(metric(f"{label}: p95", s["p95"] * 1000, "ms"))
+        done = r["completed"] >= r["requested"]
+        if think > 0:
+            out.append(
+                metric(
+                    f"{label}: p99",
+                    s["p99"] * 1000,
+                    "ms",
+                    f"<= {goal * 1000:.0f} ms",
+                    at_most(s["p99"], goal) and done,
+                )
+            )
+        else:
+            out.append(metric(f"{label}: p99", s["p99"] * 1000, "ms"))
+        out.append(metric(f"{label}: max", s["max"] * 1000, "ms"))
+        out.append(metric(f"{label}: throughput", r["throughput_rps"], "req/s"))
+    if rows:
+        worst = max(rows, key=lambda r: r["foreign_load"]["foreign_share_of_machine"])
+        out.append(foreign_metric(worst["foreign_load"], "worst phase"))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--modes", default="runner,no-runner")
@@ -262,7 +298,12 @@ def main() -> None:
     )
     path = write_json(
         "api_latency",
-        {"machine": machine(), "args": vars(args) | {"log": str(args.log)}, "results": rows},
+        {
+            "machine": machine(),
+            "args": vars(args) | {"log": str(args.log)},
+            "results": rows,
+            "metrics": metrics(rows, args.think),
+        },
     )
     print(f"\ncommand: `{command_line()}`  raw: {path.relative_to(ROOT)}")
 

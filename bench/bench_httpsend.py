@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stack import ROOT, ForeignLoad, command_line, machine, wait_quiet, write_json
+from _stack import (
+    ROOT,
+    ForeignLoad,
+    command_line,
+    foreign_metric,
+    machine,
+    metric,
+    wait_quiet,
+    write_json,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -241,6 +250,18 @@ def main() -> None:
             "body_bytes": len(body),
             "results": results,
             "foreign_load": report,
+            "metrics": [
+                *(
+                    metric(
+                        f"{name}: POSTs per second (median of rounds)",
+                        statistics.median(r["rps"] for r in results[name]),
+                        "req/s",
+                    )
+                    for name in clients
+                    if results[name]
+                ),
+                foreign_metric(report),
+            ],
         },
     )
     print(f"raw: {path.relative_to(ROOT)}")

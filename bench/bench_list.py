@@ -34,8 +34,11 @@ from _stack import (
     ROOT,
     ForeignLoad,
     Stack,
+    at_most,
     command_line,
+    foreign_metric,
     machine,
+    metric,
     seed_operations,
     summary,
     template_row,
@@ -265,6 +268,36 @@ def ms(x: float) -> str:
     return f"{x * 1000:.1f}"
 
 
+def metrics(results: list[dict]) -> list[dict]:
+    out = []
+    for r in results:
+        for label, q in r["queries"].items():
+            s = q["stats"]
+            name = f"{r['backend']}, {label}"
+            ok = all(str(c) == "200" for c in q["codes"])
+            out.append(metric(f"{name}: p50", s["p50"] * 1000, "ms"))
+            out.append(
+                metric(
+                    f"{name}: p95",
+                    s["p95"] * 1000,
+                    "ms",
+                    "<= 50 ms",
+                    ok and at_most(s["p95"], GOAL),
+                )
+            )
+            out.append(
+                metric(
+                    f"{name}: max",
+                    s["max"] * 1000,
+                    "ms",
+                    "<= 50 ms",
+                    ok and at_most(s["max"], GOAL),
+                )
+            )
+        out.append(foreign_metric(r["foreign_load"], r["backend"]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", type=int, default=100_000)
@@ -328,7 +361,12 @@ def main() -> None:
         )
     path = write_json(
         "list",
-        {"machine": machine(), "args": vars(args) | {"log": str(args.log)}, "results": results},
+        {
+            "machine": machine(),
+            "args": vars(args) | {"log": str(args.log)},
+            "results": results,
+            "metrics": metrics(results),
+        },
     )
     print(f"\ncommand: `{command_line()}`  raw: {path.relative_to(ROOT)}")
 

@@ -45,8 +45,11 @@ from _stack import (
     ROOT,
     ForeignLoad,
     Stack,
+    at_most,
     command_line,
+    foreign_metric,
     machine,
+    metric,
     summary,
     wait_quiet,
     write_json,
@@ -340,6 +343,46 @@ def fmt(x: float | None) -> str:
     return "n/a" if x is None or x != x else f"{x:.3f}"
 
 
+def metrics(
+    stats: dict[str, dict], parts: dict[str, dict], base: dict[str, dict], noise: dict[str, Any]
+) -> list[dict]:
+    seen, store, post = (
+        stats["seen_running_seconds"],
+        stats["store_seconds"],
+        stats["post_seconds"],
+    )
+    out = [
+        metric(
+            "submit -> GET shows Running: p50",
+            seen["p50"],
+            "s",
+            "<= 1.0 s",
+            at_most(seen["p50"], 1),
+        ),
+        metric(
+            "submit -> GET shows Running: p95",
+            seen["p95"],
+            "s",
+            "<= 1.5 s",
+            at_most(seen["p95"], 1.5),
+        ),
+        metric("submit -> GET shows Running: max", seen["max"], "s"),
+        metric("store started_at - created_at: p50", store["p50"], "s"),
+        metric("store started_at - created_at: p95", store["p95"], "s"),
+        metric("POST /async/operation: p50", post["p50"] * 1000, "ms"),
+        metric("POST /async/operation: p95", post["p95"] * 1000, "ms"),
+    ]
+    for part in ("request", "dispatch", "poll", "spawn", "claim", "observe"):
+        if parts.get(part, {}).get("n"):
+            out.append(metric(f"where the time goes, p50: {part}", parts[part]["p50"], "s"))
+    if base.get("create_to_running", {}).get("n"):
+        b = base["create_to_running"]
+        out.append(metric("baseline (Prefect default polling) -> Running: p50", b["p50"], "s"))
+        out.append(metric("baseline (Prefect default polling) -> Running: max", b["max"], "s"))
+    out.append(foreign_metric(noise))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=30)
@@ -432,6 +475,7 @@ def main() -> None:
             "import_costs": costs,
             "foreign_load": noise.report(),
             "baseline_foreign_load": base_noise.report(),
+            "metrics": metrics(stats, part_stats, base_stats, noise.report()),
             "samples": samples,
             "baseline": base,
         },
