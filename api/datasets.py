@@ -18,6 +18,7 @@ from api.operations import base_path, iso
 from api.problems import Problem, analysis_problem
 from pmops.datasets import register_dataset
 from pmops.settings import Settings
+from pmops.storage import refusal
 from pmops.store import datasets, transaction
 
 CHUNK = 1 << 20
@@ -27,20 +28,31 @@ def save_upload(source: BinaryIO, target: Path, limit: int) -> tuple[int, str]:
     """Copy in chunks, refusing past `limit` bytes; returns (size, sha256)."""
     digest = hashlib.sha256()
     size = 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as out:
-        while chunk := source.read(CHUNK):
-            size += len(chunk)
-            if size > limit:
-                out.close()
-                target.unlink(missing_ok=True)
-                raise Problem(
-                    413,
-                    f"the file is larger than the limit of {limit:,} bytes",
-                    errors=[{"field": "file", "message": "too large"}],
-                )
-            digest.update(chunk)
-            out.write(chunk)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            while chunk := source.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    out.close()
+                    target.unlink(missing_ok=True)
+                    raise Problem(
+                        413,
+                        f"the file is larger than the limit of {limit:,} bytes",
+                        errors=[{"field": "file", "message": "too large"}],
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as exc:
+        if (reason := refusal(exc)) is None:
+            raise
+        target.unlink(missing_ok=True)
+        # 507: the request was fine, the server cannot store it now
+        raise Problem(
+            507,
+            f"the upload could not be stored: {reason}",
+            errors=[{"field": "file", "message": "not stored"}],
+        ) from None
     if size == 0:
         target.unlink(missing_ok=True)
         raise Problem(

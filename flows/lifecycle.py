@@ -7,6 +7,7 @@ set meanwhile by the API (force cancel, dead-process sweep) is never overwritten
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -27,6 +28,7 @@ from analysis.progress import CancelToken, OperationCancelled
 from flows.reporter import OperationReporter, worker_node
 from pmops.events import TERMINAL_EVENT, emit
 from pmops.settings import Settings, get_settings
+from pmops.storage import refusal
 from pmops.store import (
     datasets,
     engine_for,
@@ -267,8 +269,10 @@ def run_operation(
             reporter=reporter,
         )
         return Failed(message=exc.message)
-    except Exception as exc:
-        error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "field": None}
+    except OSError as exc:
+        if (error := storage_error(exc)) is None:
+            _record_failure(engine, operation_id, run, reporter, exc)
+            raise
         finish(
             engine,
             operation_id,
@@ -278,7 +282,44 @@ def run_operation(
             progress=reporter.snapshot(),
             reporter=reporter,
         )
+        return Failed(message=error["message"])
+    except Exception as exc:
+        _record_failure(engine, operation_id, run, reporter, exc)
         raise
+
+
+def _record_failure(
+    engine: Engine,
+    operation_id: str,
+    run: OperationRun | None,
+    reporter: OperationReporter,
+    exc: Exception,
+) -> None:
+    """Record an unexpected error as the operation's failure; the caller re-raises it so that
+    Prefect keeps the traceback."""
+    error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "field": None}
+    finish(
+        engine,
+        operation_id,
+        "Failed",
+        _partial(run, "Failed"),
+        error=error,
+        progress=reporter.snapshot(),
+        reporter=reporter,
+    )
+
+
+def storage_error(exc: OSError) -> dict[str, Any] | None:
+    """The operation's error for a write the results storage refused, or None."""
+    reason = refusal(exc)
+    if reason is None:
+        return None
+    return {
+        "code": "storage_unavailable",
+        "message": f"The operation's results could not be written: {reason}. Completed "
+        "phases are kept where they could be written; retry once the storage is fixed.",
+        "field": None,
+    }
 
 
 def _lower_priority(niceness: int) -> None:
@@ -301,5 +342,7 @@ def _partial(run: OperationRun | None, status: str) -> dict[str, Any] | None:
     summary = run.summary() if hasattr(run, "summary") else {}
     document = run.base_document(False, summary)
     document["status"] = status
-    run.write_document(document)
+    # the store keeps the document; the file is what a full or read-only disk may refuse
+    with contextlib.suppress(OSError):
+        run.write_document(document)
     return document
