@@ -48,6 +48,7 @@ _CGNAT = _V4("100.64.0.0/10")
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 _ULA = _V6("fc00::/7")
 _NAT64 = _V6("64:ff9b::/96")
+_LOOPBACKS = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
 # Named so a refusal says what the address is; they are blocked by their ranges anyway.
 _METADATA = frozenset(
     ipaddress.ip_address(a)
@@ -171,6 +172,14 @@ def _literal(host: str) -> Address | None:
         return None
 
 
+def _is_localhost(host: str) -> bool:
+    """RFC 6761: "localhost" and every name under it are loopback whatever DNS says. Only the
+    bare "localhost" is looked up as it is; "localhost." or "x.localhost" may be in no hosts
+    file and would otherwise pass registration as a name that does not resolve yet."""
+    bare = host.lower().rstrip(".")
+    return host != "localhost" and (bare == "localhost" or bare.endswith(".localhost"))
+
+
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
@@ -274,6 +283,11 @@ class NetGuard:
         literal = _literal(host)
         if literal is not None:
             return [literal]
+        if _is_localhost(host):
+            try:
+                return self.resolve("localhost", port, timeout) or list(_LOOPBACKS)
+            except (OSError, UnicodeError):
+                return list(_LOOPBACKS)
         result: list[Address] = []
         error: list[BaseException] = []
         done = threading.Event()
@@ -301,6 +315,11 @@ class NetGuard:
         literal = _literal(host)
         if literal is not None:
             return [literal]
+        if _is_localhost(host):
+            try:
+                return await self.resolve_async("localhost", port, timeout) or list(_LOOPBACKS)
+            except (OSError, UnicodeError):
+                return list(_LOOPBACKS)
         loop = asyncio.get_running_loop()
         infos = await asyncio.wait_for(
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP),

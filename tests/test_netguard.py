@@ -189,3 +189,14 @@ def test_resolve_async_and_pick_address() -> None:
         )
 
     asyncio.run(main())
+
+
+def test_localhost_names_are_loopback_whatever_dns_says() -> None:
+    """RFC 6761: "localhost." and names under .localhost are in no hosts file here; they were
+    accepted at registration as names that "do not resolve yet"."""
+    guard = NetGuard()
+    for url in ("http://LOCALHOST./", "http://a.localhost/", "http://x.y.localhost.:8080/"):
+        with pytest.raises(UnsafeUrl, match=re.escape("127.0.0.1, a loopback address")):
+            guard.check_registration(url, "webhookUrl")
+    allowed = NetGuard(allow=parse_networks("127.0.0.0/8"))
+    assert allowed.check_registration("http://a.localhost/", "webhookUrl").host == "a.localhost"

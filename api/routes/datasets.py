@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, UploadFile
@@ -18,6 +19,18 @@ from api.schemas import MAX_PAGE
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}", tags=["datasets"])
 UPLOAD_SCOPE = "POST /datasets"
+
+
+def upload_name(raw: str | None) -> str:
+    """The client's file name as a bare file name: the last part of any path (either slash),
+    without control characters, at most 200 bytes keeping its end (the extension). Each of these
+    was a 500: a NUL fails open(), '..' opened for writing is the folder above, and a name
+    longer than the file system's 255 bytes cannot be created."""
+    name = re.split(r"[/\\]", raw or "")[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()
+    while len(name.encode()) > 200:
+        name = name[1:]
+    return "upload" if name in ("", ".", "..") else name
 
 
 @router.post("/datasets", status_code=201)
@@ -54,7 +67,8 @@ def upload_dataset(
         replay = idempotent_lookup(engine, scope, UPLOAD_SCOPE, idempotency_key, digest)
         if replay is not None:
             return JSONResponse(replay[1], status_code=replay[0], headers=replay[2])
-    view = ds.create_dataset(engine, settings, scope, file.file, file.filename or "", mapping)
+    name = upload_name(file.filename)
+    view = ds.create_dataset(engine, settings, scope, file.file, name, mapping)
     headers = {"Location": view["url"]}
     if idempotency_key and digest:
         mine = view["datasetId"]
