@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
+from tests.receivers import HttpReceiver, wait_until
 from tests.service_stack import (
     Stack,
     Tenant,
@@ -34,6 +37,7 @@ from tests.service_stack import (
     running_phase,
     running_stack,
 )
+from tests.test_service_webhooks import of_operation, register, settled
 
 pytestmark = [pytest.mark.fault, pytest.mark.xdist_group("stack-faults")]
 
@@ -55,7 +59,9 @@ def faults(
     results.mkdir()
     _mount("-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(results))
     try:
-        with running_stack(data_dir, prefect_template, worker_limit=3) as stack:
+        with running_stack(
+            data_dir, prefect_template, worker_limit=3, webhook_allow_networks="127.0.0.0/8"
+        ) as stack:
             api = stack.dev()
             ids = {
                 "small": api.upload(datasets / "running-example.xes")["datasetId"],
@@ -204,6 +210,55 @@ def burst_operations(api: Tenant) -> dict[str, dict[str, Any]]:
         if not body["hasNextPage"]:
             return found
         page += 1
+
+
+OUTAGE_RETRIES = {"maxRetries": 20, "retryDelay": 0.5, "backoffMultiplier": 2.0, "maxDelay": 3.0}
+
+
+def test_a_receiver_down_for_30_s_and_a_deliverer_restart_lose_nothing(
+    faults, record_property
+) -> None:
+    """A receiver answers 500 to everything for 30 s while two operations run and end (retries up
+    to 20 times, at most 3 s apart: about 55 s of patience); 10 s into the outage the deliverer is
+    SIGKILLed and restarted by the supervisor. Once the receiver recovers, every event of both
+    operations arrives, in each operation's sequence 1..n with no gaps, each Delivered; the
+    attempts made before the kill are kept in the log."""
+    hook_stack, project, _, ids = faults
+    http = HttpReceiver()
+    p = project.project
+    down_until = time.monotonic() + 30.0
+    http.answer(f"/{p}/down", lambda _r, _n: (500 if time.monotonic() < down_until else 200, {}, 0))
+    hook = register(project, http.url(f"/{p}/down"), retryPolicy=OUTAGE_RETRIES)
+    ops = [project.start(ids["receipt"], f"during the outage {i}")["operationId"] for i in range(2)]
+    assert wait_until(lambda: http.at(f"/{p}/down"), 20)  # attempts are failing now
+    wait_until(lambda: time.monotonic() > down_until - 20, 30)
+    old = hook_stack.child("pmops.deliverer")
+    old.kill()
+    psutil.wait_procs([old], timeout=10)
+    hook_stack.restarted("pmops.deliverer", old.pid)
+    finals = [project.wait(op_id) for op_id in ops]
+    assert [f["status"] for f in finals] == ["Completed", "Completed"]
+
+    logged = settled(project, f"/async/webhooks/{hook['webhookId']}/deliveries")
+    assert all(d["status"] == "Delivered" for d in logged), [
+        (d["eventType"], d["status"], d["attemptCount"]) for d in logged
+    ]
+    received = http.events(f"/{p}/down")
+    for op_id in ops:
+        events = of_operation(received, op_id)
+        assert [e["sequence"] for e in events] == list(range(1, len(events) + 1)), op_id
+        assert events[0]["type"] == "operation.started"
+        assert events[-1]["type"] == "operation.completed"
+    failed_first = [d for d in logged if d["attempts"][0]["statusCode"] == 500]
+    assert failed_first, "the receiver was down: deliveries needed retries"
+    attempts = sum(d["attemptCount"] for d in logged)
+    assert project.delete(f"/async/webhooks/{hook['webhookId']}").status_code == 204
+    http.close()
+    record_property("tried", attempts)
+    record_property(
+        "observed",
+        f"{len(logged)} events, {attempts} attempts, all Delivered after the outage",
+    )
 
 
 @contextmanager

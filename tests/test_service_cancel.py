@@ -195,6 +195,7 @@ def test_timeout_keeps_partial_results(api, bpic_dataset) -> None:
     assert len(stopped) <= 1
 
 
+@pytest.mark.fault
 def test_killed_flow_run_process_fails_the_operation(api, bpic_dataset, receipt_dataset) -> None:
     op = api.start(
         bpic_dataset["datasetId"], "to be killed", parameters={"analysisType": "comprehensive"}

@@ -29,7 +29,7 @@ from tests.service_stack import (
     running_stack,
 )
 
-pytestmark = pytest.mark.xdist_group("stack-durability")  # a stack of its own
+pytestmark = [pytest.mark.fault, pytest.mark.xdist_group("stack-durability")]  # own stack
 
 QUICK = {"analysisType": "quick"}
 RECEIPT_EVENTS = 8577

@@ -8,7 +8,7 @@ import pytest
 
 from tests.service_stack import eventually, running_phase
 
-pytestmark = pytest.mark.xdist_group("stack")
+pytestmark = [pytest.mark.fault, pytest.mark.xdist_group("stack")]
 
 
 def test_api_restart_with_an_operation_in_flight(stack, api, bpic_dataset, receipt_dataset) -> None:

@@ -343,6 +343,7 @@ def test_filters_and_min_progress_increment(project: Tenant, http: HttpReceiver)
 
 
 # -- failures, retries, dead letters --------------------------------------------------------------
+@pytest.mark.fault
 def test_a_receiver_that_fails_for_a_while_gets_every_event(
     project: Tenant, http: HttpReceiver
 ) -> None:
@@ -506,6 +507,7 @@ def test_a_slow_receiver_does_not_hold_up_others(project: Tenant, http: HttpRece
     assert len(answered_slow) < len(fast)
 
 
+@pytest.mark.fault
 def test_a_killed_deliverer_loses_nothing(
     project: Tenant, hook_stack: Any, http: HttpReceiver
 ) -> None:
