@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps run test check lint format typecheck bench clean
+.PHONY: setup system-deps run test check lint format typecheck bench reliability clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,20 @@ RUNS ?= 3
 ONLY ?=
 bench: setup
 	$(BIN)/python bench/run_all.py --runs $(RUNS) $(if $(ONLY),--only $(ONLY))
+
+# The fault and security suites RELIABILITY_RUNS times, then RELIABILITY.md from what happened
+# (failures included: the document is written either way; the target fails if a test did).
+RELIABILITY_RUNS ?= 1
+RELIABILITY_LOG := .reliability/results.jsonl
+reliability: setup
+	@rm -f $(RELIABILITY_LOG); status=0; \
+	for run in $$(seq 1 $(RELIABILITY_RUNS)); do \
+	  $(BIN)/python -m pytest -n 2 --dist loadgroup -m "fault or security" -p tests.reliability \
+	    --reliability-log $(RELIABILITY_LOG) --reliability-run $$run || status=1; \
+	done; \
+	$(BIN)/python -m tests.reliability $(RELIABILITY_LOG) RELIABILITY.md \
+	  --command "make reliability RELIABILITY_RUNS=$(RELIABILITY_RUNS)" || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
