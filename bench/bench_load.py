@@ -66,7 +66,9 @@ from _stack import (
     ForeignLoad,
     Stack,
     command_line,
+    foreign_metric,
     machine,
+    metric,
     seed_operations,
     summary,
     template_row,
@@ -664,12 +666,6 @@ def ms(x: float) -> str:
     return f"{x * 1000:.1f}"
 
 
-def metric(
-    name: str, value: float, unit: str, goal: str | None = None, met: bool | None = None
-) -> dict[str, Any]:
-    return {"name": name, "value": round(float(value), 3), "unit": unit, "goal": goal, "met": met}
-
-
 def print_load(r: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
     print(
         f"\n## Mixed load: {r['clients']} clients, closed loop, {r['measured_seconds']:g} s "
@@ -686,10 +682,10 @@ def print_load(r: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
             f"| {e['label']} | {weight} | {e['requests']} | {e['throughput_rps']:.1f} | "
             f"{ms(s['p50'])} | {ms(s['p95'])} | {ms(s['p99'])} | {ms(s['max'])} | {errs} |"
         )
-        metrics.append(metric(f"{e['label']} requests/s", e["throughput_rps"], "req/s"))
+        metrics.append(metric(f"{e['label']}: throughput", e["throughput_rps"], "req/s"))
         if ep != "all":
             for p in ("p50", "p95", "p99"):
-                metrics.append(metric(f"{e['label']} {p}", s[p] * 1000, "ms"))
+                metrics.append(metric(f"{e['label']}: {p}", s[p] * 1000, "ms"))
     errors = r["endpoints"]["all"]["error_count"]
     metrics.append(metric("mixed load: errors", errors, "requests", "0", errors == 0))
     print(
@@ -700,6 +696,7 @@ def print_load(r: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
     )
     print_processes(r["processes"], metrics, "mixed load")
     fl = r["foreign_load"]
+    metrics.append(foreign_metric(fl, "mixed load"))
     print(
         f"\nother processes' CPU during the load: {fl['foreign_share_of_machine']:.0%} of the "
         f"machine ({fl['foreign_top']})"
@@ -761,6 +758,7 @@ def print_queue(q: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
         waits.append(metric(f"queue burst: mean queue wait {prio}", w["mean"], "s"))
     print_processes(q["processes"], metrics, "queue burst")
     fl = q["foreign_load"]
+    waits.append(foreign_metric(fl, "queue burst"))
     print(
         f"\nother processes' CPU during the burst: {fl['foreign_share_of_machine']:.0%} of the "
         f"machine ({fl['foreign_top']})"
@@ -768,7 +766,7 @@ def print_queue(q: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
     completed = q["status_counts"].get("Completed", 0)
     metrics += [
         metric(f"{n:,} queued ops: completion time", q["completion_seconds"], "s"),
-        metric(f"{n:,} queued ops: throughput", q["ops_per_minute"] or 0.0, "ops/min"),
+        metric(f"{n:,} queued ops: throughput", q["ops_per_minute"], "ops/min"),
         metric(f"{n:,} queued ops: completed", completed, "ops", f"{n}", completed == n),
         metric("priority inversions", inv["pairs"], "pairs", "0", inv["pairs"] == 0),
         *waits,
