@@ -49,12 +49,11 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     openapi.install(app)
-    app.include_router(health.router)
-    app.include_router(datasets.router)
-    app.include_router(operations.router)
-    app.include_router(webhooks.router)
-    app.include_router(batches.router)
-    app.include_router(ui.router)
+    routers = [health, datasets, operations, webhooks, batches, ui]
+    for module in routers:
+        app.include_router(module.router)
+    # for the Allow header of a 405 (api/problems.py): FastAPI includes routers as units now
+    app.state.routers = [module.router for module in routers]
     return app
 
 

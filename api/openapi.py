@@ -236,18 +236,82 @@ PROBLEM_FIELD_SCHEMA = {
 }
 
 
+# What each error status means; every /api/ operation may answer 400, 401 and 404, one with a
+# request body 422, and those listed in MORE_ERRORS their further statuses.
+ERRORS = {
+    "400": "a path id that is not a GUID, a query or header parameter out of range, or a body "
+    "that is not JSON: the problem names the field",
+    "401": "no bearer token, or one that is not valid",
+    "404": "no such resource in this tenant and project (another tenant's do not exist)",
+    "409": "the resource's state does not allow this now (the problem says why)",
+    "413": "the file is larger than PMOPS_MAX_UPLOAD_BYTES",
+    "422": "the request is not valid: the problem names the fields",
+    "507": "the server cannot store the upload now (disk full, quota)",
+}
+_OP = f"{BASE}/operation/{{operationId}}"
+MORE_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("post", "/api/{tenantId}/{projectId}/datasets"): ("413", "507"),
+    ("delete", _OP): ("409",),
+    ("get", f"{_OP}/results"): ("409",),
+    ("post", f"{_OP}/retry"): ("409",),
+    ("post", f"{_OP}/deliveries/{{deliveryId}}/redeliver"): ("409",),
+    ("post", f"{BASE}/webhooks/{{webhookId}}/deliveries/{{deliveryId}}/redeliver"): ("409",),
+    ("delete", f"{BASE}/batch/{{batchId}}"): ("409",),
+    ("get", f"{BASE}/signing-secret"): ("409",),
+}
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "an API token of a tenant (and project): `pmops tokens create`",
+}
+
+
 def _problems(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
-    """Errors are problem+json (api/problems.py), not FastAPI's default validation body."""
+    """Errors are problem+json (api/problems.py), not FastAPI's default validation body; every
+    status an operation can answer is documented, and the bearer token it needs."""
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     schemas["Problem"] = PROBLEM_SCHEMA
     schemas["ProblemField"] = PROBLEM_FIELD_SCHEMA
+    doc["components"]["securitySchemes"] = {"bearerAuth": SECURITY_SCHEME}
     ref = {"$ref": "#/components/schemas/Problem"}
-    for path in doc["paths"].values():
-        for op in path.values():
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
             answers = op.setdefault("responses", {})
-            if "422" in answers:
-                answers["422"] = {
-                    "description": "the request is not valid: the problem names the fields",
+            answers.pop("422", None)
+            for param in op.get("parameters", []):
+                _not_nullable(param)
+            if path == "/health":
+                answers["503"] = {
+                    "description": "the store or Prefect is not answering: `checks` says which",
+                    "content": answers.get("200", {}).get("content", {"application/json": {}}),
+                }
+            if not path.startswith("/api/"):
+                continue
+            op["security"] = [{"bearerAuth": []}]
+            statuses = ["400", "401", "404", *MORE_ERRORS.get((method, path), ())]
+            if "requestBody" in op:
+                statuses.append("422")
+            for status in sorted(statuses):
+                answers[status] = {
+                    "description": ERRORS[status],
                     "content": {"application/problem+json": {"schema": ref}},
                 }
+            answers["401"]["headers"] = {
+                "WWW-Authenticate": {
+                    "description": 'the scheme to use: Bearer realm="pmops"',
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            }
+
+
+def _not_nullable(param: dict[str, Any]) -> None:
+    """An optional query or header parameter is one left out: `str | None` must not read as
+    "may be null", which a client can only send as the string "null"."""
+    schema = param.get("schema", {})
+    kinds = schema.get("anyOf", [])
+    rest = [k for k in kinds if k != {"type": "null"}]
+    if len(rest) == 1 and len(kinds) == 2:
+        del schema["anyOf"]
+        schema.update(rest[0])

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from analysis.errors import AnalysisError
 
@@ -25,6 +26,7 @@ TITLES = {
     422: "Unprocessable Content",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    507: "Insufficient Storage",
 }
 
 
@@ -72,6 +74,17 @@ def analysis_problem(exc: AnalysisError, status: int = 422) -> Problem:
     return Problem(status, exc.message, errors=[{"field": field, "message": exc.message}])
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method of the path: Starlette's 405 names only those of the first route matching
+    it, and FastAPI makes one route per method (GET and DELETE .../batch/{batchId})."""
+    methods: set[str] = set()
+    for route in (r for router in request.app.state.routers for r in router.routes):
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -80,7 +93,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": field_name(e.get("loc", ())), "message": e.get("msg", "invalid")}
+            {
+                # a body that is not JSON at all: loc is ("body", <offset>)
+                "field": "body"
+                if e.get("type") == "json_invalid"
+                else field_name(e.get("loc", ())),
+                "message": e.get("msg", "invalid"),
+            }
             for e in exc.errors()
         ]
         malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
@@ -95,9 +114,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(
-            request, Problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return problem_response(request, Problem(exc.status_code, str(exc.detail), headers=headers))
 
     @app.exception_handler(AnalysisError)
     async def _analysis(request: Request, exc: AnalysisError) -> JSONResponse:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+from fastapi import Header, Query
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl
+from pydantic import Strict as StrictType
+
+from analysis.phases import PHASES
 
 
 class OperationType(StrEnum):
@@ -34,12 +40,33 @@ class Status(StrEnum):
     Pending = "Pending"
 
 
+# The query and header parameters the OpenAPI document can state precisely (found by
+# tests/test_fuzz_openapi.py): a phase name; an ISO 8601 time, where pydantic alone would also
+# read "0.5" as seconds since 1970; a Last-Event-ID the store's 64-bit sequence numbers can hold.
+def _iso8601(value: object) -> object:
+    if isinstance(value, str) and not re.match(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("not an ISO 8601 date or date-time")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso8601)]
+_PHASE_NAMES = sorted({name for names in PHASES.values() for name in names})
+PhaseQuery = Annotated[str | None, Query(pattern=f"^({'|'.join(_PHASE_NAMES)})$")]
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$")]
+
 # list pages: the offset (page - 1) x pageSize must stay a 64-bit integer in the store
 MAX_PAGE = 10_000_000
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# JSON's types as the OpenAPI document states them: pydantic's lax mode would take `false` or
+# "5" for a number and 1 or "yes" for a boolean (found by tests/test_fuzz_openapi.py)
+Int = Annotated[int, StrictType()]
+Float = Annotated[float, StrictType()]
+Bool = Annotated[bool, StrictType()]
 
 
 class Callbacks(Strict):
@@ -76,9 +103,9 @@ class Notifications(Strict):
 
 
 class RetryPolicy(Strict):
-    maxRetries: int = Field(default=0, ge=0, le=20)
-    retryDelay: float = Field(default=60, ge=0, le=86_400)
-    backoffMultiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    maxRetries: Int = Field(default=0, ge=0, le=20)
+    retryDelay: Float = Field(default=60, ge=0, le=86_400)
+    backoffMultiplier: Float = Field(default=2.0, ge=1.0, le=10.0)
 
 
 class OperationCreate(Strict):
@@ -90,15 +117,15 @@ class OperationCreate(Strict):
     parameters: dict[str, Any] = Field(default_factory=dict)
     callbacks: Callbacks | None = None
     notifications: Notifications | None = None
-    timeout: int = Field(default=3600, ge=1, le=7 * 86_400)
+    timeout: Int = Field(default=3600, ge=1, le=7 * 86_400)
     retryPolicy: RetryPolicy | None = None
 
 
 class CancelRequest(Strict):
     reason: str | None = Field(default=None, max_length=2000)
-    preservePartialResults: bool = True
-    forceTermination: bool = False
-    notifyCallbacks: bool = True
+    preservePartialResults: Bool = True
+    forceTermination: Bool = False
+    notifyCallbacks: Bool = True
 
 
 # -- webhooks ------------------------------------------------------------------------------------
@@ -118,7 +145,7 @@ class EventType(StrEnum):
 class WebhookFilters(Strict):
     operationTypes: list[OperationType] = Field(default_factory=list)
     priorities: list[Priority] = Field(default_factory=list)
-    minProgressIncrement: float = Field(default=0, ge=0, le=100)
+    minProgressIncrement: Float = Field(default=0, ge=0, le=100)
 
 
 class WebhookAuthentication(Strict):
@@ -127,10 +154,10 @@ class WebhookAuthentication(Strict):
 
 
 class WebhookRetryPolicy(Strict):
-    maxRetries: int = Field(default=5, ge=0, le=20)
-    retryDelay: float = Field(default=60, ge=0.1, le=86_400)
-    backoffMultiplier: float = Field(default=2.0, ge=1.0, le=10.0)
-    maxDelay: float = Field(default=3600, ge=0.1, le=7 * 86_400)
+    maxRetries: Int = Field(default=5, ge=0, le=20)
+    retryDelay: Float = Field(default=60, ge=0.1, le=86_400)
+    backoffMultiplier: Float = Field(default=2.0, ge=1.0, le=10.0)
+    maxDelay: Float = Field(default=3600, ge=0.1, le=7 * 86_400)
 
 
 class WebhookCreate(Strict):
@@ -155,21 +182,21 @@ class NotificationSettingsUpdate(Strict):
 
 # -- retry ---------------------------------------------------------------------------------------
 class ResourceAllocation(Strict):
-    cpuUnits: float | None = Field(default=None, gt=0, le=1024)
-    memoryGB: float | None = Field(default=None, gt=0, le=4096)
+    cpuUnits: Float | None = Field(default=None, gt=0, le=1024)
+    memoryGB: Float | None = Field(default=None, gt=0, le=4096)
     priority: Priority | None = None
 
 
 class RetryCreate(Strict):
     retryMode: Literal["resume", "restart"] = "resume"
     retryReason: str | None = Field(default=None, max_length=2000)
-    modifyParameters: bool = False
+    modifyParameters: Bool = False
     # merged into the original parameters (objects key by key; null removes a key);
     # `resourceAllocation` inside it sets the priority
     updatedParameters: dict[str, Any] = Field(default_factory=dict)
     retryPolicy: RetryPolicy | None = None
-    newTimeout: int | None = Field(default=None, ge=1, le=7 * 86_400)
-    preserveOriginalResults: bool = True
+    newTimeout: Int | None = Field(default=None, ge=1, le=7 * 86_400)
+    preserveOriginalResults: Bool = True
 
 
 # -- batch ---------------------------------------------------------------------------------------
@@ -184,7 +211,7 @@ class BatchOperation(Strict):
     operationDescription: str | None = Field(default=None, max_length=5000)
     callbacks: Callbacks | None = None
     notifications: Notifications | None = None
-    timeout: int = Field(default=3600, ge=1, le=7 * 86_400)
+    timeout: Int = Field(default=3600, ge=1, le=7 * 86_400)
     retryPolicy: RetryPolicy | None = None
 
 
@@ -195,9 +222,9 @@ class BatchCallbacks(Strict):
 
 
 class FailurePolicy(Strict):
-    stopOnFirstFailure: bool = False
-    continueIndependentOperations: bool = True
-    retryFailedOperations: bool = False
+    stopOnFirstFailure: Bool = False
+    continueIndependentOperations: Bool = True
+    retryFailedOperations: Bool = False
 
 
 class BatchCreate(Strict):

@@ -751,6 +751,9 @@ def _webhook_stats(conn: Connection, settings: Settings, outcomes: list[Outcome]
                     f"(last: {last.error or last.status_code})",
                 )
             )
+    if not changes:  # every webhook of the batch was deleted while its attempt was in flight
+        # (an empty executemany is an error, and the deliverer died on it again at every restart)
+        return
     w = webhooks.c
     conn.execute(
         update(webhooks)

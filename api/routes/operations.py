@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
@@ -13,13 +12,15 @@ from api import operations as ops
 from api import results
 from api import webhooks as hooks
 from api.deps import EngineDep, ScopeDep, SettingsDep
-from api.problems import Problem
 from api.retries import create_retry, retry_links
 from api.schemas import (
     MAX_PAGE,
     CancelRequest,
+    IsoDateTime,
+    LastEventId,
     OperationCreate,
     OperationType,
+    PhaseQuery,
     Priority,
     RetryCreate,
     Status,
@@ -72,18 +73,12 @@ def list_operations(
     status: Status | None = None,
     operationType: OperationType | None = None,
     priority: Priority | None = None,
-    dateFrom: datetime | None = None,
-    dateTo: datetime | None = None,
+    dateFrom: IsoDateTime | None = None,
+    dateTo: IsoDateTime | None = None,
     includeDetails: bool = False,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-    pageSize: Annotated[int, Query(ge=1)] = 20,
+    pageSize: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    if pageSize > 100:
-        raise Problem(
-            400,
-            "pageSize must be at most 100",
-            errors=[{"field": "pageSize", "message": "at most 100"}],
-        )
     return ops.list_operations(
         engine,
         settings,
@@ -125,14 +120,21 @@ def cancel_operation(
 GRACEFUL_WAIT_SECONDS = 15.0
 
 
-@router.get("/operation/{operationId}/results", response_model=None)
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get(
+    "/operation/{operationId}/results",
+    response_model=None,
+    responses={200: {"content": {"application/zip": BINARY}}},
+)
 def get_results(
     operationId: str,
     scope: ScopeDep,
     engine: EngineDep,
     format: Annotated[str, Query(pattern="^(summary|detailed|download)$")] = "summary",
     includeArtifacts: bool = True,
-    phase: str | None = None,
+    phase: PhaseQuery = None,
 ) -> dict[str, Any] | Response:
     row = ops.get_operation_or_404(engine, scope, operationId)
     if format == "download":
@@ -145,7 +147,16 @@ def get_results(
     return results.results_view(row, scope, format, includeArtifacts, phase)
 
 
-@router.get("/operation/{operationId}/artifacts/{name}")
+@router.get(
+    "/operation/{operationId}/artifacts/{name}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "the file, of the media type its format has",
+            "content": {media: BINARY for media in sorted(set(results.MEDIA_TYPES.values()))},
+        }
+    },
+)
 def get_artifact(
     operationId: str,
     name: str,
@@ -191,7 +202,7 @@ async def operation_events(
     scope: ScopeDep,
     engine: EngineDep,
     settings: SettingsDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+    last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     """Server-Sent Events: each status change of the operation (id = its sequence number),
     resumable with Last-Event-ID, closed after the terminal event."""

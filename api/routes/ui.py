@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from api import ui
 from api.deps import EXPIRED, EngineDep, Principal, SettingsDep
 from api.problems import Problem
+from api.schemas import LastEventId
 from api.stream import event_response, last_seq
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -116,7 +117,7 @@ async def operation_events(
     engine: EngineDep,
     settings: SettingsDep,
     after: Annotated[int, Query(ge=0)] = 0,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+    last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     """The API's event stream of the operation for the page's EventSource, which cannot send an
     Authorization header. `after`: the last event the page was drawn from; a reconnecting
