@@ -519,17 +519,18 @@ def prefect_dispatch_times(stack: Stack) -> dict[str, float]:
             offset += 200
 
 
-def inversions(items: list[tuple[int, float, float]], grace: float) -> tuple[int, int]:
-    """(pairs, distinct lower ops) where a lower-ranked op was dispatched while a higher-ranked
-    one, submitted at least `grace` s earlier, was still waiting. items: (rank, submitted,
-    dispatched)."""
-    pairs, lows = 0, set()
+def inversions(items: list[tuple[int, float, float]], grace: float) -> dict[str, Any]:
+    """Pairs (lower L, higher H) where L was dispatched while H, submitted at least `grace` s
+    before, was still waiting; `ops`: distinct Ls; `worst_s`: the longest H had been submitted
+    when such an L was dispatched. items: (rank, submitted, dispatched)."""
+    pairs, lows, worst = 0, set(), 0.0
     for i, (rl, _, dl) in enumerate(items):
         for rh, sh, dh in items:
             if rh > rl and dh > dl and sh + grace <= dl:
                 pairs += 1
                 lows.add(i)
-    return pairs, len(lows)
+                worst = max(worst, dl - sh)
+    return {"pairs": pairs, "ops": len(lows), "worst_s": round(worst, 2), "grace_s": grace}
 
 
 def part_queue(args: argparse.Namespace) -> dict[str, Any]:
@@ -610,7 +611,8 @@ def part_queue(args: argparse.Namespace) -> dict[str, Any]:
     last_end = max(ends) if ends else float("nan")
     n_completed = status_counts.get("Completed", 0)
     completion = last_end - t_first
-    items = []
+    items: list[tuple[int, float, float]] = []
+    raw: list[dict[str, Any]] = []
     per_prio: dict[str, dict[str, list[float]]] = collections.defaultdict(
         lambda: collections.defaultdict(list)
     )
@@ -629,6 +631,18 @@ def part_queue(args: argparse.Namespace) -> dict[str, Any]:
         if r["started_at"] is not None and r["ended_at"] is not None:
             per_prio[prio]["run"].append((r["ended_at"] - r["started_at"]).total_seconds())
         items.append((RANK[prio], acked.get(op, created), d))
+        raw.append(
+            {
+                "operation_id": op,
+                "priority": prio,
+                "status": r["status"],
+                "created": created,
+                "acked": acked.get(op),
+                "dispatched": d,
+                "started": r["started_at"].timestamp() if r["started_at"] else None,
+                "ended": r["ended_at"].timestamp() if r["ended_at"] else None,
+            }
+        )
     strict = inversions(items, 0.0)
     graced = inversions(items, args.inversion_grace)
     priorities = {
@@ -653,11 +667,12 @@ def part_queue(args: argparse.Namespace) -> dict[str, Any]:
         "status_counts": status_counts,
         "all_completed": n_completed == len(bodies),
         "dispatch_source": f"Prefect flow-run creation ({len(dispatched)} runs found)",
-        "inversions": {"pairs": graced[0], "ops": graced[1], "grace_s": args.inversion_grace},
-        "inversions_strict": {"pairs": strict[0], "ops": strict[1]},
+        "inversions": graced,
+        "inversions_strict": strict,
         "priorities": priorities,
         "processes": sampler.report(),
         "foreign_load": noise.report(),
+        "operations": raw,  # epoch seconds
     }
 
 
@@ -742,9 +757,13 @@ def print_queue(q: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
     print(f"| status at the end | {q['status_counts']} |")
     print(
         f"| priority inversions (submitted >= {inv['grace_s']} s before) | {inv['pairs']} pairs, "
-        f"{inv['ops']} ops (goal 0: {'met' if inv['pairs'] == 0 else 'MISSED'}) |"
+        f"{inv['ops']} ops, longest wait {inv['worst_s']} s "
+        f"(goal 0: {'met' if inv['pairs'] == 0 else 'MISSED'}) |"
     )
-    print(f"| priority inversions, no grace | {strict['pairs']} pairs, {strict['ops']} ops |")
+    print(
+        f"| priority inversions, no grace | {strict['pairs']} pairs, {strict['ops']} ops, "
+        f"longest wait {strict['worst_s']} s |"
+    )
     print(f"\ndispatch time: {q['dispatch_source']}\n")
     waits: list[dict[str, Any]] = []
     print("| priority | ops | completed | queue wait mean s | p50 s | max s | run mean s |")
