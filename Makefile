@@ -45,11 +45,13 @@ typecheck: setup
 check: lint typecheck test
 
 # Every bench script RUNS times, then BENCHMARKS.md regenerated (bench/run_all.py, bench/README.md);
-# `make bench RUNS=1 ONLY=webhooks,list` reruns a subset and keeps the other sections.
+# `make bench RUNS=1 ONLY=webhooks,list` reruns a subset, SKIP=load leaves one out; the sections
+# not rerun are kept with their own dates.
 RUNS ?= 3
 ONLY ?=
+SKIP ?=
 bench: setup
-	$(BIN)/python bench/run_all.py --runs $(RUNS) $(if $(ONLY),--only $(ONLY))
+	$(BIN)/python bench/run_all.py --runs $(RUNS) $(if $(ONLY),--only $(ONLY)) $(if $(SKIP),--skip $(SKIP))
 
 # The fault and security suites RELIABILITY_RUNS times, then RELIABILITY.md from what happened
 # (failures included: the document is written either way; the target fails if a test did).

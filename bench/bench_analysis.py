@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from _stack import at_most, metric  # noqa: E402
+from _stack import ForeignLoad, at_most, foreign_metric, metric  # noqa: E402
 
 DATASETS = Path(os.environ.get("PMOPS_DATASETS", ROOT.parent / "shared" / "datasets"))
 PY = sys.executable
@@ -122,7 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     comprehensive = {"analysisType": "comprehensive"}
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp_s:
+    with tempfile.TemporaryDirectory() as tmp_s, ForeignLoad() as noise:
         tmp = Path(tmp_s)
         if not args.skip_baseline:
             wall, peak, out = run_child([PY, "-c", BASELINE, str(args.log)])
@@ -144,7 +144,8 @@ def main() -> None:
             results["parquet_x4"] = analyze(big, comprehensive, tmp / "p4")
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
-    doc = {**results, "metrics": metrics(results)}
+    doc = {**results, "foreign_load": noise.report()}
+    doc["metrics"] = [*metrics(results), foreign_metric(doc["foreign_load"])]
     (out_dir / "analysis.json").write_text(json.dumps(doc, indent=2))
     print_table(results)
 

@@ -24,7 +24,7 @@ DATASETS = Path(os.environ.get("PMOPS_DATASETS", ROOT.parent / "shared" / "datas
 
 
 def main() -> None:
-    from _stack import machine, metric, write_json
+    from _stack import ForeignLoad, foreign_metric, machine, metric, write_json
 
     from analysis.operations import ProcessMiningRun
 
@@ -39,7 +39,7 @@ def main() -> None:
         starts.setdefault(phase, now)
         seen.append((now, phase, done, total))
 
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, ForeignLoad() as noise:
         run = ProcessMiningRun(args.log, Path(out), {"analysisType": "comprehensive"}, sink=sink)
         run.run_all()
         ends = {name: rec.usage.wall_seconds for name, rec in run.records.items() if rec.usage}
@@ -80,6 +80,7 @@ def main() -> None:
     ]
     for r in rows_out:
         found.append(metric(f"{r['phase']}: longest gap", r["longest_gap"], "s"))
+    found.append(foreign_metric(noise.report()))
     write_json(
         "progress",
         {"machine": machine(), "log": str(args.log), "phases": rows_out, "metrics": found},

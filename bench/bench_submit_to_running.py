@@ -374,7 +374,8 @@ def metrics(
     ]
     for part in ("request", "dispatch", "poll", "spawn", "claim", "observe"):
         if parts.get(part, {}).get("n"):
-            out.append(metric(f"where the time goes, p50: {part}", parts[part]["p50"], "s"))
+            p50 = parts[part]["p50"] * 1000
+            out.append(metric(f"where the time goes, p50: {part}", p50, "ms"))
     if base.get("create_to_running", {}).get("n"):
         b = base["create_to_running"]
         out.append(metric("baseline (Prefect default polling) -> Running: p50", b["p50"], "s"))

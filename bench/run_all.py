@@ -56,7 +56,8 @@ class Script:
     title: str
     argv: tuple[str, ...]  # after the interpreter
     result: str  # bench/results/<result>.json
-    max_runs: int | None = None  # None: --runs
+    max_runs: int | None = None  # None: --runs; else at most this many (unless --uncapped)
+    why_capped: str = ""  # said in the document next to the run count
     timeout: float = 1800.0  # seconds per run; longer counts as failed
     seeds_template: bool = False  # needs bench/results/template_row.json
 
@@ -79,6 +80,9 @@ SCRIPTS: tuple[Script, ...] = (
         "Submit → Running (issue #3)",
         ("bench/bench_submit_to_running.py", "--no-wait"),
         "submit_to_running",
+        max_runs=2,
+        why_capped="a run is 30 sequential analyses plus 5 runs of the 10 s-polling baseline "
+        "(about 4–5 min); two runs give 60 samples.",
     ),
     Script(
         "api_latency",
@@ -98,6 +102,9 @@ SCRIPTS: tuple[Script, ...] = (
             "--no-wait",
         ),
         "api_latency",
+        max_runs=2,
+        why_capped="a run seeds two stacks and measures 2,300 requests in each at a client's "
+        "pace (about 3 min).",
         seeds_template=True,
     ),
     Script(
@@ -118,6 +125,8 @@ SCRIPTS: tuple[Script, ...] = (
             "--no-wait",
         ),
         "api_latency",
+        max_runs=1,
+        why_capped="capacity, no goal.",
         seeds_template=True,
     ),
     Script(
@@ -125,6 +134,9 @@ SCRIPTS: tuple[Script, ...] = (
         "List with 100,000 operations, SQLite and PostgreSQL (issue #3)",
         ("bench/bench_list.py", "--no-wait"),
         "list",
+        max_runs=1,
+        why_capped="a run seeds 100,000 operations (2 GB) into SQLite and into PostgreSQL (about "
+        "5 min); its figures come from 50 requests per query and backend.",
         seeds_template=True,
     ),
     Script(
@@ -138,12 +150,18 @@ SCRIPTS: tuple[Script, ...] = (
         "The webhook HTTP client (issue #4, no goal)",
         ("bench/bench_httpsend.py", "--no-wait"),
         "httpsend",
+        max_runs=1,
+        why_capped="no goal; the script itself alternates two rounds per client.",
     ),
     Script(
         "load",
         "Load: 50 clients on mixed endpoints, 1,000 queued operations (issue #7)",
         ("bench/bench_load.py", "--no-wait"),
         "load",
+        max_runs=1,
+        why_capped="a run queues 1,000 operations and waits until the runner has done them all "
+        "(the longest script by far).",
+        timeout=3 * 3600.0,
     ),
 )
 BY_KEY = {s.key: s for s in SCRIPTS}
@@ -327,7 +345,7 @@ def verdict(row: dict[str, Any]) -> str:
     if missed == 0:
         return "met"
     if missed == len(met):
-        return "**missed**" + (" in every run" if len(met) > 1 else "")
+        return "**missed in every run**" if len(met) > 1 else "**missed**"
     return f"**missed in {missed} of {len(met)} runs**"
 
 
@@ -369,7 +387,9 @@ def with_unit(v: float | None, unit: str) -> str:
     text = num(v)
     if v is None or not unit:
         return text
-    return f"{text}{unit}" if unit in ("x", "%") else f"{text} {unit}"
+    if unit == "x":
+        return f"{text}×"
+    return f"{text}{unit}" if unit == "%" else f"{text} {unit}"
 
 
 def goal_text(goal: str | None) -> str:
@@ -405,6 +425,18 @@ def note_of(s: Script) -> str:
     return ""
 
 
+def busy_note(sec: dict[str, Any]) -> str:
+    """Other processes' CPU while the section measured, when it was enough to matter."""
+    shares = [
+        m["max"]
+        for m in sec["metrics"]
+        if m["name"].startswith("other processes' CPU") and m["max"] is not None
+    ]
+    if not shares or max(shares) < 10:
+        return ""
+    return f" Other processes used up to {max(shares):.0f} % of the machine meanwhile."
+
+
 def missed_goals(data: dict[str, Any]) -> list[str]:
     lines = []
     for s in SCRIPTS:
@@ -424,6 +456,7 @@ def missed_goals(data: dict[str, Any]) -> list[str]:
                     f"- {s.title}: {m['name']}: goal {goal_text(m['goal'])}, measured "
                     f"{with_unit(m['min'], m['unit'])} / {with_unit(m['median'], m['unit'])} / "
                     f"{with_unit(m['max'], m['unit'])} (min / median / max): {m['verdict']}."
+                    + busy_note(sec)
                 )
     return lines
 
@@ -453,6 +486,14 @@ def render(data: dict[str, Any]) -> str:
             f"Sections rerun then: {', '.join(inv['keys'])}; the others keep the date they say."
             if inv.get("only")
             else "Every section below was rerun then."
+        )
+        + " Runs per script: "
+        + ", ".join(f"{k} {v}" for k, v in inv.get("plan", {}).items())
+        + (
+            " (fewer than RUNS where a single run is long and already a large sample: each "
+            "section says why)."
+            if any(v < inv["runs"] for v in inv.get("plan", {}).values())
+            else "."
         ),
         "",
         f"**Machine:** {describe_machine(head)}.",
@@ -547,13 +588,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="runs per script (RUNS)")
     ap.add_argument("--only", default="", help="comma-separated keys (ONLY); see --list")
+    ap.add_argument("--skip", default="", help="comma-separated keys not to run (SKIP)")
     ap.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
+    ap.add_argument("--uncapped", action="store_true", help="RUNS runs of every script")
     ap.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md only")
     ap.add_argument("--list", action="store_true", help="print the run list and exit")
     args = ap.parse_args()
     if args.list:
         for s in SCRIPTS:
-            cap = f" (at most {s.max_runs} runs)" if s.max_runs else ""
+            cap = f"  [at most {s.max_runs}: {s.why_capped}]" if s.max_runs else ""
             print(f"{s.key:18} {s.command}{cap}")
         return
     data = load_data()
@@ -563,19 +606,30 @@ def main() -> None:
         DOC.write_text(render(data))
         return
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or [s.key for s in SCRIPTS]
-    if unknown := [k for k in keys if k not in BY_KEY]:
+    skip = [k.strip() for k in args.skip.split(",") if k.strip()]
+    if unknown := [k for k in keys + skip if k not in BY_KEY]:
         raise SystemExit(f"unknown script(s) {', '.join(unknown)}; known: {', '.join(BY_KEY)}")
-    chosen = [s for s in SCRIPTS if s.key in keys]
-    plan = {s.key: min(args.runs, s.max_runs or args.runs) for s in chosen}
+    chosen = [s for s in SCRIPTS if s.key in keys and s.key not in skip]
+    plan = {
+        s.key: args.runs if args.uncapped else min(args.runs, s.max_runs or args.runs)
+        for s in chosen
+    }
 
     t0 = time.monotonic()
     started = now_iso()
     waited = 0.0 if args.no_wait else wait_quiet(WAIT_LIMIT)
     if any(s.seeds_template for s in chosen):
         # made once, outside the timed runs (a throw-away stack runs one real analysis)
-        template_row(DATASETS / "running-example.xes")
+        try:
+            template_row(DATASETS / "running-example.xes")
+        except Exception as exc:  # each script tries again and fails visibly in its section
+            print(f"[run_all] template row: {type(exc).__name__}: {exc}", file=sys.stderr)
     info = machine()
-    make = f"make bench RUNS={args.runs}" + (f" ONLY={args.only}" if args.only else "")
+    make = (
+        f"make bench RUNS={args.runs}"
+        + (f" ONLY={args.only}" if args.only else "")
+        + (f" SKIP={args.skip}" if args.skip else "")
+    )
     cmd = " ".join([SHOWN_PY, "bench/run_all.py", *map(shlex.quote, sys.argv[1:])])
     data["machine"] = info
     data["invocation"] = {
@@ -583,8 +637,9 @@ def main() -> None:
         "make": make,
         "command": cmd,
         "runs": args.runs,
-        "only": bool(args.only),
+        "only": bool(args.only or args.skip),
         "keys": [s.key for s in chosen],
+        "plan": plan,
         "waited": round(waited, 1),
         "seconds": 0.0,
     }
@@ -602,7 +657,8 @@ def main() -> None:
             )
             sec = section_of(s, runs[s.key], info)
             if plan[s.key] < args.runs:
-                sec["capped"] = f"(At most {s.max_runs} runs: see the note below.)"
+                sec["capped"] = f"At most {s.max_runs} run{'s' if s.max_runs != 1 else ''} "
+                sec["capped"] += f"with RUNS={args.runs}: {s.why_capped}"
             data["sections"][s.key] = sec
             data["invocation"]["seconds"] = round(time.monotonic() - t0, 1)
             save(data)
