@@ -49,6 +49,7 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     openapi.install(app)
+    app.add_middleware(datasets.UploadSizeGuard)
     routers = [health, datasets, operations, webhooks, batches, ui]
     for module in routers:
         app.include_router(module.router)

@@ -6,19 +6,56 @@ import hashlib
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Header, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from analysis.errors import AnalysisError
 from analysis.eventlog import ColumnMapping
 from api import datasets as ds
 from api.deps import EngineDep, ScopeDep, SettingsDep
 from api.operations import idempotent_lookup, store_idempotent
-from api.problems import analysis_problem
+from api.problems import Problem, analysis_problem, problem_response
 from api.schemas import MAX_PAGE
+from pmops.settings import get_settings
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}", tags=["datasets"])
 UPLOAD_SCOPE = "POST /datasets"
+
+
+# the multipart framing and the mapping fields around the file
+MULTIPART_SLACK = 1 << 20
+
+
+class UploadSizeGuard:
+    """413 for an upload whose Content-Length is past the limit, before its body is read.
+
+    The route can only count the file once Starlette has parsed the whole multipart body into a
+    temporary file, so without this a 100 GB upload was spooled to disk before it was refused.
+    (A chunked upload, with no Content-Length, is still counted by the route.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/").endswith("/datasets")
+        ):
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            limit = get_settings().max_upload_bytes
+            if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
+                problem = Problem(
+                    413,
+                    f"the file is larger than the limit of {limit:,} bytes",
+                    errors=[{"field": "file", "message": "too large"}],
+                    headers={"Connection": "close"},
+                )
+                await problem_response(Request(scope), problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def upload_name(raw: str | None) -> str:
