@@ -246,7 +246,7 @@ def metrics(alone: dict, beside: dict, fan: dict, foreign: dict) -> list[dict]:
     total = fan["first_event_to_last_delivery_seconds"]
     out.append(
         metric(
-            f"{fan['webhooks']} webhooks x {fan['events']:,} events: first event -> last delivery",
+            f"{fan['webhooks']} webhooks × {fan['events']:,} events: first event -> last delivery",
             total,
             "s",
             "<= 30 s",

@@ -528,7 +528,7 @@ def render(data: dict[str, Any]) -> str:
             + (" (uncommitted service changes)" if sec["machine"].get("dirty") else "")
             + f": {n} run{'s' if n != 1 else ''}"
             + (f", {n - ok} failed" if ok < n else "")
-            + f", {minutes(per_run)} each (median)."
+            + (f", {minutes(per_run)} each (median)." if n > 1 else f", {minutes(per_run)}.")
         )
         if sec.get("capped"):
             line += f" {sec['capped']}"
