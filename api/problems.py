@@ -114,6 +114,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        problem = getattr(exc, "problem", None)
+        if isinstance(problem, Problem):  # a Problem raised where only HTTPException gets through
+            return problem_response(request, problem)
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = allowed_methods(request)

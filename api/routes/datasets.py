@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from analysis.errors import AnalysisError
@@ -29,11 +30,12 @@ MULTIPART_SLACK = 1 << 20
 
 
 class UploadSizeGuard:
-    """413 for an upload whose Content-Length is past the limit, before its body is read.
+    """413 for an upload past the limit, before its body is spooled to disk.
 
     The route can only count the file once Starlette has parsed the whole multipart body into a
     temporary file, so without this a 100 GB upload was spooled to disk before it was refused.
-    (A chunked upload, with no Content-Length, is still counted by the route.)"""
+    A Content-Length past the limit is answered before the body is read; a body without one
+    (chunked) is counted as it streams in and stopped where it passes the limit."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -47,15 +49,44 @@ class UploadSizeGuard:
             length = dict(scope["headers"]).get(b"content-length", b"")
             limit = get_settings().max_upload_bytes
             if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
-                problem = Problem(
-                    413,
-                    f"the file is larger than the limit of {limit:,} bytes",
-                    errors=[{"field": "file", "message": "too large"}],
-                    headers={"Connection": "close"},
-                )
-                await problem_response(Request(scope), problem)(scope, receive, send)
+                await problem_response(Request(scope), too_large(limit))(scope, receive, send)
                 return
+            await self.app(scope, _counted(receive, limit + MULTIPART_SLACK, limit), send)
+            return
         await self.app(scope, receive, send)
+
+
+def too_large(limit: int) -> Problem:
+    return Problem(
+        413,
+        f"the file is larger than the limit of {limit:,} bytes",
+        errors=[{"field": "file", "message": "too large"}],
+        headers={"Connection": "close"},
+    )
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from the body stream: FastAPI passes an HTTPException from body parsing through
+    (anything else becomes a 400), and the problem handler answers with `problem`."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.status, problem.detail, headers=problem.headers)
+        self.problem = problem
+
+
+def _counted(receive: Receive, most: int, limit: int) -> Receive:
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > most:
+                raise BodyTooLarge(too_large(limit))
+        return message
+
+    return counted
 
 
 def upload_name(raw: str | None) -> str:
