@@ -21,7 +21,10 @@ forkserver: count and peaks) and their children (graphviz dot), API (uvicorn), d
 the load generator. RSS counts pages a fork shares with its forkserver.
 
 Part 2, queue burst, on a fresh stack (part 1 leaves thousands of started operations queued):
-PMOPS_WORKER_LIMIT=--queue-worker-limit (default 2, see below), --ops operations
+PMOPS_WORKER_LIMIT=--queue-worker-limit (default 2, the service default: with --ops 100 on this
+2-core machine, ~60 % busy with other work, limit 2 gave 8.1-9.3 ops/min and limit 4 8.6 with
+runs twice as long and 1.6x the flow runs' RSS: more runs at once only share the same cores),
+--ops operations
 (ProcessMiningAnalysis quick on running-example.xes) POSTed at once from --burst-clients
 connections, priorities shuffled (--queue-mix, default High 10 %, Normal 60 %, Low 30 %).
 Reported: first POST -> last completion, ops/min, status counts, queue wait per priority (store
