@@ -197,6 +197,8 @@ def test_timeout_keeps_partial_results(api, bpic_dataset) -> None:
 
 @pytest.mark.fault
 def test_killed_flow_run_process_fails_the_operation(api, bpic_dataset, receipt_dataset) -> None:
+    """SIGKILL a running comprehensive analysis's flow-run process (the runner lives): Failed,
+    `worker_lost`, within 60 s, the results say so, and the freed slot runs the next one."""
     op = api.start(
         bpic_dataset["datasetId"], "to be killed", parameters={"analysisType": "comprehensive"}
     )

@@ -120,6 +120,10 @@ def assert_settled(api: Tenant, deadline: float = 60) -> None:
 
 
 def test_prefect_server_restart_with_operations_in_flight(durable) -> None:
+    """SIGKILL the Prefect server with two operations running and one queued: the API still
+    answers (health 503, statuses, new starts, a forced cancel); after the supervisor restarts
+    Prefect every operation completes (or stays Cancelled as asked), Prefect's states agree, and
+    nothing stays Initiated or Running."""
     stack, api, receipt = durable
     ops = start_quick(api, receipt, "through a Prefect restart", 3)
     live, other = two_running(api, ops)

@@ -12,6 +12,9 @@ pytestmark = [pytest.mark.fault, pytest.mark.xdist_group("stack")]
 
 
 def test_api_restart_with_an_operation_in_flight(stack, api, bpic_dataset, receipt_dataset) -> None:
+    """SIGKILL the API while a bpic2012 analysis runs: the supervisor restarts it, the flow run
+    goes on without it, progress never goes back, the operation completes and is listed, and the
+    restarted API dispatches new work."""
     op = api.start(
         bpic_dataset["datasetId"], "survives the API", parameters={"analysisType": "quick"}
     )

@@ -347,6 +347,8 @@ def test_filters_and_min_progress_increment(project: Tenant, http: HttpReceiver)
 def test_a_receiver_that_fails_for_a_while_gets_every_event(
     project: Tenant, http: HttpReceiver
 ) -> None:
+    """A receiver answers 500 for 3 s: it gets every event a steady receiver got, each retried
+    under one webhook-id, 500s then a 200 in its attempt log."""
     p = project.project
     until = time.monotonic() + 3.0
     http.answer(f"/{p}/flaky", lambda _r, _n: (500 if time.monotonic() < until else 200, {}, 0.0))
@@ -511,6 +513,8 @@ def test_a_slow_receiver_does_not_hold_up_others(project: Tenant, http: HttpRece
 def test_a_killed_deliverer_loses_nothing(
     project: Tenant, hook_stack: Any, http: HttpReceiver
 ) -> None:
+    """SIGKILL the deliverer while deliveries to a slow receiver are in flight: the supervisor
+    restarts it and the slow receiver gets every event the control receiver got."""
     p = project.project
     http.answer(f"/{p}/held", always(200, delay=1.5))
     register(project, http.url(f"/{p}/held"))
