@@ -259,45 +259,27 @@ def run_operation(
         )
         return Cancelled(message=f"{status}: {exc}")
     except AnalysisError as exc:
-        finish(
-            engine,
-            operation_id,
-            "Failed",
-            _partial(run, "Failed"),
-            error=exc.to_dict(),
-            progress=reporter.snapshot(),
-            reporter=reporter,
-        )
+        _fail(engine, operation_id, run, reporter, exc.to_dict())
         return Failed(message=exc.message)
     except OSError as exc:
         if (error := storage_error(exc)) is None:
-            _record_failure(engine, operation_id, run, reporter, exc)
+            _fail(engine, operation_id, run, reporter, unexpected(exc))
             raise
-        finish(
-            engine,
-            operation_id,
-            "Failed",
-            _partial(run, "Failed"),
-            error=error,
-            progress=reporter.snapshot(),
-            reporter=reporter,
-        )
+        _fail(engine, operation_id, run, reporter, error)
         return Failed(message=error["message"])
     except Exception as exc:
-        _record_failure(engine, operation_id, run, reporter, exc)
+        # recorded as the operation's failure, and raised again so that Prefect keeps the traceback
+        _fail(engine, operation_id, run, reporter, unexpected(exc))
         raise
 
 
-def _record_failure(
+def _fail(
     engine: Engine,
     operation_id: str,
     run: OperationRun | None,
     reporter: OperationReporter,
-    exc: Exception,
+    error: dict[str, Any],
 ) -> None:
-    """Record an unexpected error as the operation's failure; the caller re-raises it so that
-    Prefect keeps the traceback."""
-    error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "field": None}
     finish(
         engine,
         operation_id,
@@ -307,6 +289,10 @@ def _record_failure(
         progress=reporter.snapshot(),
         reporter=reporter,
     )
+
+
+def unexpected(exc: Exception) -> dict[str, Any]:
+    return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "field": None}
 
 
 def storage_error(exc: OSError) -> dict[str, Any] | None:
