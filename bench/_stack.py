@@ -199,6 +199,23 @@ class Stack:
         r.raise_for_status()
         return str(r.json()["datasetId"])
 
+    def seed(
+        self,
+        engine: Any,
+        template: dict[str, Any],
+        n: int,
+        dataset_id: str | None = None,
+        **kw: Any,
+    ) -> tuple[list[str], float]:
+        """n copies of the template row as this stack's tenant/project (and dataset); the ids and
+        the seconds seeding took."""
+        scoped = {**template, "tenant_id": self.tenant, "project_id": self.project}
+        if dataset_id is not None:
+            scoped["dataset_id"] = dataset_id
+        t = time.perf_counter()
+        ids = seed_operations(engine, scoped, n, **kw)
+        return ids, time.perf_counter() - t
+
     def start_body(self, dataset_id: str, name: str = "bench") -> dict[str, Any]:
         return {
             "operationType": "ProcessMiningAnalysis",

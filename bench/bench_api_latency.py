@@ -45,7 +45,6 @@ from _stack import (
     foreign_metric,
     machine,
     metric,
-    seed_operations,
     summary,
     template_row,
     wait_quiet,
@@ -121,15 +120,7 @@ def measure_mode(mode: str, args: argparse.Namespace, template: dict[str, Any]) 
         stack.start()
         dataset_id = stack.upload(args.log)
         engine = stack.engine()
-        t = time.perf_counter()
-        scoped = {
-            **template,
-            "dataset_id": dataset_id,
-            "tenant_id": stack.tenant,
-            "project_id": stack.project,
-        }
-        ids = seed_operations(engine, scoped, args.ops)
-        seed_seconds = time.perf_counter() - t
+        ids, seed_seconds = stack.seed(engine, template, args.ops, dataset_id)
         engine.dispose()
         print(f"[{mode}] seeded {len(ids)} operations in {seed_seconds:.1f} s", file=sys.stderr)
         inproc = in_process(stack, ids, dataset_id)

@@ -72,7 +72,6 @@ from _stack import (
     foreign_metric,
     machine,
     metric,
-    seed_operations,
     summary,
     template_row,
     wait_quiet,
@@ -357,15 +356,7 @@ def part_load(args: argparse.Namespace, template: dict[str, Any]) -> dict[str, A
         stack.start()
         dataset_id = stack.upload(args.log)
         engine = stack.engine()
-        t = time.perf_counter()
-        scoped = {
-            **template,
-            "dataset_id": dataset_id,
-            "tenant_id": stack.tenant,
-            "project_id": stack.project,
-        }
-        ids = seed_operations(engine, scoped, args.stored)
-        seed_seconds = time.perf_counter() - t
+        ids, seed_seconds = stack.seed(engine, template, args.stored, dataset_id)
         with engine.connect() as conn:
             completed = list(
                 conn.execute(
