@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -12,16 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from api.problems import Problem
+from pmops.service.errors import Problem
+from pmops.service.scope import Principal, Scope
 from pmops.settings import Settings, get_settings
-from pmops.store import as_utc, engine_for, hash_token, tokens
-
-
-@dataclass(frozen=True)
-class Principal:
-    tenant_id: str
-    project_id: str | None
-    name: str
+from pmops.store.tables import as_utc, engine_for, hash_token, tokens
 
 
 # The dependencies are `async def` because they do not block: FastAPI runs a sync dependency in
@@ -94,15 +87,6 @@ def _guid(value: str, name: str) -> str:
         raise Problem(
             400, f"{name} must be a GUID", errors=[{"field": name, "message": "not a GUID"}]
         ) from None
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The tenant and project of the path, checked against the token."""
-
-    tenant_id: str
-    project_id: str
-    principal: Principal
 
 
 async def scope_dep(

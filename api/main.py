@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import openapi, problems
-from api.dispatcher import Dispatcher, PrefectGateway
 from api.routes import batches, datasets, health, operations, ui, webhooks
 from api.stream import EventFeed
+from pmops.service.dispatcher import Dispatcher, PrefectGateway
 from pmops.settings import get_settings
-from pmops.store import checkpoint_in_background, engine_for
+from pmops.store.tables import checkpoint_in_background, engine_for
 
 
 @asynccontextmanager

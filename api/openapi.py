@@ -2,7 +2,7 @@
 schemas (api/openapi_responses.py), and a description for every field of every body.
 
 `seed_examples.json` holds the examples of ../shared/seed/async-operations-api.ja.txt as they
-are written there (tests/test_openapi.py checks they still match the seed). Descriptions live
+are written there (tests/stack/test_openapi.py checks they still match the seed). Descriptions live
 here, in one table, so the schema classes stay short.
 """
 

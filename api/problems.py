@@ -12,41 +12,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from analysis.errors import AnalysisError
+from pmops.service.errors import TITLES, Problem, analysis_problem
 
 log = logging.getLogger("pmops.api")
 PROBLEM = "application/problem+json"
-TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Content",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-    507: "Insufficient Storage",
-}
-
-
-class Problem(Exception):
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        errors: list[dict[str, str]] | None = None,
-        type_: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.errors = status, detail, errors
-        self.type = (
-            type_
-            or f"https://pmops.dev/problems/{TITLES.get(status, 'error').lower().replace(' ', '-')}"
-        )
-        self.headers = headers or {}
 
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
@@ -67,11 +36,6 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
 def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
-
-
-def analysis_problem(exc: AnalysisError, status: int = 422) -> Problem:
-    field = exc.field or "parameters"
-    return Problem(status, exc.message, errors=[{"field": field, "message": exc.message}])
 
 
 def allowed_methods(request: Request) -> str:

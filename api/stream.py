@@ -25,9 +25,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from api.problems import Problem
-from pmops.events import TERMINAL_EVENT
-from pmops.status import TERMINAL as TERMINAL_STATUSES
-from pmops.store import events
+from pmops.service.events import TERMINAL_EVENT
+from pmops.service.views import TERMINAL as TERMINAL_STATUSES
+from pmops.store.tables import events
 
 TERMINAL_TYPES = frozenset(TERMINAL_EVENT.values())
 # PostgreSQL may commit a lower event_id after a higher one: each poll looks this far back and

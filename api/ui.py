@@ -23,13 +23,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from analysis.formatting import seconds_text
 from api.deps import Principal, Scope, authenticate
-from api.operations import STATUS_COLUMNS, results_document, tracking_url
 from api.problems import Problem
-from api.results import MEDIA_TYPES, artifact_file
-from pmops.events import TERMINAL_EVENT
+from pmops.service.events import TERMINAL_EVENT
+from pmops.service.operations import STATUS_COLUMNS, results_document, tracking_url
+from pmops.service.results import MEDIA_TYPES, artifact_file
+from pmops.service.views import TERMINAL, iso, status_view
 from pmops.settings import Settings
-from pmops.status import TERMINAL, iso, status_view
-from pmops.store import events, operations
+from pmops.store.tables import events, operations
 
 COOKIE = "pmops_token"
 COOKIE_PATH = "/ui"

@@ -106,13 +106,13 @@ class Stack:
         return {"Authorization": f"Bearer {self.token}"}
 
     def engine(self) -> Any:
-        from pmops.store import make_engine
+        from pmops.store.tables import make_engine
 
         return make_engine(self.db_url)
 
     def prepare_token(self) -> None:
         """Create the dev tenant/project/token before start, so seeding can run first."""
-        from pmops.store import create_token
+        from pmops.store.tables import create_token
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         path = self.data_dir / "dev-token"
@@ -128,7 +128,11 @@ class Stack:
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 180.0) -> Stack:
-        argv = [PY, "-m", "pmops.cli", "up"] if self.runner else [PY, "bench/_up.py", "--no-runner"]
+        argv = (
+            [PY, "-m", "pmops.cli.commands", "up"]
+            if self.runner
+            else [PY, "bench/_up.py", "--no-runner"]
+        )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = (self.data_dir / "up.log").open("ab")
         self.proc = subprocess.Popen(
@@ -241,7 +245,7 @@ class Stack:
             time.sleep(0.2)
         from sqlalchemy import select
 
-        from pmops.store import operations
+        from pmops.store.tables import operations
 
         engine = self.engine()
         with engine.connect() as conn:
@@ -301,7 +305,7 @@ def seed_operations(
     Only terminal statuses: the dispatcher never picks them up and the sweep never touches them.
     created_at is spread over the last `spread_days` days (strictly before now).
     """
-    from pmops.store import operations, throughput, transaction
+    from pmops.store.tables import operations, throughput, transaction
 
     rng = random.Random(seed)
     now = datetime.now(UTC)

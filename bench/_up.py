@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pmops import supervisor
+from pmops.cli import supervisor
 
 
 def register_only() -> None:

@@ -64,7 +64,7 @@ def analyze(log: Path, params: dict, out: Path) -> dict:
     cmd = [
         PY,
         "-m",
-        "pmops.cli",
+        "pmops.cli.commands",
         "analyze",
         str(log),
         "--out",

@@ -62,10 +62,10 @@ def in_process(stack: Stack, ids: list[str], dataset_id: str, repeat: int = 30) 
     from sqlalchemy import text
 
     from api.deps import Principal, Scope
-    from api.estimates import estimate_seconds
-    from api.operations import callback_stats, get_operation_or_404, status_view
+    from pmops.service.estimates import estimate_seconds
+    from pmops.service.operations import callback_stats, get_operation_or_404, status_view
     from pmops.settings import Settings
-    from pmops.store import make_engine
+    from pmops.store.tables import make_engine
 
     engine = make_engine(stack.db_url)
     settings = Settings(data_dir=stack.data_dir, prefect_port=stack.prefect_port)

@@ -1,4 +1,5 @@
-"""Webhook POST throughput of pmops.httpsend.HttpSender next to httpx.AsyncClient, on loopback.
+"""Webhook POST throughput of pmops.delivery.httpsend.HttpSender next to httpx.AsyncClient, on
+loopback.
 
 Starts --receivers receiver processes (asyncio Protocol servers on 127.0.0.1 answering every
 request with "200 OK", uvloop when --receiver-uvloop), then, per client and round, posts --n
@@ -144,8 +145,8 @@ async def drive(post: Post, urls: list[str], n: int, concurrency: int, body: byt
 
 
 async def run_httpsend(urls: list[str], args: argparse.Namespace, body: bytes) -> dict:
-    from pmops.httpsend import HttpSender
-    from pmops.netguard import NetGuard, parse_networks
+    from pmops.delivery.httpsend import HttpSender
+    from pmops.delivery.netguard import NetGuard, parse_networks
 
     async with HttpSender(NetGuard(allow=parse_networks("127.0.0.0/8"))) as sender:
 

@@ -81,13 +81,14 @@ def drop_pg_database(admin: str, name: str) -> None:
 
 
 def sql_breakdown(stack: Stack, qs: dict[str, dict[str, Any]], repeat: int = 10) -> dict:
-    """Each SQL statement api.operations.list_operations runs for each query: median ms, plan."""
+    """Each SQL statement pmops.service.operations.list_operations runs for each query: median ms,
+    plan."""
     from sqlalchemy import event
 
     from api.deps import Principal, Scope
-    from api.operations import list_operations
+    from pmops.service.operations import list_operations
     from pmops.settings import Settings
-    from pmops.store import make_engine
+    from pmops.store.tables import make_engine
 
     engine = make_engine(stack.db_url)
     settings = Settings(data_dir=stack.data_dir, prefect_port=stack.prefect_port)

@@ -238,7 +238,7 @@ class ProcessSampler:
                 return "?"
             if "api.main:app" in cmd:
                 role = "API (uvicorn)"
-            elif "pmops.deliverer" in cmd:
+            elif "pmops.delivery.deliverer" in cmd:
                 role = "deliverer"
             elif "forkserver" in cmd:  # before the runner: its preload list names the runner
                 # flow runs are forks of the forkserver and inherit its command line
@@ -349,7 +349,7 @@ def _role_order(role: str) -> int:
 def part_load(args: argparse.Namespace, template: dict[str, Any]) -> dict[str, Any]:
     from sqlalchemy import select
 
-    from pmops.store import operations
+    from pmops.store.tables import operations
 
     stack = Stack(runner=True, worker_limit=args.worker_limit, keep=args.keep)
     try:
@@ -530,7 +530,7 @@ def inversions(items: list[tuple[int, float, float]], grace: float) -> dict[str,
 def part_queue(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from pmops.store import operations
+    from pmops.store.tables import operations
 
     mix = parse_mix(args.queue_mix)
     total = sum(mix.values())

@@ -190,9 +190,9 @@ def measure_baseline(stack: Stack, dataset_id: str, n: int, budget: float) -> li
     from _baseline_runner import BASELINE_DEPLOYMENT
     from sqlalchemy import update
 
+    from pmops.cli.supervisor import prefect_env
     from pmops.settings import Settings
-    from pmops.store import make_engine, operations, transaction
-    from pmops.supervisor import prefect_env
+    from pmops.store.tables import make_engine, operations, transaction
 
     settings = Settings(
         data_dir=stack.data_dir, prefect_port=stack.prefect_port, api_port=stack.api_port

@@ -8,11 +8,11 @@
 3. throughput: 100 webhooks x 1,000 events (100,000 deliveries) written as fast as the store takes
    them; first event written -> last delivery received. Goal: <= 30 s.
 
-The deliverer runs as in `pmops up` (`python -m pmops.deliverer`, its own process); the events
-are written by this process through `pmops.events.emit`, as flow runs and the API write them; the
-receiver (bench/_receiver.py) is a separate asyncio process answering 200 at once. Baseline: the
-same deliverer with httpx.AsyncClient in place of pmops.httpsend is not kept as code; the raw
-client comparison is bench/bench_httpsend.py.
+The deliverer runs as in `pmops up` (`python -m pmops.delivery.deliverer`, its own process); the
+events are written by this process through `pmops.service.events.emit`, as flow runs and the API
+write them; the receiver (bench/_receiver.py) is a separate asyncio process answering 200 at once.
+Baseline: the same deliverer with httpx.AsyncClient in place of pmops.delivery.httpsend is not kept
+as code; the raw client comparison is bench/bench_httpsend.py.
 
 Usage: .venv/bin/python bench/bench_webhooks.py [--hooks 100] [--events 1000] [--no-wait]
 """
@@ -63,7 +63,7 @@ class Bench:
     def __init__(self, data_dir: Path) -> None:
         os.environ["PMOPS_DATA_DIR"] = str(data_dir)
         from pmops.settings import get_settings
-        from pmops.store import engine_for
+        from pmops.store.tables import engine_for
 
         get_settings.cache_clear()
         self.settings = get_settings()
@@ -75,7 +75,9 @@ class Bench:
         self.receiver = start(
             [PY, "bench/_receiver.py", str(self.port)], env, data_dir / "receiver.log"
         )
-        self.deliverer = start([PY, "-m", "pmops.deliverer"], env, data_dir / "deliverer.log")
+        self.deliverer = start(
+            [PY, "-m", "pmops.delivery.deliverer"], env, data_dir / "deliverer.log"
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -97,7 +99,7 @@ class Bench:
         return str(uuid.uuid4()), str(uuid.uuid4())
 
     def webhook(self, tenant: str, project: str, path: str) -> None:
-        from pmops.store import transaction, utc_now, webhooks
+        from pmops.store.tables import transaction, utc_now, webhooks
 
         with transaction(self.engine) as conn:
             conn.execute(
@@ -123,7 +125,7 @@ class Bench:
             )
 
     def operation(self, tenant: str, project: str) -> str:
-        from pmops.store import operations, transaction, utc_now
+        from pmops.store.tables import operations, transaction, utc_now
 
         op_id = f"op-{uuid.uuid4()}"
         now = utc_now()
@@ -152,8 +154,8 @@ class Bench:
     def emit(self, op_id: str, pct: float) -> None:
         from sqlalchemy import update
 
-        from pmops.events import emit
-        from pmops.store import operations, transaction
+        from pmops.service.events import emit
+        from pmops.store.tables import operations, transaction
 
         with transaction(self.engine) as conn:
             conn.execute(

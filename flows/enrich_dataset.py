@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from analysis.operations import DataEnrichmentRun
 from analysis.phases import CLEANING, EXPORT, LOAD
 from flows.lifecycle import run_operation
-from pmops.datasets import register_dataset
+from pmops.service.registration import register_dataset
 
 
 @task(name=LOAD, cache_policy=NONE)

@@ -26,10 +26,10 @@ from analysis.phases import PHASES
 from analysis.pipeline import OperationRun, ResumePlan
 from analysis.progress import CancelToken, OperationCancelled
 from flows.reporter import OperationReporter, worker_node
-from pmops.events import TERMINAL_EVENT, emit
+from pmops.service.events import TERMINAL_EVENT, emit
+from pmops.service.storage import refusal
 from pmops.settings import Settings, get_settings
-from pmops.storage import refusal
-from pmops.store import (
+from pmops.store.tables import (
     datasets,
     engine_for,
     operations,

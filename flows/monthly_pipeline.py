@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from flows.run_batch import follow_batch
 from pmops.settings import get_settings
-from pmops.store import batch_submissions, datasets, engine_for, transaction, utc_now
+from pmops.store.tables import batch_submissions, datasets, engine_for, transaction, utc_now
 
 SUBMISSION_WAIT_SECONDS = 120.0
 

@@ -24,8 +24,8 @@ from analysis.formatting import size_text
 from analysis.phases import PHASE_WEIGHTS
 from analysis.pipeline import OperationRun
 from analysis.progress import CancelToken
-from pmops.events import emit
-from pmops.store import as_utc, operations, transaction, utc_now
+from pmops.service.events import emit
+from pmops.store.tables import as_utc, operations, transaction, utc_now
 
 TIMEOUT_REASON = "timeout"
 

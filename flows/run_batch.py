@@ -1,5 +1,6 @@
 """Batch: the parent flow run of a batch. Its children are the batch's operations, each its own
-flow run (tagged `batch:<id>`), started by the API's dispatcher once pmops.batches.advance has
+flow run (tagged `batch:<id>`), started by the API's dispatcher once
+pmops.service.batch_progress.advance has
 found their dependencies complete."""
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from typing import Any
 from prefect import flow
 from prefect.states import Cancelled, Completed, Failed, State
 
-from pmops.batches import BATCH_TERMINAL, advance
+from pmops.service.batch_progress import BATCH_TERMINAL, advance
 from pmops.settings import get_settings
-from pmops.store import engine_for
+from pmops.store.tables import engine_for
 
 
 def follow_batch(batch_id: str) -> State:

@@ -20,7 +20,7 @@ def datasets() -> Path:
     return DATASETS
 
 
-# -- the running service (tests/test_service_*.py) ---------------------------------------------
+# -- the running service (tests/stack/) ---------------------------------------------
 # One `pmops up` per session for most service tests; modules needing other settings start their
 # own. Service tests carry @pytest.mark.xdist_group("stack"): one xdist worker runs them all.
 @pytest.fixture(scope="session")

@@ -98,7 +98,7 @@ class Stack:
             shutil.copy(self.template_db, self.data_dir / "prefect" / "prefect.db")
         self.log = (self.data_dir / "pmops-up.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pmops.cli", "up"],
+            [sys.executable, "-m", "pmops.cli.commands", "up"],
             env=self.env,
             cwd=REPO,
             stdout=self.log,
@@ -251,7 +251,7 @@ class Stack:
         tenant = tenant or str(uuid.uuid4())
         project = project or str(uuid.uuid4())
         if expires_at is not None:
-            from pmops.store import create_token, make_engine
+            from pmops.store.tables import create_token, make_engine
 
             url = self.env.get("PMOPS_DATABASE_URL") or (
                 f"sqlite:///{(self.data_dir / 'pmops.db').resolve()}"
@@ -267,7 +267,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "pmops.cli",
+                "pmops.cli.commands",
                 "tokens",
                 "create",
                 "--tenant",

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from api import batches
 from api.deps import EngineDep, ScopeDep, SettingsDep
-from api.schemas import MAX_PAGE, BatchCreate
-from api.webhooks import check_urls
+from pmops.contract.requests import MAX_PAGE, BatchCreate
+from pmops.service import batches
+from pmops.service.webhooks import check_urls
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["batches"])
 

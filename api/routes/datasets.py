@@ -14,11 +14,11 @@ from starlette.types import Scope as ASGIScope
 
 from analysis.errors import AnalysisError
 from analysis.eventlog import ColumnMapping
-from api import datasets as ds
 from api.deps import EngineDep, ScopeDep, SettingsDep
-from api.operations import idempotent_lookup, store_idempotent
 from api.problems import Problem, analysis_problem, problem_response
-from api.schemas import MAX_PAGE
+from pmops.contract.requests import MAX_PAGE
+from pmops.service import datasets as ds
+from pmops.service.operations import idempotent_lookup, store_idempotent
 from pmops.settings import get_settings
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}", tags=["datasets"])

@@ -8,12 +8,9 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from api import operations as ops
-from api import results
-from api import webhooks as hooks
 from api.deps import EngineDep, ScopeDep, SettingsDep
-from api.retries import create_retry, retry_links
-from api.schemas import (
+from api.stream import event_response, last_seq
+from pmops.contract.requests import (
     MAX_PAGE,
     CancelRequest,
     IsoDateTime,
@@ -25,8 +22,11 @@ from api.schemas import (
     RetryCreate,
     Status,
 )
-from api.stream import event_response, last_seq
-from pmops.status import TERMINAL
+from pmops.service import operations as ops
+from pmops.service import results
+from pmops.service import webhooks as hooks
+from pmops.service.retries import create_retry, retry_links
+from pmops.service.views import TERMINAL
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["operations"])
 

@@ -15,8 +15,8 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from api import ui
 from api.deps import EXPIRED, EngineDep, Principal, SettingsDep
 from api.problems import Problem
-from api.schemas import LastEventId
 from api.stream import event_response, last_seq
+from pmops.contract.requests import LastEventId
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 

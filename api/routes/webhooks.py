@@ -7,11 +7,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, Response
 
-from api import operations as ops
-from api import webhooks as hooks
 from api.deps import EngineDep, ScopeDep, SettingsDep
-from api.schemas import MAX_PAGE, NotificationSettingsUpdate, WebhookCreate, WebhookUpdate
-from pmops import projects
+from pmops.contract.requests import (
+    MAX_PAGE,
+    NotificationSettingsUpdate,
+    WebhookCreate,
+    WebhookUpdate,
+)
+from pmops.service import operations as ops
+from pmops.service import projects
+from pmops.service import webhooks as hooks
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["webhooks"])
 DeliveryStatus = Literal["Pending", "Retrying", "Delivered", "Failed", "Cancelled"]

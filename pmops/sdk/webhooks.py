@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+from pmops.contract.signing import verify
 from pmops.sdk.errors import WebhookVerificationError
 from pmops.sdk.models import Event
-from pmops.signing import verify
 
 TOLERANCE_SECONDS = 300
 

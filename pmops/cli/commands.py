@@ -1,0 +1,288 @@
+"""`pmops` command line (typer): the service's own commands here, the API client's in
+pmops/cli_client.py.
+
+`pmops analyze PATH --out DIR` runs an operation's phases in this process, with a live progress
+bar per phase, and writes DIR/results.json plus the artifacts. Exit code 0 on success, 2 on bad
+input (one clear line on stderr), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+OPERATION_TYPES = ("ProcessMiningAnalysis", "DataEnrichment", "ReportGeneration")
+
+
+def _parse_params(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(
+            f"pmops: --params is not valid JSON: {exc.msg} at column {exc.colno}"
+        ) from None
+    if not isinstance(value, dict):
+        raise SystemExit("pmops: --params must be a JSON object")
+    return value
+
+
+def analyze(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from analysis.errors import AnalysisError
+    from analysis.eventlog import ColumnMapping
+    from analysis.operations import RUNS
+    from analysis.phases import PHASES
+    from analysis.progress import OperationCancelled
+
+    err = Console(stderr=True)
+    source = Path(args.path)
+    if not source.exists():
+        err.print(f"pmops: no such file: {source}")
+        return 2
+    params = _parse_params(args.params)
+    mapping = ColumnMapping(
+        args.case_column, args.activity_column, args.timestamp_column, args.resource_column
+    )
+    out = Path(args.out)
+    bars = Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[activity]}", style="dim"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=args.quiet,
+    )
+    tasks = {
+        phase: bars.add_task(phase, total=None, start=False, activity="")
+        for phase in PHASES[args.type]
+    }
+
+    def sink(phase: str, done: int, total: int, activity: str) -> None:
+        task = tasks[phase]
+        bars.start_task(task)
+        bars.update(task, completed=done, total=max(total, 1), activity=activity[:60])
+
+    try:
+        run = RUNS[args.type](
+            source, out, params, mapping, name=args.name or source.name, sink=sink
+        )
+        with bars:
+            doc = run.run_all()
+    except AnalysisError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        err.print(f"pmops: {exc.message}{where}", markup=False, highlight=False)
+        return 2
+    except (OperationCancelled, KeyboardInterrupt):
+        err.print("pmops: interrupted; completed phases' outputs are kept in " + str(out))
+        return 130
+    if not args.quiet:
+        summary = doc.get("summary", {})
+        perf = doc.get("performance", {})
+        err.print(
+            f"wrote {out / 'results.json'} and {len(doc.get('artifacts', []))} artifacts in "
+            f"{perf.get('totalExecutionTime', '?')}; summary: {json.dumps(summary)}",
+            markup=False,
+            highlight=False,
+        )
+    return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    from pmops.cli.supervisor import up as run_up
+
+    return run_up()
+
+
+def tokens_create(args: argparse.Namespace) -> int:
+    import uuid
+
+    from pmops.settings import get_settings
+    from pmops.store.tables import create_token, engine_for, utc_now
+
+    try:
+        tenant = str(uuid.UUID(args.tenant))
+        project = str(uuid.UUID(args.project)) if args.project else None
+    except ValueError:
+        print("pmops: --tenant and --project must be GUIDs", file=sys.stderr)
+        return 2
+    expires_at = None
+    if args.expires_in is not None:
+        try:
+            expires_at = utc_now() + parse_duration(args.expires_in)
+        except ValueError as exc:
+            print(f"pmops: --expires-in: {exc}", file=sys.stderr)
+            return 2
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(settings.resolved_database_url)
+    print(create_token(engine, tenant, project, args.name or f"token for {tenant}", expires_at))
+    if expires_at is not None:
+        print(f"expires at {expires_at.isoformat(timespec='seconds')}", file=sys.stderr)
+    return 0
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """ "90" (seconds), "30s", "15m", "12h", "30d", "2w" or a sum such as "1h30m"."""
+    import re
+
+    spec = text.strip().lower()
+    if spec.isdigit():
+        spec += "s"
+    parts = re.findall(r"(\d+)\s*([smhdw])", spec)
+    if not parts or re.sub(r"\s*\d+\s*[smhdw]\s*", "", spec):
+        raise ValueError(f"{text!r} is not a duration such as 3600, 90m, 12h, 30d or 1h30m")
+    seconds = sum(int(n) * DURATION_UNITS[unit] for n, unit in parts)
+    if not 0 < seconds <= 100 * 365 * 86_400:
+        raise ValueError("must be more than 0 seconds and at most 100 years")
+    return timedelta(seconds=seconds)
+
+
+def deliver(args: argparse.Namespace) -> int:
+    from pmops.delivery.deliverer import serve
+
+    serve()
+    return 0
+
+
+def project_secret(args: argparse.Namespace) -> int:
+    import uuid
+
+    from pmops.service.projects import AlreadyRevealed, reveal_secret, rotate_secret
+    from pmops.settings import get_settings
+    from pmops.store.tables import engine_for
+
+    try:
+        tenant, project = str(uuid.UUID(args.tenant)), str(uuid.UUID(args.project))
+    except ValueError:
+        print("pmops: --tenant and --project must be GUIDs", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(settings.resolved_database_url)
+    try:
+        if args.rotate:
+            shown = rotate_secret(engine, settings, tenant, project)
+        else:
+            shown = reveal_secret(engine, tenant, project)
+    except AlreadyRevealed:
+        print(
+            "pmops: this project's signing secret was already shown once; "
+            "`pmops project secret --rotate` makes a new one",
+            file=sys.stderr,
+        )
+        return 1
+    print(shown["secret"])
+    return 0
+
+
+app = typer.Typer(
+    name="pmops",
+    help="pmops: long process-mining analyses as an asynchronous service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+tokens_app = typer.Typer(help="manage bearer tokens", no_args_is_help=True)
+project_app = typer.Typer(help="a project's signing secret", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(project_app, name="project")
+
+
+@app.command("analyze", help="run an operation locally on an event log file (no server)")
+def analyze_command(
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="event log (CSV, XES, XES.GZ, Parquet) or, for ReportGeneration, a "
+            "results.json of an earlier analysis"
+        ),
+    ],
+    out: Annotated[str, typer.Option(help="output directory")] = "out",
+    type: Annotated[str, typer.Option(help=" | ".join(OPERATION_TYPES))] = OPERATION_TYPES[0],
+    params: Annotated[
+        str | None, typer.Option(help="the operation's `parameters` as JSON (or @file.json)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="operation name shown in reports")] = None,
+    case_column: Annotated[str | None, typer.Option()] = None,
+    activity_column: Annotated[str | None, typer.Option()] = None,
+    timestamp_column: Annotated[str | None, typer.Option()] = None,
+    resource_column: Annotated[str | None, typer.Option()] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bars")] = False,
+) -> None:
+    if type not in OPERATION_TYPES:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(OPERATION_TYPES)}", param_hint="--type"
+        )
+    args = argparse.Namespace(**{k: v for k, v in locals().items()})
+    raise typer.Exit(analyze(args))
+
+
+@app.command("up", help="start the whole service (Prefect server, runner, API, deliverer)")
+def up_command() -> None:
+    raise typer.Exit(up(argparse.Namespace()))
+
+
+@app.command("deliver", help="run a deliverer (webhooks, callbacks, email, Slack)")
+def deliver_command() -> None:
+    raise typer.Exit(deliver(argparse.Namespace()))
+
+
+@tokens_app.command("create", help="print a new bearer token (stored hashed)")
+def tokens_create_command(
+    tenant: Annotated[str, typer.Option(help="tenant GUID")],
+    project: Annotated[str | None, typer.Option(help="project GUID (all if omitted)")] = None,
+    name: Annotated[str | None, typer.Option(help="principal shown as cancelledBy etc.")] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="refused after this long: 3600, 90m, 12h, 30d, 1h30m (never if omitted)"),
+    ] = None,
+) -> None:
+    args = argparse.Namespace(tenant=tenant, project=project, name=name, expires_in=expires_in)
+    raise typer.Exit(tokens_create(args))
+
+
+@project_app.command("secret", help="print the signing secret (once), or rotate it")
+def project_secret_command(
+    tenant: Annotated[str, typer.Option(help="tenant GUID")],
+    project: Annotated[str, typer.Option(help="project GUID")],
+    rotate: Annotated[bool, typer.Option(help="make a new secret and print it")] = False,
+) -> None:
+    args = argparse.Namespace(tenant=tenant, project=project, rotate=rotate)
+    raise typer.Exit(project_secret(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pmops.cli import client as cli_client
+
+    cli_client.register(app)
+    try:
+        app(args=argv, prog_name="pmops", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

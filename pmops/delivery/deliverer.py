@@ -1,0 +1,256 @@
+"""The deliverer process (`pmops deliver`; `pmops up` runs one): sends what the outbox holds.
+
+One asyncio loop: fan out new events, lease due deliveries, send each as its own task, settle the
+outcomes, in short store transactions made from a worker thread. Attempts run concurrently,
+at most `PMOPS_DELIVERY_CONCURRENCY` in all and `PMOPS_DELIVERY_PER_ENDPOINT` per receiving
+endpoint, so a slow or dead receiver holds only its own slots: it never delays deliveries to
+others, and never the operation (which only wrote an event).
+
+Webhooks and callbacks are POSTed by `pmops.delivery.httpsend` (connecting only to the address that
+`pmops.delivery.netguard` checked), email goes through SMTP in a worker thread, Slack through the
+project's
+incoming webhook. A stop (SIGTERM) lets attempts in flight finish and hands back the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.engine import Engine
+
+from pmops.contract.signing import signature_headers
+from pmops.delivery import notify, outbox
+from pmops.delivery.httpsend import HttpSender, SendError, retry_after_seconds
+from pmops.delivery.netguard import (
+    BlockedAddress,
+    NetGuard,
+    ResolveFailed,
+    UnsafeUrl,
+    parse_networks,
+)
+from pmops.service.events import WEBHOOK_DISABLED
+from pmops.settings import Settings, get_settings
+from pmops.store.tables import engine_for, utc_now
+
+log = logging.getLogger("pmops.delivery.deliverer")
+HEARTBEAT_SECONDS = 1.0
+PURGE_SECONDS = 3600.0
+USER_AGENT = "pmops-webhooks/0.1"
+
+
+class Deliverer:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or engine_for(settings.resolved_database_url)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.guard = NetGuard(parse_networks(settings.webhook_allow_networks))
+        self.sender = HttpSender(
+            self.guard,
+            timeout=settings.delivery_timeout_seconds,
+            user_agent=USER_AGENT,
+            # many webhooks may share one receiving host: keep a connection per attempt slot
+            max_idle_per_origin=settings.delivery_concurrency,
+        )
+        self.in_flight: Counter[str] = Counter()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.outcomes: list[outbox.Outcome] = []
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        settings = self.settings
+        live: set[str] = {self.owner}
+        last_beat = last_purge = 0.0
+        try:
+            while not self.stopping.is_set():
+                busy = False
+                now = time.monotonic()
+                if now - last_beat >= HEARTBEAT_SECONDS:
+                    live = await asyncio.to_thread(outbox.heartbeat, self.engine, self.owner)
+                    last_beat = now
+                if now - last_purge >= PURGE_SECONDS:
+                    await asyncio.to_thread(outbox.purge, self.engine, settings)
+                    last_purge = now
+                if await asyncio.to_thread(outbox.fan_out, self.engine, settings):
+                    busy = True
+                free = settings.delivery_concurrency - len(self.tasks)
+                if free > 0:
+                    room = {
+                        key: settings.delivery_per_endpoint - n
+                        for key, n in self.in_flight.items()
+                        if n
+                    }
+                    due = await asyncio.to_thread(
+                        outbox.lease_due,
+                        self.engine,
+                        self.owner,
+                        live,
+                        room,
+                        settings.delivery_per_endpoint,
+                        free,
+                    )
+                    for item in due:
+                        self._start(item)
+                    busy = busy or bool(due)
+                if self.outcomes:
+                    await self._settle()
+                    busy = True
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), settings.delivery_poll_seconds)
+                self.wake.clear()
+        finally:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=self.settings.delivery_timeout_seconds + 1)
+        await self._settle()
+        await asyncio.to_thread(outbox.release, self.engine, self.owner)
+        await self.sender.close()
+
+    async def _settle(self) -> None:
+        batch, self.outcomes = self.outcomes, []
+        if batch:
+            await asyncio.to_thread(outbox.settle, self.engine, self.settings, self.owner, batch)
+
+    def _start(self, due: outbox.Due) -> None:
+        self.in_flight[due.endpoint_key] += 1
+        task = asyncio.create_task(self._attempt(due))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _attempt(self, due: outbox.Due) -> None:
+        try:
+            if due.kind in ("webhook", "callback"):
+                outcome = await self._post_signed(due)
+            elif due.kind == "slack":
+                outcome = await self._post_slack(due)
+            else:
+                outcome = await self._send_email(due)
+        except Exception as exc:  # a bug of ours must still leave an attempt on record
+            log.exception("delivery %s failed unexpectedly", due.delivery_id)
+            outcome = outbox.Outcome(due, utc_now(), False, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.in_flight[due.endpoint_key] -= 1
+            if self.in_flight[due.endpoint_key] <= 0:
+                del self.in_flight[due.endpoint_key]
+        self.outcomes.append(outcome)
+        self.wake.set()
+
+    async def _post(self, due: outbox.Due, headers: dict[str, str], body: bytes) -> outbox.Outcome:
+        started = utc_now()
+        try:
+            response = await self.sender.post(due.target, headers, body)
+        except (BlockedAddress, ResolveFailed, UnsafeUrl) as exc:
+            return outbox.Outcome(due, started, False, error=str(exc))
+        except SendError as exc:
+            return outbox.Outcome(
+                due, started, False, error=str(exc), response_ms=None, address=None
+            )
+        ok = 200 <= response.status < 300
+        return outbox.Outcome(
+            due,
+            started,
+            ok,
+            status_code=response.status,
+            response_ms=response.elapsed_ms,
+            error=None if ok else _http_error(response.status),
+            retry_after=retry_after_seconds(response.headers.get("retry-after")),
+            address=response.address,
+        )
+
+    async def _post_signed(self, due: outbox.Due) -> outbox.Outcome:
+        body = due.body.encode()
+        headers = {
+            **due.headers,
+            "Content-Type": "application/json",
+            "X-Pmops-Event": due.event_type,
+            "X-Pmops-Delivery": due.delivery_id,
+            "X-Pmops-Attempt": str(due.attempt_count + 1),
+            **signature_headers(due.message_id, int(time.time()), body, due.secrets),
+        }
+        return await self._post(due, headers, body)
+
+    def _message(self, due: outbox.Due) -> notify.Message:
+        event = due.event()
+        base = f"{self.settings.resolved_public_url}/api/{due.tenant_id}/{due.project_id}/async"
+        if due.event_type == WEBHOOK_DISABLED:
+            data = event["data"]
+            hook = {k: data.get(k) for k in ("webhookId", "webhookName", "webhookUrl")}
+            return notify.webhook_disabled_message(
+                hook, data.get("reason", ""), f"{base}/webhooks/{data.get('webhookId')}"
+            )
+        results = f"{base}/operation/{due.operation_id}/results"
+        return notify.operation_message(due.event_type, event.get("data") or {}, results)
+
+    async def _post_slack(self, due: outbox.Due) -> outbox.Outcome:
+        payload = notify.slack_payload(
+            self._message(due), due.slack.get("channel"), due.slack.get("mentionUsers") or []
+        )
+        body = json.dumps(payload).encode()
+        return await self._post(due, {"Content-Type": "application/json"}, body)
+
+    async def _send_email(self, due: outbox.Due) -> outbox.Outcome:
+        started = utc_now()
+        clock = time.perf_counter()
+        recipients = [a for a in due.target.split(",") if a]
+        try:
+            answer = await asyncio.to_thread(
+                notify.send_email, self.settings, recipients, self._message(due)
+            )
+        except notify.NotificationError as exc:
+            return outbox.Outcome(due, started, False, error=str(exc))
+        ms = (time.perf_counter() - clock) * 1000
+        return outbox.Outcome(due, started, True, response_ms=ms, detail=answer)
+
+
+def _http_error(status: int) -> str:
+    if 300 <= status < 400:
+        return f"HTTP {status}: redirects are not followed; only 2xx is success"
+    if status == 410:
+        return "HTTP 410 Gone: the receiver asked for no more deliveries"
+    return f"HTTP {status}"
+
+
+def serve(settings: Settings | None = None) -> None:
+    """Run a deliverer until SIGTERM or SIGINT."""
+    settings = settings or get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def main() -> None:
+        deliverer = Deliverer(settings)
+        loop = asyncio.get_running_loop()
+        # each send resolves its host afresh (no DNS-rebinding window) in the default executor,
+        # which the store calls share: 6 threads on 2 CPUs would cap sends by DNS latency
+        loop.set_default_executor(ThreadPoolExecutor(64, thread_name_prefix="pmops-deliver"))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, deliverer.stop)
+        log.info("deliverer %s started", deliverer.owner)
+        await deliverer.run()
+        log.info("deliverer %s stopped", deliverer.owner)
+
+    try:  # uvloop (installed with uvicorn[standard]) sends ~20 % more per CPU second
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+
+
+if __name__ == "__main__":
+    serve()

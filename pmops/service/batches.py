@@ -1,0 +1,379 @@
+"""Batches (endpoints 8 and 8b): validate the graph, record every operation at once, show, cancel.
+
+All of a batch's operations are recorded in one transaction, `Pending`, together with the batch.
+pmops.service.batch_progress.advance then starts each when its dependencies have completed. A
+duplicate key, an
+unknown dependency or a cycle is a 422 naming it. An operation without its own input must depend
+on one that makes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import and_, select, update
+from sqlalchemy.engine import Engine
+
+from pmops.contract.requests import BatchCreate, BatchOperation, OperationCreate
+from pmops.service.batch_progress import BATCH_TERMINAL, advance, batch_view
+from pmops.service.errors import Problem
+from pmops.service.operations import (
+    _idempotent_replay,
+    _remember,
+    base_path,
+    prepare_operation,
+    request_hash,
+)
+from pmops.service.scope import Principal, Scope
+from pmops.service.views import duration_range, iso
+from pmops.store.tables import (
+    batch_members,
+    batch_submissions,
+    batches,
+    datasets,
+    operations,
+    transaction,
+    utc_now,
+)
+
+CREATE_SCOPE = "POST /async/batch"
+# what a member of `retryFailedOperations` batch gets when it has no retryPolicy of its own
+BATCH_RETRY_POLICY = {"maxRetries": 1, "retryDelay": 0, "backoffMultiplier": 1.0}
+
+
+def _err(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def check_graph(ops: list[BatchOperation]) -> list[int]:
+    """The operations' indexes in an order where dependencies come first; 422 on bad graphs."""
+    index: dict[str, int] = {}
+    for i, op in enumerate(ops):
+        if op.operationKey in index:
+            field = f"operations[{i}].operationKey"
+            raise Problem(
+                422,
+                f"operationKey {op.operationKey!r} is used twice",
+                errors=[_err(field, "duplicate key")],
+            )
+        index[op.operationKey] = i
+    for i, op in enumerate(ops):
+        for j, dep in enumerate(op.dependencies):
+            if dep not in index:
+                field = f"operations[{i}].dependencies[{j}]"
+                raise Problem(
+                    422,
+                    f"{op.operationKey!r} depends on {dep!r}, which is not in the batch",
+                    errors=[_err(field, "unknown operationKey")],
+                )
+    waiting = {i: len(set(op.dependencies)) for i, op in enumerate(ops)}
+    after: dict[int, list[int]] = {i: [] for i in range(len(ops))}
+    for i, op in enumerate(ops):
+        for dep in set(op.dependencies):
+            after[index[dep]].append(i)
+    ready = deque(i for i, n in waiting.items() if n == 0)
+    order = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for j in after[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    if len(order) < len(ops):
+        cycle = _a_cycle(ops, index, set(range(len(ops))) - set(order))
+        raise Problem(
+            422,
+            f"the dependencies form a cycle: {' -> '.join(cycle)}",
+            errors=[_err("operations", f"cycle {' -> '.join(cycle)}")],
+        )
+    return order
+
+
+def _a_cycle(ops: list[BatchOperation], index: dict[str, int], stuck: set[int]) -> list[str]:
+    """One cycle among the operations that could not be ordered, as keys (first repeated)."""
+    start = min(stuck)
+    path, seen = [start], {start: 0}
+    while True:
+        nxt = next(index[d] for d in ops[path[-1]].dependencies if index[d] in stuck)
+        if nxt in seen:
+            loop = [*path[seen[nxt] :], nxt]
+            return [ops[i].operationKey for i in loop]
+        seen[nxt] = len(path)
+        path.append(nxt)
+
+
+def _input_dependency(op: BatchOperation, kinds: dict[str, str]) -> str | None:
+    """The dependency an operation without its own datasetId/sourceOperationId reads from."""
+    wanted = (
+        ("ProcessMiningAnalysis", "DataEnrichment")
+        if op.operationType.value == "ReportGeneration"
+        else ("DataEnrichment",)
+    )
+    for kind in wanted:
+        for dep in op.dependencies:
+            if kinds[dep] == kind:
+                return dep
+    return None
+
+
+def create_batch(
+    engine: Engine,
+    settings: Any,
+    scope: Scope,
+    body: BatchCreate,
+    idempotency_key: str | None,
+    parent_flow_run_id: str | None = None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Record the batch (202). `parent_flow_run_id`: a flow run that follows it already (the
+    monthly pipeline), so no Batch parent run is created for it."""
+    payload = body.model_dump(mode="json", exclude_none=True)
+    digest = request_hash(payload)
+    if idempotency_key:
+        replay = _idempotent_replay(engine, scope, CREATE_SCOPE, idempotency_key, digest)
+        if replay is not None:
+            return replay
+    order = check_graph(body.operations)
+    kinds = {op.operationKey: op.operationType.value for op in body.operations}
+    batch_id = f"batch-{uuid.uuid4()}"
+    prepared: dict[str, Any] = {}
+    hints: dict[str, int] = {}
+    for i in order:
+        op = body.operations[i]
+        params = op.parameters
+        source = None
+        if params.get("datasetId") is None and not params.get("sourceOperationId"):
+            source = _input_dependency(op, kinds)
+            if source is None:
+                field = f"operations[{i}].parameters.datasetId"
+                raise Problem(
+                    422,
+                    f"{op.operationKey!r} has no datasetId and depends on no operation that "
+                    "makes its input (a DataEnrichment, or for a report an analysis)",
+                    errors=[_err(field, "required, or a dependency that provides it")],
+                )
+        # members are retried (per their own policy, else once) only if the batch says so
+        policy = None
+        if body.failurePolicy.retryFailedOperations:
+            policy = op.retryPolicy.model_dump() if op.retryPolicy else BATCH_RETRY_POLICY
+        create = OperationCreate.model_validate(
+            {
+                **op.model_dump(
+                    mode="json",
+                    exclude_none=True,
+                    exclude={"operationKey", "dependencies", "retryPolicy"},
+                ),
+                **({"retryPolicy": policy} if policy else {}),
+            }
+        )
+        hint = hints.get(source or "", 0) or _dataset_events(engine, scope, params.get("datasetId"))
+        hints[op.operationKey] = hint
+        try:
+            prepared[op.operationKey] = prepare_operation(
+                engine,
+                settings,
+                scope,
+                create,
+                status="Pending",
+                input_from=source,
+                events_hint=hint,
+            )
+        except Problem as exc:
+            for e in exc.errors or []:
+                e["field"] = f"operations[{i}].{e['field']}"
+            raise
+    now = utc_now()
+    finish = _finish_times(body.operations, prepared, now)
+    answer: dict[str, Any] = {
+        "batchId": batch_id,
+        "batchName": body.batchName,
+        "status": "Initiated",
+        "operations": [
+            {
+                "operationKey": op.operationKey,
+                "operationId": prepared[op.operationKey].row["operation_id"],
+                "status": "Pending",
+                "dependencies": op.dependencies,
+                **(
+                    {"estimatedStartTime": iso(finish[op.operationKey][0])}
+                    if op.dependencies
+                    else {}
+                ),
+                "estimatedDuration": prepared[op.operationKey].response["estimatedDuration"],
+            }
+            for op in body.operations
+        ],
+        "totalOperations": len(body.operations),
+        "estimatedBatchDuration": duration_range(
+            max((end - now).total_seconds() for _, end in finish.values())
+        ),
+        "estimatedBatchCompletion": iso(max(end for _, end in finish.values())),
+        "batchStartTime": iso(now),
+        "trackingUrl": f"{base_path(scope)}/async/batch/{batch_id}",
+    }
+    url = str(answer["trackingUrl"])
+    headers = {"Location": url, "Operation-Location": url}
+    with transaction(engine) as conn:
+        conn.execute(
+            batches.insert().values(
+                batch_id=batch_id,
+                tenant_id=scope.tenant_id,
+                project_id=scope.project_id,
+                batch_name=body.batchName,
+                request=payload,
+                status="Initiated",
+                created_at=now,
+                cancel_requested=False,
+                flow_run_id=parent_flow_run_id,
+            )
+        )
+        for position, i in enumerate(order):
+            op = body.operations[i]
+            row = dict(prepared[op.operationKey].row)
+            row["request"] = {
+                **row["request"],
+                "batch": {"batchId": batch_id, "operationKey": op.operationKey},
+            }
+            conn.execute(operations.insert().values(**row))
+            conn.execute(
+                batch_members.insert().values(
+                    operation_id=row["operation_id"],
+                    batch_id=batch_id,
+                    operation_key=op.operationKey,
+                    position=position,
+                    dependencies=list(dict.fromkeys(op.dependencies)),
+                    announced=False,
+                )
+            )
+        if idempotency_key:
+            _remember(conn, scope, CREATE_SCOPE, idempotency_key, digest, 202, answer, headers)
+    advance(engine, batch_id)  # operations without dependencies are queued at once
+    return 202, answer, headers
+
+
+def _dataset_events(engine: Engine, scope: Scope, dataset_id: Any) -> int:
+    if not isinstance(dataset_id, str):
+        return 0
+    with engine.connect() as conn:
+        summary = conn.execute(
+            select(datasets.c.summary).where(
+                datasets.c.dataset_id == dataset_id, datasets.c.tenant_id == scope.tenant_id
+            )
+        ).scalar()
+    return int((summary or {}).get("events") or 0)
+
+
+def _finish_times(ops: list[BatchOperation], prepared: dict[str, Any], now: Any) -> dict[str, Any]:
+    """(estimated start, estimated end) per key: after the latest of its dependencies."""
+    times: dict[str, Any] = {}
+    pending = list(ops)
+    while pending:
+        for op in list(pending):
+            if all(d in times for d in op.dependencies):
+                start = max((times[d][1] for d in op.dependencies), default=now)
+                seconds = float(prepared[op.operationKey].row["estimated_seconds"] or 0.0)
+                times[op.operationKey] = (start, start + timedelta(seconds=seconds))
+                pending.remove(op)
+    return times
+
+
+def get_batch_or_404(engine: Engine, scope: Scope, batch_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                select(batches).where(
+                    and_(
+                        batches.c.batch_id == batch_id,
+                        batches.c.tenant_id == scope.tenant_id,
+                        batches.c.project_id == scope.project_id,
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise Problem(404, f"batch {batch_id} not found")
+        return batch_view(conn, dict(row), base_path(scope))
+
+
+def cancel_batch(engine: Engine, scope: Scope, batch_id: str) -> dict[str, Any]:
+    """Cancel every unfinished operation: waiting ones at once, running ones at their next
+    checkpoint; finished ones keep their results."""
+    view = get_batch_or_404(engine, scope, batch_id)
+    if view["status"] in BATCH_TERMINAL:
+        raise Problem(409, f"batch {batch_id} is already {view['status']}")
+    with transaction(engine) as conn:
+        conn.execute(
+            update(batches).where(batches.c.batch_id == batch_id).values(cancel_requested=True)
+        )
+    advance(engine, batch_id)
+    return get_batch_or_404(engine, scope, batch_id)
+
+
+def take_submissions(engine: Engine, settings: Any) -> int:
+    """Create the batches flows asked for (batch_submissions), as POST /async/batch would."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(batch_submissions).where(
+                batch_submissions.c.batch_id.is_(None), batch_submissions.c.error.is_(None)
+            )
+        ).all()
+    for row in rows:
+        principal = Principal(row.tenant_id, row.project_id, "monthly pipeline")
+        scope = Scope(row.tenant_id, row.project_id, principal)
+        values: dict[str, Any]
+        try:
+            body = BatchCreate.model_validate(row.body)
+            _, answer, _ = create_batch(engine, settings, scope, body, None, row.parent_flow_run_id)
+            values = {"batch_id": answer["batchId"]}
+        except ValidationError as exc:
+            values = {"error": {"detail": str(exc)}}
+        except Problem as exc:
+            values = {"error": {"detail": exc.detail, "errors": exc.errors}}
+        with transaction(engine) as conn:
+            conn.execute(
+                update(batch_submissions)
+                .where(batch_submissions.c.submission_id == row.submission_id)
+                .values(**values)
+            )
+    return len(rows)
+
+
+def list_batches(engine: Engine, scope: Scope, page: int, page_size: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                select(batches)
+                .where(
+                    batches.c.tenant_id == scope.tenant_id,
+                    batches.c.project_id == scope.project_id,
+                )
+                .order_by(batches.c.created_at.desc(), batches.c.batch_id)
+                .offset((page - 1) * page_size)
+                .limit(page_size + 1)
+            )
+            .mappings()
+            .all()
+        )
+        items = [
+            {
+                "batchId": r["batch_id"],
+                "batchName": r["batch_name"],
+                "status": r["status"],
+                "createdAt": iso(r["created_at"]),
+                "batchEndTime": iso(r["ended_at"]),
+                "trackingUrl": f"{base_path(scope)}/async/batch/{r['batch_id']}",
+            }
+            for r in rows[:page_size]
+        ]
+    return {
+        "batches": items,
+        "page": page,
+        "pageSize": page_size,
+        "hasNextPage": len(rows) > page_size,
+    }

@@ -1,0 +1,170 @@
+"""Datasets: streamed upload with a size limit, inspection at upload, listing."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import Engine
+
+from analysis.errors import AnalysisError
+from analysis.eventlog import ColumnMapping
+from pmops.service.errors import Problem, analysis_problem
+from pmops.service.operations import base_path, iso
+from pmops.service.registration import register_dataset
+from pmops.service.scope import Scope
+from pmops.service.storage import refusal
+from pmops.settings import Settings
+from pmops.store.tables import datasets, transaction
+
+CHUNK = 1 << 20
+
+
+def save_upload(source: BinaryIO, target: Path, limit: int) -> tuple[int, str]:
+    """Copy in chunks, refusing past `limit` bytes; returns (size, sha256)."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            while chunk := source.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    out.close()
+                    target.unlink(missing_ok=True)
+                    raise Problem(
+                        413,
+                        f"the file is larger than the limit of {limit:,} bytes",
+                        errors=[{"field": "file", "message": "too large"}],
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as exc:
+        if (reason := refusal(exc)) is None:
+            raise
+        target.unlink(missing_ok=True)
+        # 507: the request was fine, the server cannot store it now
+        raise Problem(
+            507,
+            f"the upload could not be stored: {reason}",
+            errors=[{"field": "file", "message": "not stored"}],
+        ) from None
+    if size == 0:
+        target.unlink(missing_ok=True)
+        raise Problem(
+            422, "the uploaded file is empty", errors=[{"field": "file", "message": "empty file"}]
+        )
+    return size, digest.hexdigest()
+
+
+def dataset_view(row: dict[str, Any], scope: Scope) -> dict[str, Any]:
+    summary = row["summary"] or {}
+    return {
+        "datasetId": row["dataset_id"],
+        "fileName": row["file_name"],
+        "format": row["format"],
+        "sizeBytes": row["size_bytes"],
+        "cases": summary.get("cases"),
+        "events": summary.get("events"),
+        "activities": summary.get("activities"),
+        "timeRange": summary.get("timeRange"),
+        "columnMapping": summary.get("columnMapping"),
+        "sourceOperationId": row.get("source_operation_id"),
+        "createdAt": iso(row["created_at"]),
+        "url": f"{base_path(scope)}/datasets/{row['dataset_id']}",
+    }
+
+
+def create_dataset(
+    engine: Engine,
+    settings: Settings,
+    scope: Scope,
+    upload: BinaryIO,
+    file_name: str,
+    mapping: ColumnMapping,
+) -> dict[str, Any]:
+    dataset_id = str(uuid.uuid4())
+    safe_name = Path(file_name or "upload").name[:200] or "upload"
+    folder = settings.uploads_dir.resolve() / scope.tenant_id / dataset_id
+    target = folder / safe_name
+    try:
+        save_upload(upload, target, settings.max_upload_bytes)
+        register_dataset(
+            engine,
+            dataset_id=dataset_id,
+            tenant_id=scope.tenant_id,
+            project_id=scope.project_id,
+            path=target,
+            file_name=safe_name,
+            mapping=mapping,
+        )
+    except AnalysisError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        if exc.field in (None, "file") or exc.field.endswith("Column"):
+            raise analysis_problem(exc) from None
+        raise
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return get_dataset_or_404(engine, scope, dataset_id)
+
+
+def delete_dataset(engine: Engine, settings: Settings, scope: Scope, dataset_id: str) -> None:
+    """Remove a dataset and its file (the loser of a concurrent idempotent upload)."""
+    with transaction(engine) as conn:
+        conn.execute(
+            delete(datasets).where(
+                datasets.c.dataset_id == dataset_id, datasets.c.tenant_id == scope.tenant_id
+            )
+        )
+    shutil.rmtree(settings.uploads_dir.resolve() / scope.tenant_id / dataset_id, ignore_errors=True)
+
+
+def get_dataset_or_404(engine: Engine, scope: Scope, dataset_id: str) -> dict[str, Any]:
+    try:
+        dataset_id = str(uuid.UUID(dataset_id))
+    except ValueError:
+        raise Problem(404, f"dataset {dataset_id} not found") from None
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                select(datasets).where(
+                    datasets.c.dataset_id == dataset_id,
+                    datasets.c.tenant_id == scope.tenant_id,
+                    datasets.c.project_id == scope.project_id,
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise Problem(404, f"dataset {dataset_id} not found")
+    return dataset_view(dict(row), scope)
+
+
+def list_datasets(engine: Engine, scope: Scope, page: int, page_size: int) -> dict[str, Any]:
+    where = (datasets.c.tenant_id == scope.tenant_id) & (datasets.c.project_id == scope.project_id)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).where(where)).scalar_one()
+        rows = (
+            conn.execute(
+                select(datasets)
+                .where(where)
+                .order_by(datasets.c.created_at.desc())
+                .offset((page - 1) * page_size)
+                .limit(page_size)
+            )
+            .mappings()
+            .all()
+        )
+    return {
+        "datasets": [dataset_view(dict(r), scope) for r in rows],
+        "totalDatasets": total,
+        "page": page,
+        "pageSize": page_size,
+        "hasNextPage": page * page_size < total,
+    }

@@ -1,0 +1,46 @@
+"""Datasets: event-log files registered for a tenant and project, with their summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from analysis.eventlog import ColumnMapping, inspect_event_log
+from pmops.store.tables import datasets, transaction, utc_now
+
+
+def register_dataset(
+    engine: Engine,
+    *,
+    dataset_id: str,
+    tenant_id: str,
+    project_id: str,
+    path: Path,
+    file_name: str,
+    mapping: ColumnMapping | None = None,
+    source_operation_id: str | None = None,
+) -> dict[str, Any]:
+    """Inspect the file (cases, events, activities, time range) and record it.
+
+    Raises analysis.errors.EventLogError when the file is not a usable event log; nothing is
+    recorded then.
+    """
+    summary = inspect_event_log(path, mapping).to_dict()
+    with transaction(engine) as conn:
+        conn.execute(
+            datasets.insert().values(
+                dataset_id=dataset_id,
+                tenant_id=tenant_id,
+                project_id=project_id,
+                file_name=file_name,
+                path=str(Path(path).resolve()),
+                size_bytes=Path(path).stat().st_size,
+                format=summary.get("format", ""),
+                summary=summary,
+                source_operation_id=source_operation_id,
+                created_at=utc_now(),
+            )
+        )
+    return summary

@@ -1,0 +1,249 @@
+"""Retry (endpoint 7) and automatic retries: a new operation in the original's chain.
+
+The original is never changed: the retry is a new operation with the original's request, the
+`updatedParameters` merged in, and a row in `retries` linking it to the original and to the
+chain's first operation (its lineage). `resume` lets the flow restore the leading phases the
+original completed whose inputs did not change (analysis.pipeline.ResumePlan); `restart` runs
+everything. Automatic retries (the start request's `retryPolicy`) are resume retries the API's
+dispatcher creates when `retry_schedule` says they are due.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection, Engine
+
+from analysis.operations import DataEnrichmentRun, ProcessMiningRun, ReportGenerationRun
+from analysis.phases import PHASE_WEIGHTS, PHASES
+from analysis.pipeline import STATE_DIR, OperationRun
+from pmops.contract.requests import OperationCreate, RetryCreate
+from pmops.service.errors import Problem
+from pmops.service.lineage import retries_so_far, retry_links_of
+from pmops.service.operations import (
+    _idempotent_replay,
+    get_operation_or_404,
+    request_hash,
+    start_operation,
+    store_idempotent,
+)
+from pmops.service.scope import Principal, Scope
+from pmops.service.views import TERMINAL
+from pmops.settings import Settings
+from pmops.store.tables import operations, retries, retry_schedule, transaction, utc_now
+
+RETRYABLE = ("Failed", "Cancelled", "Timeout")
+RUNS: dict[str, type[OperationRun]] = {
+    "ProcessMiningAnalysis": ProcessMiningRun,
+    "DataEnrichment": DataEnrichmentRun,
+    "ReportGeneration": ReportGenerationRun,
+}
+
+
+class NotRetried(Exception):
+    """The automatic retry was taken by someone else meanwhile (rolls the transaction back)."""
+
+
+def merge(original: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """updates merged into original: objects key by key, null removes the key."""
+    merged = dict(original)
+    for key, value in updates.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def completed_phases(row: dict[str, Any]) -> list[str]:
+    phases = (row.get("progress") or {}).get("phases") or []
+    return [p["phaseName"] for p in phases if p.get("status") == "Completed"]
+
+
+def _preservable(row: dict[str, Any], params: dict[str, Any]) -> tuple[str, ...]:
+    """Leading phases of the original a resume can restore: completed, same inputs, and their
+    checkpoint still on disk."""
+    op_type = row["operation_type"]
+    before = (row["request"] or {}).get("parameters") or {}
+    reusable = RUNS[op_type].reusable_phases(completed_phases(row), before, params)
+    out_dir = Path(row["result_dir"]) if row.get("result_dir") else None
+    kept = []
+    for number, name in enumerate(PHASES[op_type], start=1):
+        if name not in reusable or out_dir is None:
+            break
+        if not os.path.exists(out_dir / STATE_DIR / f"{number}.pkl"):
+            break
+        kept.append(name)
+    return tuple(kept)
+
+
+def create_retry(
+    engine: Engine,
+    settings: Settings,
+    scope: Scope,
+    original_id: str,
+    body: RetryCreate,
+    idempotency_key: str | None = None,
+    automatic: bool = False,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    where = f"POST /async/operation/{original_id}/retry"
+    digest = request_hash(body.model_dump(mode="json"))
+    if idempotency_key:
+        replay = _idempotent_replay(engine, scope, where, idempotency_key, digest)
+        if replay is not None:
+            return replay
+    original = get_operation_or_404(engine, scope, original_id)
+    if original["status"] not in RETRYABLE:
+        raise Problem(
+            409,
+            f"operation {original_id} is {original['status']}: only a Failed, Cancelled or "
+            "Timeout operation can be retried",
+        )
+    request = dict(original["request"] or {})
+    annotations = {k: request.pop(k) for k in ("batch",) if k in request}
+    updates = dict(body.updatedParameters)
+    allocation = updates.pop("resourceAllocation", None) or {}
+    params = merge(request.get("parameters") or {}, updates)
+    new_request = {
+        **request,
+        "parameters": params,
+        "timeout": body.newTimeout or request.get("timeout") or 3600,
+    }
+    if body.retryPolicy is not None:
+        new_request["retryPolicy"] = body.retryPolicy.model_dump()
+    if isinstance(allocation, dict) and allocation.get("priority"):
+        new_request["priority"] = allocation["priority"]
+    try:
+        create = OperationCreate.model_validate(new_request)
+    except ValidationError as exc:
+        errors = [
+            {
+                "field": "updatedParameters." + ".".join(str(p) for p in e["loc"]),
+                "message": e["msg"],
+            }
+            for e in exc.errors()
+        ]
+        raise Problem(422, "the retried request is not valid", errors=errors) from None
+    preserved = _preservable(original, params) if body.retryMode == "resume" else ()
+    order = PHASES[original["operation_type"]]
+    weights = PHASE_WEIGHTS[original["operation_type"]]
+    saved = sum(weights.get(p, 1.0) for p in preserved) / (sum(weights.values()) or 1.0)
+    with engine.connect() as conn:
+        number = retries_so_far(conn, original_id) + 1
+        lineage = _lineage(conn, original_id)
+
+    def link(conn: Connection, operation_id: str) -> None:
+        gone = conn.execute(
+            delete(retry_schedule).where(retry_schedule.c.operation_id == original_id)
+        ).rowcount
+        if automatic and not gone:
+            raise NotRetried(original_id)  # retried by hand (or by another API) meanwhile
+        conn.execute(
+            retries.insert().values(
+                operation_id=operation_id,
+                original_id=original_id,
+                lineage=lineage,
+                retry_number=number,
+                retry_mode=body.retryMode,
+                preserved_phases=list(preserved),
+                reason=body.retryReason,
+                automatic=automatic,
+                created_at=utc_now(),
+            )
+        )
+
+    _, started, headers = start_operation(
+        engine,
+        settings,
+        scope,
+        create,
+        None,
+        share=max(0.05, 1.0 - saved),
+        within=link,
+        annotations=annotations,
+    )
+    records = _records(original, preserved)
+    answer = {
+        "originalOperationId": original_id,
+        "newOperationId": started["operationId"],
+        "retryMode": body.retryMode,
+        "retryNumber": number,
+        "resumeFromPhase": next((p for p in order if p not in preserved), None),
+        "status": "Initiated",
+        "estimatedDuration": started["estimatedDuration"],
+        "estimatedCompletion": started["estimatedCompletion"],
+        "preservedResults": {
+            "phasesPreserved": len(preserved),
+            "preservedPhaseNames": list(preserved),
+            "recordsProcessed": records,
+            "progressSaved": f"{round(100 * saved)}%",
+        },
+        "resourcesAllocated": started["resourcesAllocated"],
+        "retryAttemptDate": started["dateCreated"],
+        "trackingUrl": started["trackingUrl"],
+        "automatic": automatic,
+    }
+    if idempotency_key:
+        return store_idempotent(engine, scope, where, idempotency_key, digest, 202, answer, headers)
+    return 202, answer, headers
+
+
+def _lineage(conn: Connection, operation_id: str) -> str:
+    found = conn.execute(
+        select(retries.c.lineage).where(retries.c.operation_id == operation_id)
+    ).scalar()
+    return str(found or operation_id)
+
+
+def _records(original: dict[str, Any], preserved: tuple[str, ...]) -> int:
+    phases = (original.get("progress") or {}).get("phases") or []
+    return max(
+        (int(p.get("recordsProcessed") or 0) for p in phases if p["phaseName"] in preserved),
+        default=0,
+    )
+
+
+def retry_links(engine: Engine, operation_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return retry_links_of(conn, [operation_id])[operation_id]
+
+
+def run_due_retries(engine: Engine, settings: Settings) -> int:
+    """Create the automatic retries that are due; returns how many."""
+    with engine.connect() as conn:
+        due = conn.execute(
+            select(
+                retry_schedule.c.operation_id,
+                operations.c.tenant_id,
+                operations.c.project_id,
+                operations.c.status,
+            )
+            .join(operations, operations.c.operation_id == retry_schedule.c.operation_id)
+            .where(retry_schedule.c.due_at <= utc_now())
+            .limit(50)
+        ).all()
+    made = 0
+    for op_id, tenant, project, status in due:
+        scope = Scope(tenant, project, Principal(tenant, project, "automatic retry"))
+        if status not in TERMINAL:
+            continue
+        try:
+            create_retry(
+                engine,
+                settings,
+                scope,
+                op_id,
+                RetryCreate(retryMode="resume", retryReason="automatic retry (retryPolicy)"),
+                automatic=True,
+            )
+            made += 1
+        except (NotRetried, Problem):
+            with transaction(engine) as conn:  # nothing to retry any more: forget the schedule
+                conn.execute(delete(retry_schedule).where(retry_schedule.c.operation_id == op_id))
+    return made

@@ -1,0 +1,21 @@
+"""Who is asking (the token's principal) and for which tenant and project (the path's scope)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    project_id: str | None
+    name: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The tenant and project of the path, checked against the token."""
+
+    tenant_id: str
+    project_id: str
+    principal: Principal

@@ -1,0 +1,431 @@
+"""Webhooks, delivery logs, redelivery, and a project's signing secret and notification settings.
+
+Route handlers call these. A URL that will receive deliveries (webhook, callback, Slack) is
+checked here against private, loopback, link-local, CGNAT, multicast and metadata addresses
+(`pmops.delivery.netguard`; again at send time by the deliverer). A host that does not resolve
+right now
+is accepted: each failed resolution is then a failed delivery attempt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from pmops.contract.requests import (
+    NotificationSettingsUpdate,
+    OperationCreate,
+    WebhookCreate,
+    WebhookUpdate,
+)
+from pmops.delivery import outbox
+from pmops.delivery.netguard import NetGuard, UnsafeUrl, parse_networks
+from pmops.service import projects
+from pmops.service.errors import Problem
+from pmops.service.operations import _idempotent_replay, _remember, request_hash
+from pmops.service.scope import Scope
+from pmops.service.views import iso
+from pmops.settings import Settings
+from pmops.store.tables import deliveries, events, transaction, utc_now, webhooks
+
+CREATE_SCOPE = "POST /async/webhooks"
+# headers a webhook may not set: the signature, framing and our own
+RESERVED_HEADERS = {
+    "content-type",
+    "content-length",
+    "host",
+    "connection",
+    "transfer-encoding",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-signature-256",
+}
+TOKEN_CHARS = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+@lru_cache
+def guard(allow: str) -> NetGuard:
+    return NetGuard(parse_networks(allow))
+
+
+def check_url(settings: Settings, url: str, field: str) -> str:
+    """422 naming `field` unless url is http(s) to a public host (or an allowed network)."""
+    try:
+        guard(settings.webhook_allow_networks).check_registration(url, field)
+    except UnsafeUrl as exc:
+        raise Problem(422, exc.message, errors=[{"field": field, "message": exc.message}]) from None
+    return url
+
+
+def check_callbacks(settings: Settings, body: OperationCreate) -> None:
+    check_urls(settings, body.callbacks, "callbacks")
+
+
+def check_urls(settings: Settings, urls: BaseModel | None, prefix: str) -> None:
+    """Each URL of a callbacks object, checked as check_url does."""
+    for name, url in (urls.model_dump() if urls else {}).items():
+        if url is not None:
+            check_url(settings, str(url), f"{prefix}.{name}")
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+def _check_headers(headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        field = f"headers.{name}"
+        if not name or not set(name) <= TOKEN_CHARS:
+            raise Problem(422, f"{name!r} is not a header name", errors=[_err(field, "bad name")])
+        if name.lower() in RESERVED_HEADERS or name.lower().startswith("x-pmops-"):
+            raise Problem(
+                422,
+                f"header {name} is set by pmops on every delivery and cannot be replaced",
+                errors=[_err(field, "reserved header")],
+            )
+        if any(c in value for c in "\r\n\0") or len(value) > 4000:
+            raise Problem(422, f"header {name} has an invalid value", errors=[_err(field, "bad")])
+
+
+def _err(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def create_webhook(
+    engine: Engine,
+    settings: Settings,
+    scope: Scope,
+    body: WebhookCreate,
+    idempotency_key: str | None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    payload = body.model_dump(mode="json")
+    digest = request_hash(payload)
+    if idempotency_key:
+        replay = _idempotent_replay(engine, scope, CREATE_SCOPE, idempotency_key, digest)
+        if replay is not None:
+            return replay
+    check_url(settings, body.webhookUrl, "webhookUrl")
+    _check_headers(body.headers)
+    if body.retryPolicy.maxDelay < body.retryPolicy.retryDelay:
+        raise Problem(
+            422,
+            "retryPolicy.maxDelay must be at least retryPolicy.retryDelay",
+            errors=[_err("retryPolicy.maxDelay", "below retryDelay")],
+        )
+    row = {
+        "webhook_id": f"wh-{uuid.uuid4()}",
+        "tenant_id": scope.tenant_id,
+        "project_id": scope.project_id,
+        "url": body.webhookUrl,
+        "name": body.webhookName,
+        "events": list(dict.fromkeys(e.value for e in body.events)),
+        "filters": payload["filters"],
+        "secret": body.authentication.secret if body.authentication else None,
+        "retry_policy": payload["retryPolicy"],
+        "headers": body.headers,
+        "status": "Active",
+        "disabled_reason": None,
+        "created_at": utc_now(),
+        "total_deliveries": 0,
+        "successful_deliveries": 0,
+        "failed_deliveries": 0,
+        "response_ms_total": 0.0,
+        "responses": 0,
+        "last_delivery": None,
+        "consecutive_failures": 0,
+        "failing_since": None,
+    }
+    view = webhook_view(row)
+    location = f"/api/{scope.tenant_id}/{scope.project_id}/async/webhooks/{row['webhook_id']}"
+    headers = {"Location": location}
+    with transaction(engine) as conn:
+        conn.execute(webhooks.insert().values(**row))
+        if idempotency_key:
+            _remember(conn, scope, CREATE_SCOPE, idempotency_key, digest, 201, view, headers)
+    return 201, view, headers
+
+
+def webhook_view(row: dict[str, Any]) -> dict[str, Any]:
+    answered = row["responses"]
+    return {
+        "webhookId": row["webhook_id"],
+        "webhookUrl": row["url"],
+        "webhookName": row["name"],
+        "status": row["status"],
+        "eventsSubscribed": row["events"],
+        "filters": row["filters"],
+        "createdAt": iso(row["created_at"]),
+        "lastDelivery": row["last_delivery"],
+        "deliveryStats": {
+            # attempts: each try of each event counts once
+            "totalDeliveries": row["total_deliveries"],
+            "successfulDeliveries": row["successful_deliveries"],
+            "failedDeliveries": row["failed_deliveries"],
+            # milliseconds, over the attempts that got an answer
+            "averageResponseTime": (
+                round(row["response_ms_total"] / answered, 1) if answered else None
+            ),
+        },
+        "retryPolicy": row["retry_policy"],
+        # values may be credentials: only the names are shown
+        "headerNames": sorted(row["headers"] or {}),
+        "authentication": {
+            "type": "hmac-sha256",
+            "secretSource": "webhook" if row["secret"] else "project",
+        },
+        "disabledReason": row["disabled_reason"],
+        "consecutiveFailures": row["consecutive_failures"],
+    }
+
+
+def _scoped(scope: Scope) -> Any:
+    return and_(webhooks.c.tenant_id == scope.tenant_id, webhooks.c.project_id == scope.project_id)
+
+
+def get_webhook_or_404(conn: Connection, scope: Scope, webhook_id: str) -> dict[str, Any]:
+    row = (
+        conn.execute(select(webhooks).where(webhooks.c.webhook_id == webhook_id, _scoped(scope)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise Problem(404, f"webhook {webhook_id} not found")
+    return dict(row)
+
+
+def read_webhook(engine: Engine, scope: Scope, webhook_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return webhook_view(get_webhook_or_404(conn, scope, webhook_id))
+
+
+def list_webhooks(engine: Engine, scope: Scope, page: int, page_size: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                select(webhooks)
+                .where(_scoped(scope))
+                .order_by(webhooks.c.created_at.desc(), webhooks.c.webhook_id)
+                .offset((page - 1) * page_size)
+                .limit(page_size + 1)
+            )
+            .mappings()
+            .all()
+        )
+    return {
+        "webhooks": [webhook_view(dict(r)) for r in rows[:page_size]],
+        "page": page,
+        "pageSize": page_size,
+        "hasNextPage": len(rows) > page_size,
+    }
+
+
+def delete_webhook(engine: Engine, scope: Scope, webhook_id: str) -> None:
+    """Gone at once: nothing more is sent to it; its open deliveries end Cancelled."""
+    with transaction(engine) as conn:
+        get_webhook_or_404(conn, scope, webhook_id)
+        conn.execute(delete(webhooks).where(webhooks.c.webhook_id == webhook_id))
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status.in_(outbox.OPEN))
+            .values(
+                status="Cancelled",
+                next_attempt_at=None,
+                finished_at=utc_now(),
+                last_error="the webhook was deleted",
+            )
+        )
+
+
+def update_webhook(
+    engine: Engine, scope: Scope, webhook_id: str, body: WebhookUpdate
+) -> dict[str, Any]:
+    with transaction(engine) as conn:
+        row = get_webhook_or_404(conn, scope, webhook_id)
+        if body.status == row["status"]:
+            return webhook_view(row)
+        if body.status == "Active":
+            values: dict[str, Any] = {
+                "status": "Active",
+                "disabled_reason": None,
+                "consecutive_failures": 0,
+                "failing_since": None,
+            }
+        else:
+            values = {
+                "status": "Disabled",
+                "disabled_reason": f"disabled by {scope.principal.name}",
+            }
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status.in_(outbox.OPEN))
+                .values(
+                    status="Failed",
+                    next_attempt_at=None,
+                    finished_at=utc_now(),
+                    last_error=values["disabled_reason"],
+                )
+            )
+        conn.execute(update(webhooks).where(webhooks.c.webhook_id == webhook_id).values(**values))
+    return webhook_view({**row, **values})
+
+
+# -- delivery logs ----------------------------------------------------------------------------
+DELIVERY_COLUMNS = (*deliveries.c, events.c.message_id)
+
+
+def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
+    target = row["target"]
+    if row["kind"] == "slack" and "://" in target:
+        target = target.split("/")[2]  # the incoming-webhook URL is a credential
+    attempts = row["attempts"] or []
+    return {
+        "deliveryId": row["delivery_id"],
+        "eventId": row["message_id"],
+        "eventType": row["event_type"],
+        "operationId": row["operation_id"],
+        "kind": row["kind"],
+        "webhookId": row["webhook_id"],
+        "callback": row["callback"],
+        "target": target,
+        "status": row["status"],
+        "attemptCount": row["attempt_count"],
+        "attempts": attempts,
+        "nextAttemptAt": iso(row["next_attempt_at"]),
+        "lastError": row["last_error"],
+        "createdAt": iso(row["created_at"]),
+        "finishedAt": iso(row["finished_at"]),
+    }
+
+
+def _deliveries_page(
+    conn: Connection, where: Any, status: str | None, page: int, page_size: int
+) -> dict[str, Any]:
+    query = (
+        select(*DELIVERY_COLUMNS)
+        .join(events, events.c.event_id == deliveries.c.event_id)
+        .where(where)
+    )
+    if status:
+        query = query.where(deliveries.c.status == status)
+    rows = (
+        conn.execute(
+            query.order_by(deliveries.c.created_at.desc(), deliveries.c.delivery_id)
+            .offset((page - 1) * page_size)
+            .limit(page_size + 1)
+        )
+        .mappings()
+        .all()
+    )
+    return {
+        "deliveries": [delivery_view(dict(r)) for r in rows[:page_size]],
+        "page": page,
+        "pageSize": page_size,
+        "hasNextPage": len(rows) > page_size,
+    }
+
+
+def webhook_deliveries(
+    engine: Engine, scope: Scope, webhook_id: str, status: str | None, page: int, page_size: int
+) -> dict[str, Any]:
+    with engine.connect() as conn:
+        get_webhook_or_404(conn, scope, webhook_id)
+        return _deliveries_page(
+            conn, deliveries.c.webhook_id == webhook_id, status, page, page_size
+        )
+
+
+def operation_deliveries(
+    engine: Engine, scope: Scope, operation_id: str, status: str | None, page: int, page_size: int
+) -> dict[str, Any]:
+    """Every delivery of the operation's events: callbacks, email, Slack and webhooks."""
+    with engine.connect() as conn:
+        where = and_(
+            deliveries.c.operation_id == operation_id,
+            deliveries.c.tenant_id == scope.tenant_id,
+            deliveries.c.project_id == scope.project_id,
+        )
+        return _deliveries_page(conn, where, status, page, page_size)
+
+
+def redeliver(
+    engine: Engine,
+    scope: Scope,
+    delivery_id: str,
+    *,
+    webhook_id: str | None = None,
+    operation_id: str | None = None,
+) -> dict[str, Any]:
+    """Send a delivery again (a dead letter, or one already delivered) with the same event id."""
+    with transaction(engine) as conn:
+        hook = get_webhook_or_404(conn, scope, webhook_id) if webhook_id else None
+        where = [
+            deliveries.c.delivery_id == delivery_id,
+            deliveries.c.tenant_id == scope.tenant_id,
+            deliveries.c.project_id == scope.project_id,
+        ]
+        if webhook_id:
+            where.append(deliveries.c.webhook_id == webhook_id)
+        if operation_id:
+            where.append(deliveries.c.operation_id == operation_id)
+        row = _delivery_row(conn, *where)
+        if row is None:
+            raise Problem(404, f"delivery {delivery_id} not found")
+        if row["status"] in outbox.OPEN:
+            raise Problem(409, f"delivery {delivery_id} is already waiting to be sent")
+        if hook is not None and hook["status"] != "Active":
+            raise Problem(
+                409,
+                f"webhook {webhook_id} is disabled ({hook['disabled_reason']}); "
+                'PATCH it with {"status": "Active"} first',
+            )
+        if row["kind"] == "slack" and not row["target"]:
+            raise Problem(409, outbox.NO_SLACK)
+        outbox.redeliver(conn, delivery_id)
+        fresh = _delivery_row(conn, deliveries.c.delivery_id == delivery_id)
+    assert fresh is not None
+    return delivery_view(fresh)
+
+
+def _delivery_row(conn: Connection, *where: Any) -> dict[str, Any] | None:
+    found = (
+        conn.execute(
+            select(*DELIVERY_COLUMNS)
+            .join(events, events.c.event_id == deliveries.c.event_id)
+            .where(*where)
+        )
+        .mappings()
+        .first()
+    )
+    return None if found is None else dict(found)
+
+
+# -- the project's secret and notification settings --------------------------------------------
+def reveal_secret(engine: Engine, scope: Scope) -> dict[str, Any]:
+    try:
+        return projects.reveal_secret(engine, scope.tenant_id, scope.project_id)
+    except projects.AlreadyRevealed:
+        raise Problem(
+            409,
+            "this project's signing secret was already shown once; "
+            "POST .../async/signing-secret/rotate makes a new one",
+        ) from None
+
+
+def rotate_secret(engine: Engine, settings: Settings, scope: Scope) -> dict[str, Any]:
+    return projects.rotate_secret(engine, settings, scope.tenant_id, scope.project_id)
+
+
+def update_notification_settings(
+    engine: Engine, settings: Settings, scope: Scope, body: NotificationSettingsUpdate
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if body.slackWebhookUrl is not None:
+        url = body.slackWebhookUrl.strip()
+        changes["slack_webhook_url"] = check_url(settings, url, "slackWebhookUrl") if url else None
+    if body.ownerEmails is not None:
+        changes["owner_emails"] = list(body.ownerEmails)
+    return projects.update_notification_settings(engine, scope.tenant_id, scope.project_id, changes)

@@ -1,0 +1,622 @@
+"""The app store: tenants' tokens, datasets, operations and idempotency records.
+
+SQLAlchemy Core over SQLite (default; WAL, busy timeout, every transaction BEGIN IMMEDIATE so a
+read-then-write never loses a race) or PostgreSQL (`postgresql+psycopg://`). The API, the flow
+runs and the supervisor share it; each process opens its own engine.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Connection, Engine
+
+metadata = MetaData()
+WRITE_OPTION = "pmops_write"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        value = _utc(value)
+        if value is not None and dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return _utc(value)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36)),
+    Column("principal", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime()),  # None: the token does not expire
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_id", String(36), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("file_name", String(500), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("format", String(20), nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("source_operation_id", String(60)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_datasets_scope", "tenant_id", "project_id", "created_at"),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("operation_type", String(40), nullable=False),
+    Column("operation_name", String(500), nullable=False),
+    Column("priority", String(10), nullable=False),
+    Column("priority_rank", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("dataset_id", String(36)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("timeout_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime()),
+    Column("ended_at", UtcDateTime()),
+    Column("estimated_seconds", Float),
+    Column("flow_run_id", String(36)),
+    Column("execution_id", String(60)),
+    Column("worker_node", String(200)),
+    Column("pid", Integer),
+    Column("heartbeat_at", UtcDateTime()),
+    Column("progress", JSON),  # phases, percentage, records, usage: written by the reporter
+    Column("percentage", Float, nullable=False, default=0.0),
+    Column("current_phase", String(100)),
+    Column("processed_records", Integer, nullable=False, default=0),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("cancel_request", JSON),
+    Column("cancellation", JSON),
+    Column("error", JSON),
+    Column("results", JSON),
+    Column("result_dir", Text),
+    # The list's indexes: one per filter, each ordered like a page (created_at, operation_id) and
+    # ending in status, so a page's ids and the summary's counts come from the index alone.
+    Index("ix_ops_scope", "tenant_id", "project_id", "created_at", "operation_id", "status"),
+    Index("ix_ops_status", "tenant_id", "project_id", "status", "created_at", "operation_id"),
+    Index(
+        "ix_ops_type",
+        "tenant_id",
+        "project_id",
+        "operation_type",
+        "created_at",
+        "operation_id",
+        "status",
+    ),
+    Index(
+        "ix_ops_priority",
+        "tenant_id",
+        "project_id",
+        "priority",
+        "created_at",
+        "operation_id",
+        "status",
+    ),
+    Index("ix_operations_queue", "status", "priority_rank", "created_at"),
+)
+
+# one row per completed run: what start-time estimates are computed from (api/estimates.py)
+throughput = Table(
+    "run_throughput",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),
+    Column("operation_type", String(40), nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("phase_seconds", Float, nullable=False),
+    Column("startup_seconds", Float, nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=False),
+    Index("ix_run_throughput_type", "operation_type", "ended_at"),
+)
+
+# How many operations each scope has per type, priority and status, kept by triggers on
+# `operations` (install_counters): the list's summary reads a few of these rows instead of
+# counting every operation.
+operation_counts = Table(
+    "operation_counts",
+    metadata,
+    Column("tenant_id", String(36), primary_key=True),
+    Column("project_id", String(36), primary_key=True),
+    Column("operation_type", String(40), primary_key=True),
+    Column("priority", String(10), primary_key=True),
+    Column("status", String(20), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+idempotency = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", String(36), primary_key=True),
+    Column("scope", String(60), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+
+# POST /async/batch: operations with dependencies, coordinated by
+# pmops.service.batch_progress.advance (from the
+# batch's parent flow run, and from the API's dispatcher should that run be gone)
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(60), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("batch_name", String(500), nullable=False),
+    Column("request", JSON, nullable=False),
+    # Initiated | Running | Completed | Failed | Cancelled
+    Column("status", String(20), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime()),
+    Column("ended_at", UtcDateTime()),
+    Column("flow_run_id", String(36)),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Index("ix_batches_scope", "tenant_id", "project_id", "created_at"),
+    Index("ix_batches_status", "status"),
+)
+
+batch_members = Table(
+    "batch_members",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),
+    Column("batch_id", String(60), nullable=False),
+    Column("operation_key", String(100), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("dependencies", JSON, nullable=False),
+    Column("announced", Boolean, nullable=False, default=False),  # batch.operation.completed sent
+    Index("ix_batch_members_batch", "batch_id", "position"),
+)
+
+# A batch asked for by a flow (the monthly pipeline): the API's dispatcher validates and creates
+# it like POST /async/batch, with the asking flow run as the batch's parent.
+batch_submissions = Table(
+    "batch_submissions",
+    metadata,
+    Column("submission_id", String(60), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("parent_flow_run_id", String(36)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("batch_id", String(60)),
+    Column("error", JSON),
+    Index("ix_batch_submissions_open", "batch_id", "created_at"),
+)
+
+# A retry and what it retries: the original stays as it was and lists its retries from here.
+retries = Table(
+    "retries",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),  # the retry
+    Column("original_id", String(60), nullable=False),  # the operation it retries
+    Column("lineage", String(60), nullable=False),  # the first operation of the chain
+    Column("retry_number", Integer, nullable=False),  # 1 for a retry of the first, ...
+    Column("retry_mode", String(10), nullable=False),  # resume | restart
+    Column("preserved_phases", JSON, nullable=False),  # what a resume may restore
+    Column("reason", Text),
+    Column("automatic", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_retries_original", "original_id"),
+)
+
+# Failed operations whose start request asked for automatic retries: when the next is due.
+# Written with the failure (pmops.service.events.emit), taken by the API's dispatcher.
+retry_schedule = Table(
+    "retry_schedule",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Index("ix_retry_schedule_due", "due_at"),
+)
+
+# -- events and their deliveries (pmops/events.py, pmops/deliverer.py) -------------------------
+# The outbox: one row per status change, written in the transaction that made the change. `body`
+# is the JSON sent to every receiver; `fanned_out` turns true once deliveries are made for it.
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False, unique=True),  # the `id` and webhook-id
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("operation_id", String(60)),  # None for project events (webhook.disabled)
+    Column("seq", Integer),  # per operation, from 1
+    Column("event_type", String(60), nullable=False),
+    Column("percentage", Float),
+    Column("body", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("fanned_out", Boolean, nullable=False, default=False),
+    Index("ix_events_operation", "operation_id", "seq", unique=True),
+    Index(
+        "ix_events_unfanned",
+        "event_id",
+        sqlite_where=Column("fanned_out") == False,  # noqa: E712
+        postgresql_where=Column("fanned_out") == False,  # noqa: E712
+    ),
+    Index("ix_events_created", "created_at"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("webhook_id", String(60), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("filters", JSON, nullable=False),
+    Column("secret", Text),  # None: deliveries are signed with the project's signing secret
+    Column("retry_policy", JSON, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("status", String(20), nullable=False),  # Active | Disabled
+    Column("disabled_reason", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("total_deliveries", Integer, nullable=False, default=0),
+    Column("successful_deliveries", Integer, nullable=False, default=0),
+    Column("failed_deliveries", Integer, nullable=False, default=0),
+    Column("response_ms_total", Float, nullable=False, default=0.0),
+    Column("responses", Integer, nullable=False, default=0),
+    Column("last_delivery", JSON),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("failing_since", UtcDateTime()),
+    Index("ix_webhooks_scope", "tenant_id", "project_id", "created_at"),
+)
+
+# One row per (event, receiver): a webhook, an operation's callback URL, an email or a Slack post.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("delivery_id", String(60), primary_key=True),
+    Column("event_id", Integer, nullable=False),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("operation_id", String(60)),
+    Column("event_type", String(60), nullable=False),
+    Column("kind", String(20), nullable=False),  # webhook | callback | email | slack
+    Column("webhook_id", String(60)),
+    Column("callback", String(20)),  # onProgress | onCompletion | onError
+    Column("target", Text, nullable=False),  # URL, or comma-separated addresses
+    Column("endpoint_key", String(200), nullable=False),  # what concurrency is limited per
+    Column("policy", JSON, nullable=False),
+    # Pending (not tried yet) | Retrying | Delivered | Failed (dead letter) | Cancelled
+    Column("status", String(20), nullable=False),
+    Column("attempt_count", Integer, nullable=False, default=0),
+    Column("attempts", JSON, nullable=False),
+    Column("retry_base", Integer, nullable=False, default=0),  # attempts before a redelivery
+    Column("next_attempt_at", UtcDateTime()),
+    Column("last_attempt_at", UtcDateTime()),
+    Column("lease_owner", String(60)),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+    # due ones in the order they are due; finished ones have no next attempt (NULL)
+    Index("ix_deliveries_due", "next_attempt_at"),
+    Index("ix_deliveries_webhook", "webhook_id", "created_at"),
+    Index("ix_deliveries_operation", "operation_id", "kind", "event_type", "status"),
+    Index("ix_deliveries_event", "event_id"),
+)
+
+# per receiver and operation, the percentage of the last progress event sent
+# (a webhook's filters.minProgressIncrement)
+progress_marks = Table(
+    "progress_marks",
+    metadata,
+    Column("endpoint_key", String(200), primary_key=True),
+    Column("operation_id", String(60), primary_key=True),
+    Column("percentage", Float, nullable=False),
+)
+
+# per project: the secret that signs callbacks (and webhooks registered without one), the Slack
+# incoming webhook, and who owns it (told when a webhook gets disabled)
+projects = Table(
+    "projects",
+    metadata,
+    Column("tenant_id", String(36), primary_key=True),
+    Column("project_id", String(36), primary_key=True),
+    Column("signing_secret", Text, nullable=False),
+    Column("secret_created_at", UtcDateTime(), nullable=False),
+    Column("secret_revealed", Boolean, nullable=False, default=False),
+    Column("previous_secret", Text),
+    Column("previous_valid_until", UtcDateTime()),
+    Column("slack_webhook_url", Text),
+    Column("owner_emails", JSON, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# deliverer processes alive: a lease held by one whose heartbeat is stale is free again
+deliverers = Table(
+    "deliverers",
+    metadata,
+    Column("owner", String(60), primary_key=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+)
+
+
+OBSOLETE_INDEXES = ("ix_operations_list", "ix_operations_status", "ix_operations_type")
+# columns added after stores were first made; `create_all` makes missing tables, never columns
+ADDED_COLUMNS = ((tokens, "expires_at"),)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # let SQLAlchemy's begin event decide the transaction mode
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # writers take the lock up front (no lost read-then-write race); a reader runs each
+        # statement in its own implicit transaction, as PostgreSQL's READ COMMITTED does
+        if conn.get_execution_options().get(WRITE_OPTION, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        # one pooled connection per request thread (anyio's pool has 40) plus the dispatcher:
+        # an overflowing pool would open a connection and run its PRAGMAs per request
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            pool_size=48,
+            max_overflow=16,
+        )
+        _sqlite_pragmas(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        for name in OBSOLETE_INDEXES:  # replaced by covering ones; only stores made before 0.1
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    add_missing_columns(engine)
+    install_counters(engine)
+    return engine
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of ADDED_COLUMNS a store made before lacks (all are
+    nullable). Under the write lock (SQLite) or with IF NOT EXISTS (PostgreSQL), so processes
+    starting together do not both add one."""
+    with transaction(engine) as conn:
+        for table, name in ADDED_COLUMNS:
+            kind = table.c[name].type.compile(dialect=engine.dialect)
+            if engine.dialect.name == "sqlite":
+                present = {r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+                if name not in present:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+            else:
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {name} {kind}"
+                )
+
+
+_COUNT_KEY = "tenant_id, project_id, operation_type, priority, status"
+_COUNT_MATCH = " AND ".join(f"{c} = OLD.{c}" for c in _COUNT_KEY.split(", "))
+_COUNT_NEW = ", ".join(f"NEW.{c}" for c in _COUNT_KEY.split(", "))
+_COUNT_UP = f"""INSERT INTO operation_counts ({_COUNT_KEY}, n) VALUES ({_COUNT_NEW}, 1)
+        ON CONFLICT ({_COUNT_KEY}) DO UPDATE SET n = operation_counts.n + 1;"""
+_COUNT_DOWN = f"UPDATE operation_counts SET n = n - 1 WHERE {_COUNT_MATCH};"
+_COUNT_BACKFILL = f"""INSERT INTO operation_counts ({_COUNT_KEY}, n)
+    SELECT {_COUNT_KEY}, count(*) FROM operations GROUP BY {_COUNT_KEY}"""
+
+SQLITE_COUNTERS = (
+    f"CREATE TRIGGER ops_count_insert AFTER INSERT ON operations BEGIN {_COUNT_UP} END",
+    f"CREATE TRIGGER ops_count_delete AFTER DELETE ON operations BEGIN {_COUNT_DOWN} END",
+    "CREATE TRIGGER ops_count_status AFTER UPDATE OF status ON operations "
+    f"WHEN OLD.status IS NOT NEW.status BEGIN {_COUNT_DOWN} {_COUNT_UP} END",
+)
+POSTGRES_COUNTERS = (
+    f"""CREATE OR REPLACE FUNCTION pmops_count_operations() RETURNS trigger AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN {_COUNT_DOWN} END IF;
+        IF TG_OP IN ('UPDATE', 'INSERT') THEN {_COUNT_UP} END IF;
+        RETURN NULL;
+    END $$ LANGUAGE plpgsql""",
+    "CREATE TRIGGER ops_count_insert_delete AFTER INSERT OR DELETE ON operations "
+    "FOR EACH ROW EXECUTE FUNCTION pmops_count_operations()",
+    "CREATE TRIGGER ops_count_status AFTER UPDATE OF status ON operations FOR EACH ROW "
+    "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION pmops_count_operations()",
+)
+
+
+def install_counters(engine: Engine) -> None:
+    """Create the counting triggers once, and count what the store already holds, atomically:
+    under the write lock (SQLite) or an advisory lock (PostgreSQL), so two processes starting
+    together neither both install nor count twice."""
+    with transaction(engine) as conn:
+        if engine.dialect.name == "sqlite":
+            present = conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+                "AND name = 'ops_count_status'"
+            ).scalar_one()
+            statements = SQLITE_COUNTERS
+        else:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7210431)")
+            present = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'ops_count_status'"
+            ).scalar_one()
+            statements = POSTGRES_COUNTERS
+        if present:
+            return
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql("DELETE FROM operation_counts")
+        conn.exec_driver_sql(_COUNT_BACKFILL)
+
+
+@lru_cache
+def engine_for(url: str) -> Engine:
+    return make_engine(url)
+
+
+def checkpoint_in_background(engine: Engine) -> None:
+    """This process's connections leave WAL checkpoints to `checkpoint` (SQLite only).
+
+    SQLite otherwise checkpoints in whichever commit fills the WAL past 1000 pages, and that
+    request pays for copying and syncing them (the POST p99 under load). The API calls this at
+    start and checkpoints from its dispatcher thread; other processes keep auto-checkpointing."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    engine.dispose()  # connections opened before (create_all) are replaced by new ones
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy committed WAL pages into the database without waiting for readers or writers."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+class _WriteQueue:
+    """Writers of one SQLite store queue here: threads on a lock, processes on an flock of a file
+    beside the database. Both wake the next writer the moment the lock is free, where SQLite's own
+    busy handler polls in sleeps of up to 100 ms (the POST tail latency under load). The kernel
+    drops the flock of a process that dies holding it."""
+
+    def __init__(self, database: str) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._fd = os.open(f"{database}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+_queues: dict[int, _WriteQueue] = {}
+_queues_lock = threading.Lock()
+
+
+def _write_queue(engine: Engine) -> _WriteQueue | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    with _queues_lock:
+        queue = _queues.get(id(engine))
+        if queue is None:
+            queue = _queues[id(engine)] = _WriteQueue(database)
+    return queue
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (BEGIN IMMEDIATE on SQLite, after queueing in _WriteQueue)."""
+    queue = _write_queue(engine)
+    if queue is None:
+        with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+            yield conn
+        return
+    with queue.held(), engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        yield conn
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    return _utc(value)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    engine: Engine,
+    tenant_id: str,
+    project_id: str | None,
+    principal: str,
+    expires_at: datetime | None = None,
+) -> str:
+    """A new bearer token, refused from `expires_at` on (never, if None); only its SHA-256 is
+    stored."""
+    token = "pmops_" + secrets.token_urlsafe(32)
+    with transaction(engine) as conn:
+        conn.execute(
+            tokens.insert().values(
+                token_hash=hash_token(token),
+                tenant_id=tenant_id,
+                project_id=project_id,
+                principal=principal,
+                created_at=utc_now(),
+                expires_at=expires_at,
+            )
+        )
+    return token
