@@ -31,18 +31,21 @@ run: setup
 test: setup
 	$(BIN)/pytest -n 2 --dist loadgroup
 
+# ruff, then the layer contract of pyproject.toml's [tool.importlinter] (docs/architecture.md)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# mypy --strict on every package (pyproject.toml's [tool.mypy]: strict = true, files = all packages)
 typecheck: setup
-	$(BIN)/mypy analysis api pmops
+	$(BIN)/mypy
 
-check: lint typecheck test
+check: lint typecheck
 
 # Every bench script RUNS times, then BENCHMARKS.md regenerated (bench/run_all.py, bench/README.md);
 # `make bench RUNS=1 ONLY=webhooks,list` reruns a subset, SKIP=load leaves one out; the sections
