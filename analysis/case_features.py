@@ -188,7 +188,8 @@ def _statistics(events: pd.DataFrame) -> LogStatistics:
 def _start_hours(events: pd.DataFrame, lay: _Layout) -> np.ndarray:
     # epoch arithmetic: converting tz-aware timestamps to objects is 100x slower
     secs = event_seconds(events)[lay.starts]
-    return (np.floor(secs / 3600.0).astype(np.int64) % 24).astype(np.int64)
+    hours: np.ndarray = (np.floor(secs / 3600.0).astype(np.int64) % 24).astype(np.int64)
+    return hours
 
 
 def build_case_features(events: pd.DataFrame) -> CaseFeatures:

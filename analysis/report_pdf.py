@@ -757,7 +757,7 @@ def _closing_sections(results: Mapping[str, Any], sheet: StyleSheet1) -> list[Fl
 
 def write_analysis_report(
     pdf_path: Path,
-    results: dict,
+    results: dict[str, Any],
     events: pd.DataFrame,
     dfg: DirectlyFollows,
     process_map_png: Path | None,
