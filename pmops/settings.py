@@ -1,4 +1,8 @@
-"""Service settings from the environment (prefix PMOPS_), read through one cached getter."""
+"""Service settings from the environment (prefix PMOPS_), read through one cached getter.
+
+Each field's description is its row in the README's configuration table: `python -m pmops.settings`
+prints that table.
+"""
 
 from __future__ import annotations
 
