@@ -158,76 +158,87 @@ def _num(x: float) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
 
 
-def _case_reasons(
-    row: Any, tails: dict[str, _Tails], n_cases: int, activity_share: dict[str, float]
-) -> list[str]:
-    """Reasons for one flagged case, strongest first (strength = -log10 of the tail share)."""
-    found: list[tuple[float, str]] = []
-    weakest: tuple[float, str] | None = None
+def _strength(share: float) -> float:
+    return -math.log10(max(share, 1e-9))
 
-    def tail_reason(name: str, value: float, text: str) -> None:
-        nonlocal weakest
-        t = tails[name]
+
+class _Reasons:
+    """Reasons found for one case with their strength, and the weakest tail seen so far."""
+
+    def __init__(self, tails: dict[str, _Tails]):
+        self.tails = tails
+        self.found: list[tuple[float, str]] = []
+        self.weakest: tuple[float, str] | None = None
+
+    def add(self, share: float, text: str, bonus: float = 0.0) -> None:
+        self.found.append((_strength(share) + bonus, text))
+
+    def tail(self, name: str, value: float, text: str) -> None:
+        """A reason when `value` is in the feature's upper tail; else maybe the weakest one."""
+        t = self.tails[name]
         share = t.upper(value)
         if value > t.median and share <= TAIL_SHARE:
-            found.append((-math.log10(max(share, 1e-9)), text))
-        elif weakest is None or share < 10 ** (-weakest[0]):
-            strength = -math.log10(max(share, 1e-9))
-            weakest = (strength, f"{text}, reached by {_share_text(share)} of cases")
+            self.add(share, text)
+        elif self.weakest is None or share < 10 ** (-self.weakest[0]):
+            self.weakest = (_strength(share), f"{text}, reached by {_share_text(share)} of cases")
 
-    dur, med = float(row.duration_hours), tails["duration_hours"].median
+
+def _duration_reasons(r: _Reasons, row: Any) -> None:
+    """Too long or too short, in itself and against the usual time of the case's path."""
+    dur, med = float(row.duration_hours), r.tails["duration_hours"].median
     ratio = f"{dur / med:.1f}x the median" if med > 0 else "above the median"
-    tail_reason("duration_hours", dur, f"duration {ratio} ({hours_text(dur)} vs {hours_text(med)})")
-    low_share = tails["duration_hours"].lower(dur)
+    r.tail("duration_hours", dur, f"duration {ratio} ({hours_text(dur)} vs {hours_text(med)})")
+    low_share = r.tails["duration_hours"].lower(dur)
     if dur < med and low_share <= LOW_TAIL_SHARE:
-        found.append(
-            (
-                -math.log10(max(low_share, 1e-9)),
-                f"unusually short: {hours_text(dur)} vs a median of {hours_text(med)}",
-            )
-        )
+        r.add(low_share, f"unusually short: {hours_text(dur)} vs a median of {hours_text(med)}")
     expected = float(row.expected_hours)
     if expected > 0 and dur >= 2 * expected:
-        tail_reason(
+        r.tail(
             "log_delay_ratio",
             float(row.log_delay_ratio),
             f"took {dur / expected:.1f}x the usual time for its path ({hours_text(dur)} vs "
             f"{hours_text(expected)} from the median waits of its transitions)",
         )
-    fast_share = tails["log_delay_ratio"].lower(float(row.log_delay_ratio))
+    fast_share = r.tails["log_delay_ratio"].lower(float(row.log_delay_ratio))
     if expected > 0 and dur <= 0.5 * expected and fast_share <= LOW_TAIL_SHARE:
-        found.append(
-            (
-                -math.log10(max(fast_share, 1e-9)),
-                f"unusually fast for its path: {hours_text(dur)} vs {hours_text(expected)} from "
-                "the median waits of its transitions",
-            )
+        r.add(
+            fast_share,
+            f"unusually fast for its path: {hours_text(dur)} vs {hours_text(expected)} from "
+            "the median waits of its transitions",
         )
+
+
+def _count_reasons(r: _Reasons, row: Any) -> None:
+    """Long waits, repetitions, many events, many resource changes."""
     gap = float(row.max_gap_hours)
-    tail_reason(
+    r.tail(
         "max_gap_hours",
         gap,
         f"waited {hours_text(gap)} between two events "
-        f"(median longest wait {hours_text(tails['max_gap_hours'].median)})",
+        f"(median longest wait {hours_text(r.tails['max_gap_hours'].median)})",
     )
     if row.max_repeat >= 2:
-        tail_reason(
+        r.tail(
             "max_repeat",
             float(row.max_repeat),
             f"activity '{row.most_repeated_activity}' repeated {int(row.max_repeat)} times",
         )
-    tail_reason(
+    r.tail(
         "event_count",
         float(row.event_count),
-        f"{int(row.event_count)} events (median {_num(tails['event_count'].median)})",
+        f"{int(row.event_count)} events (median {_num(r.tails['event_count'].median)})",
     )
-    if "resource_changes" in tails:
-        tail_reason(
+    if "resource_changes" in r.tails:
+        r.tail(
             "resource_changes",
             float(row.resource_changes),
             f"{int(row.resource_changes)} resource changes "
-            f"(median {_num(tails['resource_changes'].median)})",
+            f"(median {_num(r.tails['resource_changes'].median)})",
         )
+
+
+def _rarity_reasons(r: _Reasons, row: Any, n_cases: int, activity_share: dict[str, float]) -> None:
+    """Rare activities and transitions, a missing common activity, an unusual start hour."""
     rare_activity = ""
     a_share = float(row.min_activity_share)
     if a_share < RARE_ACTIVITY_SHARE:
@@ -238,7 +249,7 @@ def _case_reasons(
             if k <= 1
             else f"rare activity '{rare_activity}' ({k} cases, {_share_text(a_share)})"
         )
-        found.append((-math.log10(max(a_share, 1e-9)) + 0.5, text))
+        r.add(a_share, text, bonus=0.5)
     t_share = float(row.min_transition_share)
     src, tgt = str(row.rarest_transition_source), str(row.rarest_transition_target)
     if t_share < RARE_TRANSITION_SHARE and rare_activity not in (src, tgt):
@@ -249,33 +260,39 @@ def _case_reasons(
             text = f"unusual last activity '{src}' ({share} of cases)"
         else:
             text = f"rare transition '{src}' -> '{tgt}' ({share} of cases)"
-        found.append((-math.log10(max(t_share, 1e-9)), text))
+        r.add(t_share, text)
     if row.missing_common_count > 0 and row.missing_common_activity:
         present = activity_share.get(str(row.missing_common_activity), 0.0)
-        found.append(
-            (
-                -math.log10(max(1.0 - present, 1e-9)),
-                f"activity '{row.missing_common_activity}' missing "
-                f"(present in {_share_text(present)} of cases)",
-            )
+        r.add(
+            1.0 - present,
+            f"activity '{row.missing_common_activity}' missing "
+            f"(present in {_share_text(present)} of cases)",
         )
     hour_share = float(row.start_hour_share)
     if hour_share < UNUSUAL_HOUR_SHARE:
-        found.append(
-            (
-                -math.log10(max(hour_share, 1e-9)),
-                f"started at {int(row.start_hour):02d}:00 UTC, outside usual hours "
-                f"({_share_text(hour_share)} of cases start in that hour)",
-            )
+        r.add(
+            hour_share,
+            f"started at {int(row.start_hour):02d}:00 UTC, outside usual hours "
+            f"({_share_text(hour_share)} of cases start in that hour)",
         )
-    found.sort(key=lambda r: -r[0])
+
+
+def _case_reasons(
+    row: Any, tails: dict[str, _Tails], n_cases: int, activity_share: dict[str, float]
+) -> list[str]:
+    """Reasons for one flagged case, strongest first (strength = -log10 of the tail share)."""
+    r = _Reasons(tails)
+    _duration_reasons(r, row)
+    _count_reasons(r, row)
+    _rarity_reasons(r, row, n_cases, activity_share)
+    found = sorted(r.found, key=lambda f: -f[0])
     if any(text.startswith("took ") for _, text in found):
         # the path-relative delay says more than the plain duration; keep one of them
         found = [(v, text) for v, text in found if not text.startswith("duration ")]
     reasons = [text for _, text in found[:MAX_REASONS]]
-    if not reasons and weakest is not None:
+    if not reasons and r.weakest is not None:
         # no single feature is extreme: name the least common one ("; " separates reasons)
-        reasons = [f"unusual combination of features, most unusual: {weakest[1]}"]
+        reasons = [f"unusual combination of features, most unusual: {r.weakest[1]}"]
     return reasons
 
 
@@ -353,6 +370,44 @@ def _skipped(n_cases: int) -> AnomalyResult:
     )
 
 
+def _detector(n_cases: int, random_state: int) -> Pipeline:
+    return Pipeline(
+        [
+            ("scale", RobustScaler()),
+            (
+                "forest",
+                IsolationForest(
+                    n_estimators=N_ESTIMATORS,
+                    max_samples=min(MAX_SAMPLES, n_cases),
+                    random_state=random_state,
+                ),
+            ),
+        ]
+    )
+
+
+def _explain(features: CaseFeatures, flagged: np.ndarray) -> list[list[str]]:
+    """The reasons of each flagged case (rows of the feature table), in `flagged`'s order."""
+    table = features.table
+    tail_columns = [
+        "duration_hours",
+        "log_delay_ratio",
+        "max_gap_hours",
+        "max_repeat",
+        "event_count",
+    ]
+    if features.stats.has_resources:
+        tail_columns.append("resource_changes")
+    tails = {c: _Tails(table[c].to_numpy(dtype=np.float64)) for c in tail_columns}
+    activity_share = dict(
+        zip(features.stats.activities, features.stats.activity_case_share.tolist(), strict=True)
+    )
+    return [
+        _case_reasons(row, tails, len(table), activity_share)
+        for row in table.iloc[flagged].itertuples(index=False)
+    ]
+
+
 def detect_anomalies(
     events: pd.DataFrame,
     features: CaseFeatures | None = None,
@@ -378,19 +433,7 @@ def detect_anomalies(
         for c in DETECTOR_FEATURES
         if features.stats.has_resources or c not in ("resource_changes", "distinct_resources")
     ]
-    model = Pipeline(
-        [
-            ("scale", RobustScaler()),
-            (
-                "forest",
-                IsolationForest(
-                    n_estimators=N_ESTIMATORS,
-                    max_samples=min(MAX_SAMPLES, n_cases),
-                    random_state=random_state,
-                ),
-            ),
-        ]
-    )
+    model = _detector(n_cases, random_state)
     x = table[columns].to_numpy(dtype=np.float64)
     with progress.heartbeat(1, steps, f"Fitting the Isolation Forest on {n_cases:,} cases"):
         model.fit(x)
@@ -402,23 +445,7 @@ def detect_anomalies(
     severity = _severity(score[flagged])
 
     progress.update(3, steps, f"Explaining {len(flagged)} anomalous cases")
-    tail_columns = [
-        "duration_hours",
-        "log_delay_ratio",
-        "max_gap_hours",
-        "max_repeat",
-        "event_count",
-    ]
-    if features.stats.has_resources:
-        tail_columns.append("resource_changes")
-    tails = {c: _Tails(table[c].to_numpy(dtype=np.float64)) for c in tail_columns}
-    activity_share = dict(
-        zip(features.stats.activities, features.stats.activity_case_share.tolist(), strict=True)
-    )
-    reasons = [
-        _case_reasons(row, tails, n_cases, activity_share)
-        for row in table.iloc[flagged].itertuples(index=False)
-    ]
+    reasons = _explain(features, flagged)
     cases = pd.DataFrame(
         {
             "caseId": table.index.to_numpy()[flagged].astype(str),

@@ -188,7 +188,8 @@ def _statistics(events: pd.DataFrame) -> LogStatistics:
 def _start_hours(events: pd.DataFrame, lay: _Layout) -> np.ndarray:
     # epoch arithmetic: converting tz-aware timestamps to objects is 100x slower
     secs = event_seconds(events)[lay.starts]
-    return (np.floor(secs / 3600.0).astype(np.int64) % 24).astype(np.int64)
+    hours: np.ndarray = (np.floor(secs / 3600.0).astype(np.int64) % 24).astype(np.int64)
+    return hours
 
 
 def build_case_features(events: pd.DataFrame) -> CaseFeatures:
@@ -196,11 +197,22 @@ def build_case_features(events: pd.DataFrame) -> CaseFeatures:
     return case_features_with(events, _statistics(events))
 
 
-def case_features_with(events: pd.DataFrame, stats: LogStatistics) -> CaseFeatures:
-    """Features of the cases of `events` with rarities looked up in `stats` (another log's)."""
-    lay = _layout(events)
-    n, n_cases = len(events), len(lay.starts)
-    n_act = len(stats.activities)
+@dataclass(frozen=True)
+class _Codes:
+    """Activity codes of a log in the reference's numbering: its activities, START, END, then
+    activities the reference never saw; `share` is each code's share of reference cases."""
+
+    codes: np.ndarray  # per event
+    names: list[str]  # per code
+    share: np.ndarray  # per code
+
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+
+def _encode(events: pd.DataFrame, stats: LogStatistics) -> _Codes:
+    n, n_act = len(events), len(stats.activities)
     lookup = {a: i for i, a in enumerate(stats.activities)}
     raw_names = events[ACTIVITY].astype(str)
     local_codes, local_names = pd.factorize(raw_names, sort=False)
@@ -210,33 +222,45 @@ def case_features_with(events: pd.DataFrame, stats: LogStatistics) -> CaseFeatur
     mapping[unknown] = n_act + 2 + np.arange(int(unknown.sum()))
     codes = mapping[local_codes] if n else np.zeros(0, dtype=np.int64)
     all_names = list(stats.activities) + [START, END] + [str(a) for a in local_names[unknown]]
-    width = len(all_names)
-    act_share = np.zeros(width)
+    act_share = np.zeros(len(all_names))
     act_share[:n_act] = stats.activity_case_share
+    return _Codes(codes, all_names, act_share)
 
-    secs = event_seconds(events)
+
+def _timing_columns(secs: np.ndarray, lay: _Layout, n: int) -> dict[str, np.ndarray]:
     count = (lay.ends - lay.starts).astype(np.int64)
     first_s, last_s = secs[lay.starts], secs[lay.ends - 1]
     duration_h = (last_s - first_s) / 3600.0
     gap = np.where(lay.same_case, secs - np.r_[secs[:1], secs[:-1]], 0.0) / 3600.0
     max_gap = np.maximum.reduceat(gap, lay.starts) if n else np.zeros(0)
     mean_gap = np.where(count > 1, duration_h / np.maximum(count - 1, 1), 0.0)
+    return {
+        "duration_hours": duration_h,
+        "event_count": count,
+        "mean_gap_hours": mean_gap,
+        "max_gap_hours": max_gap,
+        "start_seconds": first_s,
+        "end_seconds": last_s,
+    }
 
+
+def _activity_columns(
+    enc: _Codes, lay: _Layout, stats: LogStatistics, n_cases: int
+) -> dict[str, np.ndarray]:
+    """Repetitions, rarest activity and missing common activities per case."""
+    width, act_share, n_act = enc.width, enc.share, len(stats.activities)
     # repetitions: (case, activity) pairs and how often each occurs
-    pkey = lay.case_of.astype(np.int64) * width + codes
+    pkey = lay.case_of.astype(np.int64) * width + enc.codes
     pairs, pcount = np.unique(pkey, return_counts=True)
     pcase, pact = pairs // width, pairs % width
     distinct = np.bincount(pcase, minlength=n_cases)
     top = _first_per_group(pcase, -pcount, n_cases)
-    max_repeat = pcount[top]
-    most_repeated = np.array(all_names, dtype=object)[pact[top]]
     pshare = act_share[pact]
     rarest_a = _first_per_group(pcase, pshare, n_cases)
     rare_act = np.bincount(pcase[pshare < RARE_ACTIVITY_SHARE], minlength=n_cases)
     # common activities a case lacks: the rarest-to-miss one is quoted in reasons
     common = act_share >= COMMON_ACTIVITY_SHARE
     present_common = np.bincount(pcase[common[pact]], minlength=n_cases)
-    missing_common = int(common.sum()) - present_common
     missing_name = np.full(n_cases, "", dtype=object)
     common_codes = np.flatnonzero(common[:n_act])
     # most common last, so the most surprising absence is the one named
@@ -244,15 +268,34 @@ def case_features_with(events: pd.DataFrame, stats: LogStatistics) -> CaseFeatur
         has = np.zeros(n_cases, dtype=bool)
         has[pcase[pact == code]] = True
         missing_name[~has] = stats.activities[code]
+    names_arr = np.array(enc.names, dtype=object)
+    return {
+        "distinct_activities": distinct,
+        "max_repeat": pcount[top],
+        "most_repeated_activity": names_arr[pact[top]],
+        "rare_activity_count": rare_act,
+        "min_activity_share": pshare[rarest_a],
+        "rarest_activity": names_arr[pact[rarest_a]],
+        "missing_common_count": int(common.sum()) - present_common,
+        "missing_common_activity": missing_name,
+    }
 
-    # direct loops: A A (self loop) or A B A (back loop of length two)
+
+def _loop_count(codes: np.ndarray, lay: _Layout, n: int, n_cases: int) -> np.ndarray:
+    """Direct loops per case: A A (self loop) or A B A (back loop of length two)."""
     prev1 = np.r_[-1, codes[:-1]][:n]
     prev2 = np.r_[-1, -1, codes[:-2]][:n]
     same2 = lay.same_case & np.r_[False, lay.same_case[:-1]][:n]
     loops = (lay.same_case & (codes == prev1)) | (same2 & (codes == prev2) & (codes != prev1))
-    loop_count = np.bincount(lay.case_of[loops], minlength=n_cases)
+    counts: np.ndarray = np.bincount(lay.case_of[loops], minlength=n_cases)
+    return counts
 
-    # transitions (with virtual start/end) and their share of cases in the reference log
+
+def _transition_columns(
+    enc: _Codes, lay: _Layout, stats: LogStatistics, n_cases: int
+) -> dict[str, np.ndarray]:
+    """Transitions (with virtual start/end) and their share of cases in the reference log."""
+    codes, width, n_act = enc.codes, enc.width, len(stats.activities)
     s_ref = n_act + 2
     inner = np.flatnonzero(lay.same_case)
     e_src = np.concatenate([np.full(n_cases, n_act), codes[inner - 1], codes[lay.ends - 1]])
@@ -273,77 +316,116 @@ def case_features_with(events: pd.DataFrame, stats: LogStatistics) -> CaseFeatur
         lay.case_of[inner], weights=stats.median_wait(wait_key), minlength=n_cases
     )
     rarest_e = _first_per_group(u_case, eshare, n_cases)
-    names_arr = np.array(all_names, dtype=object)
+    names_arr = np.array(enc.names, dtype=object)
+    return {
+        "rare_transition_count": rare_tr,
+        "min_transition_share": eshare[rarest_e],
+        "rarest_transition_source": names_arr[u_src[rarest_e]],
+        "rarest_transition_target": names_arr[u_tgt[rarest_e]],
+        "expected_hours": expected_h,
+    }
 
-    # resources: hand-overs between known performers
-    if RESOURCE in events.columns:
-        res_codes, res_names = pd.factorize(events[RESOURCE].astype(str), sort=False)
-        empty = np.flatnonzero(res_names == "")
-        known_res = res_codes >= 0
-        if len(empty):
-            known_res &= res_codes != empty[0]
-        prev_res = np.r_[-1, res_codes[:-1]]
-        prev_known = np.r_[False, known_res[:-1]]
-        change = lay.same_case & known_res & prev_known & (res_codes != prev_res)
-        res_changes = np.bincount(lay.case_of[change], minlength=n_cases)
-        rpairs = np.unique(
-            lay.case_of[known_res].astype(np.int64) * max(len(res_names), 1) + res_codes[known_res]
-        )
-        distinct_res = np.bincount(rpairs // max(len(res_names), 1), minlength=n_cases)
-    else:
-        res_changes = np.zeros(n_cases, dtype=np.int64)
-        distinct_res = np.zeros(n_cases, dtype=np.int64)
 
-    hours = np.floor(secs[lay.starts] / 3600.0).astype(np.int64) % 24
-    # 1970-01-01 was a Thursday (weekday 3 with Monday = 0)
-    weekday = (np.floor(secs[lay.starts] / 86400.0).astype(np.int64) + 3) % 7
-    hour_share = stats.start_hour_share[hours]
+def _resource_columns(events: pd.DataFrame, lay: _Layout, n_cases: int) -> dict[str, np.ndarray]:
+    """Hand-overs between known performers, and distinct performers, per case."""
+    if RESOURCE not in events.columns:
+        return {
+            "resource_changes": np.zeros(n_cases, dtype=np.int64),
+            "distinct_resources": np.zeros(n_cases, dtype=np.int64),
+        }
+    res_codes, res_names = pd.factorize(events[RESOURCE].astype(str), sort=False)
+    empty = np.flatnonzero(res_names == "")
+    known_res = res_codes >= 0
+    if len(empty):
+        known_res &= res_codes != empty[0]
+    prev_res = np.r_[-1, res_codes[:-1]]
+    prev_known = np.r_[False, known_res[:-1]]
+    change = lay.same_case & known_res & prev_known & (res_codes != prev_res)
+    rpairs = np.unique(
+        lay.case_of[known_res].astype(np.int64) * max(len(res_names), 1) + res_codes[known_res]
+    )
+    return {
+        "resource_changes": np.bincount(lay.case_of[change], minlength=n_cases),
+        "distinct_resources": np.bincount(rpairs // max(len(res_names), 1), minlength=n_cases),
+    }
 
-    # variants: the activity sequence of each case, identified by its code bytes
+
+def _variant_columns(
+    enc: _Codes, lay: _Layout, n_cases: int
+) -> tuple[dict[str, np.ndarray], list[tuple[str, ...]]]:
+    """Each case's variant (its activity sequence, identified by its code bytes) and share."""
+    codes = enc.codes
     seq_keys = [codes[a:b].tobytes() for a, b in zip(lay.starts, lay.ends, strict=True)]
     variant_id, uniques = pd.factorize(pd.Series(seq_keys, dtype=object), sort=False)
     first_of_variant = _first_per_group(variant_id, np.zeros(n_cases), len(uniques))
     variants = [
-        tuple(all_names[c] for c in codes[lay.starts[i] : lay.ends[i]]) for i in first_of_variant
+        tuple(enc.names[c] for c in codes[lay.starts[i] : lay.ends[i]]) for i in first_of_variant
     ]
     variant_share = np.bincount(variant_id, minlength=len(uniques))[variant_id] / max(n_cases, 1)
+    return {"variant_id": variant_id, "variant_share": variant_share}, variants
+
+
+# the table's columns in order (the helpers above compute them by group)
+_COLUMNS = (
+    "duration_hours",
+    "event_count",
+    "distinct_activities",
+    "rework_count",
+    "max_repeat",
+    "most_repeated_activity",
+    "loop_count",
+    "rare_transition_count",
+    "min_transition_share",
+    "rarest_transition_source",
+    "rarest_transition_target",
+    "rare_activity_count",
+    "min_activity_share",
+    "rarest_activity",
+    "missing_common_count",
+    "missing_common_activity",
+    "resource_changes",
+    "distinct_resources",
+    "start_hour",
+    "start_weekday",
+    "start_hour_share",
+    "mean_gap_hours",
+    "max_gap_hours",
+    "expected_hours",
+    "variant_id",
+    "variant_share",
+    "start_seconds",
+    "end_seconds",
+)
+
+
+def case_features_with(events: pd.DataFrame, stats: LogStatistics) -> CaseFeatures:
+    """Features of the cases of `events` with rarities looked up in `stats` (another log's)."""
+    lay = _layout(events)
+    n, n_cases = len(events), len(lay.starts)
+    enc = _encode(events, stats)
+    secs = event_seconds(events)
+    columns = _timing_columns(secs, lay, n)
+    columns.update(_activity_columns(enc, lay, stats, n_cases))
+    columns["rework_count"] = columns["event_count"] - columns["distinct_activities"]
+    columns["loop_count"] = _loop_count(enc.codes, lay, n, n_cases)
+    columns.update(_transition_columns(enc, lay, stats, n_cases))
+    columns.update(_resource_columns(events, lay, n_cases))
+    hours = np.floor(secs[lay.starts] / 3600.0).astype(np.int64) % 24
+    columns["start_hour"] = hours
+    # 1970-01-01 was a Thursday (weekday 3 with Monday = 0)
+    columns["start_weekday"] = (np.floor(secs[lay.starts] / 86400.0).astype(np.int64) + 3) % 7
+    hour_share = stats.start_hour_share[hours]
+    columns["start_hour_share"] = hour_share
+    variant_columns, variants = _variant_columns(enc, lay, n_cases)
+    columns.update(variant_columns)
 
     floor = 0.5 / max(stats.n_cases, 1)  # share of "half a case": keeps logs finite for unseen
     table = pd.DataFrame(
-        {
-            "duration_hours": duration_h,
-            "event_count": count,
-            "distinct_activities": distinct,
-            "rework_count": count - distinct,
-            "max_repeat": max_repeat,
-            "most_repeated_activity": most_repeated,
-            "loop_count": loop_count,
-            "rare_transition_count": rare_tr,
-            "min_transition_share": eshare[rarest_e],
-            "rarest_transition_source": names_arr[u_src[rarest_e]],
-            "rarest_transition_target": names_arr[u_tgt[rarest_e]],
-            "rare_activity_count": rare_act,
-            "min_activity_share": pshare[rarest_a],
-            "rarest_activity": names_arr[pact[rarest_a]],
-            "missing_common_count": missing_common,
-            "missing_common_activity": missing_name,
-            "resource_changes": res_changes,
-            "distinct_resources": distinct_res,
-            "start_hour": hours,
-            "start_weekday": weekday,
-            "start_hour_share": hour_share,
-            "mean_gap_hours": mean_gap,
-            "max_gap_hours": max_gap,
-            "expected_hours": expected_h,
-            "variant_id": variant_id,
-            "variant_share": variant_share,
-            "start_seconds": first_s,
-            "end_seconds": last_s,
-        },
-        index=pd.Index(lay.case_ids, name=CASE),
+        {name: columns[name] for name in _COLUMNS}, index=pd.Index(lay.case_ids, name=CASE)
     )
+    duration_h, expected_h = columns["duration_hours"], columns["expected_hours"]
     table["log_duration"] = np.log1p(duration_h)
-    table["log_max_gap"] = np.log1p(max_gap)
+    table["log_max_gap"] = np.log1p(columns["max_gap_hours"])
     table["log_delay_ratio"] = np.log1p(duration_h) - np.log1p(expected_h)
     table["transition_rarity"] = -np.log10(np.maximum(table["min_transition_share"], floor))
     table["activity_rarity"] = -np.log10(np.maximum(table["min_activity_share"], floor))

@@ -39,7 +39,8 @@ class DirectlyFollows:
 def event_seconds(events: pd.DataFrame) -> np.ndarray:
     """Event timestamps as float seconds since the epoch (UTC)."""
     ts = events[TIMESTAMP].dt.tz_convert("UTC").dt.tz_localize(None)
-    return ts.to_numpy(dtype="datetime64[us]").astype(np.int64) / 1e6
+    seconds: np.ndarray = ts.to_numpy(dtype="datetime64[us]").astype(np.int64) / 1e6
+    return seconds
 
 
 def compute_dfg(events: pd.DataFrame) -> DirectlyFollows:

@@ -21,6 +21,7 @@ from analysis.columns import ACTIVITY, CASE, RESOURCE, ROW, TIMESTAMP
 from analysis.errors import EventLogError, InvalidParameter
 from analysis.eventlog_read import ColumnMapping, LoadLimits, RawLog, ValidationIssue, read_raw
 from analysis.eventlog_time import (
+    ParsedTimes,
     TimeWindow,
     iso_utc,
     parse_time_window,
@@ -214,16 +215,7 @@ def validate_event_log(
     invalid = missing_case | missing_activity | times.missing | times.unparseable
 
     issues: list[ValidationIssue] = list(raw.read_issues)
-    for name, mask, value_col in (
-        (MISSING_CASE, missing_case, None),
-        (MISSING_ACTIVITY, missing_activity, None),
-        (MISSING_TIMESTAMP, times.missing, None),
-        (UNPARSEABLE_TIMESTAMP, times.unparseable, TIMESTAMP),
-    ):
-        if mask.any():
-            issues.append(
-                ValidationIssue(name, int(mask.sum()), True, _examples(frame, mask, value_col))
-            )
+    issues += _record_issues(frame, missing_case, missing_activity, times)
 
     valid_idx = np.flatnonzero(~invalid)
     # text order of case IDs (numeric IDs from Parquet too), as the frame is sorted by it
@@ -253,14 +245,8 @@ def validate_event_log(
 
     filtered = 0
     if time_window is not None:
-        inside = time_window.mask(utc_us)
+        inside = _window_mask(time_window, utc_us)
         filtered = int(len(inside) - inside.sum())
-        if filtered == len(inside):
-            raise InvalidParameter(
-                f"No valid event lies in the time window ({time_window.describe()}); the log "
-                f"spans {iso_utc(_us(utc_us.min()))} to {iso_utc(_us(utc_us.max()))}.",
-                field="parameters.timeWindow",
-            )
         valid_idx, case_codes, utc_us = valid_idx[inside], case_codes[inside], utc_us[inside]
 
     events = _event_frame(frame, valid_idx, case_codes, utc_us)
@@ -282,6 +268,39 @@ def validate_event_log(
         end=_us(int(utc_us.max())),
         time_window=time_window,
     )
+
+
+def _record_issues(
+    frame: pd.DataFrame,
+    missing_case: np.ndarray,
+    missing_activity: np.ndarray,
+    times: ParsedTimes,
+) -> list[ValidationIssue]:
+    """One issue per kind of unusable record (missing case, activity or timestamp, bad time)."""
+    issues: list[ValidationIssue] = []
+    for name, mask, value_col in (
+        (MISSING_CASE, missing_case, None),
+        (MISSING_ACTIVITY, missing_activity, None),
+        (MISSING_TIMESTAMP, times.missing, None),
+        (UNPARSEABLE_TIMESTAMP, times.unparseable, TIMESTAMP),
+    ):
+        if mask.any():
+            issues.append(
+                ValidationIssue(name, int(mask.sum()), True, _examples(frame, mask, value_col))
+            )
+    return issues
+
+
+def _window_mask(time_window: TimeWindow, utc_us: np.ndarray) -> np.ndarray:
+    """The events inside the window; a problem naming the log's span when none is."""
+    inside: np.ndarray = time_window.mask(utc_us)
+    if inside.sum() == 0:
+        raise InvalidParameter(
+            f"No valid event lies in the time window ({time_window.describe()}); the log "
+            f"spans {iso_utc(_us(utc_us.min()))} to {iso_utc(_us(utc_us.max()))}.",
+            field="parameters.timeWindow",
+        )
+    return inside
 
 
 def _blank(values: pd.Series) -> np.ndarray:

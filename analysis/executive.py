@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +53,17 @@ FORMAT_FIELD = "parameters.exportFormats"
 _FORMATS = {"pdf": "PDF", "powerpoint": "PowerPoint", "pptx": "PowerPoint"}
 # a readable map on one slide/page: fewer boxes than the full report's map
 EXEC_MAP_ACTIVITIES, EXEC_MAP_EDGES = 15, 30
-_BLUE = RGBColor(0x2B, 0x6C, 0xB0)
-_GREY = RGBColor(0x4A, 0x55, 0x68)
+
+
+# python-pptx has no annotations: its colour constructor, typed
+_rgb: Callable[[int, int, int], RGBColor] = RGBColor
+
+
+_BLUE = _rgb(0x2B, 0x6C, 0xB0)
+_GREY = _rgb(0x4A, 0x55, 0x68)
 _PRIORITY_RGB = {
-    "High": RGBColor(0xC5, 0x30, 0x30),
-    "Medium": RGBColor(0xDD, 0x8A, 0x1E),
+    "High": _rgb(0xC5, 0x30, 0x30),
+    "Medium": _rgb(0xDD, 0x8A, 0x1E),
     "Low": _GREY,
 }
 
@@ -342,7 +348,7 @@ def _write_pptx(
 
 def write_executive_summary(
     out_dir: Path,
-    results: dict,
+    results: dict[str, Any],
     events: pd.DataFrame | None,
     dfg: DirectlyFollows | None,
     formats: Sequence[str] = ("PDF", "PowerPoint"),

@@ -46,7 +46,9 @@ def normalise_algorithm(algorithm: str) -> str:
     return ALGORITHM_ALIASES[key]
 
 
-def _get(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any):
+def _get(
+    obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any
+) -> Any:
     value = obj.get(key, default)
     if value is None:
         return default
@@ -73,7 +75,9 @@ def _choice(value: str | None, allowed: tuple[str, ...], where: str) -> str | No
     return value
 
 
-def _formats(value: Any, allowed: tuple[str, ...], where: str, default: tuple[str, ...]):
+def _formats(
+    value: Any, allowed: tuple[str, ...], where: str, default: tuple[str, ...]
+) -> tuple[str, ...]:
     if value is None:
         return default
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -227,7 +227,7 @@ class OperationRun:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(plan.source_dir / artifact.path, target)
             self.artifacts.append(artifact)
-        record = snapshot["record"]
+        record: PhaseRecord = snapshot["record"]
         record.preserved_from = record.preserved_from or plan.origin
         self.records[phase] = record
         target_state = self._state_path(self.out_dir, phase)
@@ -248,7 +248,9 @@ class OperationRun:
         """A completed run is never resumed: its checkpoints only take disk space."""
         shutil.rmtree(self.out_dir / STATE_DIR, ignore_errors=True)
 
-    def _run_phase(self, phase: str, work: Callable[[Progress], tuple[int, dict[str, Any]]]):
+    def _run_phase(
+        self, phase: str, work: Callable[[Progress], tuple[int, dict[str, Any]]]
+    ) -> dict[str, Any]:
         restored = self._restore(phase)
         if restored is not None:
             return restored

@@ -128,14 +128,10 @@ def _edge_colours(edges: list[DfgEdge]) -> list[str]:
     return colours
 
 
-def build_dot(
-    dfg: DirectlyFollows,
-    max_activities: int = 40,
-    max_edges: int = 120,
-    title: str | None = None,
-) -> tuple[str, list[str], list[DfgEdge], str]:
-    """DOT source, the shown activities, the shown edges and the legend text."""
-    shown, edges = _select(dfg, max_activities, max_edges)
+def _legend(
+    dfg: DirectlyFollows, shown: list[str], edges: list[DfgEdge], title: str | None
+) -> list[str]:
+    """The map's title, what it shows of the graph, and how to read it."""
     n_act, n_edges = len(dfg.activity_counts), len(dfg.edges)
     truncated = len(shown) < n_act or len(edges) < n_edges
     legend = [title or "Process map (directly-follows graph)"]
@@ -152,19 +148,12 @@ def build_dot(
         "Node: activity and number of events. Edge: number of transitions and mean time between."
     )
     legend.append("Red: slowest 10% of shown transitions by mean time; orange: next 15%")
-    legend_text = "\n".join(legend)
+    return legend
 
-    ids = {a: f"a{i}" for i, a in enumerate(shown)}
-    max_count = max((dfg.activity_counts[a] for a in shown), default=0)
-    max_freq = max((e.frequency for e in edges), default=0)
-    max_start = max((dfg.start_counts.get(a, 0) for a in shown), default=0)
-    max_end = max((dfg.end_counts.get(a, 0) for a in shown), default=0)
-    max_any = max(max_freq, max_start, max_end, 1)
 
-    def width(freq: int) -> str:
-        return f"{1.0 + 5.0 * np.sqrt(freq / max_any):.2f}"
-
-    lines = [
+def _dot_header(legend: list[str]) -> list[str]:
+    """The graph, node and edge defaults, and the start and end nodes."""
+    return [
         "digraph process_map {",
         '  charset="UTF-8";',
         f'  graph [rankdir=TB, labelloc=t, fontname="DejaVu Sans", fontsize=16, nodesep=0.35, '
@@ -177,6 +166,30 @@ def build_dot(
         '  "__end__" [label="end", shape=doublecircle, style=filled, fillcolor="#4a5568", '
         "fontcolor=white, width=0.5, fixedsize=true];",
     ]
+
+
+def build_dot(
+    dfg: DirectlyFollows,
+    max_activities: int = 40,
+    max_edges: int = 120,
+    title: str | None = None,
+) -> tuple[str, list[str], list[DfgEdge], str]:
+    """DOT source, the shown activities, the shown edges and the legend text."""
+    shown, edges = _select(dfg, max_activities, max_edges)
+    legend = _legend(dfg, shown, edges, title)
+    legend_text = "\n".join(legend)
+
+    ids = {a: f"a{i}" for i, a in enumerate(shown)}
+    max_count = max((dfg.activity_counts[a] for a in shown), default=0)
+    max_freq = max((e.frequency for e in edges), default=0)
+    max_start = max((dfg.start_counts.get(a, 0) for a in shown), default=0)
+    max_end = max((dfg.end_counts.get(a, 0) for a in shown), default=0)
+    max_any = max(max_freq, max_start, max_end, 1)
+
+    def width(freq: int) -> str:
+        return f"{1.0 + 5.0 * np.sqrt(freq / max_any):.2f}"
+
+    lines = _dot_header(legend)
     for a in shown:
         count = dfg.activity_counts[a]
         fill, font = _fill(count, max_count)

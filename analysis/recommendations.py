@@ -372,7 +372,7 @@ def _conformance(results: Mapping[str, Any], n_cases: int) -> list[Recommendatio
     ]
 
 
-def recommend(events: pd.DataFrame, results: dict) -> list[Recommendation]:
+def recommend(events: pd.DataFrame, results: dict[str, Any]) -> list[Recommendation]:
     """Recommendations that apply to this log, most urgent first; [] when nothing applies."""
     out: list[Recommendation] = []
     n_cases = 0

@@ -456,17 +456,9 @@ def _summary_section(
     return story
 
 
-def _discovery_section(
-    results: Mapping[str, Any],
-    events: pd.DataFrame | None,
-    dfg: DirectlyFollows | None,
-    process_map_png: Path | None,
-    workdir: Path,
-    sheet: StyleSheet1,
+def _map_pages(
+    dfg: DirectlyFollows | None, process_map_png: Path | None, sheet: StyleSheet1
 ) -> list[Flowable]:
-    discovery = phase_results(results, DISCOVERY)
-    model = discovery.get("processModel") or {}
-    perf = discovery.get("performanceMetrics") or {}
     story: list[Flowable] = [
         NextPageTemplate("landscape"),
         PageBreak(),
@@ -487,8 +479,17 @@ def _discovery_section(
         story += [Spacer(1, 0.2 * cm), picture(Path(process_map_png), width, height - 2.2 * cm)]
     else:
         story.append(Paragraph("The process map was not drawn.", sheet["Note"]))
+    return story
 
-    story += [
+
+def _variant_pages(
+    results: Mapping[str, Any],
+    events: pd.DataFrame | None,
+    model: Mapping[str, Any],
+    workdir: Path,
+    sheet: StyleSheet1,
+) -> list[Flowable]:
+    story: list[Flowable] = [
         NextPageTemplate("portrait"),
         PageBreak(),
         Paragraph("Process variants", sheet["Heading1"]),
@@ -520,8 +521,13 @@ def _discovery_section(
         story.append(picture(png, _frame_width(), 9 * cm))
     else:
         story.append(Paragraph("Variants were not computed.", sheet["Note"]))
+    return story
 
-    story.append(Paragraph("Cycle time", sheet["Heading1"]))
+
+def _cycle_time(
+    perf: Mapping[str, Any], events: pd.DataFrame | None, workdir: Path, sheet: StyleSheet1
+) -> list[Flowable]:
+    story: list[Flowable] = [Paragraph("Cycle time", sheet["Heading1"])]
     if perf:
         story.append(
             Paragraph(
@@ -542,7 +548,10 @@ def _discovery_section(
         story.append(picture(png, _frame_width(), 7.5 * cm))
     elif not perf:
         story.append(Paragraph("Cycle times were not computed.", sheet["Note"]))
+    return story
 
+
+def _bottlenecks(perf: Mapping[str, Any], workdir: Path, sheet: StyleSheet1) -> list[Flowable]:
     heading = Paragraph("Bottlenecks", sheet["Heading1"])
     bottlenecks = [b for b in perf.get("bottlenecks") or [] if isinstance(b, Mapping)]
     if bottlenecks:
@@ -563,16 +572,33 @@ def _discovery_section(
                 ]
             )
         w = _frame_width()
-        story += [
+        return [
             KeepTogether([heading, picture(png, w, 8 * cm)]),
             table(rows, sheet, [w * 0.32, w * 0.12, w * 0.12, w * 0.14, w * 0.12, w * 0.18]),
         ]
-    elif perf.get("bottleneckActivities"):
+    if perf.get("bottleneckActivities"):
         names = ", ".join(map(str, perf["bottleneckActivities"]))
-        story += [heading, Paragraph("Bottleneck activities: " + text(names), sheet["Normal"])]
-    else:
-        story += [heading, Paragraph("Bottlenecks were not computed.", sheet["Note"])]
-    return story
+        return [heading, Paragraph("Bottleneck activities: " + text(names), sheet["Normal"])]
+    return [heading, Paragraph("Bottlenecks were not computed.", sheet["Note"])]
+
+
+def _discovery_section(
+    results: Mapping[str, Any],
+    events: pd.DataFrame | None,
+    dfg: DirectlyFollows | None,
+    process_map_png: Path | None,
+    workdir: Path,
+    sheet: StyleSheet1,
+) -> list[Flowable]:
+    discovery = phase_results(results, DISCOVERY)
+    model = discovery.get("processModel") or {}
+    perf = discovery.get("performanceMetrics") or {}
+    return (
+        _map_pages(dfg, process_map_png, sheet)
+        + _variant_pages(results, events, model, workdir, sheet)
+        + _cycle_time(perf, events, workdir, sheet)
+        + _bottlenecks(perf, workdir, sheet)
+    )
 
 
 def variant_text(variant: Sequence[Any], limit: int = 8) -> str:
@@ -615,15 +641,14 @@ def _anomaly_rows(
     return rows
 
 
-def _ml_section(
+def _anomaly_block(
     results: Mapping[str, Any],
     events: pd.DataFrame | None,
     anomalies: pd.DataFrame | None,
     workdir: Path,
     sheet: StyleSheet1,
 ) -> list[Flowable]:
-    ml = phase_results(results, ML)
-    anomaly = ml.get("anomalies") or {}
+    anomaly = phase_results(results, ML).get("anomalies") or {}
     story: list[Flowable] = [PageBreak(), Paragraph("Anomalies", sheet["Heading1"])]
     if anomaly:
         story.append(
@@ -655,60 +680,76 @@ def _ml_section(
         ]
     elif not anomaly:
         story.append(Paragraph("Anomaly detection was not run.", sheet["Note"]))
+    return story
 
-    story.append(Paragraph("Predictions", sheet["Heading1"]))
+
+def _prediction_block(ml: Mapping[str, Any], sheet: StyleSheet1) -> list[Flowable]:
+    story: list[Flowable] = [Paragraph("Predictions", sheet["Heading1"])]
     predictions = ml.get("predictions") or {}
     cycle = predictions.get("cycleTimePrediction") or {}
     path = predictions.get("pathPrediction") or {}
-    if cycle or path:
-        rows = [["Prediction", "Figure", "Value", "Method"]]
-        if cycle:
-            rows.append(
-                ["Cycle time", "Accuracy", num(cycle.get("accuracy")), cycle.get("method", "")]
-            )
-            rows.append(
-                ["Cycle time", "Mean absolute error", cycle.get("meanAbsoluteError", "n/a"), ""]
-            )
-        if path:
-            rows.append(
-                ["Next activity", "Accuracy", num(path.get("accuracy")), path.get("method", "")]
-            )
-            rows.append(["Next activity", "Confidence", num(path.get("confidence")), ""])
-        w = _frame_width()
-        story.append(table(rows, sheet, [w * 0.18, w * 0.22, w * 0.15, w * 0.45]))
-        if cycle.get("accuracyDefinition"):
-            story.append(
-                Paragraph(f"Accuracy: {text(cycle['accuracyDefinition'])}", sheet["Small"])
-            )
-    else:
-        story.append(Paragraph("Predictions were not computed.", sheet["Note"]))
-
-    patterns = ml.get("patterns") or {}
-    critical = [c for c in patterns.get("critical") or [] if isinstance(c, Mapping)]
-    if patterns:
-        block: list[Flowable] = [
-            Paragraph("Patterns", sheet["Heading1"]),
-            Paragraph(
-                f"{num(patterns.get('frequentPatterns'))} frequent, "
-                f"{num(patterns.get('rarePatterns'))} rare patterns and "
-                f"{num(patterns.get('criticalPaths'))} critical paths.",
-                sheet["Normal"],
-            ),
-        ]
-        if critical:
-            rows = [["Critical path", "Cases", "Median duration"]]
-            for c in critical[:6]:
-                rows.append(
-                    [
-                        variant_text(c.get("variant") or []),
-                        num(c.get("cases")),
-                        _hours(c.get("medianDurationHours")),
-                    ]
-                )
-            w = _frame_width()
-            block.append(table(rows, sheet, [w * 0.66, w * 0.12, w * 0.22]))
-        story.append(KeepTogether(block))
+    if not (cycle or path):
+        return [*story, Paragraph("Predictions were not computed.", sheet["Note"])]
+    rows: list[list[Any]] = [["Prediction", "Figure", "Value", "Method"]]
+    if cycle:
+        rows.append(["Cycle time", "Accuracy", num(cycle.get("accuracy")), cycle.get("method", "")])
+        rows.append(
+            ["Cycle time", "Mean absolute error", cycle.get("meanAbsoluteError", "n/a"), ""]
+        )
+    if path:
+        rows.append(
+            ["Next activity", "Accuracy", num(path.get("accuracy")), path.get("method", "")]
+        )
+        rows.append(["Next activity", "Confidence", num(path.get("confidence")), ""])
+    w = _frame_width()
+    story.append(table(rows, sheet, [w * 0.18, w * 0.22, w * 0.15, w * 0.45]))
+    if cycle.get("accuracyDefinition"):
+        story.append(Paragraph(f"Accuracy: {text(cycle['accuracyDefinition'])}", sheet["Small"]))
     return story
+
+
+def _pattern_block(ml: Mapping[str, Any], sheet: StyleSheet1) -> list[Flowable]:
+    patterns = ml.get("patterns") or {}
+    if not patterns:
+        return []
+    critical = [c for c in patterns.get("critical") or [] if isinstance(c, Mapping)]
+    block: list[Flowable] = [
+        Paragraph("Patterns", sheet["Heading1"]),
+        Paragraph(
+            f"{num(patterns.get('frequentPatterns'))} frequent, "
+            f"{num(patterns.get('rarePatterns'))} rare patterns and "
+            f"{num(patterns.get('criticalPaths'))} critical paths.",
+            sheet["Normal"],
+        ),
+    ]
+    if critical:
+        rows: list[list[Any]] = [["Critical path", "Cases", "Median duration"]]
+        for c in critical[:6]:
+            rows.append(
+                [
+                    variant_text(c.get("variant") or []),
+                    num(c.get("cases")),
+                    _hours(c.get("medianDurationHours")),
+                ]
+            )
+        w = _frame_width()
+        block.append(table(rows, sheet, [w * 0.66, w * 0.12, w * 0.22]))
+    return [KeepTogether(block)]
+
+
+def _ml_section(
+    results: Mapping[str, Any],
+    events: pd.DataFrame | None,
+    anomalies: pd.DataFrame | None,
+    workdir: Path,
+    sheet: StyleSheet1,
+) -> list[Flowable]:
+    ml = phase_results(results, ML)
+    return (
+        _anomaly_block(results, events, anomalies, workdir, sheet)
+        + _prediction_block(ml, sheet)
+        + _pattern_block(ml, sheet)
+    )
 
 
 def _closing_sections(results: Mapping[str, Any], sheet: StyleSheet1) -> list[Flowable]:
@@ -757,7 +798,7 @@ def _closing_sections(results: Mapping[str, Any], sheet: StyleSheet1) -> list[Fl
 
 def write_analysis_report(
     pdf_path: Path,
-    results: dict,
+    results: dict[str, Any],
     events: pd.DataFrame,
     dfg: DirectlyFollows,
     process_map_png: Path | None,

@@ -44,7 +44,7 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="pmops",
         version="0.1.0",
-        description="Long-running process-mining operations (see ../shared/api-contract.md)",
+        description="Long-running process-mining operations (the contract: docs/api-contract.md)",
         lifespan=lifespan,
     )
     problems.install(app)

@@ -26,7 +26,7 @@ DATASETS = Path(os.environ.get("PMOPS_DATASETS", ROOT.parent / "shared" / "datas
 def main() -> None:
     from _stack import ForeignLoad, foreign_metric, machine, metric, write_json
 
-    from analysis.operations import ProcessMiningRun
+    from analysis.runs import ProcessMiningRun
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--log", type=Path, default=DATASETS / "bpic2012.xes.gz")

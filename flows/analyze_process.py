@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from analysis.operations import ProcessMiningRun
 from analysis.phases import DISCOVERY, LOAD, MACHINE_LEARNING, REPORTS
+from analysis.runs import ProcessMiningRun
 from flows.lifecycle import run_operation
 
 

@@ -9,8 +9,8 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from sqlalchemy.engine import Engine
 
-from analysis.operations import DataEnrichmentRun
 from analysis.phases import CLEANING, EXPORT, LOAD
+from analysis.runs import DataEnrichmentRun
 from flows.lifecycle import run_operation
 from pmops.service.registration import register_dataset
 

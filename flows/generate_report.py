@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from analysis.operations import ReportGenerationRun
 from analysis.phases import COLLECT, REPORTS
+from analysis.runs import ReportGenerationRun
 from flows.lifecycle import run_operation
 
 

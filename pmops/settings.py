@@ -1,4 +1,8 @@
-"""Service settings from the environment (prefix PMOPS_), read through one cached getter."""
+"""Service settings from the environment (prefix PMOPS_), read through one cached getter.
+
+Each field's description is its row in the README's configuration table: `python -m pmops.settings`
+prints that table.
+"""
 
 from __future__ import annotations
 
@@ -11,89 +15,201 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
+    """Every field is an environment variable PMOPS_<NAME>; its description is the README's."""
+
     model_config = SettingsConfigDict(env_prefix="PMOPS_", extra="ignore")
 
-    data_dir: Path = Path(".pmops")
-    # SQLite under data_dir by default; a postgresql+psycopg:// URL works too
-    database_url: str | None = None
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    prefect_port: int = 4200
-    prefect_api_url: str | None = None
-    # flow runs executing at once; the API queues the rest by priority
-    worker_limit: int = Field(default=2, ge=1)
-    max_upload_bytes: int = 2_000_000_000
-    # a Running operation whose flow-run process has not written a heartbeat for this long is
-    # declared Failed (the process died without telling anyone)
-    heartbeat_stale_seconds: float = 30.0
-    heartbeat_interval_seconds: float = 2.0
-    dispatch_interval_seconds: float = 0.2
-    # how often the runner asks Prefect for runs to start (Prefect's default is 10 s)
-    runner_poll_seconds: float = Field(default=0.2, gt=0)
-    # a flow run Pending/Running in Prefect this long without claiming its operation is taken
-    # for lost (its runner died between taking it and starting its process): dispatched again
-    unclaimed_run_seconds: float = Field(default=60.0, gt=0)
-    # batches whose parent flow run may run at once (beside the worker limit's operations), and
-    # how often a parent run moves its batch on
-    batch_parent_limit: int = Field(default=4, ge=1)
-    batch_poll_seconds: float = Field(default=0.5, gt=0)
-    # monthly pipelines (deployments/monthly.py): a JSON list of {"tenantId", "projectId",
-    # "datasetIds" (optional: every uploaded dataset of the project), "analysisType"}; empty:
-    # one for the development tenant and project of `pmops up`
-    monthly_pipelines: str = ""
-    monthly_cron: str = "0 2 1 * *"
-    monthly_timezone: str = "UTC"
-    # the event stream (GET .../events): how often the API's one shared feed reads new events,
-    # and how often an idle stream gets a keep-alive comment
-    stream_poll_seconds: float = Field(default=0.2, gt=0)
-    stream_keepalive_seconds: float = Field(default=15.0, gt=0)
-    # fork flow-run processes from a pre-imported forkserver (deployments/warmstart.py)
-    warm_start: bool = True
-    # flow-run processes run at this niceness (0: as the runner), so on a small machine the
-    # API answers promptly while analyses use the CPU
-    run_niceness: int = Field(default=10, ge=0, le=19)
-    # accept `parameters.faultInjection` {"failPhase": <phase name>}: the run fails in that phase
-    # (tests and drills of retries; off in production)
-    fault_injection: bool = False
-    price_cpu_hour: float = 0.04048
-    price_gb_hour: float = 0.004445
-    # resources a flow run is allowed; reported as resourcesAllocated
-    cpu_units: int = 1
-    memory_gb: float = 2.0
+    data_dir: Path = Field(
+        default=Path(".pmops"),
+        description="where the app store, uploads, results, logs and Prefect's database live",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="the app store: SQLite under data_dir by default; a postgresql+psycopg:// "
+        "URL works too",
+    )
+    api_host: str = Field(default="127.0.0.1", description="the API's address")
+    api_port: int = Field(default=8000, description="the API's port")
+    prefect_port: int = Field(
+        default=4200,
+        description="the embedded Prefect server's port (its UI at http://127.0.0.1:4200)",
+    )
+    prefect_api_url: str | None = Field(
+        default=None, description="another Prefect server instead of the embedded one"
+    )
+    worker_limit: int = Field(
+        default=2,
+        ge=1,
+        description="flow runs executing at once; the API queues the rest by priority",
+    )
+    max_upload_bytes: int = Field(
+        default=2_000_000_000, description="largest accepted upload (413 beyond)"
+    )
+    heartbeat_stale_seconds: float = Field(
+        default=30.0,
+        description="a Running operation whose flow-run process has not written a heartbeat "
+        "for this long is declared Failed (the process died without telling anyone)",
+    )
+    heartbeat_interval_seconds: float = Field(
+        default=2.0,
+        description="how often a flow run writes its progress, usage and heartbeat",
+    )
+    dispatch_interval_seconds: float = Field(
+        default=0.2,
+        description="how often the dispatcher looks for queued operations when not woken",
+    )
+    runner_poll_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        description="how often the runner asks Prefect for runs to start (Prefect's default "
+        "is 10 s)",
+    )
+    unclaimed_run_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a flow run Pending/Running in Prefect this long without claiming its "
+        "operation is taken for lost (its runner died between taking it and starting its "
+        "process): dispatched again",
+    )
+    batch_parent_limit: int = Field(
+        default=4,
+        ge=1,
+        description="batches whose parent flow run may run at once (beside the worker "
+        "limit's operations)",
+    )
+    batch_poll_seconds: float = Field(
+        default=0.5, gt=0, description="how often a batch's parent run moves its batch on"
+    )
+    monthly_pipelines: str = Field(
+        default="",
+        description='monthly pipelines (deployments/monthly.py): a JSON list of {"tenantId", '
+        '"projectId", "datasetIds" (optional: every uploaded dataset of the project), '
+        '"analysisType"}; empty: one for the development tenant and project of `pmops up`',
+    )
+    monthly_cron: str = Field(default="0 2 1 * *", description="when the monthly pipelines run")
+    monthly_timezone: str = Field(default="UTC", description="the cron's time zone")
+    stream_poll_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        description="the event stream (GET .../events): how often the API's one shared feed "
+        "reads new events",
+    )
+    stream_keepalive_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="how often an idle event stream gets a keep-alive comment",
+    )
+    warm_start: bool = Field(
+        default=True,
+        description="fork flow-run processes from a pre-imported forkserver "
+        "(deployments/warmstart.py)",
+    )
+    run_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="flow-run processes run at this niceness (0: as the runner), so on a small "
+        "machine the API answers promptly while analyses use the CPU",
+    )
+    fault_injection: bool = Field(
+        default=False,
+        description='accept `parameters.faultInjection` {"failPhase": <phase name>}: the run '
+        "fails in that phase (tests and drills of retries; off in production)",
+    )
+    price_cpu_hour: float = Field(
+        default=0.04048,
+        description="USD per vCPU-hour for costs (AWS Fargate us-east-1 on-demand)",
+    )
+    price_gb_hour: float = Field(
+        default=0.004445,
+        description="USD per GB-hour of memory for costs (same source)",
+    )
+    cpu_units: int = Field(
+        default=1,
+        description="vCPUs a flow run is allowed; reported as resourcesAllocated.cpuUnits",
+    )
+    memory_gb: float = Field(
+        default=2.0,
+        description="memory (GB) a flow run is allowed; reported as resourcesAllocated.memoryGB",
+    )
 
-    # -- webhooks, callbacks and notifications (pmops/deliverer.py) --------------------------
-    # CIDRs a webhook, callback or Slack URL may resolve to although private or loopback
-    # (comma-separated, e.g. "127.0.0.0/8,::1/128" for development); empty: public hosts only
-    webhook_allow_networks: str = ""
-    # how long one delivery attempt may take (connect, send, answer)
-    delivery_timeout_seconds: float = Field(default=10.0, gt=0)
-    # attempts in flight at once, in all, and per receiving endpoint
-    delivery_concurrency: int = Field(default=256, ge=1)
-    delivery_per_endpoint: int = Field(default=8, ge=1)
-    # how often the deliverer looks for new events and due retries when idle
-    delivery_poll_seconds: float = Field(default=0.05, gt=0)
-    # callbacks, email and Slack have no retryPolicy of their own: these apply
-    callback_max_retries: int = Field(default=5, ge=0)
-    callback_retry_delay: float = Field(default=10.0, ge=0)
-    callback_backoff_multiplier: float = Field(default=2.0, ge=1.0)
-    callback_max_delay: float = Field(default=600.0, ge=0)
-    # a webhook whose attempts have all failed this many times in a row, over at least this
-    # many seconds, is disabled and the project's owner notified
-    webhook_disable_after_failures: int = Field(default=100, ge=1)
-    webhook_disable_after_seconds: float = Field(default=86_400.0, ge=0)
-    # after a rotation, deliveries are signed with the old project secret too for this long
-    secret_rotation_grace_seconds: float = Field(default=86_400.0, ge=0)
-    # events and finished deliveries older than this are deleted
-    event_retention_days: float = Field(default=30.0, gt=0)
-    # where links in emails and Slack messages point
-    public_url: str | None = None
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
-    smtp_username: str | None = None
-    smtp_password: str | None = None
-    smtp_sender: str = "pmops@localhost"
-    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # -- webhooks, callbacks and notifications (pmops/delivery/) -----------------------------
+    webhook_allow_networks: str = Field(
+        default="",
+        description="CIDRs a webhook, callback or Slack URL may resolve to although private or "
+        'loopback (comma-separated, e.g. "127.0.0.0/8,::1/128" for development); empty: public '
+        "hosts only",
+    )
+    delivery_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="how long one delivery attempt may take (connect, send, answer)",
+    )
+    delivery_concurrency: int = Field(
+        default=256, ge=1, description="delivery attempts in flight at once, in all"
+    )
+    delivery_per_endpoint: int = Field(
+        default=8, ge=1, description="delivery attempts in flight at once per receiving endpoint"
+    )
+    delivery_poll_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        description="how often the deliverer looks for new events and due retries when idle",
+    )
+    # callbacks, email and Slack have no retryPolicy of their own: these four apply
+    callback_max_retries: int = Field(
+        default=5,
+        ge=0,
+        description="retries of a failed callback, email or Slack message (they have no "
+        "retryPolicy of their own)",
+    )
+    callback_retry_delay: float = Field(
+        default=10.0, ge=0, description="their first retry delay (s)"
+    )
+    callback_backoff_multiplier: float = Field(
+        default=2.0, ge=1.0, description="their backoff multiplier"
+    )
+    callback_max_delay: float = Field(
+        default=600.0, ge=0, description="their longest wait between attempts (s)"
+    )
+    webhook_disable_after_failures: int = Field(
+        default=100,
+        ge=1,
+        description="a webhook whose attempts have all failed this many times in a row, over "
+        "at least PMOPS_WEBHOOK_DISABLE_AFTER_SECONDS, is disabled and the project's owner "
+        "notified",
+    )
+    webhook_disable_after_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="how long those failures must span before the webhook is disabled",
+    )
+    secret_rotation_grace_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="after a rotation, deliveries are signed with the old project secret too "
+        "for this long",
+    )
+    event_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="events and finished deliveries older than this are deleted",
+    )
+    public_url: str | None = Field(
+        default=None, description="where links in emails and Slack messages point"
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for email notifications; unset: email is off"
+    )
+    smtp_port: int = Field(default=587, description="SMTP port")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls | tls | none (starttls never falls back to plain text)",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login (optional)")
+    smtp_password: str | None = Field(default=None, description="SMTP password (optional)")
+    smtp_sender: str = Field(default="pmops@localhost", description="From address of notifications")
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, description="SMTP timeout per step")
 
     @cached_property  # read on every request; resolving the path touches the file system
     def resolved_database_url(self) -> str:
@@ -121,3 +237,26 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def _default_text(value: object) -> str:
+    if value is None:
+        return "—"
+    if value == "":
+        return "(empty)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def settings_table() -> str:
+    """The README's configuration table: one row per setting, from the fields' descriptions."""
+    rows = ["| setting | default | what |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        what = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `PMOPS_{name.upper()}` | `{_default_text(info.default)}` | {what} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

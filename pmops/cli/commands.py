@@ -48,9 +48,9 @@ def analyze(args: argparse.Namespace) -> int:
 
     from analysis.errors import AnalysisError
     from analysis.eventlog import ColumnMapping
-    from analysis.operations import RUNS
     from analysis.phases import PHASES
     from analysis.progress import OperationCancelled
+    from analysis.runs import RUNS
 
     err = Console(stderr=True)
     source = Path(args.path)

@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection, Engine
 
-from analysis.operations import DataEnrichmentRun, ProcessMiningRun, ReportGenerationRun
 from analysis.phases import PHASE_WEIGHTS, PHASES
 from analysis.pipeline import STATE_DIR, OperationRun
+from analysis.runs import DataEnrichmentRun, ProcessMiningRun, ReportGenerationRun
 from pmops.contract.requests import OperationCreate, RetryCreate
 from pmops.service.errors import Problem
 from pmops.service.lineage import retries_so_far, retry_links_of

@@ -15,8 +15,8 @@ import pytest
 
 from analysis import phases
 from analysis.errors import AnalysisError
-from analysis.operations import ProcessMiningRun
 from analysis.pipeline import ResumePlan
+from analysis.runs import ProcessMiningRun
 
 PARAMS = {"analysisType": "standard"}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.operations import DataEnrichmentRun, ProcessMiningRun, ReportGenerationRun
 from analysis.phases import PHASES
 from analysis.progress import CancelToken, OperationCancelled
+from analysis.runs import DataEnrichmentRun, ProcessMiningRun, ReportGenerationRun
 
 CONTRACT_SUMMARY = {
     "recordsAnalyzed",
