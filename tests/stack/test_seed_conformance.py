@@ -289,7 +289,8 @@ def test_status_while_running_follows_the_run(watched: dict[str, Any]) -> None:
     problems = []
     totals = [s["execution"]["processedRecords"] for s in watched["seen"]]
     if totals != sorted(totals):
-        problems.append(f"execution.processedRecords goes back: {totals}")
+        steps = [n for i, n in enumerate(totals) if i == 0 or n != totals[i - 1]]
+        problems.append(f"execution.processedRecords goes back: {steps}")
     for s in watched["seen"]:
         execution, progress = s["execution"], s["progress"]
         if progress["phasesCompleted"] and execution["processedRecords"] <= 0:
@@ -557,10 +558,16 @@ def test_the_list_names_known_answers() -> None:
     assert {d.answer for d in LISTED} <= ANSWERS
 
 
+# where a graceful cancel lands (the ML phase's next checkpoint, or after it completed) decides
+# which phases are Completed or Cancelled: rows about these answers may not all occur every run
+LANDING = {"cancel", "status (Cancelled)"}
+
+
 def test_every_listed_difference_still_occurs() -> None:
     """A row whose difference no longer occurs is taken out of docs/seed-differences.md (runs
     only when every answer was compared, i.e. the whole module ran)."""
     if set(FOUND) != ANSWERS:
         pytest.skip(f"not every answer was compared: {sorted(ANSWERS - set(FOUND))}")
-    stale = sorted(LISTED - set().union(*FOUND.values()))
+    occurred = set().union(*FOUND.values())
+    stale = sorted(d for d in LISTED - occurred if d.answer not in LANDING)
     assert not stale, "listed, but no longer found:\n" + "\n".join(f"  {d}" for d in stale)
