@@ -22,6 +22,7 @@ import copy
 import gzip
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -163,8 +164,23 @@ def mail() -> Iterator[MailReceiver]:
 
 
 @pytest.fixture(scope="module")
+def shifted(datasets: Path) -> Iterator[dict[str, Future[bytes]]]:
+    """The logs moved into 2024, made in a thread while the stack starts: bpic2012
+    (Oct 2011-Mar 2012) 12 years on, long enough to watch its phases; sepsis (Nov 2013-Jun 2015)
+    10 years on, quick."""
+    with ThreadPoolExecutor(1) as pool:
+        yield {
+            "large": pool.submit(shifted_xes, datasets / "bpic2012.xes.gz", 12),
+            "small": pool.submit(shifted_csv, datasets / "sepsis.csv", 10),
+        }
+
+
+@pytest.fixture(scope="module")
 def seed_stack(
-    tmp_path_factory: pytest.TempPathFactory, prefect_template: Path, mail: MailReceiver
+    tmp_path_factory: pytest.TempPathFactory,
+    prefect_template: Path,
+    mail: MailReceiver,
+    shifted: dict[str, Future[bytes]],
 ) -> Iterator[Stack]:
     with running_stack(
         tmp_path_factory.mktemp("seed"),
@@ -189,14 +205,11 @@ def client(seed_stack: Stack) -> Iterator[Tenant]:
 
 
 @pytest.fixture(scope="module")
-def logs(client: Tenant, datasets: Path) -> dict[str, str]:
-    """Real logs with January 2024 in them: bpic2012 (Oct 2011-Mar 2012) 12 years on, long
-    enough to watch its phases; sepsis (Nov 2013-Jun 2015) 10 years on, quick."""
+def logs(client: Tenant, shifted: dict[str, Future[bytes]]) -> dict[str, str]:
+    """Real logs with January 2024 in them, uploaded."""
     return {
-        "large": upload(
-            client, "bpic2012-2024.xes.gz", shifted_xes(datasets / "bpic2012.xes.gz", 12)
-        ),
-        "small": upload(client, "sepsis-2024.csv", shifted_csv(datasets / "sepsis.csv", 10)),
+        "large": upload(client, "bpic2012-2024.xes.gz", shifted["large"].result()),
+        "small": upload(client, "sepsis-2024.csv", shifted["small"].result()),
     }
 
 
