@@ -486,7 +486,7 @@ def test_retry_of_the_script(retried: dict[str, Any]) -> None:
 def test_second_retry_is_number_two(retried: dict[str, Any]) -> None:
     """Two retries of one original are its retries 1 and 2."""
     numbers = [retried[k][1]["retryNumber"] for k in ("seed", "script")]
-    assert numbers == [1, 2]
+    assert numbers == [1, 2], f"retryNumber of the first and second retry: {numbers}"
 
 
 # -- webhooks ------------------------------------------------------------------------------------
@@ -542,6 +542,33 @@ def test_batch_of_the_script(
     sent, answer = submit(client, receiver, script.body, logs["small"])
     assert BATCH.response is not None
     conforms("batch (script)", BATCH.response, answer, (script.body, sent))
+
+
+# -- the comparison itself (no stack) ---------------------------------------------------------
+def test_the_comparison_rules() -> None:
+    seed = {
+        "n": 2,
+        "x": 99.9,
+        "s": "a",
+        "u": None,
+        "status": "Running",
+        "at": "2024-01-20T11:15:00Z",
+    }
+    same = {"n": 3, "x": 100, "s": "b", "u": 5, "status": "Completed", "at": "2026-12-06T21:00:00Z"}
+    assert Comparison("t").compare(seed, same) == set()
+    other = {"n": 2.0, "x": "99.9", "s": "a", "status": "Walking", "at": "yesterday", "extra": []}
+    assert {(d.path, d.seed, d.pmops) for d in Comparison("t").compare(seed, other)} == {
+        ("n", "integer", "number"),
+        ("x", "number", "string"),
+        ("u", "null", "absent"),
+        (
+            "status",
+            "one of Active, Cancelled, Completed, Failed, Initiated, Running, Timeout",
+            '"Walking"',
+        ),
+        ("at", "UTC date-time", '"yesterday"'),
+        ("extra", "absent", "array"),
+    }
 
 
 # -- the list of differences -----------------------------------------------------------------
