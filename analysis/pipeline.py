@@ -141,6 +141,10 @@ class OperationRun:
         self.artifacts: list[Artifact] = []
         self.started = utc_now()
 
+    def records_to_analyse(self) -> int | None:
+        """The records the results will count as analysed, once known (None before)."""
+        return None
+
     def _progress(self, phase: str) -> Progress:
         sink = self.sink
         if sink is None:
