@@ -145,6 +145,10 @@ class OperationRun:
         """The records the results will count as analysed, once known (None before)."""
         return None
 
+    def document(self) -> dict[str, Any]:
+        """The results document of the completed run (each operation type has its own)."""
+        raise NotImplementedError
+
     def _progress(self, phase: str) -> Progress:
         sink = self.sink
         if sink is None:
