@@ -40,6 +40,7 @@ from pmops.service.views import (
     list_item,
     status_view,
 )
+from pmops.service.views import remaining_seconds as remaining_seconds  # api/routes: Retry-After
 from pmops.settings import Settings
 from pmops.store.tables import (
     datasets,
