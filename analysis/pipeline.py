@@ -141,6 +141,14 @@ class OperationRun:
         self.artifacts: list[Artifact] = []
         self.started = utc_now()
 
+    def records_to_analyse(self) -> int | None:
+        """The records the results will count as analysed, once known (None before)."""
+        return None
+
+    def document(self) -> dict[str, Any]:
+        """The results document of the completed run (each operation type has its own)."""
+        raise NotImplementedError
+
     def _progress(self, phase: str) -> Progress:
         sink = self.sink
         if sink is None:

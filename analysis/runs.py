@@ -98,6 +98,18 @@ class ProcessMiningRun(OperationRun):
         self.patterns: Any = None
         self.recommendations: list[Any] = []
         self.models_saved = 0
+        # the scikit-learn models of the Machine Learning phase whose training has ended
+        self.models_completed = 0
+
+    @property
+    def models_planned(self) -> int:
+        """The scikit-learn models the Machine Learning phase trains (anomalies: 1, predictions:
+        cycle time and next activity)."""
+        return int(self.params.runs_anomalies) + 2 * int(self.params.runs_predictions)
+
+    def records_to_analyse(self) -> int | None:
+        """The records the summary will count as analysed, once the load phase knows them."""
+        return len(self.load.events) if self.load is not None else None
 
     @property
     def events(self) -> pd.DataFrame:
@@ -154,18 +166,22 @@ class ProcessMiningRun(OperationRun):
                 ("patterns", p.variant_analysis),
             ]
             part = _parts(progress, {name: ML_SHARES[name] for name, on in steps if on})
+            self.models_completed = 0
             if p.runs_anomalies:
                 self.anomalies = detect_anomalies(
                     events, random_state=p.random_state, progress=part["anomalies"]
                 )
+                self.models_completed += 1
                 results["anomalies"] = self.anomalies.to_dict()
             if p.runs_predictions:
                 self.cycle = predict_cycle_time(
                     events, random_state=p.random_state, progress=part["cycle"]
                 )
+                self.models_completed += 1
                 self.path_pred = predict_next_activity(
                     events, random_state=p.random_state, progress=part["next"]
                 )
+                self.models_completed += 1
                 results["predictions"] = {
                     "cycleTimePrediction": self.cycle.to_dict(),
                     "pathPrediction": self.path_pred.to_dict(),
@@ -341,6 +357,10 @@ class DataEnrichmentRun(OperationRun):
         # set by the service when the output is registered as a dataset
         self.enriched_dataset: dict[str, Any] | None = None
 
+    def records_to_analyse(self) -> int | None:
+        """The records the summary will count as analysed, once the load phase knows them."""
+        return len(self.raw.frame) if self.raw is not None else None
+
     def run_load(self) -> dict[str, Any]:
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             self.raw = read_event_log(self.source, self.mapping, progress=progress)
@@ -426,6 +446,12 @@ class ReportGenerationRun(OperationRun):
         self.results: dict[str, Any] = {}
         self.events: pd.DataFrame | None = None
         self.dfg: Any = None
+
+    def records_to_analyse(self) -> int | None:
+        """The records the summary will count as analysed, once the source is collected."""
+        if self.records[phases.COLLECT].status != "Completed":
+            return None
+        return int(self.results.get("summary", {}).get("recordsAnalyzed") or 0)
 
     def run_collect(self) -> dict[str, Any]:
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:

@@ -1,7 +1,7 @@
 """MonthlyPipeline: each month, for a project's datasets, DataEnrichment, then
 ProcessMiningAnalysis, then ReportGeneration, as one batch of that tenant.
 
-The flow asks for the batch through the store (`batch_submissions`): the API's dispatcher
+The flow asks for the batch through the service (a `batch_submissions` row): the API's dispatcher
 validates and creates it exactly as POST /async/batch does, with this flow run as its parent, and
 this flow then moves it on until it ends (as flows/run_batch.py does). So the month's work shows
 in the API as an ordinary batch, and in the Prefect UI under this deployment.
@@ -10,19 +10,19 @@ in the API as an ordinary batch, and in the Prefect UI under this deployment.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from prefect import flow, runtime
-from prefect.states import Completed, Failed, State
-from sqlalchemy import select
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
 from sqlalchemy.engine import Engine
 
 from flows.run_batch import follow_batch
+from pmops.service.lifecycle import project_uploads, submission_outcome, submit_batch
 from pmops.settings import get_settings
-from pmops.store.tables import batch_submissions, datasets, engine_for, transaction, utc_now
+from pmops.store.tables import engine_for
 
 SUBMISSION_WAIT_SECONDS = 120.0
 
@@ -63,49 +63,12 @@ def monthly_batch(dataset_ids: list[str], month: str, analysis_type: str) -> dic
     }
 
 
-def _project_datasets(engine: Engine, tenant_id: str, project_id: str) -> list[str]:
-    """The project's uploaded datasets (not the outputs of earlier cleanings)."""
-    with engine.connect() as conn:
-        found = conn.execute(
-            select(datasets.c.dataset_id)
-            .where(
-                datasets.c.tenant_id == tenant_id,
-                datasets.c.project_id == project_id,
-                datasets.c.source_operation_id.is_(None),
-            )
-            .order_by(datasets.c.created_at)
-        ).scalars()
-        return list(found)
-
-
-def _submit(engine: Engine, tenant_id: str, project_id: str, body: dict[str, Any]) -> str:
-    submission_id = f"sub-{uuid.uuid4()}"
-    flow_run_id = runtime.flow_run.id
-    with transaction(engine) as conn:
-        conn.execute(
-            batch_submissions.insert().values(
-                submission_id=submission_id,
-                tenant_id=tenant_id,
-                project_id=project_id,
-                body=body,
-                parent_flow_run_id=str(flow_run_id) if flow_run_id else None,
-                created_at=utc_now(),
-            )
-        )
-    return submission_id
-
-
 def _batch_of(engine: Engine, submission_id: str) -> tuple[str | None, Any]:
     deadline = time.monotonic() + SUBMISSION_WAIT_SECONDS
     while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            row = conn.execute(
-                select(batch_submissions.c.batch_id, batch_submissions.c.error).where(
-                    batch_submissions.c.submission_id == submission_id
-                )
-            ).first()
-        if row is not None and (row.batch_id or row.error):
-            return row.batch_id, row.error
+        batch_id, error = submission_outcome(engine, submission_id)
+        if batch_id or error:
+            return batch_id, error
         time.sleep(0.5)
     return None, {"detail": f"the API did not take the batch in {SUBMISSION_WAIT_SECONDS:.0f} s"}
 
@@ -124,11 +87,13 @@ def monthly_pipeline(
 ) -> State:
     settings = get_settings()
     engine = engine_for(settings.resolved_database_url)
-    ids = dataset_ids or _project_datasets(engine, tenant_id, project_id)
+    ids = dataset_ids or project_uploads(engine, tenant_id, project_id)
     if not ids:
         return Completed(message="the project has no datasets yet: nothing to do this month")
     body = monthly_batch(ids, _month(settings.monthly_timezone), analysis_type)
-    batch_id, error = _batch_of(engine, _submit(engine, tenant_id, project_id, body))
+    parent = str(runtime.flow_run.id) if runtime.flow_run.id else None
+    submission_id = submit_batch(engine, tenant_id, project_id, body, parent)
+    batch_id, error = _batch_of(engine, submission_id)
     if batch_id is None:
         return Failed(message=f"the monthly batch was refused: {error}")
     return follow_batch(batch_id)

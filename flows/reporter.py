@@ -17,15 +17,16 @@ from datetime import datetime
 from typing import Any
 
 import psutil
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from analysis.formatting import size_text
-from analysis.phases import PHASE_WEIGHTS
-from analysis.pipeline import OperationRun
+from analysis.operations import ProcessMiningRun
+from analysis.phases import MACHINE_LEARNING, PHASE_WEIGHTS
+from analysis.pipeline import OperationRun, PhaseRecord
 from analysis.progress import CancelToken
-from pmops.service.events import emit
-from pmops.store.tables import as_utc, operations, transaction, utc_now
+from pmops.service.lifecycle import Announcer, cancel_reason, report
+from pmops.service.views import current_phase, processed_records
+from pmops.store.tables import as_utc, utc_now
 
 TIMEOUT_REASON = "timeout"
 
@@ -69,10 +70,8 @@ class OperationReporter:
         self._net0 = _net_bytes()
         self._started = time.monotonic()
         self._cpu_samples: list[float] = []
-        # what events have announced so far: a progress event per change of the whole percent
-        # shown, a phase.completed event per phase
-        self._announced_percentage = 0
-        self._announced_phases: set[str] = set()
+        # what events have announced so far
+        self.announcer = Announcer(operation_id)
 
     # -- analysis Progress sink -------------------------------------------------------------
     def sink(self, phase: str, done: int, total: int, activity: str) -> None:
@@ -109,14 +108,8 @@ class OperationReporter:
             self.timed_out = True
             self.token.cancel(TIMEOUT_REASON)
             return
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(operations.c.cancel_requested, operations.c.cancel_request).where(
-                    operations.c.operation_id == self.operation_id
-                )
-            ).first()
-        if row is not None and row.cancel_requested:
-            reason = (row.cancel_request or {}).get("reason") or "cancelled by request"
+        reason = cancel_reason(self.engine, self.operation_id)
+        if reason is not None:
             self.token.cancel(reason)
 
     # -- the live state -----------------------------------------------------------------------
@@ -141,108 +134,67 @@ class OperationReporter:
             "averageCpuUsage": round(sum(self._cpu_samples) / len(self._cpu_samples), 1),
         }
 
+    def _phase(
+        self, name: str, record: PhaseRecord | None, live: tuple[int, int, str]
+    ) -> tuple[dict[str, Any], float]:
+        """The phase's entry of `phases` and the share of it done."""
+        entry: dict[str, Any] = record.to_dict() if record is not None else {"phaseName": name}
+        entry.setdefault("status", "Pending")
+        figures = entry.get("results") or {}
+        if "validRecords" in figures:  # the seed shows the load phase's checks here
+            entry["validationResults"] = {
+                k: figures.get(k) for k in ("validRecords", "errorRecords", "dataQualityScore")
+            }
+        if entry["status"] == "Completed":
+            return entry, 1.0
+        if entry["status"] not in ("Running", "Cancelled", "Failed"):
+            return entry, 0.0
+        done, total, activity = live
+        # a stopped phase keeps the share it had done: progress never goes back
+        fraction = min(1.0, done / total) if total else 0.0
+        fraction = self._high[name] = max(fraction, self._high.get(name, 0.0))
+        entry["progress"] = round(100 * fraction)
+        if entry["status"] == "Running":
+            entry["currentActivity"] = activity
+            entry["recordsDone"] = done
+            entry["recordsTotal"] = total
+            if name == MACHINE_LEARNING and isinstance(self.run, ProcessMiningRun):
+                # the scikit-learn models of the phase, and how many have been trained so far
+                entry["modelsTraining"] = self.run.models_planned
+                entry["modelsCompleted"] = self.run.models_completed
+        return entry, fraction
+
     def snapshot(self) -> dict[str, Any]:
         run = self.run
         with self._lock:
             live = dict(self._live)
-        phases: list[dict[str, Any]] = []
-        percentage = 0.0
-        weight_total = sum(self.weights.values()) or 1.0
-        current = stopped = None
-        processed = 0
-        total_records = 0
-        done_records = 0
         records = run.records if run is not None else {}
-        first = records.get(next(iter(self.weights)))
-        load_done = first is not None and first.status == "Completed"
+        weight_total = sum(self.weights.values()) or 1.0
+        phases: list[dict[str, Any]] = []
+        share = 0.0
         for name, weight in self.weights.items():
-            rec = records.get(name)
-            entry: dict[str, Any] = rec.to_dict() if rec is not None else {"phaseName": name}
-            entry.setdefault("status", "Pending")
-            figures = entry.get("results") or {}
-            if "validRecords" in figures:  # the seed shows the load phase's checks here
-                entry["validationResults"] = {
-                    k: figures.get(k) for k in ("validRecords", "errorRecords", "dataQualityScore")
-                }
-            done, total, activity = live.get(name, (0, 0, ""))
-            if entry["status"] == "Completed":
-                fraction = 1.0
-                done_records += entry.get("recordsProcessed", 0)
-            elif entry["status"] in ("Running", "Cancelled", "Failed"):
-                # a stopped phase keeps the share it had done: progress never goes back
-                fraction = min(1.0, done / total) if total else 0.0
-                fraction = self._high[name] = max(fraction, self._high.get(name, 0.0))
-                stopped = name
-                entry["progress"] = round(100 * fraction)
-                # before loading has counted the events, done is bytes or a step: not records
-                processed = done if load_done else 0
-                if entry["status"] == "Running":
-                    current = name
-                    entry["currentActivity"] = activity
-                    entry["recordsDone"] = done
-                    entry["recordsTotal"] = total
-            else:
-                fraction = 0.0
-            percentage += weight / weight_total * fraction
+            entry, fraction = self._phase(name, records.get(name), live.get(name, (0, 0, "")))
+            share += weight / weight_total * fraction
             phases.append(entry)
-        load = records.get(next(iter(self.weights)), None)
-        if load is not None and load.records:
-            total_records = load.records
-        if stopped is not None and total_records:
-            done, total, _ = live.get(stopped, (0, 0, ""))
-            if total and total != total_records:
-                # phases that count steps (models, files) report records in proportion
-                processed = round(total_records * min(1.0, done / total))
-        in_flight = processed
         if phases and all(p["status"] == "Completed" for p in phases):
-            processed = total_records  # a finished run has processed every record
-        if stopped is not None:
-            current = stopped  # running now, or where the run stopped
-        elif run is not None:
-            waiting = [p["phaseName"] for p in phases if p["status"] == "Pending"]
-            current = waiting[0] if waiting and phases[0]["status"] != "Pending" else None
+            share = 1.0
+        first = records.get(next(iter(self.weights)))
+        analysed = run.records_to_analyse() if run is not None else None
         return {
             "phases": phases,
-            "percentage": round(100 * percentage, 1),
-            "currentPhase": current,
-            "processedRecords": processed,
-            "totalRecords": total_records,
-            "recordsDoneAllPhases": done_records + in_flight,
+            "percentage": round(100 * share, 1),
+            "currentPhase": current_phase(phases),
+            "processedRecords": processed_records(analysed, share),
+            "totalRecords": first.records if first is not None else 0,
             "elapsedSeconds": round(time.monotonic() - self._started, 3),
             "resourceUsage": self.usage(),
         }
-
-    def announce(self, conn: Connection, snap: dict[str, Any]) -> None:
-        """Events for what changed since the last write, in the transaction that wrote it."""
-        for phase in snap["phases"]:
-            name = phase["phaseName"]
-            if phase.get("status") == "Completed" and name not in self._announced_phases:
-                self._announced_phases.add(name)
-                emit(conn, self.operation_id, "operation.phase.completed", phaseName=name)
-        shown = round(snap["percentage"])
-        if shown != self._announced_percentage:
-            self._announced_percentage = shown
-            emit(conn, self.operation_id, "operation.progress")
 
     def write(self) -> None:
         with self._write_lock:
             snap = self.snapshot()
             self._last_write = time.monotonic()
-            with transaction(self.engine) as conn:
-                written = conn.execute(
-                    update(operations)
-                    .where(operations.c.operation_id == self.operation_id)
-                    .where(operations.c.status == "Running")
-                    .values(
-                        progress=snap,
-                        percentage=snap["percentage"],
-                        current_phase=snap["currentPhase"],
-                        processed_records=snap["processedRecords"],
-                        heartbeat_at=utc_now(),
-                    )
-                )
-                if written.rowcount:
-                    self.announce(conn, snap)
+            report(self.engine, self.operation_id, snap, self.announcer)
 
 
 def worker_node() -> str:

@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 
 from analysis.errors import AnalysisError
 from analysis.eventlog import parse_time_window
-from analysis.formatting import seconds_text
 from analysis.params import (
     parse_analysis_params,
     parse_enrichment_params,
@@ -38,9 +37,10 @@ from pmops.service.views import (
     duration_range,
     elapsed_seconds,
     iso,
-    remaining_seconds,
+    list_item,
     status_view,
 )
+from pmops.service.views import remaining_seconds as remaining_seconds  # api/routes: Retry-After
 from pmops.settings import Settings
 from pmops.store.tables import (
     datasets,
@@ -547,32 +547,10 @@ def list_operations(
     rows = [found[i] for i in ids if i in found]
     has_next = len(rows) > page_size
     items = []
+    now = utc_now()
     for r in rows[:page_size]:
         row = dict(r)
-        elapsed = elapsed_seconds(row, utc_now())
-        remaining = remaining_seconds(row, elapsed)
-        item: dict[str, Any] = {
-            "operationId": row["operation_id"],
-            "operationType": row["operation_type"],
-            "operationName": row["operation_name"],
-            "status": row["status"],
-            "progress": round(float(row.get("percentage") or 0.0)),
-            "priority": row["priority"],
-            "startTime": iso(row.get("started_at")),
-            "endTime": iso(row.get("ended_at")),
-            "duration": seconds_text(elapsed) if row.get("started_at") else None,
-            "estimatedCompletion": iso(
-                row.get("ended_at") or utc_now() + timedelta(seconds=remaining or 0)
-            ),
-            "currentPhase": row.get("current_phase"),
-            "resourceUsage": (
-                row["resource_usage"]
-                if "resource_usage" in row
-                else (row.get("progress") or {}).get("resourceUsage")
-            ),
-            "recordsProcessed": int(row.get("processed_records") or 0),
-            "dateCreated": iso(row["created_at"]),
-        }
+        item = list_item(row, now)
         if include_details:
             item["details"] = status_view(row, settings, stats[row["operation_id"]])
             item["details"].update(links[row["operation_id"]])

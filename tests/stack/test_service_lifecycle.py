@@ -103,6 +103,11 @@ def test_full_lifecycle(api, stack, receipt_dataset) -> None:
     assert "Running" in statuses
     percentages = [s["progress"]["percentage"] for s in seen]
     assert percentages == sorted(percentages), percentages
+    processed = [s["execution"]["processedRecords"] for s in seen]
+    assert processed == sorted(processed), processed
+    for s in seen:
+        pending = {p["phaseName"] for p in s["phases"] if p["status"] == "Pending"}
+        assert s["progress"]["currentPhase"] not in pending, s["progress"]
     assert final["progress"]["percentage"] == 100
     for s, h in zip(seen, headers, strict=True):
         names = [p["phaseName"] for p in s["phases"]]
@@ -202,6 +207,81 @@ def test_full_lifecycle(api, stack, receipt_dataset) -> None:
     item = next(o for o in listed["operations"] if o["operationId"] == op_id)
     assert item["progress"] == 100 and item["status"] == "Completed"
     assert item["recordsProcessed"] == 8577 and item["endTime"] and item["duration"]
+
+
+def duration_seconds(text: str) -> float:
+    """'8.7 seconds', '1 minute 5 seconds', '2 hours 3 minutes' as seconds (seconds_text)."""
+    units = {"hour": 3600.0, "minute": 60.0, "second": 1.0}
+    found = re.findall(r"(\d+(?:\.\d+)?) (hour|minute|second)s?", text)
+    assert found, text
+    return sum(float(n) * units[u] for n, u in found)
+
+
+def test_status_while_running_follows_the_seed(api, datasets: Path) -> None:
+    """A comprehensive analysis of a real log (helpdesk), polled closely from start to end:
+    processedRecords is a running total that never goes back and ends at the records analysed,
+    currentPhase never names a Pending phase, the Machine Learning phase shows its scikit-learn
+    models while it trains them, and totalDuration is completion - start."""
+    dataset = api.upload(datasets / "helpdesk.xes.gz")
+    op = api.start(
+        dataset["datasetId"], "seed status", parameters={"analysisType": "comprehensive"}
+    )
+    op_id = op["operationId"]
+    seen: list[dict[str, Any]] = []
+    final = api.wait(op_id, deadline=900, every=0.05, seen=seen)
+    assert final["status"] == "Completed", final
+
+    processed = [s["execution"]["processedRecords"] for s in seen]
+    assert processed == sorted(processed), processed
+    for s in seen:
+        ex = s["execution"]
+        assert isinstance(ex["processedRecords"], int)
+        assert 0 <= ex["processedRecords"] <= max(ex["totalRecords"], 0)
+        pending = {p["phaseName"] for p in s["phases"] if p["status"] == "Pending"}
+        assert s["progress"]["currentPhase"] not in pending, s["progress"]
+        running = [p["phaseName"] for p in s["phases"] if p["status"] == "Running"]
+        if running:
+            assert s["progress"]["currentPhase"] == running[0]
+            if running[0] != ANALYSIS_PHASES[0]:
+                # past loading, the total counts the phases done so far: not 0 (issue #13)
+                assert ex["processedRecords"] > 0, s
+    doc = api.results(op_id).json()
+    analysed = doc["summary"]["recordsAnalyzed"]
+    assert analysed > 0 and final["execution"]["processedRecords"] == analysed
+
+    # the Machine Learning phase, each time it was seen running: its models and their training
+    ml = [
+        p
+        for s in seen
+        for p in s["phases"]
+        if p["phaseName"] == "Machine Learning Analysis" and p["status"] == "Running"
+    ]
+    assert ml, "the Machine Learning phase was never seen running"
+    for p in ml:
+        assert isinstance(p["modelsTraining"], int) and isinstance(p["modelsCompleted"], int)
+        # anomaly detection, cycle time and next activity: three scikit-learn models
+        assert p["modelsTraining"] == 3 and 0 <= p["modelsCompleted"] <= 3
+    trained = [p["modelsCompleted"] for p in ml]
+    assert trained == sorted(trained)
+    assert all("modelsTraining" not in p for p in final["phases"])
+    detailed = api.results(op_id, format="detailed").json()
+    assert detailed["phaseResults"][2]["results"]["modelsTrained"] == 3
+
+    # totalDuration: completion - start of the operation (the seed's), not the phases' sum
+    start, end = ts(final["progress"]["startTime"]), ts(doc["completionTime"])
+    listed = api.get("/async/operations", params={"status": "Completed"}).json()
+    item = next(o for o in listed["operations"] if o["operationId"] == op_id)
+    assert (
+        item["endTime"] == doc["completionTime"]
+        and item["startTime"] == final["progress"]["startTime"]
+    )
+    assert item["recordsProcessed"] == analysed and item["currentPhase"] is None
+    # both times are shown to the second; totalDuration to 0.1 s below 10 s, else to the second
+    assert abs(duration_seconds(doc["totalDuration"]) - (end - start).total_seconds()) <= 1.5
+    assert (
+        abs(duration_seconds(final["progress"]["elapsedTime"]) - (end - start).total_seconds())
+        <= 1.5
+    )
 
 
 def test_results_summary(api, completed_analysis) -> None:
