@@ -20,10 +20,10 @@ import psutil
 from sqlalchemy.engine import Engine
 
 from analysis.formatting import size_text
-from analysis.operations import ProcessMiningRun
 from analysis.phases import MACHINE_LEARNING, PHASE_WEIGHTS
 from analysis.pipeline import OperationRun, PhaseRecord
 from analysis.progress import CancelToken
+from analysis.runs import ProcessMiningRun
 from pmops.service.lifecycle import Announcer, cancel_reason, report
 from pmops.service.views import current_phase, processed_records
 from pmops.store.tables import as_utc, utc_now

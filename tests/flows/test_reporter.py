@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from analysis.operations import ProcessMiningRun
 from analysis.phases import MACHINE_LEARNING
 from analysis.progress import CancelToken
+from analysis.runs import ProcessMiningRun
 from flows.reporter import OperationReporter
 from pmops.store.tables import make_engine
 
