@@ -222,6 +222,12 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def ping(engine: Engine) -> None:
+    """Raise unless the store answers a trivial query."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

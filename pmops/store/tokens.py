@@ -42,8 +42,8 @@ def create_token(
     return token
 
 
-def read_token(conn: Connection, token: str) -> dict[str, Any] | None:
-    """The stored row of this bearer token (by its hash), or None."""
-    row = conn.execute(select(tokens).where(tokens.c.token_hash == hash_token(token))).mappings()
+def read_token(conn: Connection, token_hash: str) -> dict[str, Any] | None:
+    """The stored row of the bearer token with this hash (hash_token), or None."""
+    row = conn.execute(select(tokens).where(tokens.c.token_hash == token_hash)).mappings()
     found = row.first()
     return None if found is None else dict(found)
