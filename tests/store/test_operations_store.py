@@ -25,7 +25,8 @@ def test_read_operation_only_in_its_scope(engine: Engine) -> None:
     tenant, project = scope()
     op_id = add_operation(engine, tenant, project)
     with engine.connect() as conn:
-        assert ops.read_operation(conn, tenant, project, op_id)["operation_id"] == op_id
+        mine = ops.read_operation(conn, tenant, project, op_id)
+        assert mine is not None and mine["operation_id"] == op_id
         assert ops.read_operation(conn, tenant, None, op_id) is not None  # tenant-wide
         assert ops.read_operation(conn, tenant, str(uuid.uuid4()), op_id) is None
         assert ops.read_operation(conn, str(uuid.uuid4()), project, op_id) is None
@@ -184,7 +185,8 @@ def test_datasets(engine: Engine) -> None:
             ids[2],
             ids[1],
         ]
-        assert ds.read_dataset(conn, tenant, project, ids[0])["summary"] == {"events": 0}
+        first = ds.read_dataset(conn, tenant, project, ids[0])
+        assert first is not None and first["summary"] == {"events": 0}
         assert ds.read_dataset(conn, tenant, str(uuid.uuid4()), ids[0]) is None
     with transaction(engine) as conn:
         assert not ds.delete_dataset(conn, str(uuid.uuid4()), ids[0])  # another tenant's
