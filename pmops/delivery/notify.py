@@ -110,9 +110,10 @@ def operation_message(event_type: str, data: dict[str, Any], results_url: str) -
         )
         if phase:
             lines.append(f"Stopped in phase: {phase}")
-    lines += _error_lines(snapshot.get("error"))
+    lines += _detail_lines(snapshot.get("error"), _ERROR_LABELS, "Error")
     if event_type == "operation.cancelled":
-        lines += _cancel_lines(snapshot.get("cancellation") or snapshot.get("cancelRequest"))
+        cancel = snapshot.get("cancellation") or snapshot.get("cancelRequest")
+        lines += _detail_lines(cancel, _CANCEL_LABELS, "Reason")
 
     lines.append(f"Results: {results_url}")
     return Message(
@@ -153,28 +154,17 @@ def _progress_lines(
     return lines
 
 
-def _error_lines(error: Any) -> list[str]:
-    lines = []
-    if isinstance(error, Mapping):
-        if code := _text(error.get("code")):
-            lines.append(f"Error code: {code}")
-        if detail := _text(error.get("message")):
-            lines.append(f"Error: {detail}")
-    elif _text(error):
-        lines.append(f"Error: {_text(error)}")
-    return lines
+def _detail_lines(value: Any, labels: dict[str, str], plain: str) -> list[str]:
+    """`label: value` for each of `labels` ({key: label}) a mapping has; a bare text as
+    `plain: text`."""
+    if isinstance(value, Mapping):
+        found = ((label, _text(value.get(key))) for key, label in labels.items())
+        return [f"{label}: {text}" for label, text in found if text]
+    return [f"{plain}: {_text(value)}"] if _text(value) else []
 
 
-def _cancel_lines(cancel: Any) -> list[str]:
-    lines = []
-    if isinstance(cancel, Mapping):
-        if reason := _text(cancel.get("reason")):
-            lines.append(f"Reason: {reason}")
-        if by := _text(cancel.get("cancelledBy")):
-            lines.append(f"Cancelled by: {by}")
-    elif _text(cancel):
-        lines.append(f"Reason: {_text(cancel)}")
-    return lines
+_ERROR_LABELS = {"code": "Error code", "message": "Error"}
+_CANCEL_LABELS = {"reason": "Reason", "cancelledBy": "Cancelled by"}
 
 
 def webhook_disabled_message(webhook: dict[str, Any], reason: str, manage_url: str) -> Message:

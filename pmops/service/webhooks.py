@@ -271,7 +271,19 @@ def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _deliveries_page(rows: list[dict[str, Any]], page: int, page_size: int) -> dict[str, Any]:
+def _deliveries_page(
+    conn: Connection, scope: Scope, status: str | None, page: int, page_size: int, **which: str
+) -> dict[str, Any]:
+    """A page of the scope's deliveries of `which` (webhook_id= or operation_id=)."""
+    rows = list_deliveries(
+        conn,
+        scope.tenant_id,
+        scope.project_id,
+        status=status,
+        offset=(page - 1) * page_size,
+        limit=page_size + 1,
+        **which,
+    )
     return {
         "deliveries": [delivery_view(r) for r in rows[:page_size]],
         "page": page,
@@ -285,16 +297,7 @@ def webhook_deliveries(
 ) -> dict[str, Any]:
     with engine.connect() as conn:
         get_webhook_or_404(conn, scope, webhook_id)
-        rows = list_deliveries(
-            conn,
-            scope.tenant_id,
-            scope.project_id,
-            webhook_id=webhook_id,
-            status=status,
-            offset=(page - 1) * page_size,
-            limit=page_size + 1,
-        )
-    return _deliveries_page(rows, page, page_size)
+        return _deliveries_page(conn, scope, status, page, page_size, webhook_id=webhook_id)
 
 
 def operation_deliveries(
@@ -302,16 +305,7 @@ def operation_deliveries(
 ) -> dict[str, Any]:
     """Every delivery of the operation's events: callbacks, email, Slack and webhooks."""
     with engine.connect() as conn:
-        rows = list_deliveries(
-            conn,
-            scope.tenant_id,
-            scope.project_id,
-            operation_id=operation_id,
-            status=status,
-            offset=(page - 1) * page_size,
-            limit=page_size + 1,
-        )
-    return _deliveries_page(rows, page, page_size)
+        return _deliveries_page(conn, scope, status, page, page_size, operation_id=operation_id)
 
 
 def redeliver(

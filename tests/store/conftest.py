@@ -6,7 +6,6 @@ Both schemas are made as the app makes them (make_engine: create_all, columns, c
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,26 +14,15 @@ from sqlalchemy.engine import Engine
 
 from pmops.store.engine import make_engine, transaction
 from pmops.store.tables import metadata
-
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+from tests.conftest import fresh_database
 
 
 @pytest.fixture(scope="session")
 def store_pg_engine() -> Iterator[Engine]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"pmops_store_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {ADMIN_DSN}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-            yield engine
-            engine.dispose()
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("pmops_store") as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
