@@ -8,13 +8,13 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from pmops.service.errors import Problem
 from pmops.service.scope import Principal, Scope
 from pmops.settings import Settings, get_settings
-from pmops.store.tables import as_utc, engine_for, hash_token, tokens
+from pmops.store.engine import as_utc, engine_for
+from pmops.store.tokens import hash_token, read_token
 
 
 # The dependencies are `async def` because they do not block: FastAPI runs a sync dependency in
@@ -42,11 +42,11 @@ EXPIRED = "the bearer token has expired"
 
 def _lookup_principal(engine: Engine, digest: str) -> tuple[Principal, float | None] | None:
     with engine.connect() as conn:
-        row = conn.execute(select(tokens).where(tokens.c.token_hash == digest)).first()
+        row = read_token(conn, digest)
     if row is None:
         return None
-    expires = as_utc(row.expires_at)
-    principal = Principal(row.tenant_id, row.project_id, row.principal)
+    expires = as_utc(row["expires_at"])
+    principal = Principal(row["tenant_id"], row["project_id"], row["principal"])
     return principal, None if expires is None else expires.timestamp()
 
 

@@ -21,13 +21,12 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from api.problems import Problem
 from pmops.service.events import TERMINAL_EVENT
 from pmops.service.views import TERMINAL as TERMINAL_STATUSES
-from pmops.store.tables import events
+from pmops.store.events import list_events_after, list_operation_events, newest_event_id
 
 TERMINAL_TYPES = frozenset(TERMINAL_EVENT.values())
 # PostgreSQL may commit a lower event_id after a higher one: each poll looks this far back and
@@ -53,32 +52,21 @@ class StreamEvent:
 
 
 def _read(engine: Engine, after: int, limit: int = 1000) -> list[StreamEvent]:
-    e = events.c
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(e.event_id, e.operation_id, e.seq, e.event_type, e.body)
-            .where(e.event_id > after, e.operation_id.is_not(None))
-            .order_by(e.event_id)
-            .limit(limit)
-        ).all()
+        rows = list_events_after(conn, after, limit)
     return [StreamEvent(*row) for row in rows]
 
 
 def replay(engine: Engine, operation_id: str, after_seq: int) -> list[StreamEvent]:
     """The operation's stored events after sequence number `after_seq`."""
-    e = events.c
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(e.event_id, e.operation_id, e.seq, e.event_type, e.body)
-            .where(e.operation_id == operation_id, e.seq > after_seq)
-            .order_by(e.seq)
-        ).all()
+        rows = list_operation_events(conn, operation_id, after_seq)
     return [StreamEvent(*row) for row in rows]
 
 
 def _newest(engine: Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.max(events.c.event_id), 0))).scalar_one())
+        return newest_event_id(conn)
 
 
 class EventFeed:

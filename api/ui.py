@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -25,11 +24,12 @@ from analysis.formatting import seconds_text
 from api.deps import Principal, Scope, authenticate
 from api.problems import Problem
 from pmops.service.events import TERMINAL_EVENT
-from pmops.service.operations import STATUS_COLUMNS, results_document, tracking_url
+from pmops.service.operations import results_document, tracking_url
 from pmops.service.results import MEDIA_TYPES, artifact_file
 from pmops.service.views import TERMINAL, iso, status_view
 from pmops.settings import Settings
-from pmops.store.tables import events, operations
+from pmops.store import events as event_store
+from pmops.store.operations import list_recent_operations, read_operation
 
 COOKIE = "pmops_token"
 COOKIE_PATH = "/ui"
@@ -205,26 +205,15 @@ def find_operation(
     engine: Engine, principal: Principal, operation_id: str, *, status_only: bool = False
 ) -> dict[str, Any] | None:
     """The operation in the token's tenant (and project, for a project's token), else None."""
-    columns = STATUS_COLUMNS if status_only else (operations,)
-    conds = [
-        operations.c.operation_id == operation_id,
-        operations.c.tenant_id == principal.tenant_id,
-    ]
-    if principal.project_id is not None:
-        conds.append(operations.c.project_id == principal.project_id)
     with engine.connect() as conn:
-        row = conn.execute(select(*columns).where(*conds)).mappings().first()
-    return None if row is None else dict(row)
+        return read_operation(
+            conn, principal.tenant_id, principal.project_id, operation_id, status_only=status_only
+        )
 
 
 def last_event_seq(engine: Engine, operation_id: str) -> int:
     with engine.connect() as conn:
-        seq = conn.execute(
-            select(func.coalesce(func.max(events.c.seq), 0)).where(
-                events.c.operation_id == operation_id
-            )
-        ).scalar_one()
-    return int(seq)
+        return event_store.last_event_seq(conn, operation_id)
 
 
 def artifact_of(
@@ -676,32 +665,18 @@ class OperationItem:
 
 
 def recent_operations(engine: Engine, principal: Principal) -> tuple[OperationItem, ...]:
-    c = operations.c
-    conds = [c.tenant_id == principal.tenant_id]
-    if principal.project_id is not None:
-        conds.append(c.project_id == principal.project_id)
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                c.operation_id,
-                c.operation_name,
-                c.operation_type,
-                c.status,
-                c.percentage,
-                c.created_at,
-            )
-            .where(*conds)
-            .order_by(c.created_at.desc(), c.operation_id.desc())
-            .limit(RECENT_OPERATIONS)
-        ).all()
+        rows = list_recent_operations(
+            conn, principal.tenant_id, principal.project_id, RECENT_OPERATIONS
+        )
     return tuple(
         OperationItem(
-            ui_url(r.operation_id),
-            r.operation_name,
-            r.operation_type,
-            r.status,
-            round(float(r.percentage or 0.0)),
-            moment(r.created_at),
+            ui_url(r["operation_id"]),
+            r["operation_name"],
+            r["operation_type"],
+            r["status"],
+            round(float(r["percentage"] or 0.0)),
+            moment(r["created_at"]),
         )
         for r in rows
     )

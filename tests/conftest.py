@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import uuid
@@ -107,10 +108,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
-@pytest.fixture(scope="module")
-def pg_url():
+@contextlib.contextmanager
+def fresh_database(prefix: str = "pmops_test"):
+    """A new, uniquely named PostgreSQL database (its SQLAlchemy URL), dropped after."""
     psycopg = pytest.importorskip("psycopg")
-    name = f"pmops_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
@@ -121,3 +123,9 @@ def pg_url():
             yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    with fresh_database() as url:
+        yield url

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from api.deps import EngineDep
+from pmops.store.engine import ping
 
 router = APIRouter(tags=["health"])
 
@@ -15,8 +15,7 @@ router = APIRouter(tags=["health"])
 def health(request: Request, engine: EngineDep) -> JSONResponse:
     checks = {"api": "ok"}
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(engine)
         checks["store"] = "ok"
     except Exception as exc:
         checks["store"] = f"error: {type(exc).__name__}"

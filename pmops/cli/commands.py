@@ -116,7 +116,8 @@ def tokens_create(args: argparse.Namespace) -> int:
     import uuid
 
     from pmops.settings import get_settings
-    from pmops.store.tables import create_token, engine_for, utc_now
+    from pmops.store.engine import engine_for, utc_now
+    from pmops.store.tokens import create_token
 
     try:
         tenant = str(uuid.UUID(args.tenant))
@@ -171,7 +172,7 @@ def project_secret(args: argparse.Namespace) -> int:
 
     from pmops.service.projects import AlreadyRevealed, reveal_secret, rotate_secret
     from pmops.settings import get_settings
-    from pmops.store.tables import engine_for
+    from pmops.store.engine import engine_for
 
     try:
         tenant, project = str(uuid.UUID(args.tenant)), str(uuid.UUID(args.project))

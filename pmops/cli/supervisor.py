@@ -22,7 +22,8 @@ from pathlib import Path
 import psutil
 
 from pmops.settings import Settings, get_settings
-from pmops.store.tables import create_token, engine_for
+from pmops.store.engine import engine_for
+from pmops.store.tokens import create_token
 
 
 def prefect_env(settings: Settings) -> dict[str, str]:

@@ -40,7 +40,7 @@ from pmops.delivery.netguard import (
 )
 from pmops.service.events import WEBHOOK_DISABLED
 from pmops.settings import Settings, get_settings
-from pmops.store.tables import engine_for, utc_now
+from pmops.store.engine import engine_for, utc_now
 
 log = logging.getLogger("pmops.delivery.deliverer")
 HEARTBEAT_SECONDS = 1.0

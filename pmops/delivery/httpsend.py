@@ -34,7 +34,7 @@ import re
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
@@ -244,20 +244,9 @@ class _Parser:
     def _head(self) -> bool:
         """Parse a complete response head if buffered; False when more bytes are needed."""
         buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            lf = buf.find(b"\n\n", 0, end)
-            end = lf + 2 if lf >= 0 else end + 4
-        else:
-            # Some servers end lines with a bare LF.
-            lf = buf.find(b"\n\n")
-            if lf < 0:
-                if len(buf) > MAX_HEAD:
-                    raise _BadResponse("response head larger than 64 KiB")
-                return False
-            end = lf + 2
-        if end > MAX_HEAD:
-            raise _BadResponse("response head larger than 64 KiB")
+        end = _head_end(buf)
+        if end is None:
+            return False
         lines = buf[:end].decode("latin-1").split("\n")
         del buf[:end]
         status_line = lines[0].rstrip("\r")
@@ -265,12 +254,80 @@ class _Parser:
         if m is None:
             raise _BadResponse(f"invalid status line {status_line[:80]!r}")
         status = int(m.group(2))
-        headers: dict[str, str] = {}
-        lengths: list[str] = []
-        codings: list[str] = []
-        tokens: set[str] = set()
+        fields = _HeadFields.parse(lines[1:])
+        if status < 200:
+            if status == 101:
+                raise _BadResponse("unexpected 101 Switching Protocols")
+            return True  # interim (100 Continue, 103 Early Hints): the real one follows
+        self.status = status
+        self.headers = fields.headers
+        if m.group(1) == "0":
+            self.keep_alive = "keep-alive" in fields.tokens
+        else:
+            self.keep_alive = "close" not in fields.tokens
+        self._framing(status, fields)
+        return True
+
+    def _framing(self, status: int, fields: _HeadFields) -> None:
+        """How the body is delimited: none, chunked, Content-Length or until the close."""
+        lengths, codings = fields.lengths, fields.codings
+        if status in (204, 304):
+            self.stage = _DONE
+        elif codings:
+            if codings[-1] == "chunked":
+                self.stage = _CHUNK_SIZE_LINE
+                if lengths:  # both framings: a smuggling pattern, do not trust what follows
+                    self.keep_alive = False
+            else:
+                self.stage = _UNTIL_CLOSE
+                self.keep_alive = False
+        elif lengths:
+            distinct = set(lengths)
+            value = lengths[0]
+            if len(distinct) != 1 or not (value.isascii() and value.isdigit()) or len(value) > 18:
+                raise _BadResponse(f"invalid Content-Length {fields.headers['content-length']!r}")
+            self.total = self.remaining = int(value)
+            self.drain = self.total <= self.max_body + DRAIN_LIMIT
+            self.stage = _LENGTH if self.total else _DONE
+        else:
+            self.stage = _UNTIL_CLOSE
+            self.keep_alive = False
+
+
+def _head_end(buf: bytearray) -> int | None:
+    """Where the buffered response head ends (after its blank line); None: not all here yet."""
+    end = buf.find(b"\r\n\r\n")
+    if end >= 0:
+        lf = buf.find(b"\n\n", 0, end)
+        end = lf + 2 if lf >= 0 else end + 4
+    else:
+        # Some servers end lines with a bare LF.
+        lf = buf.find(b"\n\n")
+        if lf < 0:
+            if len(buf) > MAX_HEAD:
+                raise _BadResponse("response head larger than 64 KiB")
+            return None
+        end = lf + 2
+    if end > MAX_HEAD:
+        raise _BadResponse("response head larger than 64 KiB")
+    return end
+
+
+@dataclass
+class _HeadFields:
+    """A response head's header lines: the last value of each name, and the framing ones."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    lengths: list[str] = field(default_factory=list)
+    codings: list[str] = field(default_factory=list)
+    tokens: set[str] = field(default_factory=set)
+
+    @classmethod
+    def parse(cls, lines: list[str]) -> _HeadFields:
+        fields = cls()
+        headers = fields.headers
         last = ""
-        for raw in lines[1:]:
+        for raw in lines:
             line = raw.rstrip("\r")
             if not line:
                 continue
@@ -286,43 +343,12 @@ class _Parser:
             value = value.strip(" \t")
             headers[last] = value
             if last == "content-length":
-                lengths.extend(v.strip(" \t") for v in value.split(","))
+                fields.lengths.extend(v.strip(" \t") for v in value.split(","))
             elif last == "transfer-encoding":
-                codings.extend(v.strip(" \t").lower() for v in value.split(","))
+                fields.codings.extend(v.strip(" \t").lower() for v in value.split(","))
             elif last == "connection":
-                tokens.update(v.strip(" \t").lower() for v in value.split(","))
-        if status < 200:
-            if status == 101:
-                raise _BadResponse("unexpected 101 Switching Protocols")
-            return True  # interim (100 Continue, 103 Early Hints): the real one follows
-        self.status = status
-        self.headers = headers
-        if m.group(1) == "0":
-            self.keep_alive = "keep-alive" in tokens
-        else:
-            self.keep_alive = "close" not in tokens
-        if status in (204, 304):
-            self.stage = _DONE
-        elif codings:
-            if codings[-1] == "chunked":
-                self.stage = _CHUNK_SIZE_LINE
-                if lengths:  # both framings: a smuggling pattern, do not trust what follows
-                    self.keep_alive = False
-            else:
-                self.stage = _UNTIL_CLOSE
-                self.keep_alive = False
-        elif lengths:
-            distinct = set(lengths)
-            value = lengths[0]
-            if len(distinct) != 1 or not (value.isascii() and value.isdigit()) or len(value) > 18:
-                raise _BadResponse(f"invalid Content-Length {headers['content-length']!r}")
-            self.total = self.remaining = int(value)
-            self.drain = self.total <= self.max_body + DRAIN_LIMIT
-            self.stage = _LENGTH if self.total else _DONE
-        else:
-            self.stage = _UNTIL_CLOSE
-            self.keep_alive = False
-        return True
+                fields.tokens.update(v.strip(" \t").lower() for v in value.split(","))
+        return fields
 
 
 class _Connection(asyncio.Protocol):

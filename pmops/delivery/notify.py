@@ -82,7 +82,6 @@ def operation_message(event_type: str, data: dict[str, Any], results_url: str) -
     """The message for an operation's terminal event; `data` is the event's status snapshot."""
     snapshot = _mapping(data)
     progress = _mapping(snapshot.get("progress"))
-    execution = _mapping(snapshot.get("execution"))
     phases = [p for p in _list(snapshot.get("phases")) if isinstance(p, Mapping)]
 
     status_word, ending = _OUTCOMES.get(event_type, ("", ""))
@@ -104,7 +103,31 @@ def operation_message(event_type: str, data: dict[str, Any], results_url: str) -
     if op_id:
         lines.append(f"Operation ID: {op_id}")
     lines.append(f"Status: {status_word}")
+    lines += _progress_lines(progress, phases, _mapping(snapshot.get("execution")))
+    if event_type != "operation.completed":
+        phase = _text(progress.get("currentPhase")) or next(
+            (_text(p.get("phaseName")) for p in phases if p.get("status") in _STOPPED_PHASE), ""
+        )
+        if phase:
+            lines.append(f"Stopped in phase: {phase}")
+    lines += _detail_lines(snapshot.get("error"), _ERROR_LABELS, "Error")
+    if event_type == "operation.cancelled":
+        cancel = snapshot.get("cancellation") or snapshot.get("cancelRequest")
+        lines += _detail_lines(cancel, _CANCEL_LABELS, "Reason")
 
+    lines.append(f"Results: {results_url}")
+    return Message(
+        subject=f"[pmops] {status_word}: {title}",
+        text="\n".join(lines),
+        link=results_url,
+    )
+
+
+def _progress_lines(
+    progress: Mapping[str, Any], phases: list[Mapping[str, Any]], execution: Mapping[str, Any]
+) -> list[str]:
+    """How long it ran, its phases done and its records processed."""
+    lines = []
     elapsed = progress.get("elapsedTime")
     if isinstance(elapsed, int | float) and not isinstance(elapsed, bool):
         lines.append(f"Ran for: {seconds_text(float(elapsed))}")
@@ -128,39 +151,20 @@ def operation_message(event_type: str, data: dict[str, Any], results_url: str) -
         lines.append(f"Records processed: {processed:,} of {records:,}")
     elif processed is not None:
         lines.append(f"Records processed: {processed:,}")
+    return lines
 
-    if event_type != "operation.completed":
-        phase = _text(progress.get("currentPhase")) or next(
-            (_text(p.get("phaseName")) for p in phases if p.get("status") in _STOPPED_PHASE), ""
-        )
-        if phase:
-            lines.append(f"Stopped in phase: {phase}")
 
-    error = snapshot.get("error")
-    if isinstance(error, Mapping):
-        if code := _text(error.get("code")):
-            lines.append(f"Error code: {code}")
-        if detail := _text(error.get("message")):
-            lines.append(f"Error: {detail}")
-    elif _text(error):
-        lines.append(f"Error: {_text(error)}")
+def _detail_lines(value: Any, labels: dict[str, str], plain: str) -> list[str]:
+    """`label: value` for each of `labels` ({key: label}) a mapping has; a bare text as
+    `plain: text`."""
+    if isinstance(value, Mapping):
+        found = ((label, _text(value.get(key))) for key, label in labels.items())
+        return [f"{label}: {text}" for label, text in found if text]
+    return [f"{plain}: {_text(value)}"] if _text(value) else []
 
-    if event_type == "operation.cancelled":
-        cancel = snapshot.get("cancellation") or snapshot.get("cancelRequest")
-        if isinstance(cancel, Mapping):
-            if reason := _text(cancel.get("reason")):
-                lines.append(f"Reason: {reason}")
-            if by := _text(cancel.get("cancelledBy")):
-                lines.append(f"Cancelled by: {by}")
-        elif _text(cancel):
-            lines.append(f"Reason: {_text(cancel)}")
 
-    lines.append(f"Results: {results_url}")
-    return Message(
-        subject=f"[pmops] {status_word}: {title}",
-        text="\n".join(lines),
-        link=results_url,
-    )
+_ERROR_LABELS = {"code": "Error code", "message": "Error"}
+_CANCEL_LABELS = {"reason": "Reason", "cancelledBy": "Cancelled by"}
 
 
 def webhook_disabled_message(webhook: dict[str, Any], reason: str, manage_url: str) -> Message:
@@ -249,6 +253,36 @@ def send_email(
     host = settings.smtp_host
     if not host:
         raise NotificationError("email is not configured: set PMOPS_SMTP_HOST")
+    to, envelope_from = _addresses(settings, recipients)
+    mail = email_message(message, settings.smtp_sender, to)
+    session = _Session(settings, host, ssl_context or ssl.create_default_context(), envelope_from)
+    try:
+        refused = session.send(mail, to)
+    except NotificationError:
+        raise
+    except OSError as exc:  # smtplib's errors, TLS, timeouts, DNS and sockets
+        raise session.failure(exc) from exc
+    finally:
+        if session.client is not None:
+            _close(session.client)
+
+    accepted = [r for r in to if r not in refused]
+    answer = session.client.data_reply if session.client is not None else None
+    code, text = answer if answer else (250, b"")
+    if refused:
+        raise NotificationError(
+            f"SMTP server {session.where} refused {_refusals(refused)}; "
+            f"the message was sent to {', '.join(accepted)}"
+        )
+    detail = text.decode("utf-8", "replace").strip()
+    plural = "s" if len(accepted) != 1 else ""
+    return f"{code} accepted for {len(accepted)} recipient{plural}" + (
+        f" ({detail})" if detail else ""
+    )
+
+
+def _addresses(settings: Settings, recipients: Sequence[str]) -> tuple[list[str], str]:
+    """The recipients and the envelope sender, checked."""
     to = [r.strip() for r in recipients if r and r.strip()]
     if not to:
         raise NotificationError("no email recipients")
@@ -257,30 +291,42 @@ def send_email(
     envelope_from = email.utils.parseaddr(settings.smtp_sender)[1]
     if not _plausible_address(envelope_from):
         raise NotificationError(f"invalid PMOPS_SMTP_SENDER: {settings.smtp_sender!r}")
-    mail = email_message(message, settings.smtp_sender, to)
-    where = f"{host}:{settings.smtp_port}"
-    security = settings.smtp_security
-    context = ssl_context or ssl.create_default_context()
-    timeout = settings.smtp_timeout_seconds
+    return to, envelope_from
 
-    step = "connecting to"
-    client: _SMTP | None = None
-    try:
+
+class _Session:
+    """One SMTP conversation; `step` names what it was doing when something failed."""
+
+    def __init__(
+        self, settings: Settings, host: str, context: ssl.SSLContext, envelope_from: str
+    ) -> None:
+        self.settings, self.host, self.context = settings, host, context
+        self.envelope_from = envelope_from
+        self.where = f"{host}:{settings.smtp_port}"
+        self.timeout = settings.smtp_timeout_seconds
+        self.step = "connecting to"
+        self.client: _SMTP | None = None
+
+    def send(self, mail: EmailMessage, to: list[str]) -> dict[str, tuple[int, bytes]]:
+        settings, where, security = self.settings, self.where, self.settings.smtp_security
         if security == "tls":
-            client = _SMTPSSL(host, settings.smtp_port, timeout=timeout, context=context)
+            client: _SMTP = _SMTPSSL(
+                self.host, settings.smtp_port, timeout=self.timeout, context=self.context
+            )
         else:
-            client = _SMTP(host, settings.smtp_port, timeout=timeout)
+            client = _SMTP(self.host, settings.smtp_port, timeout=self.timeout)
+        self.client = client
         if security == "starttls":
-            step = "STARTTLS with"
+            self.step = "STARTTLS with"
             client.ehlo()
             if not client.has_extn("starttls"):
                 raise NotificationError(
                     f"SMTP server {where} does not offer STARTTLS; not sending in plaintext "
                     "(PMOPS_SMTP_SECURITY=tls for implicit TLS, or =none to allow plaintext)"
                 )
-            client.starttls(context=context)
+            client.starttls(context=self.context)
         if settings.smtp_username:
-            step = "logging in to"
+            self.step = "logging in to"
             client.ehlo_or_helo_if_needed()
             if not client.has_extn("auth"):
                 hint = " over plaintext" if security == "none" else ""
@@ -288,74 +334,56 @@ def send_email(
                     f"SMTP server {where} does not offer AUTH{hint} but PMOPS_SMTP_USERNAME is set"
                 )
             client.login(settings.smtp_username, settings.smtp_password or "")
-        step = "sending through"
-        refused = client.send_message(mail, from_addr=envelope_from, to_addrs=to)
-    except NotificationError:
-        raise
-    except smtplib.SMTPAuthenticationError as exc:
-        raise NotificationError(
-            f"SMTP authentication failed at {where} for user {settings.smtp_username!r}: "
-            f"{_reply(exc.smtp_code, exc.smtp_error)}"
-        ) from exc
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise NotificationError(
-            f"SMTP server {where} refused all recipients: {_refusals(exc.recipients)}"
-        ) from exc
-    except smtplib.SMTPSenderRefused as exc:
-        raise NotificationError(
-            f"SMTP server {where} refused the sender {envelope_from}: "
-            f"{_reply(exc.smtp_code, exc.smtp_error)}"
-        ) from exc
-    except smtplib.SMTPResponseException as exc:
-        raise NotificationError(
-            f"{step} SMTP server {where} failed: {_reply(exc.smtp_code, exc.smtp_error)}"
-        ) from exc
-    except smtplib.SMTPServerDisconnected as exc:
-        # smtplib reports a read that timed out as a disconnection
-        what = (
-            f"no answer within {timeout:g} s"
-            if isinstance(exc.__context__, TimeoutError)
-            else f"the server closed the connection ({exc})"
-        )
-        raise NotificationError(f"{step} SMTP server {where} failed: {what}") from exc
-    except ssl.SSLCertVerificationError as exc:
-        raise NotificationError(
-            f"{step} SMTP server {where} failed: TLS certificate not trusted "
-            f"({exc.verify_message or exc.reason})"
-        ) from exc
-    except ssl.SSLError as exc:
-        raise NotificationError(
-            f"{step} SMTP server {where} failed: TLS error ({exc.reason or exc})"
-        ) from exc
-    except TimeoutError as exc:
-        raise NotificationError(
-            f"{step} SMTP server {where} failed: no answer within {timeout:g} s"
-        ) from exc
-    except socket.gaierror as exc:
-        raise NotificationError(f"cannot resolve SMTP host {host!r}: {exc.strerror}") from exc
-    except ConnectionRefusedError as exc:
-        raise NotificationError(f"SMTP server {where} refused the connection") from exc
-    except (smtplib.SMTPException, OSError) as exc:
-        raise NotificationError(
-            f"{step} SMTP server {where} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    finally:
-        if client is not None:
-            _close(client)
+        self.step = "sending through"
+        return client.send_message(mail, from_addr=self.envelope_from, to_addrs=to)
 
-    accepted = [r for r in to if r not in refused]
-    answer = client.data_reply if client is not None else None
-    code, text = answer if answer else (250, b"")
-    if refused:
-        raise NotificationError(
-            f"SMTP server {where} refused {_refusals(refused)}; "
-            f"the message was sent to {', '.join(accepted)}"
-        )
-    detail = text.decode("utf-8", "replace").strip()
-    plural = "s" if len(accepted) != 1 else ""
-    return f"{code} accepted for {len(accepted)} recipient{plural}" + (
-        f" ({detail})" if detail else ""
-    )
+    def failure(self, exc: OSError) -> NotificationError:
+        """What went wrong, for the delivery log."""
+        step, where, timeout = self.step, self.where, self.timeout
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return NotificationError(
+                f"SMTP authentication failed at {where} for user "
+                f"{self.settings.smtp_username!r}: {_reply(exc.smtp_code, exc.smtp_error)}"
+            )
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            return NotificationError(
+                f"SMTP server {where} refused all recipients: {_refusals(exc.recipients)}"
+            )
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            return NotificationError(
+                f"SMTP server {where} refused the sender {self.envelope_from}: "
+                f"{_reply(exc.smtp_code, exc.smtp_error)}"
+            )
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return NotificationError(
+                f"{step} SMTP server {where} failed: {_reply(exc.smtp_code, exc.smtp_error)}"
+            )
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            # smtplib reports a read that timed out as a disconnection
+            what = (
+                f"no answer within {timeout:g} s"
+                if isinstance(exc.__context__, TimeoutError)
+                else f"the server closed the connection ({exc})"
+            )
+            return NotificationError(f"{step} SMTP server {where} failed: {what}")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return NotificationError(
+                f"{step} SMTP server {where} failed: TLS certificate not trusted "
+                f"({exc.verify_message or exc.reason})"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return NotificationError(
+                f"{step} SMTP server {where} failed: TLS error ({exc.reason or exc})"
+            )
+        if isinstance(exc, TimeoutError):
+            return NotificationError(
+                f"{step} SMTP server {where} failed: no answer within {timeout:g} s"
+            )
+        if isinstance(exc, socket.gaierror):
+            return NotificationError(f"cannot resolve SMTP host {self.host!r}: {exc.strerror}")
+        if isinstance(exc, ConnectionRefusedError):
+            return NotificationError(f"SMTP server {where} refused the connection")
+        return NotificationError(f"{step} SMTP server {where} failed: {type(exc).__name__}: {exc}")
 
 
 def _close(client: smtplib.SMTP) -> None:

@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 
 from analysis.errors import AnalysisError
@@ -19,7 +18,8 @@ from pmops.service.registration import register_dataset
 from pmops.service.scope import Scope
 from pmops.service.storage import refusal
 from pmops.settings import Settings
-from pmops.store.tables import datasets, transaction
+from pmops.store import datasets as dataset_store
+from pmops.store.engine import transaction
 
 CHUNK = 1 << 20
 
@@ -116,11 +116,7 @@ def create_dataset(
 def delete_dataset(engine: Engine, settings: Settings, scope: Scope, dataset_id: str) -> None:
     """Remove a dataset and its file (the loser of a concurrent idempotent upload)."""
     with transaction(engine) as conn:
-        conn.execute(
-            delete(datasets).where(
-                datasets.c.dataset_id == dataset_id, datasets.c.tenant_id == scope.tenant_id
-            )
-        )
+        dataset_store.delete_dataset(conn, scope.tenant_id, dataset_id)
     shutil.rmtree(settings.uploads_dir.resolve() / scope.tenant_id / dataset_id, ignore_errors=True)
 
 
@@ -130,39 +126,21 @@ def get_dataset_or_404(engine: Engine, scope: Scope, dataset_id: str) -> dict[st
     except ValueError:
         raise Problem(404, f"dataset {dataset_id} not found") from None
     with engine.connect() as conn:
-        row = (
-            conn.execute(
-                select(datasets).where(
-                    datasets.c.dataset_id == dataset_id,
-                    datasets.c.tenant_id == scope.tenant_id,
-                    datasets.c.project_id == scope.project_id,
-                )
-            )
-            .mappings()
-            .first()
-        )
+        row = dataset_store.read_dataset(conn, scope.tenant_id, scope.project_id, dataset_id)
     if row is None:
         raise Problem(404, f"dataset {dataset_id} not found")
-    return dataset_view(dict(row), scope)
+    return dataset_view(row, scope)
 
 
 def list_datasets(engine: Engine, scope: Scope, page: int, page_size: int) -> dict[str, Any]:
-    where = (datasets.c.tenant_id == scope.tenant_id) & (datasets.c.project_id == scope.project_id)
+    tenant_id, project_id = scope.tenant_id, scope.project_id
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).where(where)).scalar_one()
-        rows = (
-            conn.execute(
-                select(datasets)
-                .where(where)
-                .order_by(datasets.c.created_at.desc())
-                .offset((page - 1) * page_size)
-                .limit(page_size)
-            )
-            .mappings()
-            .all()
+        total = dataset_store.count_datasets(conn, tenant_id, project_id)
+        rows = dataset_store.list_datasets(
+            conn, tenant_id, project_id, (page - 1) * page_size, page_size
         )
     return {
-        "datasets": [dataset_view(dict(r), scope) for r in rows],
+        "datasets": [dataset_view(r, scope) for r in rows],
         "totalDatasets": total,
         "page": page,
         "pageSize": page_size,

@@ -15,11 +15,10 @@ import statistics
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from pmops.settings import Settings
-from pmops.store.tables import throughput
+from pmops.store.operations import list_throughput
 
 # events per second of phase wall time, and process start-up seconds (BENCHMARKS.md)
 FALLBACK_THROUGHPUT = {
@@ -34,12 +33,7 @@ SAMPLE = 20
 def estimate_seconds(engine: Engine, operation_type: str, events: int) -> tuple[float, str]:
     """(seconds, method) for an operation of this type over `events` events."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(throughput.c.events, throughput.c.phase_seconds, throughput.c.startup_seconds)
-            .where(throughput.c.operation_type == operation_type)
-            .order_by(throughput.c.ended_at.desc())
-            .limit(200)
-        ).all()
+        rows = list_throughput(conn, operation_type, 200)
     rates, startups = [], []
     for n, phases, startup in rows:
         if n <= 0 or phases <= 0 or not (events / 4 <= n <= events * 4 or events == 0):

@@ -17,13 +17,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from pmops.service.lineage import retry_links_of, schedule_automatic
 from pmops.service.views import NO_CALLBACKS, iso, status_view
 from pmops.settings import Settings, get_settings
-from pmops.store.tables import deliveries, events, operations, utc_now
+from pmops.store.deliveries import count_callback_deliveries
+from pmops.store.engine import utc_now
+from pmops.store.events import insert_event, last_event_seq
+from pmops.store.operations import read_operation_by_id
 
 OPERATION_EVENTS = (
     "operation.started",
@@ -63,12 +65,7 @@ def callback_stats(conn: Connection, operation_id: str) -> dict[str, Any]:
 
 
 def callback_stats_of(conn: Connection, operation_ids: list[str]) -> dict[str, dict[str, Any]]:
-    d = deliveries.c
-    rows = conn.execute(
-        select(d.operation_id, d.callback, d.status, func.count(), func.max(d.last_attempt_at))
-        .where(d.operation_id.in_(operation_ids), d.kind == "callback")
-        .group_by(d.operation_id, d.callback, d.status)
-    ).all()
+    rows = count_callback_deliveries(conn, operation_ids)
     stats: dict[str, dict[str, Any]] = {op: dict(NO_CALLBACKS) for op in operation_ids}
     for op, callback, status, n, last in rows:
         block = stats[op]
@@ -96,16 +93,10 @@ def emit(
     **extra: Any,
 ) -> str:
     """Append one event of this operation, as its row now stands; returns the event's id."""
-    row = conn.execute(select(operations).where(operations.c.operation_id == operation_id))
-    current = row.mappings().first()
-    if current is None:
+    op = read_operation_by_id(conn, operation_id)
+    if op is None:
         raise LookupError(operation_id)
-    op = dict(current)
-    seq = conn.execute(
-        select(func.coalesce(func.max(events.c.seq), 0)).where(
-            events.c.operation_id == operation_id
-        )
-    ).scalar_one()
+    seq = last_event_seq(conn, operation_id)
     if event_type == "operation.failed":
         # every path to Failed comes here, in the transaction that wrote it
         schedule_automatic(conn, op)
@@ -154,18 +145,16 @@ def append_event(
         body.update(sequence=seq, operationId=operation_id)
     body.update(extra or {})
     body["data"] = data
-    conn.execute(
-        events.insert().values(
-            message_id=message_id,
-            tenant_id=tenant_id,
-            project_id=project_id,
-            operation_id=operation_id,
-            seq=seq,
-            event_type=event_type,
-            percentage=percentage,
-            body=json.dumps(body, separators=(",", ":")),
-            created_at=now,
-            fanned_out=False,
-        )
+    insert_event(
+        conn,
+        message_id=message_id,
+        tenant_id=tenant_id,
+        project_id=project_id,
+        operation_id=operation_id,
+        seq=seq,
+        event_type=event_type,
+        percentage=percentage,
+        body=json.dumps(body, separators=(",", ":")),
+        created_at=now,
     )
     return message_id

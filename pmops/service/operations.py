@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +24,6 @@ from analysis.params import (
 )
 from analysis.phases import PHASES
 from pmops.contract.requests import PRIORITY_RANK, CancelRequest, OperationCreate, Status
-from pmops.delivery import outbox
 from pmops.service import events
 from pmops.service.errors import Problem, analysis_problem
 from pmops.service.estimates import estimate_seconds, resources
@@ -42,14 +40,12 @@ from pmops.service.views import (
 )
 from pmops.service.views import remaining_seconds as remaining_seconds  # api/routes: Retry-After
 from pmops.settings import Settings
-from pmops.store.tables import (
-    datasets,
-    idempotency,
-    operation_counts,
-    operations,
-    transaction,
-    utc_now,
-)
+from pmops.store import operations as op_store
+from pmops.store.datasets import read_dataset
+from pmops.store.engine import transaction, utc_now
+from pmops.store.idempotency import insert_idempotency, read_idempotency
+from pmops.store.operations import OperationFilter
+from pmops.store.webhooks import matching_webhooks
 
 START_SCOPE = "POST /async/operation"
 
@@ -126,17 +122,7 @@ def _validate_parameters(conn: Connection, scope: Scope, body: OperationCreate) 
             except ValueError:
                 dataset_id = None
             if dataset_id is not None:
-                row = (
-                    conn.execute(
-                        select(datasets).where(
-                            datasets.c.dataset_id == dataset_id,
-                            datasets.c.tenant_id == scope.tenant_id,
-                            datasets.c.project_id == scope.project_id,
-                        )
-                    )
-                    .mappings()
-                    .first()
-                )
+                row = read_dataset(conn, scope.tenant_id, scope.project_id, dataset_id)
         if row is None:
             raise Problem(
                 422,
@@ -150,17 +136,7 @@ def _validate_parameters(conn: Connection, scope: Scope, body: OperationCreate) 
             "parameters.datasetId is required",
             errors=[{"field": "parameters.datasetId", "message": "required"}],
         )
-    src = (
-        conn.execute(
-            select(operations).where(
-                operations.c.operation_id == str(source_op),
-                operations.c.tenant_id == scope.tenant_id,
-                operations.c.project_id == scope.project_id,
-            )
-        )
-        .mappings()
-        .first()
-    )
+    src = op_store.read_operation(conn, scope.tenant_id, scope.project_id, str(source_op))
     if (
         src is None
         or src["status"] != "Completed"
@@ -214,7 +190,9 @@ def prepare_operation(
             source = _validate_parameters(conn, scope, body)
         queued = _queue_wait_seconds(conn, settings, body.priority.value)
         like = {"operation_type": body.operationType.value, "priority": body.priority.value}
-        listening = outbox.matching_webhooks(conn, scope.tenant_id, scope.project_id, like)
+        listening = matching_webhooks(
+            conn, scope.tenant_id, scope.project_id, like, events.CALLBACK_FOR
+        )
     seconds, method = estimate_seconds(engine, body.operationType.value, source["events"])
     seconds *= share
     now = utc_now()
@@ -286,7 +264,7 @@ def start_operation(
     new.row["request"].update(annotations or {})  # e.g. the batch a retried member belongs to
     try:
         with transaction(engine) as conn:
-            conn.execute(operations.insert().values(**new.row))
+            op_store.insert_operation(conn, new.row)
             if within is not None:
                 within(conn, new.row["operation_id"])
             if idempotency_key:
@@ -320,31 +298,14 @@ def _remember(
     headers: dict[str, str],
 ) -> None:
     """The answer to replay for this Idempotency-Key (a second insert fails on the key)."""
-    conn.execute(
-        idempotency.insert().values(
-            tenant_id=scope.tenant_id,
-            scope=where,
-            key=key,
-            request_hash=digest,
-            status_code=status,
-            response=response,
-            headers=headers,
-            created_at=utc_now(),
-        )
-    )
+    insert_idempotency(conn, scope.tenant_id, where, key, digest, status, response, headers)
 
 
 def _idempotent_replay(
     engine: Engine, scope: Scope, where: str, key: str, digest: str
 ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
     with engine.connect() as conn:
-        row = conn.execute(
-            select(idempotency).where(
-                idempotency.c.tenant_id == scope.tenant_id,
-                idempotency.c.scope == where,
-                idempotency.c.key == key,
-            )
-        ).first()
+        row = read_idempotency(conn, scope.tenant_id, where, key)
     if row is None:
         return None
     if row.request_hash != digest:
@@ -390,20 +351,9 @@ def retry_after(seconds_left: float) -> int:
 
 def _queue_wait_seconds(conn: Connection, settings: Settings, priority: str) -> float:
     """Estimated seconds before a new operation of this priority gets a worker slot."""
-    ahead = conn.execute(
-        select(func.coalesce(func.sum(operations.c.estimated_seconds), 0.0)).where(
-            operations.c.status == "Initiated",
-            operations.c.flow_run_id.is_(None),
-            operations.c.priority_rank >= PRIORITY_RANK[priority],
-        )
-    ).scalar_one()
+    ahead = op_store.queued_seconds_ahead(conn, PRIORITY_RANK[priority])
     # what holds the worker slots now (the dispatcher counts the same), and how long it still needs
-    busy = conn.execute(
-        select(operations.c.estimated_seconds, operations.c.started_at).where(
-            operations.c.status.in_(("Initiated", "Running")),
-            operations.c.flow_run_id.is_not(None),
-        )
-    ).all()
+    busy = op_store.list_busy_operations(conn)
     if len(busy) < settings.worker_limit and not ahead:
         return 0.0
     now = utc_now()
@@ -415,12 +365,6 @@ def _queue_wait_seconds(conn: Connection, settings: Settings, priority: str) -> 
 
 
 # -- read ------------------------------------------------------------------------------------------
-# what a status answer shows: not the request nor the (large) results document
-STATUS_COLUMNS = tuple(
-    c for c in operations.c if c.name not in ("request", "results", "cancel_request")
-)
-
-
 def callback_stats(engine: Engine, operation_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
         return events.callback_stats(conn, operation_id)
@@ -429,68 +373,17 @@ def callback_stats(engine: Engine, operation_id: str) -> dict[str, Any]:
 def get_operation_or_404(
     engine: Engine, scope: Scope, operation_id: str, *, status_only: bool = False
 ) -> dict[str, Any]:
-    columns = STATUS_COLUMNS if status_only else (operations,)
     with engine.connect() as conn:
-        row = (
-            conn.execute(
-                select(*columns).where(
-                    operations.c.operation_id == operation_id,
-                    operations.c.tenant_id == scope.tenant_id,
-                    operations.c.project_id == scope.project_id,
-                )
-            )
-            .mappings()
-            .first()
+        row = op_store.read_operation(
+            conn, scope.tenant_id, scope.project_id, operation_id, status_only=status_only
         )
     if row is None:
         raise Problem(404, f"operation {operation_id} not found")
-    return dict(row)
+    return row
 
 
 # -- list --------------------------------------------------------------------------------------
-def _summary_counts(
-    conn: Connection,
-    scope: Scope,
-    where: Any,
-    status: str | None,
-    operation_type: str | None,
-    priority: str | None,
-    dated: bool,
-) -> dict[str, int]:
-    """Operations per status of the filtered set: from the trigger-kept counters, or with a date
-    filter by one pass over the scope's index (no GROUP BY: SQLite would pick the index that
-    orders by status over the one that matches the filters, and read every row)."""
-    if not dated:
-        c = operation_counts.c
-        conds = [c.tenant_id == scope.tenant_id, c.project_id == scope.project_id]
-        filters = ((c.status, status), (c.operation_type, operation_type), (c.priority, priority))
-        conds += [column == value for column, value in filters if value]
-        rows = conn.execute(select(c.status, func.sum(c.n)).where(*conds).group_by(c.status))
-        return {s: int(n or 0) for s, n in rows}
-    sums = conn.execute(
-        select(*(func.sum(case((operations.c.status == s, 1), else_=0)) for s in STATUSES)).where(
-            where
-        )
-    ).one()
-    return {s: int(n or 0) for s, n in zip(STATUSES, sums, strict=True)}
-
-
 STATUSES = tuple(s.value for s in Status)
-LIST_COLUMNS = (
-    operations.c.operation_id,
-    operations.c.operation_type,
-    operations.c.operation_name,
-    operations.c.status,
-    operations.c.percentage,
-    operations.c.priority,
-    operations.c.created_at,
-    operations.c.started_at,
-    operations.c.ended_at,
-    operations.c.estimated_seconds,
-    operations.c.current_phase,
-    operations.c.processed_records,
-    operations.c.progress["resourceUsage"].label("resource_usage"),
-)
 
 
 def list_operations(
@@ -507,45 +400,22 @@ def list_operations(
     page: int,
     page_size: int,
 ) -> dict[str, Any]:
-    conds = [operations.c.tenant_id == scope.tenant_id, operations.c.project_id == scope.project_id]
-    if status:
-        conds.append(operations.c.status == status)
-    if operation_type:
-        conds.append(operations.c.operation_type == operation_type)
-    if priority:
-        conds.append(operations.c.priority == priority)
-    if date_from:
-        conds.append(operations.c.created_at >= date_from)
-    if date_to:
-        conds.append(operations.c.created_at <= date_to)
-    where = and_(*conds)
-    dated = date_from is not None or date_to is not None
+    which = OperationFilter(status, operation_type, priority, date_from, date_to)
+    tenant_id, project_id = scope.tenant_id, scope.project_id
     with engine.connect() as conn:
-        counts = _summary_counts(conn, scope, where, status, operation_type, priority, dated)
-        # the page's ids from an index alone (OFFSET walks index entries, not rows), then only
-        # those rows, and only the columns a list item shows unless details are asked for
-        ids = (
-            conn.execute(
-                select(operations.c.operation_id)
-                .where(where)
-                .order_by(operations.c.created_at.desc(), operations.c.operation_id.desc())
-                .offset((page - 1) * page_size)
-                .limit(page_size + 1)
-            )
-            .scalars()
-            .all()
+        counts = op_store.count_operations(conn, tenant_id, project_id, which, STATUSES)
+        rows = op_store.list_operations(
+            conn,
+            tenant_id,
+            project_id,
+            which,
+            (page - 1) * page_size,
+            page_size + 1,
+            details=include_details,
         )
-        columns = [operations] if include_details else LIST_COLUMNS
-        found = {
-            r["operation_id"]: r
-            for r in conn.execute(select(*columns).where(operations.c.operation_id.in_(ids)))
-            .mappings()
-            .all()
-        }
-        stats = events.callback_stats_of(conn, list(found)) if include_details else {}
-        links = retry_links_of(conn, list(found)) if include_details else {}
-    rows = [found[i] for i in ids if i in found]
-    has_next = len(rows) > page_size
+        ids = [r["operation_id"] for r in rows]
+        stats = events.callback_stats_of(conn, ids) if include_details else {}
+        links = retry_links_of(conn, ids) if include_details else {}
     items = []
     now = utc_now()
     for r in rows[:page_size]:
@@ -557,18 +427,22 @@ def list_operations(
         items.append(item)
     return {
         "operations": items,
-        "summary": {
-            "totalOperations": sum(counts.values()),
-            "initiated": counts.get("Initiated", 0),
-            "running": counts.get("Running", 0),
-            "completed": counts.get("Completed", 0),
-            "failed": counts.get("Failed", 0),
-            "cancelled": counts.get("Cancelled", 0),
-            "timeout": counts.get("Timeout", 0),
-        },
+        "summary": list_summary(counts),
         "page": page,
         "pageSize": page_size,
-        "hasNextPage": has_next,
+        "hasNextPage": len(rows) > page_size,
+    }
+
+
+def list_summary(counts: dict[str, int]) -> dict[str, int]:
+    return {
+        "totalOperations": sum(counts.values()),
+        "initiated": counts.get("Initiated", 0),
+        "running": counts.get("Running", 0),
+        "completed": counts.get("Completed", 0),
+        "failed": counts.get("Failed", 0),
+        "cancelled": counts.get("Cancelled", 0),
+        "timeout": counts.get("Timeout", 0),
     }
 
 
@@ -578,18 +452,9 @@ def request_cancel(
 ) -> tuple[dict[str, Any], str]:
     """Record the request; returns (row, mode) with mode 'immediate' | 'graceful' | 'force'."""
     with transaction(engine) as conn:
-        row = (
-            conn.execute(
-                select(operations)
-                .where(
-                    operations.c.operation_id == operation_id,
-                    operations.c.tenant_id == scope.tenant_id,
-                    operations.c.project_id == scope.project_id,
-                )
-                .with_for_update()  # no flow run can finish or claim it meanwhile
-            )
-            .mappings()
-            .first()
+        # locked: no flow run can finish or claim it meanwhile
+        row = op_store.read_operation(
+            conn, scope.tenant_id, scope.project_id, operation_id, for_update=True
         )
         if row is None:
             raise Problem(404, f"operation {operation_id} not found")
@@ -611,23 +476,17 @@ def request_cancel(
             values.update(status="Cancelled", ended_at=utc_now())
         elif req.forceTermination:
             values.update(status="Cancelled", ended_at=utc_now())
-        conn.execute(
-            update(operations).where(operations.c.operation_id == operation_id).values(**values)
-        )
+        op_store.update_operation(conn, operation_id, values)
         if "status" in values:
             emit(conn, operation_id, "operation.cancelled")
-    return dict(row), mode
+    return row, mode
 
 
 def wait_terminal(engine: Engine, operation_id: str, seconds: float) -> dict[str, Any] | None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            row = (
-                conn.execute(select(operations).where(operations.c.operation_id == operation_id))
-                .mappings()
-                .first()
-            )
+            row = op_store.read_operation_by_id(conn, operation_id)
         if row is not None and row["status"] in TERMINAL:
             return dict(row)
         time.sleep(0.1)
@@ -636,13 +495,10 @@ def wait_terminal(engine: Engine, operation_id: str, seconds: float) -> dict[str
 
 def force_cancelled(engine: Engine, operation_id: str) -> None:
     with transaction(engine) as conn:
-        done = conn.execute(
-            update(operations)
-            .where(operations.c.operation_id == operation_id)
-            .where(operations.c.status.in_(("Initiated", "Running")))
-            .values(status="Cancelled", ended_at=utc_now())
+        moved = op_store.set_operation_status(
+            conn, operation_id, "Cancelled", ("Initiated", "Running"), ended_at=utc_now()
         )
-        if done.rowcount:
+        if moved:
             emit(conn, operation_id, "operation.cancelled")
 
 

@@ -11,22 +11,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, update
 from sqlalchemy.engine import Engine
 
 from pmops.contract.signing import new_secret
-from pmops.delivery.outbox import ensure_project
 from pmops.service.views import iso
 from pmops.settings import Settings
-from pmops.store.tables import projects, transaction, utc_now
+from pmops.store.engine import transaction, utc_now
+from pmops.store.projects import ensure_project, update_project
 
 
 class AlreadyRevealed(Exception):
     """The secret was read before: rotate to see a new one."""
-
-
-def _key(tenant_id: str, project_id: str) -> Any:
-    return and_(projects.c.tenant_id == tenant_id, projects.c.project_id == project_id)
 
 
 def _secret_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -44,9 +39,7 @@ def reveal_secret(engine: Engine, tenant_id: str, project_id: str) -> dict[str, 
         row = ensure_project(conn, tenant_id, project_id)
         if row["secret_revealed"]:
             raise AlreadyRevealed
-        conn.execute(
-            update(projects).where(_key(tenant_id, project_id)).values(secret_revealed=True)
-        )
+        update_project(conn, tenant_id, project_id, secret_revealed=True)
     return _secret_view(row)
 
 
@@ -65,7 +58,7 @@ def rotate_secret(
             "previous_valid_until": now + timedelta(seconds=settings.secret_rotation_grace_seconds),
             "updated_at": now,
         }
-        conn.execute(update(projects).where(_key(tenant_id, project_id)).values(**values))
+        update_project(conn, tenant_id, project_id, **values)
     return _secret_view({**old, **values})
 
 
@@ -81,11 +74,7 @@ def update_notification_settings(
     """changes: slack_webhook_url and/or owner_emails (already validated)."""
     with transaction(engine) as conn:
         row = ensure_project(conn, tenant_id, project_id)
-        conn.execute(
-            update(projects)
-            .where(_key(tenant_id, project_id))
-            .values(**changes, updated_at=utc_now())
-        )
+        update_project(conn, tenant_id, project_id, **changes, updated_at=utc_now())
     return _settings_view({**row, **changes})
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from analysis.eventlog import ColumnMapping, inspect_event_log
-from pmops.store.tables import datasets, transaction, utc_now
+from pmops.store.datasets import insert_dataset
+from pmops.store.engine import transaction, utc_now
 
 
 def register_dataset(
@@ -29,18 +30,19 @@ def register_dataset(
     """
     summary = inspect_event_log(path, mapping).to_dict()
     with transaction(engine) as conn:
-        conn.execute(
-            datasets.insert().values(
-                dataset_id=dataset_id,
-                tenant_id=tenant_id,
-                project_id=project_id,
-                file_name=file_name,
-                path=str(Path(path).resolve()),
-                size_bytes=Path(path).stat().st_size,
-                format=summary.get("format", ""),
-                summary=summary,
-                source_operation_id=source_operation_id,
-                created_at=utc_now(),
-            )
+        insert_dataset(
+            conn,
+            {
+                "dataset_id": dataset_id,
+                "tenant_id": tenant_id,
+                "project_id": project_id,
+                "file_name": file_name,
+                "path": str(Path(path).resolve()),
+                "size_bytes": Path(path).stat().st_size,
+                "format": summary.get("format", ""),
+                "summary": summary,
+                "source_operation_id": source_operation_id,
+                "created_at": utc_now(),
+            },
         )
     return summary

@@ -13,7 +13,7 @@ from typing import Any
 from analysis.formatting import seconds_text
 from analysis.phases import PHASE_WEIGHTS, PHASES
 from pmops.settings import Settings
-from pmops.store.tables import utc_now
+from pmops.store.engine import utc_now
 
 TERMINAL = frozenset({"Completed", "Failed", "Cancelled", "Timeout"})
 

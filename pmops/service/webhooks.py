@@ -14,7 +14,6 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import and_, delete, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from pmops.contract.requests import (
@@ -23,7 +22,6 @@ from pmops.contract.requests import (
     WebhookCreate,
     WebhookUpdate,
 )
-from pmops.delivery import outbox
 from pmops.delivery.netguard import NetGuard, UnsafeUrl, parse_networks
 from pmops.service import projects
 from pmops.service.errors import Problem
@@ -31,7 +29,16 @@ from pmops.service.operations import _idempotent_replay, _remember, request_hash
 from pmops.service.scope import Scope
 from pmops.service.views import iso
 from pmops.settings import Settings
-from pmops.store.tables import deliveries, events, transaction, utc_now, webhooks
+from pmops.store import webhooks as hook_store
+from pmops.store.deliveries import (
+    NO_SLACK,
+    OPEN,
+    close_open_deliveries,
+    list_deliveries,
+    read_delivery,
+    redeliver_delivery,
+)
+from pmops.store.engine import transaction, utc_now
 
 CREATE_SCOPE = "POST /async/webhooks"
 # headers a webhook may not set: the signature, framing and our own
@@ -143,7 +150,7 @@ def create_webhook(
     location = f"/api/{scope.tenant_id}/{scope.project_id}/async/webhooks/{row['webhook_id']}"
     headers = {"Location": location}
     with transaction(engine) as conn:
-        conn.execute(webhooks.insert().values(**row))
+        hook_store.insert_webhook(conn, row)
         if idempotency_key:
             _remember(conn, scope, CREATE_SCOPE, idempotency_key, digest, 201, view, headers)
     return 201, view, headers
@@ -182,19 +189,11 @@ def webhook_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _scoped(scope: Scope) -> Any:
-    return and_(webhooks.c.tenant_id == scope.tenant_id, webhooks.c.project_id == scope.project_id)
-
-
 def get_webhook_or_404(conn: Connection, scope: Scope, webhook_id: str) -> dict[str, Any]:
-    row = (
-        conn.execute(select(webhooks).where(webhooks.c.webhook_id == webhook_id, _scoped(scope)))
-        .mappings()
-        .first()
-    )
+    row = hook_store.read_webhook(conn, scope.tenant_id, scope.project_id, webhook_id)
     if row is None:
         raise Problem(404, f"webhook {webhook_id} not found")
-    return dict(row)
+    return row
 
 
 def read_webhook(engine: Engine, scope: Scope, webhook_id: str) -> dict[str, Any]:
@@ -204,19 +203,11 @@ def read_webhook(engine: Engine, scope: Scope, webhook_id: str) -> dict[str, Any
 
 def list_webhooks(engine: Engine, scope: Scope, page: int, page_size: int) -> dict[str, Any]:
     with engine.connect() as conn:
-        rows = (
-            conn.execute(
-                select(webhooks)
-                .where(_scoped(scope))
-                .order_by(webhooks.c.created_at.desc(), webhooks.c.webhook_id)
-                .offset((page - 1) * page_size)
-                .limit(page_size + 1)
-            )
-            .mappings()
-            .all()
+        rows = hook_store.list_webhooks(
+            conn, scope.tenant_id, scope.project_id, (page - 1) * page_size, page_size + 1
         )
     return {
-        "webhooks": [webhook_view(dict(r)) for r in rows[:page_size]],
+        "webhooks": [webhook_view(r) for r in rows[:page_size]],
         "page": page,
         "pageSize": page_size,
         "hasNextPage": len(rows) > page_size,
@@ -227,17 +218,8 @@ def delete_webhook(engine: Engine, scope: Scope, webhook_id: str) -> None:
     """Gone at once: nothing more is sent to it; its open deliveries end Cancelled."""
     with transaction(engine) as conn:
         get_webhook_or_404(conn, scope, webhook_id)
-        conn.execute(delete(webhooks).where(webhooks.c.webhook_id == webhook_id))
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status.in_(outbox.OPEN))
-            .values(
-                status="Cancelled",
-                next_attempt_at=None,
-                finished_at=utc_now(),
-                last_error="the webhook was deleted",
-            )
-        )
+        hook_store.delete_webhook(conn, webhook_id)
+        close_open_deliveries(conn, "Cancelled", "the webhook was deleted", webhook_id=webhook_id)
 
 
 def update_webhook(
@@ -259,24 +241,12 @@ def update_webhook(
                 "status": "Disabled",
                 "disabled_reason": f"disabled by {scope.principal.name}",
             }
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status.in_(outbox.OPEN))
-                .values(
-                    status="Failed",
-                    next_attempt_at=None,
-                    finished_at=utc_now(),
-                    last_error=values["disabled_reason"],
-                )
-            )
-        conn.execute(update(webhooks).where(webhooks.c.webhook_id == webhook_id).values(**values))
+            close_open_deliveries(conn, "Failed", values["disabled_reason"], webhook_id=webhook_id)
+        hook_store.update_webhook(conn, webhook_id, **values)
     return webhook_view({**row, **values})
 
 
 # -- delivery logs ----------------------------------------------------------------------------
-DELIVERY_COLUMNS = (*deliveries.c, events.c.message_id)
-
-
 def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
     target = row["target"]
     if row["kind"] == "slack" and "://" in target:
@@ -302,26 +272,20 @@ def delivery_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deliveries_page(
-    conn: Connection, where: Any, status: str | None, page: int, page_size: int
+    conn: Connection, scope: Scope, status: str | None, page: int, page_size: int, **which: str
 ) -> dict[str, Any]:
-    query = (
-        select(*DELIVERY_COLUMNS)
-        .join(events, events.c.event_id == deliveries.c.event_id)
-        .where(where)
-    )
-    if status:
-        query = query.where(deliveries.c.status == status)
-    rows = (
-        conn.execute(
-            query.order_by(deliveries.c.created_at.desc(), deliveries.c.delivery_id)
-            .offset((page - 1) * page_size)
-            .limit(page_size + 1)
-        )
-        .mappings()
-        .all()
+    """A page of the scope's deliveries of `which` (webhook_id= or operation_id=)."""
+    rows = list_deliveries(
+        conn,
+        scope.tenant_id,
+        scope.project_id,
+        status=status,
+        offset=(page - 1) * page_size,
+        limit=page_size + 1,
+        **which,
     )
     return {
-        "deliveries": [delivery_view(dict(r)) for r in rows[:page_size]],
+        "deliveries": [delivery_view(r) for r in rows[:page_size]],
         "page": page,
         "pageSize": page_size,
         "hasNextPage": len(rows) > page_size,
@@ -333,9 +297,7 @@ def webhook_deliveries(
 ) -> dict[str, Any]:
     with engine.connect() as conn:
         get_webhook_or_404(conn, scope, webhook_id)
-        return _deliveries_page(
-            conn, deliveries.c.webhook_id == webhook_id, status, page, page_size
-        )
+        return _deliveries_page(conn, scope, status, page, page_size, webhook_id=webhook_id)
 
 
 def operation_deliveries(
@@ -343,12 +305,7 @@ def operation_deliveries(
 ) -> dict[str, Any]:
     """Every delivery of the operation's events: callbacks, email, Slack and webhooks."""
     with engine.connect() as conn:
-        where = and_(
-            deliveries.c.operation_id == operation_id,
-            deliveries.c.tenant_id == scope.tenant_id,
-            deliveries.c.project_id == scope.project_id,
-        )
-        return _deliveries_page(conn, where, status, page, page_size)
+        return _deliveries_page(conn, scope, status, page, page_size, operation_id=operation_id)
 
 
 def redeliver(
@@ -362,19 +319,17 @@ def redeliver(
     """Send a delivery again (a dead letter, or one already delivered) with the same event id."""
     with transaction(engine) as conn:
         hook = get_webhook_or_404(conn, scope, webhook_id) if webhook_id else None
-        where = [
-            deliveries.c.delivery_id == delivery_id,
-            deliveries.c.tenant_id == scope.tenant_id,
-            deliveries.c.project_id == scope.project_id,
-        ]
-        if webhook_id:
-            where.append(deliveries.c.webhook_id == webhook_id)
-        if operation_id:
-            where.append(deliveries.c.operation_id == operation_id)
-        row = _delivery_row(conn, *where)
+        row = read_delivery(
+            conn,
+            scope.tenant_id,
+            scope.project_id,
+            delivery_id,
+            webhook_id=webhook_id,
+            operation_id=operation_id,
+        )
         if row is None:
             raise Problem(404, f"delivery {delivery_id} not found")
-        if row["status"] in outbox.OPEN:
+        if row["status"] in OPEN:
             raise Problem(409, f"delivery {delivery_id} is already waiting to be sent")
         if hook is not None and hook["status"] != "Active":
             raise Problem(
@@ -383,24 +338,11 @@ def redeliver(
                 'PATCH it with {"status": "Active"} first',
             )
         if row["kind"] == "slack" and not row["target"]:
-            raise Problem(409, outbox.NO_SLACK)
-        outbox.redeliver(conn, delivery_id)
-        fresh = _delivery_row(conn, deliveries.c.delivery_id == delivery_id)
+            raise Problem(409, NO_SLACK)
+        redeliver_delivery(conn, delivery_id, utc_now())
+        fresh = read_delivery(conn, scope.tenant_id, scope.project_id, delivery_id)
     assert fresh is not None
     return delivery_view(fresh)
-
-
-def _delivery_row(conn: Connection, *where: Any) -> dict[str, Any] | None:
-    found = (
-        conn.execute(
-            select(*DELIVERY_COLUMNS)
-            .join(events, events.c.event_id == deliveries.c.event_id)
-            .where(*where)
-        )
-        .mappings()
-        .first()
-    )
-    return None if found is None else dict(found)
 
 
 # -- the project's secret and notification settings --------------------------------------------

@@ -1,0 +1,298 @@
+"""Deliveries: one row per (event, receiver), leased by a deliverer and settled after each try;
+the deliverers alive; per receiver and operation the last progress percentage sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from pmops.store.engine import utc_now
+from pmops.store.events import delete_events_before, unfanned_operation_ids
+from pmops.store.tables import deliverers, deliveries, events, operations, progress_marks
+
+# not finished: Pending (not tried yet) or Retrying
+OPEN = ("Pending", "Retrying")
+NO_SLACK = (
+    "no Slack incoming webhook is configured for this project "
+    "(PUT /api/{tenantId}/{projectId}/async/notification-settings)"
+)
+NO_SMTP = "email is not configured on this server: set PMOPS_SMTP_HOST"
+# a delivery as the logs show it: its row and its event's message id
+DELIVERY_COLUMNS = (*deliveries.c, events.c.message_id)
+
+
+def insert_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(deliveries), rows)
+
+
+def close_open_deliveries(
+    conn: Connection,
+    status: str,
+    reason: str,
+    *,
+    webhook_id: str | None = None,
+    operation_id: str | None = None,
+    kind: str | None = None,
+    target: str | None = None,
+    release_lease: bool = False,
+    now: datetime | None = None,
+) -> int:
+    """End the open deliveries of a webhook (or of an operation's receiver: operation_id, kind,
+    target) with `status` (Failed, Cancelled) and `reason`; how many."""
+    d = deliveries.c
+    conds: list[ColumnElement[bool]] = [d.status.in_(OPEN)]
+    for column, value in (
+        (d.webhook_id, webhook_id),
+        (d.operation_id, operation_id),
+        (d.kind, kind),
+        (d.target, target),
+    ):
+        if value is not None:
+            conds.append(column == value)
+    if len(conds) == 1:
+        raise ValueError("close_open_deliveries needs a webhook or a receiver")
+    values: dict[str, Any] = {
+        "status": status,
+        "last_error": reason,
+        "next_attempt_at": None,
+        "finished_at": now or utc_now(),
+    }
+    if release_lease:
+        values["lease_owner"] = None
+    return int(conn.execute(update(deliveries).where(*conds).values(**values)).rowcount or 0)
+
+
+def read_delivery(
+    conn: Connection,
+    tenant_id: str,
+    project_id: str,
+    delivery_id: str,
+    *,
+    webhook_id: str | None = None,
+    operation_id: str | None = None,
+) -> dict[str, Any] | None:
+    """The scope's delivery (of this webhook or operation, if given) with its message_id."""
+    d = deliveries.c
+    where = [d.delivery_id == delivery_id, d.tenant_id == tenant_id, d.project_id == project_id]
+    if webhook_id:
+        where.append(d.webhook_id == webhook_id)
+    if operation_id:
+        where.append(d.operation_id == operation_id)
+    found = (
+        conn.execute(
+            select(*DELIVERY_COLUMNS)
+            .join(events, events.c.event_id == deliveries.c.event_id)
+            .where(*where)
+        )
+        .mappings()
+        .first()
+    )
+    return None if found is None else dict(found)
+
+
+def list_deliveries(
+    conn: Connection,
+    tenant_id: str,
+    project_id: str,
+    *,
+    webhook_id: str | None = None,
+    operation_id: str | None = None,
+    status: str | None = None,
+    offset: int = 0,
+    limit: int = 20,
+) -> list[dict[str, Any]]:
+    """A page of the scope's deliveries of a webhook or an operation, newest first."""
+    d = deliveries.c
+    where = [d.tenant_id == tenant_id, d.project_id == project_id]
+    if webhook_id is not None:
+        where.append(d.webhook_id == webhook_id)
+    if operation_id is not None:
+        where.append(d.operation_id == operation_id)
+    if status:
+        where.append(d.status == status)
+    query = (
+        select(*DELIVERY_COLUMNS)
+        .join(events, events.c.event_id == deliveries.c.event_id)
+        .where(*where)
+        .order_by(d.created_at.desc(), d.delivery_id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def redeliver_delivery(conn: Connection, delivery_id: str, now: datetime) -> bool:
+    """Make it due again with a fresh round of retries (its attempts so far are kept)."""
+    done = conn.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id == delivery_id)
+        .values(
+            status="Pending",
+            retry_base=deliveries.c.attempt_count,
+            next_attempt_at=now,
+            finished_at=None,
+            lease_owner=None,
+        )
+    )
+    return bool(done.rowcount)
+
+
+def count_callback_deliveries(conn: Connection, operation_ids: list[str]) -> list[Any]:
+    """(operation_id, callback, status, count, last attempt) of the operations' callbacks."""
+    d = deliveries.c
+    return list(
+        conn.execute(
+            select(d.operation_id, d.callback, d.status, func.count(), func.max(d.last_attempt_at))
+            .where(d.operation_id.in_(operation_ids), d.kind == "callback")
+            .group_by(d.operation_id, d.callback, d.status)
+        ).all()
+    )
+
+
+# -- deliverers and leases ---------------------------------------------------------------------
+def beat_deliverer(conn: Connection, owner: str, now: datetime, stale: datetime) -> set[str]:
+    """Record `owner` as alive at `now`, forget those not heard of since `stale`; the owners
+    alive (this one included)."""
+    done = conn.execute(
+        update(deliverers).where(deliverers.c.owner == owner).values(heartbeat_at=now)
+    )
+    if not done.rowcount:
+        conn.execute(insert(deliverers).values(owner=owner, heartbeat_at=now))
+    conn.execute(delete(deliverers).where(deliverers.c.heartbeat_at < stale))
+    return {r.owner for r in conn.execute(select(deliverers.c.owner))}
+
+
+LEASE_COLUMNS = (
+    deliveries.c.delivery_id,
+    deliveries.c.kind,
+    deliveries.c.target,
+    deliveries.c.endpoint_key,
+    deliveries.c.policy,
+    deliveries.c.attempt_count,
+    deliveries.c.retry_base,
+    deliveries.c.attempts,
+    deliveries.c.webhook_id,
+    deliveries.c.tenant_id,
+    deliveries.c.project_id,
+    deliveries.c.operation_id,
+    deliveries.c.event_type,
+    deliveries.c.event_id,
+)
+
+
+def list_due_deliveries(
+    conn: Connection, now: datetime, live: set[str], full: list[str], limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` open deliveries due by `now`, in the order they are due, not leased by a
+    live deliverer, not to the `full` endpoints. On PostgreSQL the rows are locked and rows
+    another deliverer is leasing are skipped (FOR UPDATE SKIP LOCKED)."""
+    d = deliveries.c
+    query = (
+        select(*LEASE_COLUMNS)
+        .where(
+            d.next_attempt_at <= now,
+            d.status.in_(OPEN),
+            or_(d.lease_owner.is_(None), d.lease_owner.not_in(list(live))),
+        )
+        .order_by(d.next_attempt_at)
+        .limit(limit)
+    )
+    if full:
+        query = query.where(d.endpoint_key.not_in(full))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def lease_deliveries(conn: Connection, delivery_ids: list[str], owner: str) -> None:
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id.in_(delivery_ids))
+        .values(lease_owner=owner)
+    )
+
+
+def release_leases(conn: Connection, owner: str) -> None:
+    """Hand back the owner's unfinished leases and forget the owner."""
+    conn.execute(
+        update(deliveries).where(deliveries.c.lease_owner == owner).values(lease_owner=None)
+    )
+    conn.execute(delete(deliverers).where(deliverers.c.owner == owner))
+
+
+def settle_deliveries(conn: Connection, updates: list[dict[str, Any]]) -> None:
+    """Record attempts, one statement for all: rows of b_id, status, attempt_count, attempts,
+    next_attempt_at, last_attempt_at, last_error, finished_at. The leases end."""
+    if not updates:
+        return
+    d = deliveries.c
+    conn.execute(
+        update(deliveries)
+        .where(d.delivery_id == bindparam("b_id"))
+        .values(
+            status=bindparam("status"),
+            attempt_count=bindparam("attempt_count"),
+            attempts=bindparam("attempts"),
+            next_attempt_at=bindparam("next_attempt_at"),
+            last_attempt_at=bindparam("last_attempt_at"),
+            last_error=bindparam("last_error"),
+            finished_at=bindparam("finished_at"),
+            lease_owner=None,
+        ),
+        updates,
+    )
+
+
+# -- progress marks ------------------------------------------------------------------------------
+def read_progress_marks(
+    conn: Connection, operation_ids: Iterable[str]
+) -> dict[tuple[str, str], float]:
+    """(endpoint_key, operation_id) -> the percentage of the last progress event sent."""
+    rows = conn.execute(
+        select(progress_marks).where(progress_marks.c.operation_id.in_(list(operation_ids)))
+    )
+    return {(r.endpoint_key, r.operation_id): r.percentage for r in rows}
+
+
+def set_progress_marks(conn: Connection, marks: dict[tuple[str, str], float]) -> None:
+    """Upsert each (endpoint_key, operation_id)'s percentage (ON CONFLICT DO UPDATE)."""
+    for (endpoint, op_id), pct in marks.items():
+        make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        stmt = make(progress_marks).values(
+            endpoint_key=endpoint, operation_id=op_id, percentage=pct
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[progress_marks.c.endpoint_key, progress_marks.c.operation_id],
+                set_={"percentage": stmt.excluded.percentage},
+            )
+        )
+
+
+# -- retention -----------------------------------------------------------------------------------
+def purge_outbox(conn: Connection, cutoff: datetime, terminal: Iterable[str]) -> int:
+    """Delete the finished deliveries and the events created before `cutoff` (an event with an
+    open delivery is kept), and the progress marks of operations in a `terminal` status with no
+    event left to fan out; how many events went."""
+    conn.execute(
+        delete(deliveries).where(deliveries.c.created_at < cutoff, deliveries.c.status.not_in(OPEN))
+    )
+    still_open = select(deliveries.c.event_id).where(deliveries.c.status.in_(OPEN))
+    gone = delete_events_before(conn, cutoff, still_open)
+    ended = select(operations.c.operation_id).where(operations.c.status.in_(list(terminal)))
+    conn.execute(
+        delete(progress_marks).where(
+            and_(
+                progress_marks.c.operation_id.in_(ended),
+                progress_marks.c.operation_id.not_in(unfanned_operation_ids()),
+            )
+        )
+    )
+    return gone

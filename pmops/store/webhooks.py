@@ -1,0 +1,126 @@
+"""Webhooks of a project: registration rows, their filters and their delivery statistics."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.engine import Connection
+
+from pmops.store.scoping import Scoped, in_scope, read_scoped
+from pmops.store.tables import webhooks
+
+DEFAULT_WEBHOOK_POLICY = {
+    "maxRetries": 5,
+    "retryDelay": 60.0,
+    "backoffMultiplier": 2.0,
+    "maxDelay": 3600.0,
+}
+
+
+def insert_webhook(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(webhooks.insert().values(**row))
+
+
+def read_webhook(
+    conn: Connection, tenant_id: str, project_id: str, webhook_id: str
+) -> dict[str, Any] | None:
+    return read_scoped(conn, webhooks, "webhook_id", webhook_id, Scoped(tenant_id, project_id))
+
+
+def list_webhooks(
+    conn: Connection, tenant_id: str, project_id: str, offset: int, limit: int
+) -> list[dict[str, Any]]:
+    """The project's webhooks, newest first."""
+    rows = conn.execute(
+        select(webhooks)
+        .where(in_scope(webhooks, Scoped(tenant_id, project_id)))
+        .order_by(webhooks.c.created_at.desc(), webhooks.c.webhook_id)
+        .offset(offset)
+        .limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def delete_webhook(conn: Connection, webhook_id: str) -> bool:
+    return bool(conn.execute(delete(webhooks).where(webhooks.c.webhook_id == webhook_id)).rowcount)
+
+
+def update_webhook(conn: Connection, webhook_id: str, **values: Any) -> bool:
+    query = update(webhooks).where(webhooks.c.webhook_id == webhook_id).values(**values)
+    return bool(conn.execute(query).rowcount)
+
+
+def list_active_webhooks(
+    conn: Connection, scopes: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The Active webhooks of each (tenant_id, project_id)."""
+    found: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for tenant_id, project_id in scopes:
+        rows = conn.execute(
+            select(webhooks).where(
+                in_scope(webhooks, Scoped(tenant_id, project_id)),
+                webhooks.c.status == "Active",
+            )
+        ).mappings()
+        found[(tenant_id, project_id)] = [dict(r) for r in rows]
+    return found
+
+
+def webhook_matches(hook: dict[str, Any], event_type: str, op: dict[str, Any]) -> bool:
+    """Whether the webhook hears this event of an operation like `op` (its type and priority)."""
+    if event_type not in hook["events"]:
+        return False
+    filters = hook["filters"] or {}
+    types, priorities = filters.get("operationTypes"), filters.get("priorities")
+    if types and op["operation_type"] not in types:
+        return False
+    return not (priorities and op["priority"] not in priorities)
+
+
+def matching_webhooks(
+    conn: Connection,
+    tenant_id: str,
+    project_id: str,
+    op: dict[str, Any],
+    event_types: Iterable[str],
+) -> int:
+    """Active webhooks of the scope that will hear one of `event_types` about an operation like
+    `op`."""
+    types = tuple(event_types)
+    hooks = list_active_webhooks(conn, [(tenant_id, project_id)]).get((tenant_id, project_id), [])
+    return sum(1 for h in hooks if any(webhook_matches(h, e, op) for e in types))
+
+
+def read_webhooks(conn: Connection, webhook_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Webhooks by id (any scope): for the outbox, which works across tenants."""
+    ids = list(webhook_ids)
+    if not ids:
+        return {}
+    rows = conn.execute(select(webhooks).where(webhooks.c.webhook_id.in_(ids))).mappings()
+    return {r["webhook_id"]: dict(r) for r in rows}
+
+
+def add_webhook_stats(conn: Connection, changes: list[dict[str, Any]]) -> None:
+    """Add each batch of attempts to its webhook's counters, in one statement: rows of b_id,
+    b_total, b_ok, b_failed, b_ms, b_answered (sums to add), b_last, b_consecutive, b_since."""
+    if not changes:  # an empty executemany is an error
+        return
+    w = webhooks.c
+    conn.execute(
+        update(webhooks)
+        .where(w.webhook_id == bindparam("b_id"))
+        .values(
+            total_deliveries=w.total_deliveries + bindparam("b_total"),
+            successful_deliveries=w.successful_deliveries + bindparam("b_ok"),
+            failed_deliveries=w.failed_deliveries + bindparam("b_failed"),
+            response_ms_total=w.response_ms_total + bindparam("b_ms"),
+            responses=w.responses + bindparam("b_answered"),
+            last_delivery=bindparam("b_last", type_=webhooks.c.last_delivery.type),
+            consecutive_failures=bindparam("b_consecutive"),
+            failing_since=bindparam("b_since", type_=webhooks.c.failing_since.type),
+        ),
+        changes,
+    )
