@@ -42,7 +42,7 @@ NOT_YET_MOVED = {
     "pmops/service/results.py",
     "pmops/service/dispatcher.py",
 }
-NOT_YET_MOVED_DIRS = ("flows/",)
+NOT_YET_MOVED_DIRS: tuple[str, ...] = ()
 
 
 def _modules() -> list[Path]:
