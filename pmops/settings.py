@@ -86,7 +86,19 @@ class Settings(BaseSettings):
     # events and finished deliveries older than this are deleted
     event_retention_days: float = Field(default=30.0, gt=0)
     # where links in emails and Slack messages point
-    public_url: str | None = None
+    public_url: str | None = Field(
+        default=None,
+        description="The service's public base URL (e.g. https://pmops.example.com): links in "
+        "emails and Slack messages, and the absolute download URLs of artifacts and partial "
+        "results; unset, download URLs use the base URL of the request that lists them.",
+    )
+    download_link_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        le=7 * 86_400,
+        description="How long a signed download URL (artifacts[].downloadUrl, "
+        "partialResults.downloadUrls) works after the answer that listed it; later it is 403.",
+    )
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"

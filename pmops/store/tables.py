@@ -620,3 +620,15 @@ def create_token(
             )
         )
     return token
+
+
+# Secrets of this installation, made once at random on first use and kept here (never sent):
+# "download-links" signs artifact and results download URLs (pmops.service.results). Deleting
+# a row makes a new secret, which invalidates every link signed with the old one.
+installation_secrets = Table(
+    "installation_secrets",
+    metadata,
+    Column("name", String(60), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
