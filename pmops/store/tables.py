@@ -624,7 +624,8 @@ def create_token(
 
 # Secrets of this installation, made once at random on first use and kept here (never sent):
 # "download-links" signs artifact and results download URLs (pmops.service.results). Deleting
-# a row makes a new secret, which invalidates every link signed with the old one.
+# a row (then restarting the API, which caches it) makes a new secret: every link signed with the
+# old one is refused.
 installation_secrets = Table(
     "installation_secrets",
     metadata,
