@@ -12,7 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from pmops.service.errors import Problem
-from pmops.service.results import DownloadLinks, check_link, link_key, link_resource
+from pmops.service.results import (
+    DownloadLinks,
+    cached_link_key,
+    check_link,
+    link_key,
+    link_resource,
+)
 from pmops.service.scope import Principal, Scope
 from pmops.settings import Settings, get_settings
 from pmops.store.tables import as_utc, engine_for, hash_token, tokens
@@ -106,10 +112,15 @@ ScopeDep = Annotated[Scope, Depends(scope_dep)]
 
 
 # -- signed download links (pmops.service.results) ------------------------------------------
+async def _link_key(engine: Engine) -> bytes:
+    cached = cached_link_key(engine)
+    return cached if cached is not None else await run_in_threadpool(link_key, engine)
+
+
 async def links_dep(request: Request, engine: EngineDep, settings: SettingsDep) -> DownloadLinks:
     """Signs the download URLs an answer lists: absolute from PMOPS_PUBLIC_URL, else from the
     request's base URL."""
-    key = await run_in_threadpool(link_key, engine)
+    key = await _link_key(engine)
     base = (settings.public_url or str(request.base_url)).rstrip("/")
     return DownloadLinks(base, key, settings.download_link_seconds)
 
@@ -130,7 +141,7 @@ async def download_scope_dep(
     resource = link_resource(
         tenant, project, params["operationId"], params.get("name"), query.get("format")
     )
-    key = await run_in_threadpool(link_key, engine)
+    key = await _link_key(engine)
     check_link(key, resource, query.get("expires", ""), query.get("signature", ""), time.time())
     return Scope(tenant, project, Principal(tenant, project, "signed download link"))
 

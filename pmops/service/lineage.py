@@ -44,7 +44,13 @@ def retry_links_of(conn: Connection, operation_ids: list[str]) -> dict[str, dict
     links: dict[str, dict[str, Any]] = {op: {"retries": []} for op in operation_ids}
     for original, retry in store.list_retry_pairs(conn, operation_ids):
         links[original]["retries"].append(retry)
-    for own in store.list_retry_rows(conn, operation_ids):
+    own_rows = store.list_retry_rows(conn, operation_ids)
+    allocations = (
+        store.list_resource_allocations(conn, [r.operation_id for r in own_rows])
+        if own_rows
+        else {}
+    )
+    for own in own_rows:
         links[own.operation_id]["retryOf"] = {
             "originalOperationId": own.original_id,
             "lineage": own.lineage,
@@ -55,6 +61,8 @@ def retry_links_of(conn: Connection, operation_ids: list[str]) -> dict[str, dict
             "automatic": own.automatic,
             "retriedAt": iso(own.created_at),
         }
+        if own.operation_id in allocations:  # updatedParameters.resourceAllocation
+            links[own.operation_id]["retryOf"]["resourceAllocation"] = allocations[own.operation_id]
     return links
 
 

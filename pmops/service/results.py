@@ -44,6 +44,11 @@ LINK_INVALID = "the download link's signature does not match it (altered or not 
 _keys: dict[str, bytes] = {}
 
 
+def cached_link_key(engine: Engine) -> bytes | None:
+    """The key if this process has read it already (no database, no thread hop)."""
+    return _keys.get(str(engine.url))
+
+
 def link_key(engine: Engine) -> bytes:
     """The installation's key for download links (read once per process and database)."""
     url = str(engine.url)

@@ -63,6 +63,23 @@ def list_retry_rows(conn: Connection, operation_ids: list[str]) -> list[Any]:
     return list(conn.execute(select(retries).where(retries.c.operation_id.in_(operation_ids))))
 
 
+def list_resource_allocations(
+    conn: Connection, operation_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The resourceAllocation each of these operations (retries) was given, where it was."""
+    rows = conn.execute(
+        select(operations.c.operation_id, operations.c.request).where(
+            operations.c.operation_id.in_(operation_ids)
+        )
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for operation_id, request in rows:
+        allocation = (request or {}).get("resourceAllocation")
+        if allocation:
+            found[str(operation_id)] = dict(allocation)
+    return found
+
+
 # -- automatic retries -----------------------------------------------------------------------
 def has_retry_schedule(conn: Connection, operation_id: str) -> bool:
     return (

@@ -187,7 +187,9 @@ def test_retries_are_numbered_per_lineage_and_get_their_resources(
     assert plain["resourcesAllocated"]["cpuUnits"] != 6
     # the same estimated time on six CPUs and 12 GB costs more
     assert cost(allocated) > cost(plain)
-    assert api.status(allocated["newOperationId"])["priority"] == "Critical"
+    shown = api.status(allocated["newOperationId"])
+    assert shown["priority"] == "Critical"
+    assert shown["retryOf"]["resourceAllocation"] == {"cpuUnits": 6, "memoryGB": 12}
     assert isinstance(allocated["preservedResults"]["progressSaved"], int)
     released = stop(api, allocated["newOperationId"])
     if released is not None:
