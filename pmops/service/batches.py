@@ -30,6 +30,7 @@ from pmops.service.operations import (
 )
 from pmops.service.scope import Principal, Scope
 from pmops.service.views import duration_range, iso
+from pmops.settings import Settings
 from pmops.store import batches as store
 from pmops.store.tables import transaction, utc_now
 
@@ -145,7 +146,7 @@ def _member_request(op: BatchOperation, retry_failed: bool) -> OperationCreate:
 
 
 def _prepare_members(
-    engine: Engine, settings: Any, scope: Scope, body: BatchCreate, order: list[int]
+    engine: Engine, settings: Settings, scope: Scope, body: BatchCreate, order: list[int]
 ) -> dict[str, Prepared]:
     """Every member validated and estimated, dependencies first."""
     kinds = {op.operationKey: op.operationType.value for op in body.operations}
@@ -212,7 +213,6 @@ def _answer(
 
 def _record(
     conn: Connection,
-    scope: Scope,
     body: BatchCreate,
     batch: dict[str, Any],
     order: list[int],
@@ -240,7 +240,7 @@ def _record(
 
 def create_batch(
     engine: Engine,
-    settings: Any,
+    settings: Settings,
     scope: Scope,
     body: BatchCreate,
     idempotency_key: str | None,
@@ -273,7 +273,7 @@ def create_batch(
         "flow_run_id": parent_flow_run_id,
     }
     with transaction(engine) as conn:
-        _record(conn, scope, body, batch, order, prepared)
+        _record(conn, body, batch, order, prepared)
         if idempotency_key:
             _remember(conn, scope, CREATE_SCOPE, idempotency_key, digest, 202, answer, headers)
     advance(engine, batch_id)  # operations without dependencies are queued at once
@@ -323,7 +323,7 @@ def cancel_batch(engine: Engine, scope: Scope, batch_id: str) -> dict[str, Any]:
     return get_batch_or_404(engine, scope, batch_id)
 
 
-def take_submissions(engine: Engine, settings: Any) -> int:
+def take_submissions(engine: Engine, settings: Settings) -> int:
     """Create the batches flows asked for (batch_submissions), as POST /async/batch would."""
     with engine.connect() as conn:
         rows = store.list_open_submissions(conn)
