@@ -11,6 +11,13 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 
 from pmops.service.errors import Problem
+from pmops.service.results import (
+    DownloadLinks,
+    cached_link_key,
+    check_link,
+    link_key,
+    link_resource,
+)
 from pmops.service.scope import Principal, Scope
 from pmops.settings import Settings, get_settings
 from pmops.store.engine import as_utc, engine_for
@@ -102,3 +109,42 @@ async def scope_dep(
 
 
 ScopeDep = Annotated[Scope, Depends(scope_dep)]
+
+
+# -- signed download links (pmops.service.results) ------------------------------------------
+async def _link_key(engine: Engine) -> bytes:
+    cached = cached_link_key(engine)
+    return cached if cached is not None else await run_in_threadpool(link_key, engine)
+
+
+async def links_dep(request: Request, engine: EngineDep, settings: SettingsDep) -> DownloadLinks:
+    """Signs the download URLs an answer lists: absolute from PMOPS_PUBLIC_URL, else from the
+    request's base URL."""
+    key = await _link_key(engine)
+    base = (settings.public_url or str(request.base_url)).rstrip("/")
+    return DownloadLinks(base, key, settings.download_link_seconds)
+
+
+async def download_scope_dep(
+    request: Request,
+    tenant_id: Annotated[str, Path(alias="tenantId")],
+    project_id: Annotated[str, Path(alias="projectId")],
+    engine: EngineDep,
+) -> Scope:
+    """A download's scope: from a signed link (expires + signature in the query; 403 if expired
+    or altered), else from the bearer token as for any other route."""
+    query = request.query_params
+    if "signature" not in query and "expires" not in query:
+        return await scope_dep(tenant_id, project_id, await authenticate(request, engine))
+    tenant, project = _guid(tenant_id, "tenantId"), _guid(project_id, "projectId")
+    params = request.path_params
+    resource = link_resource(
+        tenant, project, params["operationId"], params.get("name"), query.get("format")
+    )
+    key = await _link_key(engine)
+    check_link(key, resource, query.get("expires", ""), query.get("signature", ""), time.time())
+    return Scope(tenant, project, Principal(tenant, project, "signed download link"))
+
+
+LinksDep = Annotated[DownloadLinks, Depends(links_dep)]
+DownloadScopeDep = Annotated[Scope, Depends(download_scope_dep)]

@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from prefect import flow
-from prefect.states import Cancelled, Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled, Completed, Failed
 
 from pmops.service.batch_progress import BATCH_TERMINAL, advance
 from pmops.settings import get_settings

@@ -196,7 +196,17 @@ class Settings(BaseSettings):
         description="events and finished deliveries older than this are deleted",
     )
     public_url: str | None = Field(
-        default=None, description="where links in emails and Slack messages point"
+        default=None,
+        description="the service's public base URL (e.g. https://pmops.example.com): links in "
+        "emails and Slack messages, and the absolute download URLs of artifacts and partial "
+        "results; unset, download URLs use the base URL of the request that lists them",
+    )
+    download_link_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        le=7 * 86_400,
+        description="how long a signed download URL (artifacts[].downloadUrl, "
+        "partialResults.downloadUrls) works after the answer that listed it; later it is 403",
     )
     smtp_host: str | None = Field(
         default=None, description="SMTP server for email notifications; unset: email is off"

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from api.deps import EngineDep, ScopeDep, SettingsDep
+from api.deps import DownloadScopeDep, EngineDep, LinksDep, ScopeDep, SettingsDep
 from api.stream import event_response, last_seq
 from pmops.contract.requests import (
     MAX_PAGE,
@@ -101,6 +101,7 @@ def cancel_operation(
     scope: ScopeDep,
     engine: EngineDep,
     settings: SettingsDep,
+    links: LinksDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     req = body or CancelRequest()
@@ -114,7 +115,9 @@ def cancel_operation(
     if mode in ("force", "immediate") and before.get("flow_run_id") and gateway is not None:
         gateway.cancel_run(before["flow_run_id"])
     row = ops.get_operation_or_404(engine, scope, operationId)
-    return ops.cancellation_view(row, before, scope, settings)
+    view = ops.cancellation_view(row, before, scope, settings)
+    view["partialResults"]["downloadUrls"] = results.partial_download_urls(row, scope, links)
+    return view
 
 
 GRACEFUL_WAIT_SECONDS = 15.0
@@ -130,8 +133,9 @@ BINARY = {"schema": {"type": "string", "format": "binary"}}
 )
 def get_results(
     operationId: str,
-    scope: ScopeDep,
+    scope: DownloadScopeDep,
     engine: EngineDep,
+    links: LinksDep,
     format: Annotated[str, Query(pattern="^(summary|detailed|download)$")] = "summary",
     includeArtifacts: bool = True,
     phase: PhaseQuery = None,
@@ -144,7 +148,7 @@ def get_results(
             media_type="application/zip",
             headers={"Content-Disposition": f'attachment; filename="{operationId}.zip"'},
         )
-    return results.results_view(row, scope, format, includeArtifacts, phase)
+    return results.results_view(row, scope, format, includeArtifacts, phase, links)
 
 
 @router.get(
@@ -160,7 +164,7 @@ def get_results(
 def get_artifact(
     operationId: str,
     name: str,
-    scope: ScopeDep,
+    scope: DownloadScopeDep,
     engine: EngineDep,
 ) -> FileResponse:
     row = ops.get_operation_or_404(engine, scope, operationId)

@@ -309,7 +309,7 @@ def results(
         found = client.get_results(operation_id, format="detailed" if as_json else "summary")
         if download is not None:
             for a in found.artifacts:
-                name = (a.downloadUrl or "").rsplit("/", 1)[-1]
+                name = (a.downloadUrl or "").split("?", 1)[0].rsplit("/", 1)[-1]
                 if name:
                     client.download_artifact(operation_id, name, download / name)
                     err.print(f"saved {download / name}")

@@ -199,7 +199,7 @@ class Results(Model):
 class PreservedResults(Model):
     phasesPreserved: int = 0
     recordsProcessed: int = 0
-    progressSaved: str | None = None
+    progressSaved: int | None = None
 
 
 class RetryStarted(Model):

@@ -4,7 +4,8 @@ A batch's operations are ordinary operations that start `Pending`. `advance` (on
 idempotent) does the rest:
 - It promotes a Pending operation to `Initiated` once every dependency has completed. An operation
   without its own `datasetId` gets its input there: the enriched dataset of a DataEnrichment
-  dependency, or for a report, the analysis of a ProcessMiningAnalysis dependency. From then on
+  dependency, for a report the analysis of a ProcessMiningAnalysis dependency, and from a
+  dependency of its own type that dependency's input (`taken_input`). From then on
   the API's dispatcher starts it as its own flow run, like any other.
 - It cancels dependents of a failed operation ("dependency failed").
 - It applies the batch's failurePolicy.
@@ -22,35 +23,31 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from pmops.service.events import append_event, emit
 from pmops.service.views import TERMINAL, iso
-from pmops.store.tables import (
-    batch_members,
-    batches,
-    datasets,
-    operations,
-    retries,
-    retry_schedule,
-    transaction,
-    utc_now,
-)
+from pmops.store import batches as store
+from pmops.store.tables import transaction, utc_now
 
 BATCH_TERMINAL = ("Completed", "Failed", "Cancelled")
 BROKEN = ("Failed", "Cancelled", "Timeout")
+
+# where an operation without its own datasetId/sourceOperationId takes its input, by its type:
+# the dependency types it reads from, in order of preference. A dependency of its own type hands
+# on its input: an analysis after an analysis reads the same dataset, a report after a report
+# reports on the same analysis (the seed's pipeline: discovery, then performance).
+INPUT_FROM: dict[str, tuple[str, ...]] = {
+    "ProcessMiningAnalysis": ("DataEnrichment", "ProcessMiningAnalysis"),
+    "ReportGeneration": ("ProcessMiningAnalysis", "DataEnrichment", "ReportGeneration"),
+    "DataEnrichment": ("DataEnrichment",),
+}
 
 
 def latest_attempt(conn: Connection, operation_id: str) -> str:
     """The newest operation of the retry chain that starts at `operation_id`."""
     while True:
-        later = conn.execute(
-            select(retries.c.operation_id)
-            .where(retries.c.original_id == operation_id)
-            .order_by(retries.c.created_at.desc())
-            .limit(1)
-        ).scalar()
+        later = store.read_latest_retry(conn, operation_id)
         if later is None:
             return operation_id
         operation_id = later
@@ -60,29 +57,13 @@ class _Members:
     """The batch's members with their latest attempts, as one transaction sees them."""
 
     def __init__(self, conn: Connection, batch_id: str) -> None:
-        self.rows = [
-            dict(m)
-            for m in conn.execute(
-                select(batch_members)
-                .where(batch_members.c.batch_id == batch_id)
-                .order_by(batch_members.c.position)
-            ).mappings()
-        ]
+        self.rows = store.list_batch_members(conn, batch_id)
         self.latest = {
             m["operation_key"]: latest_attempt(conn, m["operation_id"]) for m in self.rows
         }
         ids = list(self.latest.values())
-        self.ops = {
-            r["operation_id"]: dict(r)
-            for r in conn.execute(select(operations).where(operations.c.operation_id.in_(ids)))
-            .mappings()
-            .all()
-        }
-        self.retrying = set(
-            conn.execute(
-                select(retry_schedule.c.operation_id).where(retry_schedule.c.operation_id.in_(ids))
-            ).scalars()
-        )
+        self.ops = store.read_operations_by_id(conn, ids)
+        self.retrying = store.list_scheduled_retries(conn, ids)
 
     def op(self, key: str) -> dict[str, Any]:
         return self.ops[self.latest[key]]
@@ -98,85 +79,85 @@ class _Members:
 def advance(engine: Engine, batch_id: str) -> str:
     """Move the batch on as far as it can go now; returns its status."""
     with transaction(engine) as conn:
-        found = (
-            conn.execute(select(batches).where(batches.c.batch_id == batch_id).with_for_update())
-            .mappings()
-            .first()
-        )
-        if found is None:
+        batch = store.lock_batch(conn, batch_id)
+        if batch is None:
             return "Cancelled"
-        batch = dict(found)
         if batch["status"] in BATCH_TERMINAL:
             return str(batch["status"])
         now = utc_now()
         if batch["status"] == "Initiated":
             batch.update(status="Running", started_at=now)
-            conn.execute(
-                update(batches)
-                .where(batches.c.batch_id == batch_id)
-                .values(status="Running", started_at=now)
-            )
+            store.set_batch_status(conn, batch_id, status="Running", started_at=now)
             emit_batch_event(conn, batch, "batch.started")
         members = _Members(conn, batch_id)
-        policy = (batch["request"] or {}).get("failurePolicy") or {}
-        failed = [
-            m["operation_key"]
-            for m in members.rows
-            if members.state(m["operation_key"]) in ("Failed", "Timeout")
-        ]
-        stop = bool(failed) and bool(policy.get("stopOnFirstFailure"))
-        hold = bool(failed) and not policy.get("continueIndependentOperations", True)
-        if batch["cancel_requested"]:
-            stop = True
-        for member in members.rows:
-            key = member["operation_key"]
+        _move_members(conn, batch, members, now)
+        _announce(conn, batch, members)
+        return _settle(conn, batch, members, now)
+
+
+def _move_members(
+    conn: Connection, batch: dict[str, Any], members: _Members, now: datetime
+) -> None:
+    """Start the members whose dependencies completed; cancel or stop the rest as the
+    failurePolicy (or a cancel of the batch) says."""
+    policy = (batch["request"] or {}).get("failurePolicy") or {}
+    failed = [
+        m["operation_key"]
+        for m in members.rows
+        if members.state(m["operation_key"]) in ("Failed", "Timeout")
+    ]
+    stop = bool(failed) and bool(policy.get("stopOnFirstFailure"))
+    hold = bool(failed) and not policy.get("continueIndependentOperations", True)
+    if batch["cancel_requested"]:
+        stop = True
+    for member in members.rows:
+        op = members.op(member["operation_key"])
+        if op["status"] == "Pending":
+            deps = list(member["dependencies"])
+            broken = [d for d in deps if members.state(d) in BROKEN]
+            if broken or stop or hold:
+                _cancel(conn, op, _why(broken, stop, hold, batch["cancel_requested"]))
+                op["status"] = "Cancelled"
+            elif all(members.state(d) == "Completed" for d in deps):
+                _promote(conn, op, [members.op(d) for d in deps], now)
+                op["status"] = "Initiated"
+        elif stop and op["status"] in ("Initiated", "Running"):
+            _stop(conn, op, _why([], stop, hold, batch["cancel_requested"]))
+
+
+def _announce(conn: Connection, batch: dict[str, Any], members: _Members) -> None:
+    """`batch.operation.completed` once for each member that has ended."""
+    for member in members.rows:
+        key = member["operation_key"]
+        state = members.state(key)
+        if state in TERMINAL and not member["announced"]:
+            store.set_member_announced(conn, member["operation_id"])
             op = members.op(key)
-            if op["status"] == "Pending":
-                deps = list(member["dependencies"])
-                broken = [d for d in deps if members.state(d) in BROKEN]
-                if broken or stop or hold:
-                    _cancel(conn, op, _why(broken, stop, hold, batch["cancel_requested"]))
-                    op["status"] = "Cancelled"
-                elif all(members.state(d) == "Completed" for d in deps):
-                    _promote(conn, op, [members.op(d) for d in deps], now)
-                    op["status"] = "Initiated"
-            elif stop and op["status"] in ("Initiated", "Running"):
-                _stop(conn, op, _why([], stop, hold, batch["cancel_requested"]))
-        for member in members.rows:
-            key = member["operation_key"]
-            state = members.state(key)
-            if state in TERMINAL and not member["announced"]:
-                conn.execute(
-                    update(batch_members)
-                    .where(batch_members.c.operation_id == member["operation_id"])
-                    .values(announced=True)
-                )
-                op = members.op(key)
-                emit_batch_event(
-                    conn,
-                    batch,
-                    "batch.operation.completed",
-                    operationKey=key,
-                    operationId=op["operation_id"],
-                    operationStatus=state,
-                )
-        states = [members.state(m["operation_key"]) for m in members.rows]
-        if all(s in TERMINAL for s in states):
-            if all(s == "Completed" for s in states):
-                final = "Completed"
-            elif batch["cancel_requested"] or all(s in ("Completed", "Cancelled") for s in states):
-                final = "Cancelled"
-            else:
-                final = "Failed"
-            batch.update(status=final, ended_at=now)
-            conn.execute(
-                update(batches)
-                .where(batches.c.batch_id == batch_id)
-                .values(status=final, ended_at=now)
+            emit_batch_event(
+                conn,
+                batch,
+                "batch.operation.completed",
+                operationKey=key,
+                operationId=op["operation_id"],
+                operationStatus=state,
             )
-            emit_batch_event(conn, batch, "batch.completed")
-            return final
+
+
+def _settle(conn: Connection, batch: dict[str, Any], members: _Members, now: datetime) -> str:
+    """The batch's end once every member has ended; its status."""
+    states = [members.state(m["operation_key"]) for m in members.rows]
+    if not all(s in TERMINAL for s in states):
         return str(batch["status"])
+    if all(s == "Completed" for s in states):
+        final = "Completed"
+    elif batch["cancel_requested"] or all(s in ("Completed", "Cancelled") for s in states):
+        final = "Cancelled"
+    else:
+        final = "Failed"
+    batch.update(status=final, ended_at=now)
+    store.set_batch_status(conn, batch["batch_id"], status=final, ended_at=now)
+    emit_batch_event(conn, batch, "batch.completed")
+    return final
 
 
 def _why(broken: list[str], stop: bool, hold: bool, cancelled: bool) -> str:
@@ -195,20 +176,7 @@ def _why(broken: list[str], stop: bool, hold: bool, cancelled: bool) -> str:
 def _cancel(conn: Connection, op: dict[str, Any], reason: str) -> None:
     """A member that never started ends Cancelled, saying why."""
     request = {"reason": reason, "cancelledBy": "batch", "requestedAt": iso(utc_now())}
-    done = conn.execute(
-        update(operations)
-        .where(
-            operations.c.operation_id == op["operation_id"],
-            operations.c.status.in_(("Pending", "Initiated")),
-        )
-        .values(
-            status="Cancelled",
-            ended_at=utc_now(),
-            cancel_requested=True,
-            cancel_request=request,
-        )
-    )
-    if done.rowcount:
+    if store.cancel_waiting_operation(conn, op["operation_id"], request):
         emit(conn, op["operation_id"], "operation.cancelled")
 
 
@@ -219,11 +187,30 @@ def _stop(conn: Connection, op: dict[str, Any], reason: str) -> None:
         _cancel(conn, op, reason)
     elif not op["cancel_requested"]:
         request = {"reason": reason, "cancelledBy": "batch", "requestedAt": iso(utc_now())}
-        conn.execute(
-            update(operations)
-            .where(operations.c.operation_id == op["operation_id"])
-            .values(cancel_requested=True, cancel_request=request)
-        )
+        store.request_operation_stop(conn, op["operation_id"], request)
+
+
+def taken_input(conn: Connection, op: dict[str, Any], deps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The input parameters a member without its own takes from its completed dependencies
+    (INPUT_FROM): the dataset a DataEnrichment made; for a report, the
+    analysis; from a dependency of its own type, that dependency's input. {} if none fits."""
+    by_type: dict[str, dict[str, Any]] = {}
+    for each in deps:
+        by_type.setdefault(str(each["operation_type"]), each)
+    for kind in INPUT_FROM.get(str(op["operation_type"]), ("DataEnrichment",)):
+        if kind not in by_type:
+            continue
+        dep = by_type[kind]
+        if kind == "DataEnrichment":
+            return {"datasetId": store.read_made_dataset(conn, dep["operation_id"])}
+        if kind == "ProcessMiningAnalysis" and op["operation_type"] == "ReportGeneration":
+            return {"sourceOperationId": dep["operation_id"]}
+        # the same type: it hands on what it read
+        params = (dep.get("request") or {}).get("parameters") or {}
+        if params.get("sourceOperationId"):
+            return {"sourceOperationId": params["sourceOperationId"]}
+        return {"datasetId": dep.get("dataset_id") or params.get("datasetId")}
+    return {}
 
 
 def _promote(
@@ -234,30 +221,15 @@ def _promote(
     params = dict(request.get("parameters") or {})
     dataset_id = op.get("dataset_id")
     if not params.get("datasetId") and not params.get("sourceOperationId"):
-        analysis = next((d for d in deps if d["operation_type"] == "ProcessMiningAnalysis"), None)
-        enriched = [d for d in deps if d["operation_type"] == "DataEnrichment"]
-        if op["operation_type"] == "ReportGeneration" and analysis is not None:
-            params["sourceOperationId"] = analysis["operation_id"]
-        elif enriched:
-            dataset_id = conn.execute(
-                select(datasets.c.dataset_id)
-                .where(datasets.c.source_operation_id == enriched[0]["operation_id"])
-                .order_by(datasets.c.created_at.desc())
-                .limit(1)
-            ).scalar()
-            params["datasetId"] = dataset_id
+        taken = taken_input(conn, op, deps)
+        params.update(taken)
+        if "datasetId" in taken:
+            dataset_id = taken["datasetId"]
     request["parameters"] = params
     timeout = float(request.get("timeout") or 3600)
-    conn.execute(
-        update(operations)
-        .where(operations.c.operation_id == op["operation_id"], operations.c.status == "Pending")
-        .values(
-            status="Initiated",
-            request=request,
-            dataset_id=dataset_id,
-            # the timeout counts from when it may start, not from when the batch was sent
-            timeout_at=now + timedelta(seconds=timeout),
-        )
+    # the timeout counts from when it may start, not from when the batch was sent
+    store.promote_operation(
+        conn, op["operation_id"], request, dataset_id, now + timedelta(seconds=timeout)
     )
 
 

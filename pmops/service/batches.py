@@ -4,24 +4,24 @@ All of a batch's operations are recorded in one transaction, `Pending`, together
 pmops.service.batch_progress.advance then starts each when its dependencies have completed. A
 duplicate key, an
 unknown dependency or a cycle is a 422 naming it. An operation without its own input must depend
-on one that makes it.
+on one that makes it or hands it on (batch_progress.INPUT_FROM).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from pmops.contract.requests import BatchCreate, BatchOperation, OperationCreate
-from pmops.service.batch_progress import BATCH_TERMINAL, advance, batch_view
+from pmops.service.batch_progress import BATCH_TERMINAL, INPUT_FROM, advance, batch_view
 from pmops.service.errors import Problem
 from pmops.service.operations import (
+    Prepared,
     _idempotent_replay,
     _remember,
     base_path,
@@ -30,15 +30,9 @@ from pmops.service.operations import (
 )
 from pmops.service.scope import Principal, Scope
 from pmops.service.views import duration_range, iso
-from pmops.store.tables import (
-    batch_members,
-    batch_submissions,
-    batches,
-    datasets,
-    operations,
-    transaction,
-    utc_now,
-)
+from pmops.settings import Settings
+from pmops.store import batches as store
+from pmops.store.tables import transaction, utc_now
 
 CREATE_SCOPE = "POST /async/batch"
 # what a member of `retryFailedOperations` batch gets when it has no retryPolicy of its own
@@ -107,70 +101,64 @@ def _a_cycle(ops: list[BatchOperation], index: dict[str, int], stuck: set[int]) 
         path.append(nxt)
 
 
-def _input_dependency(op: BatchOperation, kinds: dict[str, str]) -> str | None:
+def input_dependency(op: BatchOperation, kinds: dict[str, str]) -> str | None:
     """The dependency an operation without its own datasetId/sourceOperationId reads from."""
-    wanted = (
-        ("ProcessMiningAnalysis", "DataEnrichment")
-        if op.operationType.value == "ReportGeneration"
-        else ("DataEnrichment",)
-    )
-    for kind in wanted:
+    for kind in INPUT_FROM.get(op.operationType.value, ("DataEnrichment",)):
         for dep in op.dependencies:
             if kinds[dep] == kind:
                 return dep
     return None
 
 
-def create_batch(
-    engine: Engine,
-    settings: Any,
-    scope: Scope,
-    body: BatchCreate,
-    idempotency_key: str | None,
-    parent_flow_run_id: str | None = None,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Record the batch (202). `parent_flow_run_id`: a flow run that follows it already (the
-    monthly pipeline), so no Batch parent run is created for it."""
-    payload = body.model_dump(mode="json", exclude_none=True)
-    digest = request_hash(payload)
-    if idempotency_key:
-        replay = _idempotent_replay(engine, scope, CREATE_SCOPE, idempotency_key, digest)
-        if replay is not None:
-            return replay
-    order = check_graph(body.operations)
+def _source_of(i: int, op: BatchOperation, kinds: dict[str, str]) -> str | None:
+    """The dependency `op` takes its input from (None: it has its own); 422 if it has none."""
+    params = op.parameters
+    if params.get("datasetId") is not None or params.get("sourceOperationId"):
+        return None
+    source = input_dependency(op, kinds)
+    if source is None:
+        field = f"operations[{i}].parameters.datasetId"
+        raise Problem(
+            422,
+            f"{op.operationKey!r} has no datasetId and depends on no operation that makes its "
+            "input (a DataEnrichment, an analysis, or for a report an analysis or a report)",
+            errors=[_err(field, "required, or a dependency that provides it")],
+        )
+    return source
+
+
+def _member_request(op: BatchOperation, retry_failed: bool) -> OperationCreate:
+    """The member as a start request; members are retried (per their own policy, else once)
+    only if the batch says so."""
+    policy = None
+    if retry_failed:
+        policy = op.retryPolicy.model_dump() if op.retryPolicy else BATCH_RETRY_POLICY
+    return OperationCreate.model_validate(
+        {
+            **op.model_dump(
+                mode="json",
+                exclude_none=True,
+                exclude={"operationKey", "dependencies", "retryPolicy"},
+            ),
+            **({"retryPolicy": policy} if policy else {}),
+        }
+    )
+
+
+def _prepare_members(
+    engine: Engine, settings: Settings, scope: Scope, body: BatchCreate, order: list[int]
+) -> dict[str, Prepared]:
+    """Every member validated and estimated, dependencies first."""
     kinds = {op.operationKey: op.operationType.value for op in body.operations}
-    batch_id = f"batch-{uuid.uuid4()}"
-    prepared: dict[str, Any] = {}
+    prepared: dict[str, Prepared] = {}
     hints: dict[str, int] = {}
     for i in order:
         op = body.operations[i]
-        params = op.parameters
-        source = None
-        if params.get("datasetId") is None and not params.get("sourceOperationId"):
-            source = _input_dependency(op, kinds)
-            if source is None:
-                field = f"operations[{i}].parameters.datasetId"
-                raise Problem(
-                    422,
-                    f"{op.operationKey!r} has no datasetId and depends on no operation that "
-                    "makes its input (a DataEnrichment, or for a report an analysis)",
-                    errors=[_err(field, "required, or a dependency that provides it")],
-                )
-        # members are retried (per their own policy, else once) only if the batch says so
-        policy = None
-        if body.failurePolicy.retryFailedOperations:
-            policy = op.retryPolicy.model_dump() if op.retryPolicy else BATCH_RETRY_POLICY
-        create = OperationCreate.model_validate(
-            {
-                **op.model_dump(
-                    mode="json",
-                    exclude_none=True,
-                    exclude={"operationKey", "dependencies", "retryPolicy"},
-                ),
-                **({"retryPolicy": policy} if policy else {}),
-            }
+        source = _source_of(i, op, kinds)
+        create = _member_request(op, body.failurePolicy.retryFailedOperations)
+        hint = hints.get(source or "", 0) or _dataset_events(
+            engine, scope, op.parameters.get("datasetId")
         )
-        hint = hints.get(source or "", 0) or _dataset_events(engine, scope, params.get("datasetId"))
         hints[op.operationKey] = hint
         try:
             prepared[op.operationKey] = prepare_operation(
@@ -186,9 +174,15 @@ def create_batch(
             for e in exc.errors or []:
                 e["field"] = f"operations[{i}].{e['field']}"
             raise
-    now = utc_now()
+    return prepared
+
+
+def _answer(
+    scope: Scope, batch_id: str, body: BatchCreate, prepared: dict[str, Prepared], now: datetime
+) -> dict[str, Any]:
+    """The 202 answer: each member with its estimated start and duration."""
     finish = _finish_times(body.operations, prepared, now)
-    answer: dict[str, Any] = {
+    return {
         "batchId": batch_id,
         "batchName": body.batchName,
         "status": "Initiated",
@@ -215,40 +209,71 @@ def create_batch(
         "batchStartTime": iso(now),
         "trackingUrl": f"{base_path(scope)}/async/batch/{batch_id}",
     }
+
+
+def _record(
+    conn: Connection,
+    body: BatchCreate,
+    batch: dict[str, Any],
+    order: list[int],
+    prepared: dict[str, Prepared],
+) -> None:
+    """The batch and all its operations, in the caller's transaction."""
+    store.insert_batch(conn, batch)
+    for position, i in enumerate(order):
+        op = body.operations[i]
+        row = dict(prepared[op.operationKey].row)
+        row["request"] = {
+            **row["request"],
+            "batch": {"batchId": batch["batch_id"], "operationKey": op.operationKey},
+        }
+        store.insert_member_operation(conn, row)
+        store.insert_batch_member(
+            conn,
+            row["operation_id"],
+            batch["batch_id"],
+            op.operationKey,
+            position,
+            list(dict.fromkeys(op.dependencies)),
+        )
+
+
+def create_batch(
+    engine: Engine,
+    settings: Settings,
+    scope: Scope,
+    body: BatchCreate,
+    idempotency_key: str | None,
+    parent_flow_run_id: str | None = None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Record the batch (202). `parent_flow_run_id`: a flow run that follows it already (the
+    monthly pipeline), so no Batch parent run is created for it."""
+    payload = body.model_dump(mode="json", exclude_none=True)
+    digest = request_hash(payload)
+    if idempotency_key:
+        replay = _idempotent_replay(engine, scope, CREATE_SCOPE, idempotency_key, digest)
+        if replay is not None:
+            return replay
+    order = check_graph(body.operations)
+    prepared = _prepare_members(engine, settings, scope, body, order)
+    batch_id = f"batch-{uuid.uuid4()}"
+    now = utc_now()
+    answer = _answer(scope, batch_id, body, prepared, now)
     url = str(answer["trackingUrl"])
     headers = {"Location": url, "Operation-Location": url}
+    batch = {
+        "batch_id": batch_id,
+        "tenant_id": scope.tenant_id,
+        "project_id": scope.project_id,
+        "batch_name": body.batchName,
+        "request": payload,
+        "status": "Initiated",
+        "created_at": now,
+        "cancel_requested": False,
+        "flow_run_id": parent_flow_run_id,
+    }
     with transaction(engine) as conn:
-        conn.execute(
-            batches.insert().values(
-                batch_id=batch_id,
-                tenant_id=scope.tenant_id,
-                project_id=scope.project_id,
-                batch_name=body.batchName,
-                request=payload,
-                status="Initiated",
-                created_at=now,
-                cancel_requested=False,
-                flow_run_id=parent_flow_run_id,
-            )
-        )
-        for position, i in enumerate(order):
-            op = body.operations[i]
-            row = dict(prepared[op.operationKey].row)
-            row["request"] = {
-                **row["request"],
-                "batch": {"batchId": batch_id, "operationKey": op.operationKey},
-            }
-            conn.execute(operations.insert().values(**row))
-            conn.execute(
-                batch_members.insert().values(
-                    operation_id=row["operation_id"],
-                    batch_id=batch_id,
-                    operation_key=op.operationKey,
-                    position=position,
-                    dependencies=list(dict.fromkeys(op.dependencies)),
-                    announced=False,
-                )
-            )
+        _record(conn, body, batch, order, prepared)
         if idempotency_key:
             _remember(conn, scope, CREATE_SCOPE, idempotency_key, digest, 202, answer, headers)
     advance(engine, batch_id)  # operations without dependencies are queued at once
@@ -259,17 +284,14 @@ def _dataset_events(engine: Engine, scope: Scope, dataset_id: Any) -> int:
     if not isinstance(dataset_id, str):
         return 0
     with engine.connect() as conn:
-        summary = conn.execute(
-            select(datasets.c.summary).where(
-                datasets.c.dataset_id == dataset_id, datasets.c.tenant_id == scope.tenant_id
-            )
-        ).scalar()
-    return int((summary or {}).get("events") or 0)
+        return store.read_dataset_events(conn, scope.tenant_id, dataset_id)
 
 
-def _finish_times(ops: list[BatchOperation], prepared: dict[str, Any], now: Any) -> dict[str, Any]:
+def _finish_times(
+    ops: list[BatchOperation], prepared: dict[str, Prepared], now: datetime
+) -> dict[str, tuple[datetime, datetime]]:
     """(estimated start, estimated end) per key: after the latest of its dependencies."""
-    times: dict[str, Any] = {}
+    times: dict[str, tuple[datetime, datetime]] = {}
     pending = list(ops)
     while pending:
         for op in list(pending):
@@ -283,22 +305,10 @@ def _finish_times(ops: list[BatchOperation], prepared: dict[str, Any], now: Any)
 
 def get_batch_or_404(engine: Engine, scope: Scope, batch_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
-        row = (
-            conn.execute(
-                select(batches).where(
-                    and_(
-                        batches.c.batch_id == batch_id,
-                        batches.c.tenant_id == scope.tenant_id,
-                        batches.c.project_id == scope.project_id,
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
+        row = store.read_batch(conn, scope.tenant_id, scope.project_id, batch_id)
         if row is None:
             raise Problem(404, f"batch {batch_id} not found")
-        return batch_view(conn, dict(row), base_path(scope))
+        return batch_view(conn, row, base_path(scope))
 
 
 def cancel_batch(engine: Engine, scope: Scope, batch_id: str) -> dict[str, Any]:
@@ -308,21 +318,15 @@ def cancel_batch(engine: Engine, scope: Scope, batch_id: str) -> dict[str, Any]:
     if view["status"] in BATCH_TERMINAL:
         raise Problem(409, f"batch {batch_id} is already {view['status']}")
     with transaction(engine) as conn:
-        conn.execute(
-            update(batches).where(batches.c.batch_id == batch_id).values(cancel_requested=True)
-        )
+        store.set_batch_cancel_requested(conn, batch_id)
     advance(engine, batch_id)
     return get_batch_or_404(engine, scope, batch_id)
 
 
-def take_submissions(engine: Engine, settings: Any) -> int:
+def take_submissions(engine: Engine, settings: Settings) -> int:
     """Create the batches flows asked for (batch_submissions), as POST /async/batch would."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(batch_submissions).where(
-                batch_submissions.c.batch_id.is_(None), batch_submissions.c.error.is_(None)
-            )
-        ).all()
+        rows = store.list_open_submissions(conn)
     for row in rows:
         principal = Principal(row.tenant_id, row.project_id, "monthly pipeline")
         scope = Scope(row.tenant_id, row.project_id, principal)
@@ -336,29 +340,14 @@ def take_submissions(engine: Engine, settings: Any) -> int:
         except Problem as exc:
             values = {"error": {"detail": exc.detail, "errors": exc.errors}}
         with transaction(engine) as conn:
-            conn.execute(
-                update(batch_submissions)
-                .where(batch_submissions.c.submission_id == row.submission_id)
-                .values(**values)
-            )
+            store.set_submission_outcome(conn, row.submission_id, values)
     return len(rows)
 
 
 def list_batches(engine: Engine, scope: Scope, page: int, page_size: int) -> dict[str, Any]:
     with engine.connect() as conn:
-        rows = (
-            conn.execute(
-                select(batches)
-                .where(
-                    batches.c.tenant_id == scope.tenant_id,
-                    batches.c.project_id == scope.project_id,
-                )
-                .order_by(batches.c.created_at.desc(), batches.c.batch_id)
-                .offset((page - 1) * page_size)
-                .limit(page_size + 1)
-            )
-            .mappings()
-            .all()
+        rows = store.list_batches(
+            conn, scope.tenant_id, scope.project_id, (page - 1) * page_size, page_size + 1
         )
         items = [
             {

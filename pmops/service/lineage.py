@@ -3,7 +3,7 @@
 The schedule row is written in the transaction that records the failure (from
 `pmops.service.events.emit`, which every path to Failed goes through), so a failure is never left
 without its retry when a process dies. The API's dispatcher creates the retry when it is due
-(api/retries.py): a resume retry, the next in the chain, `retryDelay x backoffMultiplier^n`
+(pmops.service.retries): a resume retry, the next in the lineage, `retryDelay x backoffMultiplier^n`
 seconds after failure n (n from 0), up to `maxRetries` in the chain.
 """
 
@@ -12,19 +12,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from pmops.service.views import iso
-from pmops.store.tables import retries, retry_schedule, utc_now
+from pmops.settings import Settings
+from pmops.store import retries as store
+from pmops.store.tables import utc_now
 
 
 def retries_so_far(conn: Connection, operation_id: str) -> int:
-    """How many retries the chain holds up to and including this operation."""
-    number = conn.execute(
-        select(retries.c.retry_number).where(retries.c.operation_id == operation_id)
-    ).scalar()
-    return int(number or 0)
+    """How many retries its lineage held when this operation was made (0: the first)."""
+    return store.read_retry_number(conn, operation_id)
 
 
 def schedule_automatic(conn: Connection, op: dict[str, Any]) -> None:
@@ -36,31 +34,23 @@ def schedule_automatic(conn: Connection, op: dict[str, Any]) -> None:
     delay = (
         float(policy.get("retryDelay") or 0) * float(policy.get("backoffMultiplier") or 1) ** done
     )
-    exists = conn.execute(
-        select(retry_schedule.c.operation_id).where(
-            retry_schedule.c.operation_id == op["operation_id"]
-        )
-    ).first()
-    if exists is None:
-        conn.execute(
-            retry_schedule.insert().values(
-                operation_id=op["operation_id"], due_at=utc_now() + timedelta(seconds=delay)
-            )
-        )
+    if not store.has_retry_schedule(conn, op["operation_id"]):
+        store.insert_retry_schedule(conn, op["operation_id"], utc_now() + timedelta(seconds=delay))
 
 
 def retry_links_of(conn: Connection, operation_ids: list[str]) -> dict[str, dict[str, Any]]:
     """What a status shows of each operation's chain: the operation it retries (`retryOf`) and
     its own retries (`retries`)."""
     links: dict[str, dict[str, Any]] = {op: {"retries": []} for op in operation_ids}
-    later = conn.execute(
-        select(retries.c.original_id, retries.c.operation_id)
-        .where(retries.c.original_id.in_(operation_ids))
-        .order_by(retries.c.created_at)
-    )
-    for original, retry in later:
+    for original, retry in store.list_retry_pairs(conn, operation_ids):
         links[original]["retries"].append(retry)
-    for own in conn.execute(select(retries).where(retries.c.operation_id.in_(operation_ids))):
+    own_rows = store.list_retry_rows(conn, operation_ids)
+    allocations = (
+        store.list_resource_allocations(conn, [r.operation_id for r in own_rows])
+        if own_rows
+        else {}
+    )
+    for own in own_rows:
         links[own.operation_id]["retryOf"] = {
             "originalOperationId": own.original_id,
             "lineage": own.lineage,
@@ -71,4 +61,23 @@ def retry_links_of(conn: Connection, operation_ids: list[str]) -> dict[str, dict
             "automatic": own.automatic,
             "retriedAt": iso(own.created_at),
         }
+        if own.operation_id in allocations:  # updatedParameters.resourceAllocation
+            links[own.operation_id]["retryOf"]["resourceAllocation"] = allocations[own.operation_id]
     return links
+
+
+def integral(value: float) -> float | int:
+    """6.0 -> 6: integral amounts stay integers in answers."""
+    return int(value) if float(value).is_integer() else value
+
+
+def allocated_settings(settings: Settings, request: dict[str, Any]) -> Settings:
+    """The settings with the operation's own `resourceAllocation` (a retry's) for the resources
+    it is allowed: what its resourcesAllocated, resourcesReleased and costs show."""
+    allocation = request.get("resourceAllocation") or {}
+    update = {
+        name: integral(allocation[key])
+        for key, name in (("cpuUnits", "cpu_units"), ("memoryGB", "memory_gb"))
+        if allocation.get(key) is not None
+    }
+    return settings.model_copy(update=update) if update else settings

@@ -28,7 +28,7 @@ from pmops.service import events
 from pmops.service.errors import Problem, analysis_problem
 from pmops.service.estimates import estimate_seconds, resources
 from pmops.service.events import emit
-from pmops.service.lineage import retry_links_of
+from pmops.service.lineage import allocated_settings, retry_links_of
 from pmops.service.scope import Scope
 from pmops.service.views import (
     TERMINAL,
@@ -545,6 +545,7 @@ def cancellation_view(
             f"{tracking_url(scope, row['operation_id'])}/artifacts/{Path(a['path']).name}"
             for a in doc.get("artifacts") or []
         ]
+    settings = allocated_settings(settings, row.get("request") or {})  # a retry's own
     estimated = float(before.get("estimated_seconds") or 0.0)
     elapsed = elapsed_seconds(row, utc_now())
     saved = max(0.0, estimated - elapsed)

@@ -1,17 +1,106 @@
-"""Results documents and artifact files of finished operations."""
+"""Results documents and artifact files of finished operations, and their download links.
+
+Download links (`artifacts[].downloadUrl`, `partialResults.downloadUrls`) are absolute and signed,
+so a client GETs them without its bearer token:
+
+    {base}/api/{tenantId}/{projectId}/async/operation/{operationId}/artifacts/{name}
+        ?expires={unix seconds}&signature={hex HMAC-SHA256}
+    {base}/api/{tenantId}/{projectId}/async/operation/{operationId}/results
+        ?format=download&expires={unix seconds}&signature={hex HMAC-SHA256}   (the zip)
+
+`base` is PMOPS_PUBLIC_URL, else the base URL of the request that lists the link. The HMAC is
+over "{path}[?format=download]\n{expires}" (the path from /api on, so a proxy prefix in the
+public URL does not matter), keyed by the installation's random secret "download-links" (table
+installation_secrets, made on first use). A link lives PMOPS_DOWNLOAD_LINK_SECONDS (4 hours by
+default); an expired or altered one is refused 403. The same URLs with a bearer token and no
+signature still work as before.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
+import json
+import math
+import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
 from analysis.phases import PHASES
 from pmops.service.errors import Problem
-from pmops.service.operations import iso, results_document, tracking_url
+from pmops.service.operations import results_document, tracking_url
 from pmops.service.scope import Scope
-from pmops.service.views import TERMINAL
+from pmops.service.views import TERMINAL, iso
+from pmops.store.keys import read_or_create_secret
+
+LINK_SECRET = "download-links"
+LINK_EXPIRED = "the download link has expired"
+LINK_INVALID = "the download link's signature does not match it (altered or not ours)"
+_keys: dict[str, bytes] = {}
+
+
+def cached_link_key(engine: Engine) -> bytes | None:
+    """The key if this process has read it already (no database, no thread hop)."""
+    return _keys.get(str(engine.url))
+
+
+def link_key(engine: Engine) -> bytes:
+    """The installation's key for download links (read once per process and database)."""
+    url = str(engine.url)
+    key = _keys.get(url)
+    if key is None:
+        key = _keys[url] = bytes.fromhex(read_or_create_secret(engine, LINK_SECRET))
+    return key
+
+
+def link_resource(
+    tenant_id: str, project_id: str, operation_id: str, name: str | None, fmt: str | None = None
+) -> str:
+    """What a link's signature covers: an artifact, or (name None) the results in `fmt`."""
+    path = f"/api/{tenant_id}/{project_id}/async/operation/{operation_id}"
+    return f"{path}/artifacts/{name}" if name is not None else f"{path}/results?format={fmt}"
+
+
+def link_signature(key: bytes, resource: str, expires: int) -> str:
+    return hmac.new(key, f"{resource}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def check_link(key: bytes, resource: str, expires: str, signature: str, now: float) -> None:
+    """Nothing if the link is genuine and alive; Problem(403) saying which it is not."""
+    if not expires.isdigit() or len(expires) > 12:
+        raise Problem(403, LINK_INVALID)
+    wanted = link_signature(key, resource, int(expires))
+    if not hmac.compare_digest(wanted, signature.lower()):
+        raise Problem(403, LINK_INVALID)
+    if now >= int(expires):
+        raise Problem(403, LINK_EXPIRED)
+
+
+@dataclass(frozen=True)
+class DownloadLinks:
+    """Makes the signed absolute download URLs of one answer."""
+
+    base_url: str
+    key: bytes
+    seconds: float
+
+    def _signed(self, resource: str, now: float | None = None) -> str:
+        expires = math.ceil((time.time() if now is None else now) + self.seconds)
+        query = f"expires={expires}&signature={link_signature(self.key, resource, expires)}"
+        return f"{self.base_url}{resource}{'&' if '?' in resource else '?'}{query}"
+
+    def artifact(self, scope: Scope, operation_id: str, name: str) -> str:
+        return self._signed(link_resource(scope.tenant_id, scope.project_id, operation_id, name))
+
+    def results_zip(self, scope: Scope, operation_id: str) -> str:
+        resource = link_resource(scope.tenant_id, scope.project_id, operation_id, None, "download")
+        return self._signed(resource)
+
 
 # the seed's fields per phase: what `format=summary` keeps
 SUMMARY_KEYS: dict[str, Any] = {
@@ -64,8 +153,29 @@ def _summarise(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def artifact_url(scope: Scope, operation_id: str, path: str) -> str:
+def artifact_url(
+    scope: Scope, operation_id: str, path: str, links: DownloadLinks | None = None
+) -> str:
+    """The artifact's signed absolute URL (relative and bearer-only without `links`)."""
+    if links is not None:
+        return links.artifact(scope, operation_id, Path(path).name)
     return f"{tracking_url(scope, operation_id)}/artifacts/{Path(path).name}"
+
+
+def partial_download_urls(row: dict[str, Any], scope: Scope, links: DownloadLinks) -> list[str]:
+    """What a cancelled (or stopped) operation kept, to download: its artifacts, and the zip of
+    its results document and artifacts whenever a phase completed."""
+    if not (row.get("cancel_request") or {}).get("preservePartialResults", True):
+        return []
+    doc = results_document(row)
+    urls = [
+        links.artifact(scope, row["operation_id"], Path(a["path"]).name)
+        for a in doc.get("artifacts") or []
+    ]
+    completed = [p for p in doc.get("phaseResults") or [] if p.get("status") == "Completed"]
+    if completed or urls:
+        urls.append(links.results_zip(scope, row["operation_id"]))
+    return urls
 
 
 def results_view(
@@ -74,6 +184,7 @@ def results_view(
     fmt: str,
     include_artifacts: bool,
     phase: str | None,
+    links: DownloadLinks | None = None,
 ) -> dict[str, Any]:
     if row["status"] not in TERMINAL:
         raise Problem(
@@ -117,7 +228,7 @@ def results_view(
         view["artifacts"] = [
             {
                 **{k: v for k, v in a.items() if k != "path"},
-                "downloadUrl": artifact_url(scope, row["operation_id"], a["path"]),
+                "downloadUrl": artifact_url(scope, row["operation_id"], a["path"], links),
             }
             for a in doc.get("artifacts") or []
         ]
@@ -153,13 +264,17 @@ MEDIA_TYPES = {
 
 
 def results_zip(row: dict[str, Any]) -> bytes:
+    """results.json and the artifacts; a run killed before it wrote its document gets the one
+    the store keeps (what its completed phases reported)."""
     doc = row.get("results") or {}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         result_dir = Path(row.get("result_dir") or ".")
         results_json = result_dir / "results.json"
-        if results_json.is_file():
+        if row.get("result_dir") and results_json.is_file():
             zf.write(results_json, "results.json")
+        else:
+            zf.writestr("results.json", json.dumps(results_document(row), default=str))
         for artifact in doc.get("artifacts") or []:
             path = result_dir / artifact["path"]
             if path.is_file():

@@ -11,19 +11,19 @@ dispatcher creates when `retry_schedule` says they are due.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection, Engine
 
 from analysis.phases import PHASE_WEIGHTS, PHASES
 from analysis.pipeline import STATE_DIR, OperationRun
 from analysis.runs import DataEnrichmentRun, ProcessMiningRun, ReportGenerationRun
-from pmops.contract.requests import OperationCreate, RetryCreate
+from pmops.contract.requests import OperationCreate, ResourceAllocation, RetryCreate
 from pmops.service.errors import Problem
-from pmops.service.lineage import retries_so_far, retry_links_of
+from pmops.service.lineage import allocated_settings, integral, retry_links_of
 from pmops.service.operations import (
     _idempotent_replay,
     get_operation_or_404,
@@ -34,7 +34,8 @@ from pmops.service.operations import (
 from pmops.service.scope import Principal, Scope
 from pmops.service.views import TERMINAL
 from pmops.settings import Settings
-from pmops.store.tables import operations, retries, retry_schedule, transaction, utc_now
+from pmops.store import retries as store
+from pmops.store.tables import transaction, utc_now
 
 RETRYABLE = ("Failed", "Cancelled", "Timeout")
 RUNS: dict[str, type[OperationRun]] = {
@@ -83,6 +84,85 @@ def _preservable(row: dict[str, Any], params: dict[str, Any]) -> tuple[str, ...]
     return tuple(kept)
 
 
+def _retry_request(
+    original: dict[str, Any], body: RetryCreate
+) -> tuple[OperationCreate, dict[str, Any]]:
+    """The retry's start request (validated; 422 naming updatedParameters fields) and what is
+    kept beside it: the batch it belongs to, its resourceAllocation (cpuUnits, memoryGB)."""
+    request = dict(original["request"] or {})
+    annotations = {k: request.pop(k) for k in ("batch", "resourceAllocation") if k in request}
+    updates = dict(body.updatedParameters)
+    allocation = _allocation(updates.pop("resourceAllocation", None))
+    new_request = {
+        **request,
+        "parameters": merge(request.get("parameters") or {}, updates),
+        "timeout": body.newTimeout or request.get("timeout") or 3600,
+    }
+    if body.retryPolicy is not None:
+        new_request["retryPolicy"] = body.retryPolicy.model_dump()
+    if allocation.priority is not None:
+        new_request["priority"] = allocation.priority.value
+    # a retry of a retry keeps the allocation it had, but for what this one changes
+    resources = {
+        **(annotations.get("resourceAllocation") or {}),
+        **allocation.model_dump(exclude_none=True, exclude={"priority"}),
+    }
+    if resources:
+        annotations["resourceAllocation"] = {k: integral(v) for k, v in resources.items()}
+    try:
+        create = OperationCreate.model_validate(new_request)
+    except ValidationError as exc:
+        raise _invalid(exc, "updatedParameters.") from None
+    return create, annotations
+
+
+def _allocation(value: Any) -> ResourceAllocation:
+    """updatedParameters.resourceAllocation, validated (cpuUnits, memoryGB, priority)."""
+    try:
+        return ResourceAllocation.model_validate(value or {})
+    except ValidationError as exc:
+        raise _invalid(exc, "updatedParameters.resourceAllocation.") from None
+
+
+def _invalid(exc: ValidationError, prefix: str) -> Problem:
+    errors = [
+        {"field": prefix + ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+        for e in exc.errors()
+    ]
+    return Problem(422, "the retried request is not valid", errors=errors)
+
+
+def _linker(
+    original_id: str, body: RetryCreate, preserved: tuple[str, ...], automatic: bool
+) -> tuple[Callable[[Connection, str], None], list[int]]:
+    """The writes that make the new operation a retry (in its insert transaction), and where
+    its number in the lineage is left."""
+    number: list[int] = []
+
+    def link(conn: Connection, operation_id: str) -> None:
+        gone = store.delete_retry_schedule(conn, original_id)
+        if automatic and not gone:
+            raise NotRetried(original_id)  # retried by hand (or by another API) meanwhile
+        lineage = store.read_lineage(conn, original_id)
+        number.append(store.next_retry_number(conn, lineage))
+        store.insert_retry(
+            conn,
+            {
+                "operation_id": operation_id,
+                "original_id": original_id,
+                "lineage": lineage,
+                "retry_number": number[-1],
+                "retry_mode": body.retryMode,
+                "preserved_phases": list(preserved),
+                "reason": body.retryReason,
+                "automatic": automatic,
+                "created_at": utc_now(),
+            },
+        )
+
+    return link, number
+
+
 def create_retry(
     engine: Engine,
     settings: Settings,
@@ -105,62 +185,14 @@ def create_retry(
             f"operation {original_id} is {original['status']}: only a Failed, Cancelled or "
             "Timeout operation can be retried",
         )
-    request = dict(original["request"] or {})
-    annotations = {k: request.pop(k) for k in ("batch",) if k in request}
-    updates = dict(body.updatedParameters)
-    allocation = updates.pop("resourceAllocation", None) or {}
-    params = merge(request.get("parameters") or {}, updates)
-    new_request = {
-        **request,
-        "parameters": params,
-        "timeout": body.newTimeout or request.get("timeout") or 3600,
-    }
-    if body.retryPolicy is not None:
-        new_request["retryPolicy"] = body.retryPolicy.model_dump()
-    if isinstance(allocation, dict) and allocation.get("priority"):
-        new_request["priority"] = allocation["priority"]
-    try:
-        create = OperationCreate.model_validate(new_request)
-    except ValidationError as exc:
-        errors = [
-            {
-                "field": "updatedParameters." + ".".join(str(p) for p in e["loc"]),
-                "message": e["msg"],
-            }
-            for e in exc.errors()
-        ]
-        raise Problem(422, "the retried request is not valid", errors=errors) from None
-    preserved = _preservable(original, params) if body.retryMode == "resume" else ()
-    order = PHASES[original["operation_type"]]
+    create, annotations = _retry_request(original, body)
+    preserved = _preservable(original, create.parameters) if body.retryMode == "resume" else ()
     weights = PHASE_WEIGHTS[original["operation_type"]]
     saved = sum(weights.get(p, 1.0) for p in preserved) / (sum(weights.values()) or 1.0)
-    with engine.connect() as conn:
-        number = retries_so_far(conn, original_id) + 1
-        lineage = _lineage(conn, original_id)
-
-    def link(conn: Connection, operation_id: str) -> None:
-        gone = conn.execute(
-            delete(retry_schedule).where(retry_schedule.c.operation_id == original_id)
-        ).rowcount
-        if automatic and not gone:
-            raise NotRetried(original_id)  # retried by hand (or by another API) meanwhile
-        conn.execute(
-            retries.insert().values(
-                operation_id=operation_id,
-                original_id=original_id,
-                lineage=lineage,
-                retry_number=number,
-                retry_mode=body.retryMode,
-                preserved_phases=list(preserved),
-                reason=body.retryReason,
-                automatic=automatic,
-                created_at=utc_now(),
-            )
-        )
-
+    link, number = _linker(original_id, body, preserved, automatic)
     _, started, headers = start_operation(
         engine,
-        settings,
+        allocated_settings(settings, annotations),  # its resourcesAllocated and their cost
         scope,
         create,
         None,
@@ -168,9 +200,24 @@ def create_retry(
         within=link,
         annotations=annotations,
     )
-    records = _records(original, preserved)
-    answer = {
-        "originalOperationId": original_id,
+    answer = _answer(original, body, started, number[0], preserved, saved, automatic)
+    if idempotency_key:
+        return store_idempotent(engine, scope, where, idempotency_key, digest, 202, answer, headers)
+    return 202, answer, headers
+
+
+def _answer(
+    original: dict[str, Any],
+    body: RetryCreate,
+    started: dict[str, Any],
+    number: int,
+    preserved: tuple[str, ...],
+    saved: float,
+    automatic: bool,
+) -> dict[str, Any]:
+    order = PHASES[original["operation_type"]]
+    return {
+        "originalOperationId": original["operation_id"],
         "newOperationId": started["operationId"],
         "retryMode": body.retryMode,
         "retryNumber": number,
@@ -181,24 +228,15 @@ def create_retry(
         "preservedResults": {
             "phasesPreserved": len(preserved),
             "preservedPhaseNames": list(preserved),
-            "recordsProcessed": records,
-            "progressSaved": f"{round(100 * saved)}%",
+            "recordsProcessed": _records(original, preserved),
+            # the seed's number: percent of the phase weights the retry need not run again
+            "progressSaved": round(100 * saved),
         },
         "resourcesAllocated": started["resourcesAllocated"],
         "retryAttemptDate": started["dateCreated"],
         "trackingUrl": started["trackingUrl"],
         "automatic": automatic,
     }
-    if idempotency_key:
-        return store_idempotent(engine, scope, where, idempotency_key, digest, 202, answer, headers)
-    return 202, answer, headers
-
-
-def _lineage(conn: Connection, operation_id: str) -> str:
-    found = conn.execute(
-        select(retries.c.lineage).where(retries.c.operation_id == operation_id)
-    ).scalar()
-    return str(found or operation_id)
 
 
 def _records(original: dict[str, Any], preserved: tuple[str, ...]) -> int:
@@ -217,17 +255,7 @@ def retry_links(engine: Engine, operation_id: str) -> dict[str, Any]:
 def run_due_retries(engine: Engine, settings: Settings) -> int:
     """Create the automatic retries that are due; returns how many."""
     with engine.connect() as conn:
-        due = conn.execute(
-            select(
-                retry_schedule.c.operation_id,
-                operations.c.tenant_id,
-                operations.c.project_id,
-                operations.c.status,
-            )
-            .join(operations, operations.c.operation_id == retry_schedule.c.operation_id)
-            .where(retry_schedule.c.due_at <= utc_now())
-            .limit(50)
-        ).all()
+        due = store.list_due_retries(conn, utc_now(), 50)
     made = 0
     for op_id, tenant, project, status in due:
         scope = Scope(tenant, project, Principal(tenant, project, "automatic retry"))
@@ -245,5 +273,5 @@ def run_due_retries(engine: Engine, settings: Settings) -> int:
             made += 1
         except (NotRetried, Problem):
             with transaction(engine) as conn:  # nothing to retry any more: forget the schedule
-                conn.execute(delete(retry_schedule).where(retry_schedule.c.operation_id == op_id))
+                store.delete_retry_schedule(conn, op_id)
     return made

@@ -398,3 +398,16 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"pmops.store.{module}"), name)
+
+
+# Secrets of this installation, made once at random on first use and kept here (never sent):
+# "download-links" signs artifact and results download URLs (pmops.service.results). Deleting
+# a row (then restarting the API, which caches it) makes a new secret: every link signed with the
+# old one is refused.
+installation_secrets = Table(
+    "installation_secrets",
+    metadata,
+    Column("name", String(60), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)

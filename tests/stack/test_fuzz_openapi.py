@@ -99,7 +99,7 @@ def seed(api: Tenant, receiver: HttpReceiver, datasets: Path) -> dict[str, Any]:
         "webhooks": [hook_id],
         "deliveries": [d["deliveryId"] for d in deliveries if d["webhookId"] == hook_id],
         "batches": [batch.json()["batchId"]],
-        "artifacts": [a["downloadUrl"].rsplit("/", 1)[-1] for a in artifacts],
+        "artifacts": [a["downloadUrl"].split("?")[0].rsplit("/", 1)[-1] for a in artifacts],
     }
 
 

@@ -176,7 +176,7 @@ def world(sec_stack: Stack, receiver: HttpReceiver, datasets: Path) -> Iterator[
     hook_dlv = _deliveries(b, f"/async/webhooks/{hook_id}/deliveries")[0]["deliveryId"]
     op_dlv = _deliveries(b, f"/async/operation/{op['operationId']}/deliveries")[0]["deliveryId"]
     results = b.results(op["operationId"]).json()
-    names = [x["downloadUrl"].rsplit("/", 1)[1] for x in results["artifacts"]]
+    names = [x["downloadUrl"].split("?")[0].rsplit("/", 1)[1] for x in results["artifacts"]]
     assert names, results
     b_ids = {
         "tenantId": b.tenant,

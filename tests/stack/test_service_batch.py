@@ -4,11 +4,13 @@ and graph errors, cancel, batch callbacks. Failures are injected with `parameter
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
 import pytest
 
+from tests.service.test_batch_graph import SEED_BATCH
 from tests.service_stack import Tenant, assert_problem
 
 pytestmark = pytest.mark.xdist_group("stack")
@@ -230,3 +232,34 @@ def test_cancel_a_batch(api: Tenant, stack: Any, bpic_dataset: dict) -> None:
         assert_problem(other.delete(f"{api.base}/async/batch/{batch_id}"), 404)
     finally:
         other.close()
+
+
+def test_the_seed_batch_example_completes(api: Tenant, receipt_dataset: dict) -> None:
+    """The seed's batch example verbatim but for the dataset id (its batchCallbacks point at
+    your-app.com, so they are left out): `performance` has no datasetId and depends on
+    `discovery`, an analysis; it analyses what discovery analysed, data-prep's output."""
+    body = copy.deepcopy(SEED_BATCH)
+    body["operations"][0]["parameters"]["datasetId"] = receipt_dataset["datasetId"]
+    answer = submit(api, body)
+    assert [o["operationKey"] for o in answer["operations"]] == [
+        "data-prep",
+        "discovery",
+        "performance",
+    ]
+    view = wait_batch(api, answer["batchId"])
+    assert view["status"] == "Completed", view
+    ops = by_key(view)
+    made = [
+        d
+        for d in api.get("/datasets").json()["datasets"]
+        if d.get("sourceOperationId") == ops["data-prep"]["operationId"]
+    ]
+    assert len(made) == 1, made
+    analysed = {}
+    for key in ("discovery", "performance"):
+        status = api.status(ops[key]["operationId"])
+        assert status["status"] == "Completed", status
+        detailed = api.results(ops[key]["operationId"], format="detailed").json()
+        analysed[key] = detailed["summary"]["recordsAnalyzed"]
+    # both analysed the same (enriched) dataset
+    assert analysed["discovery"] == analysed["performance"] > 0, analysed

@@ -3,9 +3,12 @@ flow-run process, and cancelling what has already finished."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 import time
+import zipfile
 
 import httpx
 import psutil
@@ -96,8 +99,21 @@ def test_graceful_cancel_mid_phase(api, stack, bpic_dataset) -> None:
     assert partial["available"] is True
     assert partial["completedPhaseNames"] == done
     assert partial["completedPhases"] == len(done)
+    # what was kept is listed: signed absolute URLs a plain GET (no token) downloads, the zip of
+    # the completed phases' results among them
+    assert partial["downloadUrls"], partial
     for url in partial["downloadUrls"]:
-        assert api.get(url).status_code == 200, url
+        assert url.startswith(stack.url) and "signature=" in url, url
+        got = httpx.get(url, timeout=60)
+        assert got.status_code == 200, (url, got.text)
+    (zip_url,) = [u for u in partial["downloadUrls"] if "format=download" in u]
+    kept = zipfile.ZipFile(io.BytesIO(httpx.get(zip_url, timeout=60).content))
+    saved = json.loads(kept.read("results.json"))
+    assert [p["phaseName"] for p in saved["phaseResults"] if p["status"] == "Completed"] == done
+    # altered, it is refused
+    tampered = zip_url.replace("format=download", "format=detailed")
+    assert_problem(httpx.get(tampered, timeout=60), 403)
+    assert_problem(httpx.get(zip_url.replace("signature=", "signature=0"), timeout=60), 403)
 
     results = api.results(op_id, format="detailed")
     assert results.status_code == 200, results.text
@@ -146,6 +162,10 @@ def test_force_termination(api, stack, bpic_dataset) -> None:
     assert body["partialResults"]["completedPhaseNames"] == [LOAD, DISCOVERY]
     assert body["partialResults"]["completedPhases"] == 2
     assert body["partialResults"]["available"] is True
+    # killed before it wrote results.json: the zip has the document the store kept
+    (zip_url,) = body["partialResults"]["downloadUrls"]
+    kept = zipfile.ZipFile(io.BytesIO(httpx.get(zip_url, timeout=60).content))
+    assert "results.json" in kept.namelist()
     assert api.status(op_id)["status"] == "Cancelled"
     assert eventually(lambda: process_gone(pid), 30), "the flow-run process is still running"
     flow_run_id = live["prefect"]["flowRunId"]

@@ -335,7 +335,11 @@ def test_results_summary(api, completed_analysis) -> None:
         assert {"name", "type", "format", "size", "downloadUrl", "description"} <= set(a)
         assert "path" not in a
         assert a["type"] in {"Report", "Visualization", "Dataset", "Model"}
-        assert a["downloadUrl"].startswith(f"{api.base}/async/operation/{op_id}/artifacts/")
+        # absolute and signed (pmops.service.results)
+        assert a["downloadUrl"].startswith(
+            f"{api.stack.url.rstrip('/')}{api.base}/async/operation/{op_id}/artifacts/"
+        )
+        assert "expires=" in a["downloadUrl"] and "signature=" in a["downloadUrl"]
 
 
 def test_results_detailed_phase_and_no_artifacts(api, completed_analysis) -> None:
@@ -367,7 +371,10 @@ def test_results_download_zip(api, completed_analysis) -> None:
     assert r.headers["content-type"] == "application/zip"
     assert f'filename="{op_id}.zip"' in r.headers["content-disposition"]
     names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
-    listed = [a["downloadUrl"].rsplit("/", 1)[1] for a in api.results(op_id).json()["artifacts"]]
+    listed = [
+        a["downloadUrl"].split("?")[0].rsplit("/", 1)[1]
+        for a in api.results(op_id).json()["artifacts"]
+    ]
     assert "results.json" in names
     assert set(listed) <= set(names)
 
@@ -388,7 +395,9 @@ def test_artifacts_download(api, completed_analysis) -> None:
             assert r.headers["content-type"].startswith("image/svg+xml")
     # the same file is not reachable by another operation's id
     other = api.get(
-        artifacts[0]["downloadUrl"].replace(op_id, "op-" + "0" * 8 + "-0000-0000-0000-" + "0" * 12)
+        artifacts[0]["downloadUrl"]
+        .split("?")[0]
+        .replace(op_id, "op-" + "0" * 8 + "-0000-0000-0000-" + "0" * 12)
     )
     assert_problem(other, 404)
 

@@ -7,6 +7,7 @@ checkpoints: their results are identical and marked `preservedFrom`; a restart r
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +53,7 @@ def test_resume_reuses_the_completed_phases(api: Tenant, receipt_dataset: dict) 
     preserved = answer["preservedResults"]
     assert preserved["phasesPreserved"] == 2
     assert preserved["recordsProcessed"] == original["execution"]["totalRecords"] > 0
-    assert preserved["progressSaved"] == "50%"  # load 0.15 + discovery 0.35 of the weights
+    assert preserved["progressSaved"] == 50  # load 0.15 + discovery 0.35 of the weights
     final = api.wait(answer["newOperationId"])
     assert final["status"] == "Completed", final
     assert final["retryOf"]["originalOperationId"] == original["operationId"]
@@ -152,3 +153,66 @@ def test_automatic_retries_follow_the_policy(api: Tenant, receipt_dataset: dict)
     # each retry waited retryDelay x backoffMultiplier^n after the failure before it (1 s, 2 s)
     assert (created[1] - ended[0]).total_seconds() >= 1 - 1
     assert (created[2] - ended[1]).total_seconds() >= 2 - 1
+
+
+SEED_ALLOCATION = {"cpuUnits": 6, "memoryGB": 12, "priority": "Critical"}
+
+
+def stop(api: Tenant, op_id: str) -> dict[str, Any] | None:
+    """Cancel at once; the cancel answer, or None if it had already ended."""
+    r = api.delete(f"/async/operation/{op_id}", json={"forceTermination": True})
+    if r.status_code == 409:
+        return None
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_retries_are_numbered_per_lineage_and_get_their_resources(
+    api: Tenant, receipt_dataset: dict
+) -> None:
+    original = failed_in_ml(api, receipt_dataset["datasetId"])
+    op_id = original["operationId"]
+    bodies = [
+        {"retryMode": "restart", "updatedParameters": {"resourceAllocation": SEED_ALLOCATION}},
+        {"retryMode": "restart"},
+        {"retryMode": "restart"},
+    ]
+    # three retries of one original at once: each gets its own number in the lineage
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda body: retry(api, op_id, **body), bodies))
+    assert sorted(a["retryNumber"] for a in answers) == [1, 2, 3]
+    allocated, plain = answers[0], answers[1]
+    assert allocated["resourcesAllocated"]["cpuUnits"] == 6
+    assert allocated["resourcesAllocated"]["memoryGB"] == 12
+    assert plain["resourcesAllocated"]["cpuUnits"] != 6
+    # the same estimated time on six CPUs and 12 GB costs more
+    assert cost(allocated) > cost(plain)
+    shown = api.status(allocated["newOperationId"])
+    assert shown["priority"] == "Critical"
+    assert shown["retryOf"]["resourceAllocation"] == {"cpuUnits": 6, "memoryGB": 12}
+    assert isinstance(allocated["preservedResults"]["progressSaved"], int)
+    released = stop(api, allocated["newOperationId"])
+    if released is not None:
+        assert released["resourcesReleased"]["cpuUnits"] == 6
+        assert released["resourcesReleased"]["memoryGB"] == 12
+    for other in answers[1:]:
+        stop(api, other["newOperationId"])
+    api.wait(allocated["newOperationId"])
+    # a retry of a retry is the lineage's next, and keeps the allocation it had
+    again = retry(api, allocated["newOperationId"], retryMode="restart")
+    assert again["retryNumber"] == 4
+    assert again["resourcesAllocated"]["cpuUnits"] == 6
+    assert api.status(again["newOperationId"])["retryOf"]["lineage"] == op_id
+    stop(api, again["newOperationId"])
+    # a bad allocation is a 422 naming it, not silently dropped
+    bad = {"updatedParameters": {"resourceAllocation": {"cpuUnits": 0, "memoryGB": "lots"}}}
+    problem = assert_problem(api.post(f"/async/operation/{op_id}/retry", json=bad), 422)
+    fields = {e["field"] for e in problem["errors"]}
+    assert fields == {
+        "updatedParameters.resourceAllocation.cpuUnits",
+        "updatedParameters.resourceAllocation.memoryGB",
+    }
+
+
+def cost(answer: dict[str, Any]) -> float:
+    return float(answer["resourcesAllocated"]["estimatedCost"].lstrip("$"))
