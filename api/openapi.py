@@ -1,9 +1,11 @@
-"""The OpenAPI document: the seed's own JSON examples on each endpoint, the response bodies'
-schemas (api/openapi_responses.py), and a description for every field of every body.
+"""The OpenAPI document: the seed's own JSON examples on each endpoint, problem+json errors, and
+a description for every field of every request body.
 
-`seed_examples.json` holds the examples of ../shared/seed/async-operations-api.ja.txt as they
-are written there (tests/stack/test_openapi.py checks they still match the seed). Descriptions live
-here, in one table, so the schema classes stay short.
+The response bodies' schemas come from the routes' `response_model`s (pmops/contract/responses.py,
+each field described there). `seed_examples.json` holds the examples of
+../shared/seed/async-operations-api.ja.txt as they are written there (tests/stack/test_openapi.py
+checks they still match the seed). The request fields' descriptions live here, in one table, so
+the request classes stay short.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-
-from api.openapi_responses import RESPONSE_FIELDS, RESPONSES
 
 SEED = json.loads((Path(__file__).with_name("seed_examples.json")).read_text())
 BASE = "/api/{tenantId}/{projectId}/async"
@@ -183,21 +183,8 @@ def install(app: FastAPI) -> None:
                     SEED[name]
                 )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        for (method, path), (status, model) in RESPONSES.items():
-            op = doc["paths"].get(path, {}).get(method)
-            if op is None:
-                continue
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, sub in schema.pop("$defs", {}).items():
-                schemas.setdefault(name, sub)
-            schemas.setdefault(model.__name__, schema)
-            answer = op.setdefault("responses", {}).setdefault(
-                status, {"description": "Successful Response"}
-            )
-            content = answer.setdefault("content", {}).setdefault("application/json", {})
-            content["schema"] = {"$ref": f"#/components/schemas/{model.__name__}"}
         _problems(doc, schemas)
-        for schema_name, fields in {**FIELDS, **RESPONSE_FIELDS}.items():
+        for schema_name, fields in FIELDS.items():
             props = schemas.get(schema_name, {}).get("properties", {})
             for name, text in fields.items():
                 if name in props:

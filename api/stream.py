@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from api.problems import Problem
+from pmops.service.errors import Problem
 from pmops.service.events import TERMINAL_EVENT
 from pmops.service.views import TERMINAL as TERMINAL_STATUSES
 from pmops.store.tables import events

@@ -4,40 +4,43 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from fastapi import Header, Query
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PlainSerializer,
+    WithJsonSchema,
+)
 from pydantic import Strict as StrictType
 
-from analysis.phases import PHASES
+from pmops.contract.enums import (
+    SUBSCRIBABLE_EVENTS,
+    EventType,
+    OperationType,
+    PhaseName,
+    Priority,
+    RetryMode,
+    WebhookStatus,
+)
+from pmops.contract.enums import OperationStatus as Status
+from pmops.contract.types import integral
 
+__all__ = [  # the enums are re-exported under the names this module had
+    "PRIORITY_RANK",
+    "EventType",
+    "OperationType",
+    "PhaseName",
+    "Priority",
+    "Status",
+]
 
-class OperationType(StrEnum):
-    ProcessMiningAnalysis = "ProcessMiningAnalysis"
-    DataEnrichment = "DataEnrichment"
-    ReportGeneration = "ReportGeneration"
-
-
-class Priority(StrEnum):
-    Low = "Low"
-    Normal = "Normal"
-    High = "High"
-    Critical = "Critical"
-
-
-PRIORITY_RANK = {"Low": 0, "Normal": 1, "High": 2, "Critical": 3}
-
-
-class Status(StrEnum):
-    Initiated = "Initiated"
-    Running = "Running"
-    Completed = "Completed"
-    Failed = "Failed"
-    Cancelled = "Cancelled"
-    Timeout = "Timeout"
-    Pending = "Pending"
+PRIORITY_RANK: dict[str, int] = {p.value: p.rank for p in Priority}
 
 
 # The query and header parameters the OpenAPI document can state precisely (found by
@@ -50,7 +53,8 @@ def _iso8601(value: object) -> object:
 
 
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso8601)]
-_PHASE_NAMES = sorted({name for names in PHASES.values() for name in names})
+# a phase by its English name or the seed's Japanese one (PhaseName parses both)
+_PHASE_NAMES = sorted({*PhaseName, *(p.ja for p in PhaseName)})
 PhaseQuery = Annotated[str | None, Query(pattern=f"^({'|'.join(_PHASE_NAMES)})$")]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$")]
 
@@ -65,7 +69,8 @@ class Strict(BaseModel):
 # JSON's types as the OpenAPI document states them: pydantic's lax mode would take `false` or
 # "5" for a number and 1 or "yes" for a boolean (found by tests/stack/test_fuzz_openapi.py)
 Int = Annotated[int, StrictType()]
-Float = Annotated[float, StrictType()]
+# an integral float is stored and echoed as an integer (retryDelay: 60, not 60.0)
+Float = Annotated[float, StrictType(), PlainSerializer(integral, when_used="json")]
 Bool = Annotated[bool, StrictType()]
 
 
@@ -129,17 +134,18 @@ class CancelRequest(Strict):
 
 
 # -- webhooks ------------------------------------------------------------------------------------
-class EventType(StrEnum):
-    started = "operation.started"
-    progress = "operation.progress"
-    phase_completed = "operation.phase.completed"
-    completed = "operation.completed"
-    failed = "operation.failed"
-    cancelled = "operation.cancelled"
-    timeout = "operation.timeout"
-    batch_started = "batch.started"
-    batch_operation_completed = "batch.operation.completed"
-    batch_completed = "batch.completed"
+def _subscribable(value: EventType) -> EventType:
+    if not value.subscribable:
+        raise ValueError(f"{value.value} is not an event a webhook can subscribe to")
+    return value
+
+
+# an event type a webhook may subscribe to (webhook.disabled is told to the project's owners)
+SubscribableEvent = Annotated[
+    EventType,
+    AfterValidator(_subscribable),
+    WithJsonSchema({"type": "string", "enum": [e.value for e in SUBSCRIBABLE_EVENTS]}),
+]
 
 
 class WebhookFilters(Strict):
@@ -163,7 +169,7 @@ class WebhookRetryPolicy(Strict):
 class WebhookCreate(Strict):
     webhookUrl: str = Field(min_length=1, max_length=2000)
     webhookName: str = Field(min_length=1, max_length=500)
-    events: list[EventType] = Field(min_length=1, max_length=20)
+    events: list[SubscribableEvent] = Field(min_length=1, max_length=20)
     filters: WebhookFilters = Field(default_factory=WebhookFilters)
     authentication: WebhookAuthentication | None = None
     retryPolicy: WebhookRetryPolicy = Field(default_factory=WebhookRetryPolicy)
@@ -171,7 +177,7 @@ class WebhookCreate(Strict):
 
 
 class WebhookUpdate(Strict):
-    status: Literal["Active", "Disabled"]
+    status: WebhookStatus
 
 
 class NotificationSettingsUpdate(Strict):
@@ -188,7 +194,7 @@ class ResourceAllocation(Strict):
 
 
 class RetryCreate(Strict):
-    retryMode: Literal["resume", "restart"] = "resume"
+    retryMode: RetryMode = RetryMode.resume
     retryReason: str | None = Field(default=None, max_length=2000)
     modifyParameters: Bool = False
     # merged into the original parameters (objects key by key; null removes a key);

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
+from pmops.contract.enums import EventType
 from pmops.contract.signing import new_secret
 from pmops.service.events import CALLBACK_FOR, WEBHOOK_DISABLED, emit_project_event, timestamp
 from pmops.service.views import TERMINAL
@@ -48,8 +49,8 @@ DEFAULT_WEBHOOK_POLICY = {
     "maxDelay": 3600.0,
 }
 OPEN = ("Pending", "Retrying")
-NOTIFY_EVENTS = ("operation.completed", "operation.failed", "operation.timeout")
-NOTIFY_CANCELLED = "operation.cancelled"
+NOTIFY_EVENTS = (EventType.completed, EventType.failed, EventType.timeout)
+NOTIFY_CANCELLED = EventType.cancelled
 # a deliverer whose heartbeat is older than this has died: its leases are free
 OWNER_STALE_SECONDS = 10.0
 # a Retry-After longer than this is taken as this (a day)
