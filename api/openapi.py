@@ -17,8 +17,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from pmops.contract.responses import Event
+
 SEED = json.loads((Path(__file__).with_name("seed_examples.json")).read_text())
 BASE = "/api/{tenantId}/{projectId}/async"
+REF = "#/components/schemas/{model}"
 
 # (method, path) -> (request example, (status, response example))
 EXAMPLES: dict[tuple[str, str], tuple[str | None, tuple[str, str] | None]] = {
@@ -183,6 +186,8 @@ def install(app: FastAPI) -> None:
                     SEED[name]
                 )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        # the event stream's and webhook deliveries' body: no JSON answer refers to it
+        schemas.setdefault("Event", Event.model_json_schema(ref_template=REF))
         _problems(doc, schemas)
         for schema_name, fields in FIELDS.items():
             props = schemas.get(schema_name, {}).get("properties", {})

@@ -211,7 +211,13 @@ def retry_operation(
 @router.get(
     "/operation/{operationId}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "Server-Sent Events; each `data:` line is an Event "
+            "(#/components/schemas/Event), its `id:` the event's sequence",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def operation_events(
     operationId: str,

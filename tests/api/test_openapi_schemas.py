@@ -116,3 +116,13 @@ def test_seed_examples_stay_on_the_answers(doc: dict[str, Any]) -> None:
     content = status["responses"]["200"]["content"]["application/json"]
     assert content["schema"] == {"$ref": "#/components/schemas/OperationStatusView"}
     assert content["example"]["progress"]["currentPhase"] == "Machine Learning Analysis"
+
+
+def test_the_event_stream_names_its_event_schema(doc: dict[str, Any]) -> None:
+    event = doc["components"]["schemas"]["Event"]
+    assert {"id", "type", "timestamp", "sequence", "operationId", "data"} <= set(
+        event["properties"]
+    )
+    assert all(prop.get("description") for prop in event["properties"].values())
+    stream = doc["paths"]["/api/{tenantId}/{projectId}/async/operation/{operationId}/events"]
+    assert "Event" in stream["get"]["responses"]["200"]["description"]
