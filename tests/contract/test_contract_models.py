@@ -113,3 +113,22 @@ def test_the_sdk_parses_with_the_contracts_classes() -> None:
     assert sdk_models.OperationStatusView is r.OperationStatusView
     assert sdk_models.OperationStatus is r.OperationStatusView  # the SDK's older name
     assert sdk_models.Results is r.Results
+
+
+def test_every_field_of_every_contract_model_is_described() -> None:
+    from pmops.contract import requests
+
+    models = [
+        m
+        for module in (requests, r)
+        for m in vars(module).values()
+        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == module.__name__
+    ]
+    assert len(models) > 40
+    undescribed = [
+        f"{m.__name__}.{name}"
+        for m in models
+        for name, field in m.model_fields.items()
+        if not field.description
+    ]
+    assert undescribed == []
