@@ -1,9 +1,9 @@
-"""The OpenAPI document: the seed's own JSON examples on each endpoint, the response bodies'
-schemas (api/openapi_responses.py), and a description for every field of every body.
+"""The OpenAPI document: the seed's own JSON examples on each endpoint and problem+json errors.
 
-`seed_examples.json` holds the examples of ../shared/seed/async-operations-api.ja.txt as they
-are written there (tests/stack/test_openapi.py checks they still match the seed). Descriptions live
-here, in one table, so the schema classes stay short.
+The bodies' schemas, each field described, are the contract's models (pmops/contract/requests.py
+and responses.py): the routes' bodies and `response_model`s. `seed_examples.json` holds the
+examples of ../shared/seed/async-operations-api.ja.txt as they are written there
+(tests/stack/test_openapi.py checks they still match the seed).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.openapi_responses import RESPONSE_FIELDS, RESPONSES
+from pmops.contract.responses import Event
 
 SEED = json.loads((Path(__file__).with_name("seed_examples.json")).read_text())
 BASE = "/api/{tenantId}/{projectId}/async"
+REF = "#/components/schemas/{model}"
 
 # (method, path) -> (request example, (status, response example))
 EXAMPLES: dict[tuple[str, str], tuple[str | None, tuple[str, str] | None]] = {
@@ -35,128 +36,9 @@ EXAMPLES: dict[tuple[str, str], tuple[str | None, tuple[str, str] | None]] = {
     ("post", f"{BASE}/batch"): ("batch_request", ("202", "batch_response")),
 }
 
-FIELDS: dict[str, dict[str, str]] = {
-    "OperationCreate": {
-        "operationType": "ProcessMiningAnalysis, DataEnrichment or ReportGeneration",
-        "operationName": "a name people recognise the operation by",
-        "operationDescription": "free text kept with the operation",
-        "priority": "Low, Normal (default), High or Critical: higher starts first when "
-        "workers are busy",
-        "parameters": "per operation type: datasetId (required unless a ReportGeneration "
-        "names sourceOperationId), analysisType, timeWindow, algorithm, algorithmSettings, "
-        "outputOptions, cleaningRules, reportType, exportFormats (see the contract)",
-        "callbacks": "URLs told about this operation: onProgress, onCompletion, onError",
-        "notifications": "email addresses and a Slack channel told when it ends",
-        "timeout": "seconds from start until the run is stopped as Timeout (default 3600)",
-        "retryPolicy": "automatic resume retries of a failed run",
-    },
-    "Callbacks": {
-        "onProgress": "receives operation.started, .progress and .phase.completed",
-        "onCompletion": "receives operation.completed and .cancelled",
-        "onError": "receives operation.failed and .timeout",
-    },
-    "Notifications": {
-        "email": "addresses emailed when the operation completes, fails, times out or is cancelled",
-        "slack": "channel and people to mention, through the project's Slack incoming webhook",
-    },
-    "Slack": {
-        "channel": "e.g. #process-mining",
-        "mentionUsers": "Slack member ids (U…) are mentioned; @here, @channel work too",
-    },
-    "RetryPolicy": {
-        "maxRetries": "how many retries at most in the chain",
-        "retryDelay": "seconds before the first retry",
-        "backoffMultiplier": "each later retry waits this many times longer",
-    },
-    "CancelRequest": {
-        "reason": "why; shown in the status and the cancellation answer",
-        "preservePartialResults": "keep completed phases' artifacts downloadable (default true)",
-        "forceTermination": "stop now (true) or at the next checkpoint (false, default)",
-        "notifyCallbacks": "tell the callbacks, email and Slack (default true)",
-    },
-    "WebhookCreate": {
-        "webhookUrl": "http(s) URL of a public host; private and metadata addresses are refused",
-        "webhookName": "a name for people",
-        "events": "event types to receive",
-        "filters": "which operations: operationTypes, priorities, minProgressIncrement",
-        "authentication": "type hmac-sha256 and the secret that signs deliveries (never shown "
-        "again); without it the project's signing secret signs",
-        "retryPolicy": "retries of a failed delivery",
-        "headers": "extra headers sent with every delivery",
-    },
-    "WebhookFilters": {
-        "operationTypes": "only operations of these types (all if empty)",
-        "priorities": "only operations of these priorities (all if empty)",
-        "minProgressIncrement": "send a progress event only when progress grew this many points",
-    },
-    "WebhookAuthentication": {
-        "type": "hmac-sha256",
-        "secret": "a whsec_<base64> secret or any string of 8+ characters (its UTF-8 bytes)",
-    },
-    "WebhookRetryPolicy": {
-        "maxRetries": "retries after the first attempt before the delivery is a dead letter",
-        "retryDelay": "seconds before the first retry",
-        "backoffMultiplier": "each later retry waits this many times longer",
-        "maxDelay": "the longest wait between attempts, seconds",
-    },
-    "WebhookUpdate": {"status": "Active (re-enable) or Disabled (pause)"},
-    "NotificationSettingsUpdate": {
-        "slackWebhookUrl": "the project's Slack incoming-webhook URL; empty removes it",
-        "ownerEmails": "people told when one of the project's webhooks gets disabled",
-    },
-    "RetryCreate": {
-        "retryMode": "resume (reuse completed phases whose inputs did not change) or restart",
-        "retryReason": "why; kept with the retry",
-        "modifyParameters": "informative: updatedParameters are applied whenever given",
-        "updatedParameters": "merged into the original parameters (null removes a key); "
-        "resourceAllocation.priority sets the priority",
-        "retryPolicy": "automatic retries of this retry",
-        "newTimeout": "seconds, replacing the original timeout",
-        "preserveOriginalResults": "the original is always kept; accepted for the seed's clients",
-    },
-    "ResourceAllocation": {
-        "cpuUnits": "accepted; the server allocates its configured resources",
-        "memoryGB": "accepted; the server allocates its configured resources",
-        "priority": "the retry's priority",
-    },
-    "BatchCreate": {
-        "batchName": "a name for people",
-        "batchDescription": "free text",
-        "operations": "the operations, each with a key unique in the batch and the keys it "
-        "depends on",
-        "batchCallbacks": "URLs told when the batch starts, each operation ends, the batch ends",
-        "failurePolicy": "what a failure does to the rest",
-    },
-    "BatchOperation": {
-        "operationName": "a name people recognise the operation by",
-        "operationType": "ProcessMiningAnalysis, DataEnrichment or ReportGeneration",
-        "priority": "Low, Normal, High or Critical",
-        "operationKey": "unique in the batch; what dependencies name",
-        "dependencies": "keys of operations that must complete first",
-        "parameters": "as for a single start; without datasetId the input comes from a "
-        "dependency (the enriched dataset, or for a report the analysis)",
-        "operationDescription": "free text",
-        "callbacks": "as for a single start",
-        "notifications": "as for a single start",
-        "timeout": "seconds from when it may start",
-        "retryPolicy": "used when the batch's failurePolicy.retryFailedOperations is on",
-    },
-    "BatchCallbacks": {
-        "onBatchStart": "receives batch.started",
-        "onOperationComplete": "receives batch.operation.completed",
-        "onBatchComplete": "receives batch.completed",
-    },
-    "FailurePolicy": {
-        "stopOnFirstFailure": "cancel everything unfinished at the first failure",
-        "continueIndependentOperations": "let branches that do not depend on a failure finish "
-        "(default true)",
-        "retryFailedOperations": "retry failed operations (their retryPolicy, else once) first",
-    },
-}
-
 
 def install(app: FastAPI) -> None:
-    """Replace app.openapi with a version carrying the examples and field descriptions."""
+    """Replace app.openapi with a version carrying the seed's examples and problem+json errors."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -183,25 +65,9 @@ def install(app: FastAPI) -> None:
                     SEED[name]
                 )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        for (method, path), (status, model) in RESPONSES.items():
-            op = doc["paths"].get(path, {}).get(method)
-            if op is None:
-                continue
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, sub in schema.pop("$defs", {}).items():
-                schemas.setdefault(name, sub)
-            schemas.setdefault(model.__name__, schema)
-            answer = op.setdefault("responses", {}).setdefault(
-                status, {"description": "Successful Response"}
-            )
-            content = answer.setdefault("content", {}).setdefault("application/json", {})
-            content["schema"] = {"$ref": f"#/components/schemas/{model.__name__}"}
+        # the event stream's and webhook deliveries' body: no JSON answer refers to it
+        schemas.setdefault("Event", Event.model_json_schema(ref_template=REF))
         _problems(doc, schemas)
-        for schema_name, fields in {**FIELDS, **RESPONSE_FIELDS}.items():
-            props = schemas.get(schema_name, {}).get("properties", {})
-            for name, text in fields.items():
-                if name in props:
-                    props[name].setdefault("description", text)
         app.openapi_schema = doc
         return doc
 

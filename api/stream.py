@@ -23,7 +23,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.engine import Engine
 
-from api.problems import Problem
+from pmops.service.errors import Problem
 from pmops.service.events import TERMINAL_EVENT
 from pmops.service.views import TERMINAL as TERMINAL_STATUSES
 from pmops.store.events import list_events_after, list_operation_events, newest_event_id

@@ -21,11 +21,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from analysis.formatting import seconds_text
-from api.deps import Principal, Scope, authenticate
-from api.problems import Problem
+from api.deps import authenticate
+from pmops.service.errors import Problem
 from pmops.service.events import TERMINAL_EVENT
 from pmops.service.operations import results_document, tracking_url
 from pmops.service.results import MEDIA_TYPES, artifact_file
+from pmops.service.scope import Principal, Scope
 from pmops.service.views import TERMINAL, iso, status_view
 from pmops.settings import Settings
 from pmops.store import events as event_store

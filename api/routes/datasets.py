@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
@@ -15,9 +15,12 @@ from starlette.types import Scope as ASGIScope
 from analysis.errors import AnalysisError
 from analysis.eventlog import ColumnMapping
 from api.deps import EngineDep, ScopeDep, SettingsDep
-from api.problems import Problem, analysis_problem, problem_response
+from api.problems import problem_response
+from api.routes.answers import typed
 from pmops.contract.requests import MAX_PAGE
+from pmops.contract.responses import Dataset, DatasetList
 from pmops.service import datasets as ds
+from pmops.service.errors import Problem, analysis_problem
 from pmops.service.operations import idempotent_lookup, store_idempotent
 from pmops.settings import get_settings
 
@@ -101,7 +104,7 @@ def upload_name(raw: str | None) -> str:
     return "upload" if name in ("", ".", "..") else name
 
 
-@router.post("/datasets", status_code=201)
+@router.post("/datasets", status_code=201, response_model=Dataset)
 def upload_dataset(
     scope: ScopeDep,
     engine: EngineDep,
@@ -112,7 +115,7 @@ def upload_dataset(
     timestampColumn: Annotated[str | None, Form()] = None,
     resourceColumn: Annotated[str | None, Form()] = None,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-) -> JSONResponse:
+) -> Response:
     try:
         mapping = ColumnMapping.from_dict(
             {
@@ -134,7 +137,7 @@ def upload_dataset(
         digest = hasher.hexdigest()
         replay = idempotent_lookup(engine, scope, UPLOAD_SCOPE, idempotency_key, digest)
         if replay is not None:
-            return JSONResponse(replay[1], status_code=replay[0], headers=replay[2])
+            return typed(Dataset, replay[1], replay[0], replay[2])
     name = upload_name(file.filename)
     view = ds.create_dataset(engine, settings, scope, file.file, name, mapping)
     headers = {"Location": view["url"]}
@@ -145,20 +148,20 @@ def upload_dataset(
         )
         if view.get("datasetId") != mine:  # a concurrent upload with this key won
             ds.delete_dataset(engine, settings, scope, mine)
-        return JSONResponse(view, status_code=status, headers=headers)
-    return JSONResponse(view, status_code=201, headers=headers)
+        return typed(Dataset, view, status, headers)
+    return typed(Dataset, view, 201, headers)
 
 
-@router.get("/datasets")
+@router.get("/datasets", response_model=DatasetList)
 def list_datasets(
     scope: ScopeDep,
     engine: EngineDep,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     pageSize: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> dict[str, Any]:
-    return ds.list_datasets(engine, scope, page, pageSize)
+) -> Response:
+    return typed(DatasetList, ds.list_datasets(engine, scope, page, pageSize))
 
 
-@router.get("/datasets/{datasetId}")
-def get_dataset(datasetId: str, scope: ScopeDep, engine: EngineDep) -> dict[str, Any]:
-    return ds.get_dataset_or_404(engine, scope, datasetId)
+@router.get("/datasets/{datasetId}", response_model=Dataset)
+def get_dataset(datasetId: str, scope: ScopeDep, engine: EngineDep) -> Response:
+    return typed(Dataset, ds.get_dataset_or_404(engine, scope, datasetId))

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from api.deps import EngineDep
+from api.routes.answers import typed
+from pmops.contract.responses import Health
 from pmops.store.engine import ping
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
-def health(request: Request, engine: EngineDep) -> JSONResponse:
+@router.get("/health", response_model=Health)
+def health(request: Request, engine: EngineDep) -> Response:
     checks = {"api": "ok"}
     try:
         ping(engine)
@@ -26,4 +28,4 @@ def health(request: Request, engine: EngineDep) -> JSONResponse:
     feed = getattr(request.app.state, "feed", None)
     if feed is not None:  # one store read per poll, whatever the number of streams
         body["eventFeed"] = feed.stats()
-    return JSONResponse(body, status_code=200 if ok else 503)
+    return typed(Health, body, 200 if ok else 503)

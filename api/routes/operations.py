@@ -2,36 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api.deps import DownloadScopeDep, EngineDep, LinksDep, ScopeDep, SettingsDep
+from api.routes.answers import typed
 from api.stream import event_response, last_seq
+from pmops.contract.enums import (
+    TERMINAL_STATUSES,
+    OperationStatus,
+    OperationType,
+    PhaseName,
+    Priority,
+)
 from pmops.contract.requests import (
     MAX_PAGE,
     CancelRequest,
     IsoDateTime,
     LastEventId,
     OperationCreate,
-    OperationType,
     PhaseQuery,
-    Priority,
     RetryCreate,
-    Status,
+)
+from pmops.contract.responses import (
+    Cancellation,
+    OperationList,
+    OperationStarted,
+    OperationStatusView,
+    Results,
+    RetryStarted,
 )
 from pmops.service import operations as ops
 from pmops.service import results
 from pmops.service import webhooks as hooks
 from pmops.service.retries import create_retry, retry_links
-from pmops.service.views import TERMINAL
+from pmops.service.views import elapsed_seconds, remaining_seconds, status_view
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["operations"])
 
 
-@router.post("/operation", status_code=202)
+@router.post("/operation", status_code=202, response_model=OperationStarted)
 def start_operation(
     request: Request,
     body: OperationCreate,
@@ -39,38 +53,38 @@ def start_operation(
     engine: EngineDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-) -> JSONResponse:
+) -> Response:
     hooks.check_callbacks(settings, body)
     status, payload, headers = ops.start_operation(engine, settings, scope, body, idempotency_key)
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None:
         dispatcher.wake()
-    return JSONResponse(payload, status_code=status, headers=headers)
+    return typed(OperationStarted, payload, status, headers)
 
 
-@router.get("/operation/{operationId}")
+@router.get("/operation/{operationId}", response_model=OperationStatusView)
 def get_operation(
     operationId: str,
     scope: ScopeDep,
     engine: EngineDep,
     settings: SettingsDep,
-) -> JSONResponse:
+) -> Response:
     row = ops.get_operation_or_404(engine, scope, operationId, status_only=True)
-    view = ops.status_view(row, settings, ops.callback_stats(engine, operationId))
+    view = status_view(row, settings, ops.callback_stats(engine, operationId))
     view.update(retry_links(engine, operationId))
     headers = {}
-    if row["status"] not in TERMINAL:
-        remaining = ops.remaining_seconds(row, ops.elapsed_seconds(row, ops.utc_now()))
+    if row["status"] not in TERMINAL_STATUSES:
+        remaining = remaining_seconds(row, elapsed_seconds(row, datetime.now(UTC)))
         headers["Retry-After"] = str(ops.retry_after(remaining or 0))
-    return JSONResponse(view, headers=headers)
+    return typed(OperationStatusView, view, headers=headers)
 
 
-@router.get("/operations")
+@router.get("/operations", response_model=OperationList)
 def list_operations(
     scope: ScopeDep,
     engine: EngineDep,
     settings: SettingsDep,
-    status: Status | None = None,
+    status: OperationStatus | None = None,
     operationType: OperationType | None = None,
     priority: Priority | None = None,
     dateFrom: IsoDateTime | None = None,
@@ -78,8 +92,8 @@ def list_operations(
     includeDetails: bool = False,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     pageSize: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> dict[str, Any]:
-    return ops.list_operations(
+) -> Response:
+    view = ops.list_operations(
         engine,
         settings,
         scope,
@@ -92,9 +106,10 @@ def list_operations(
         page=page,
         page_size=pageSize,
     )
+    return typed(OperationList, view)
 
 
-@router.delete("/operation/{operationId}")
+@router.delete("/operation/{operationId}", response_model=Cancellation)
 def cancel_operation(
     request: Request,
     operationId: str,
@@ -103,7 +118,7 @@ def cancel_operation(
     settings: SettingsDep,
     links: LinksDep,
     body: Annotated[CancelRequest | None, Body()] = None,
-) -> dict[str, Any]:
+) -> Response:
     req = body or CancelRequest()
     before, mode = ops.request_cancel(engine, scope, operationId, req)
     gateway = getattr(request.app.state, "gateway", None)
@@ -117,7 +132,7 @@ def cancel_operation(
     row = ops.get_operation_or_404(engine, scope, operationId)
     view = ops.cancellation_view(row, before, scope, settings)
     view["partialResults"]["downloadUrls"] = results.partial_download_urls(row, scope, links)
-    return view
+    return typed(Cancellation, view)
 
 
 GRACEFUL_WAIT_SECONDS = 15.0
@@ -128,7 +143,7 @@ BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 @router.get(
     "/operation/{operationId}/results",
-    response_model=None,
+    response_model=Results,
     responses={200: {"content": {"application/zip": BINARY}}},
 )
 def get_results(
@@ -139,7 +154,7 @@ def get_results(
     format: Annotated[str, Query(pattern="^(summary|detailed|download)$")] = "summary",
     includeArtifacts: bool = True,
     phase: PhaseQuery = None,
-) -> dict[str, Any] | Response:
+) -> Response:
     row = ops.get_operation_or_404(engine, scope, operationId)
     if format == "download":
         results.results_view(row, scope, "detailed", True, None)  # 409 while running
@@ -148,7 +163,10 @@ def get_results(
             media_type="application/zip",
             headers={"Content-Disposition": f'attachment; filename="{operationId}.zip"'},
         )
-    return results.results_view(row, scope, format, includeArtifacts, phase, links)
+    # the seed's Japanese phase names are aliases of the English ones the service knows
+    english = PhaseName(phase).value if phase is not None else None
+    view = results.results_view(row, scope, format, includeArtifacts, english, links)
+    return typed(Results, view)
 
 
 @router.get(
@@ -176,7 +194,7 @@ def get_artifact(
     )
 
 
-@router.post("/operation/{operationId}/retry", status_code=202)
+@router.post("/operation/{operationId}/retry", status_code=202, response_model=RetryStarted)
 def retry_operation(
     operationId: str,
     request: Request,
@@ -185,20 +203,26 @@ def retry_operation(
     settings: SettingsDep,
     body: Annotated[RetryCreate | None, Body()] = None,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-) -> JSONResponse:
+) -> Response:
     status, payload, headers = create_retry(
         engine, settings, scope, operationId, body or RetryCreate(), idempotency_key
     )
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None:
         dispatcher.wake()
-    return JSONResponse(payload, status_code=status, headers=headers)
+    return typed(RetryStarted, payload, status, headers)
 
 
 @router.get(
     "/operation/{operationId}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "Server-Sent Events; each `data:` line is an Event "
+            "(#/components/schemas/Event), its `id:` the event's sequence",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def operation_events(
     operationId: str,

@@ -13,10 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from api import ui
-from api.deps import EXPIRED, EngineDep, Principal, SettingsDep
-from api.problems import Problem
+from api.deps import EXPIRED, EngineDep, SettingsDep
 from api.stream import event_response, last_seq
 from pmops.contract.requests import LastEventId
+from pmops.service.errors import Problem
+from pmops.service.scope import Principal
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine, Row
 
+from pmops.contract.enums import EventType
 from pmops.service.events import CALLBACK_FOR, WEBHOOK_DISABLED, emit_project_event, timestamp
 from pmops.service.views import TERMINAL
 from pmops.settings import Settings
@@ -35,8 +36,8 @@ from pmops.store.projects import ensure_project, project_secrets, read_projects
 from pmops.store.webhooks import DEFAULT_WEBHOOK_POLICY, list_active_webhooks, webhook_matches
 
 __all__ = ["DEFAULT_WEBHOOK_POLICY", "NO_SLACK", "NO_SMTP", "OPEN", "ensure_project"]
-NOTIFY_EVENTS = ("operation.completed", "operation.failed", "operation.timeout")
-NOTIFY_CANCELLED = "operation.cancelled"
+NOTIFY_EVENTS = (EventType.completed, EventType.failed, EventType.timeout)
+NOTIFY_CANCELLED = EventType.cancelled
 # a deliverer whose heartbeat is older than this has died: its leases are free
 OWNER_STALE_SECONDS = 10.0
 # a Retry-After longer than this is taken as this (a day)

@@ -27,10 +27,26 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from pmops.sdk import models as m
+from pmops.contract.enums import TERMINAL_STATUSES
+from pmops.contract.responses import (
+    Batch,
+    Cancellation,
+    Dataset,
+    DatasetList,
+    Delivery,
+    DeliveryList,
+    Event,
+    OperationList,
+    OperationStarted,
+    OperationStatusView,
+    Results,
+    RetryStarted,
+    Webhook,
+    WebhookList,
+)
 from pmops.sdk.errors import error_for
 
-TERMINAL = ("Completed", "Failed", "Cancelled", "Timeout")
+TERMINAL = tuple(TERMINAL_STATUSES)
 
 
 @dataclass
@@ -71,16 +87,16 @@ class _EventLines:
     def __init__(self) -> None:
         self.data: list[str] = []
 
-    def feed(self, line: str) -> m.Event | None:
+    def feed(self, line: str) -> Event | None:
         if line.startswith("data:"):
             self.data.append(line[5:].strip())
         elif not line and self.data:
             text, self.data = "\n".join(self.data), []
-            return m.Event.model_validate(json.loads(text))
+            return Event.model_validate(json.loads(text))
         return None
 
 
-def _events(lines: Iterator[str]) -> Iterator[m.Event]:
+def _events(lines: Iterator[str]) -> Iterator[Event]:
     parser = _EventLines()
     for line in lines:
         event = parser.feed(line)
@@ -109,17 +125,17 @@ class _Endpoints:
             Call(
                 "POST",
                 f"{self._base}/datasets",
-                m.Dataset,
+                Dataset,
                 files={"file": (p.name, p.read_bytes())},
                 data=column_mapping or None,
             )
         )
 
     def list_datasets(self) -> Any:
-        return self._send(Call("GET", f"{self._base}/datasets", m.DatasetList))
+        return self._send(Call("GET", f"{self._base}/datasets", DatasetList))
 
     def get_dataset(self, dataset_id: str) -> Any:
-        return self._send(Call("GET", f"{self._base}/datasets/{dataset_id}", m.Dataset))
+        return self._send(Call("GET", f"{self._base}/datasets/{dataset_id}", Dataset))
 
     # operations
     def start_operation(
@@ -140,11 +156,11 @@ class _Endpoints:
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         path = f"{self._base}/async/operation"
-        return self._send(Call("POST", path, m.OperationStarted, json=body, headers=headers))
+        return self._send(Call("POST", path, OperationStarted, json=body, headers=headers))
 
     def get_operation(self, operation_id: str) -> Any:
         path = f"{self._base}/async/operation/{operation_id}"
-        return self._send(Call("GET", path, m.OperationStatus))
+        return self._send(Call("GET", path, OperationStatusView))
 
     def list_operations(
         self,
@@ -170,7 +186,7 @@ class _Endpoints:
             }
         )
         path = f"{self._base}/async/operations"
-        return self._send(Call("GET", path, m.OperationList, params=params))
+        return self._send(Call("GET", path, OperationList, params=params))
 
     def cancel_operation(
         self,
@@ -190,7 +206,7 @@ class _Endpoints:
             }
         )
         path = f"{self._base}/async/operation/{operation_id}"
-        return self._send(Call("DELETE", path, m.Cancellation, json=body))
+        return self._send(Call("DELETE", path, Cancellation, json=body))
 
     def get_results(
         self,
@@ -203,7 +219,7 @@ class _Endpoints:
             {"format": format, "includeArtifacts": str(include_artifacts).lower(), "phase": phase}
         )
         path = f"{self._base}/async/operation/{operation_id}/results"
-        return self._send(Call("GET", path, m.Results, params=params))
+        return self._send(Call("GET", path, Results, params=params))
 
     def artifact(self, operation_id: str, name: str) -> Any:
         """The artifact's bytes (httpx.Response)."""
@@ -234,11 +250,11 @@ class _Endpoints:
             }
         )
         path = f"{self._base}/async/operation/{operation_id}/retry"
-        return self._send(Call("POST", path, m.RetryStarted, json=body))
+        return self._send(Call("POST", path, RetryStarted, json=body))
 
     def operation_deliveries(self, operation_id: str, page: int = 1) -> Any:
         path = f"{self._base}/async/operation/{operation_id}/deliveries"
-        return self._send(Call("GET", path, m.DeliveryList, params={"page": page}))
+        return self._send(Call("GET", path, DeliveryList, params={"page": page}))
 
     # webhooks
     def create_webhook(
@@ -247,18 +263,18 @@ class _Endpoints:
         body = {"webhookUrl": url, "webhookName": name, "events": events, **fields}
         if secret:
             body["authentication"] = {"type": "hmac-sha256", "secret": secret}
-        return self._send(Call("POST", f"{self._base}/async/webhooks", m.Webhook, json=body))
+        return self._send(Call("POST", f"{self._base}/async/webhooks", Webhook, json=body))
 
     def list_webhooks(self, page: int = 1) -> Any:
         path = f"{self._base}/async/webhooks"
-        return self._send(Call("GET", path, m.WebhookList, params={"page": page}))
+        return self._send(Call("GET", path, WebhookList, params={"page": page}))
 
     def get_webhook(self, webhook_id: str) -> Any:
-        return self._send(Call("GET", f"{self._base}/async/webhooks/{webhook_id}", m.Webhook))
+        return self._send(Call("GET", f"{self._base}/async/webhooks/{webhook_id}", Webhook))
 
     def set_webhook_status(self, webhook_id: str, status: str) -> Any:
         path = f"{self._base}/async/webhooks/{webhook_id}"
-        return self._send(Call("PATCH", path, m.Webhook, json={"status": status}))
+        return self._send(Call("PATCH", path, Webhook, json={"status": status}))
 
     def delete_webhook(self, webhook_id: str) -> Any:
         return self._send(Call("DELETE", f"{self._base}/async/webhooks/{webhook_id}"))
@@ -266,15 +282,15 @@ class _Endpoints:
     def webhook_deliveries(self, webhook_id: str, status: str | None = None, page: int = 1) -> Any:
         path = f"{self._base}/async/webhooks/{webhook_id}/deliveries"
         params = _clean({"status": status, "page": page})
-        return self._send(Call("GET", path, m.DeliveryList, params=params))
+        return self._send(Call("GET", path, DeliveryList, params=params))
 
     def redeliver(self, webhook_id: str, delivery_id: str) -> Any:
         path = f"{self._base}/async/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"
-        return self._send(Call("POST", path, m.Delivery))
+        return self._send(Call("POST", path, Delivery))
 
     def redeliver_operation_delivery(self, operation_id: str, delivery_id: str) -> Any:
         path = f"{self._base}/async/operation/{operation_id}/deliveries/{delivery_id}/redeliver"
-        return self._send(Call("POST", path, m.Delivery))
+        return self._send(Call("POST", path, Delivery))
 
     def notification_settings(self) -> Any:
         return self._send(Call("GET", f"{self._base}/async/notification-settings"))
@@ -301,10 +317,10 @@ class _Endpoints:
         return self._send(Call("GET", f"{self._base}/async/batches", params={"page": page}))
 
     def get_batch(self, batch_id: str) -> Any:
-        return self._send(Call("GET", f"{self._base}/async/batch/{batch_id}", m.Batch))
+        return self._send(Call("GET", f"{self._base}/async/batch/{batch_id}", Batch))
 
     def cancel_batch(self, batch_id: str) -> Any:
-        return self._send(Call("DELETE", f"{self._base}/async/batch/{batch_id}", m.Batch))
+        return self._send(Call("DELETE", f"{self._base}/async/batch/{batch_id}", Batch))
 
     def health(self) -> Any:
         return self._send(Call("GET", "/health", raw=True))
@@ -371,7 +387,7 @@ class Client(_Endpoints):
                     fh.write(chunk)
         return dest
 
-    def events(self, operation_id: str, last_event_id: int | None = None) -> Iterator[m.Event]:
+    def events(self, operation_id: str, last_event_id: int | None = None) -> Iterator[Event]:
         """The operation's events (replayed, then live) until the terminal one."""
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
         path = f"{self._base}/async/operation/{operation_id}/events"
@@ -383,7 +399,7 @@ class Client(_Endpoints):
 
     def wait(
         self, operation_id: str, timeout: float | None = None, stream: bool = True
-    ) -> m.OperationStatus:
+    ) -> OperationStatusView:
         """Block until the operation ends; its final status."""
         end = None if timeout is None else time.monotonic() + timeout
         if stream:
@@ -395,7 +411,7 @@ class Client(_Endpoints):
                 pass  # a dropped stream: polling finishes the wait
         while True:
             response = self.http.get(f"{self._base}/async/operation/{operation_id}")
-            status = _parse(Call("GET", "", m.OperationStatus), response)
+            status: OperationStatusView = _parse(Call("GET", "", OperationStatusView), response)
             if status.status in TERMINAL:
                 return status
             if end is not None and time.monotonic() > end:
@@ -446,7 +462,7 @@ class AsyncClient(_Endpoints):
 
     async def events(
         self, operation_id: str, last_event_id: int | None = None
-    ) -> AsyncIterator[m.Event]:
+    ) -> AsyncIterator[Event]:
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
         path = f"{self._base}/async/operation/{operation_id}/events"
         async with self.http.stream("GET", path, headers=headers, timeout=None) as r:
@@ -459,7 +475,7 @@ class AsyncClient(_Endpoints):
                 if event is not None:
                     yield event
 
-    async def wait(self, operation_id: str, timeout: float | None = None) -> m.OperationStatus:
+    async def wait(self, operation_id: str, timeout: float | None = None) -> OperationStatusView:
         end = None if timeout is None else time.monotonic() + timeout
         try:
             async for event in self.events(operation_id):
@@ -469,7 +485,7 @@ class AsyncClient(_Endpoints):
             pass
         while True:
             response = await self.http.get(f"{self._base}/async/operation/{operation_id}")
-            status = _parse(Call("GET", "", m.OperationStatus), response)
+            status: OperationStatusView = _parse(Call("GET", "", OperationStatusView), response)
             if status.status in TERMINAL:
                 return status
             if end is not None and time.monotonic() > end:

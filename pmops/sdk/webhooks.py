@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+from pmops.contract.responses import Event
 from pmops.contract.signing import verify
 from pmops.sdk.errors import WebhookVerificationError
-from pmops.sdk.models import Event
 
 TOLERANCE_SECONDS = 300
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from pmops.contract import enums as _enums
 from pmops.service.lineage import retry_links_of, schedule_automatic
 from pmops.service.views import NO_CALLBACKS, iso, status_view
 from pmops.settings import Settings, get_settings
@@ -27,21 +28,9 @@ from pmops.store.engine import utc_now
 from pmops.store.events import insert_event, last_event_seq
 from pmops.store.operations import read_operation_by_id
 
-OPERATION_EVENTS = (
-    "operation.started",
-    "operation.progress",
-    "operation.phase.completed",
-    "operation.completed",
-    "operation.failed",
-    "operation.cancelled",
-    "operation.timeout",
-)
-TERMINAL_EVENT = {
-    "Completed": "operation.completed",
-    "Failed": "operation.failed",
-    "Cancelled": "operation.cancelled",
-    "Timeout": "operation.timeout",
-}
+# the event types are listed once, in pmops/contract/enums.py
+OPERATION_EVENTS = _enums.OPERATION_EVENTS
+TERMINAL_EVENT = _enums.TERMINAL_EVENTS
 # which of a start request's callbacks hears which event
 CALLBACK_FOR = {
     "operation.started": "onProgress",
@@ -52,7 +41,7 @@ CALLBACK_FOR = {
     "operation.failed": "onError",
     "operation.timeout": "onError",
 }
-WEBHOOK_DISABLED = "webhook.disabled"
+WEBHOOK_DISABLED = _enums.EventType.webhook_disabled
 
 
 def timestamp(value: datetime) -> str:

@@ -267,7 +267,7 @@ def run_due_retries(engine: Engine, settings: Settings) -> int:
                 settings,
                 scope,
                 op_id,
-                RetryCreate(retryMode="resume", retryReason="automatic retry (retryPolicy)"),
+                RetryCreate(retryReason="automatic retry (retryPolicy)"),  # retryMode resume
                 automatic=True,
             )
             made += 1

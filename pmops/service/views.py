@@ -12,10 +12,11 @@ from typing import Any
 
 from analysis.formatting import seconds_text
 from analysis.phases import PHASE_WEIGHTS, PHASES
+from pmops.contract.enums import TERMINAL_STATUSES
 from pmops.settings import Settings
 from pmops.store.engine import utc_now
 
-TERMINAL = frozenset({"Completed", "Failed", "Cancelled", "Timeout"})
+TERMINAL: frozenset[str] = frozenset(TERMINAL_STATUSES)
 
 
 def iso(value: datetime | None) -> str | None:
