@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.deps import engine_dep, scope_dep
+from api.deps import download_scope_dep, engine_dep, scope_dep
 from api.main import create_app
 from pmops.contract.enums import PhaseName
 from pmops.contract.responses import OperationList, OperationStatusView, Results
@@ -85,6 +85,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     scope = Scope(TENANT, PROJECT, Principal(TENANT, PROJECT, "tester"))
     app.dependency_overrides[engine_dep] = lambda: engine
     app.dependency_overrides[scope_dep] = lambda: scope
+    app.dependency_overrides[download_scope_dep] = lambda: scope
     yield TestClient(app)  # not entered: no lifespan, no Prefect
     engine.dispose()
 
