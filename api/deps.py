@@ -6,10 +6,11 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 
+from pmops.contract.requests import LAST_EVENT_ID_PATTERN, PHASE_NAME_PATTERN
 from pmops.service.errors import Problem
 from pmops.service.results import (
     DownloadLinks,
@@ -148,3 +149,8 @@ async def download_scope_dep(
 
 LinksDep = Annotated[DownloadLinks, Depends(links_dep)]
 DownloadScopeDep = Annotated[Scope, Depends(download_scope_dep)]
+
+
+# query and header parameters the OpenAPI document states precisely (the contract's patterns)
+PhaseQuery = Annotated[str | None, Query(pattern=PHASE_NAME_PATTERN)]
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", pattern=LAST_EVENT_ID_PATTERN)]

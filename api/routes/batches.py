@@ -8,11 +8,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
 from api.deps import EngineDep, ScopeDep, SettingsDep
+from api.netcheck import check_urls
 from api.routes.answers import typed
 from pmops.contract.requests import MAX_PAGE, BatchCreate
 from pmops.contract.responses import Batch, BatchList, BatchStarted
 from pmops.service import batches
-from pmops.service.webhooks import check_urls
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["batches"])
 

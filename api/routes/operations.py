@@ -9,7 +9,16 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from api.deps import DownloadScopeDep, EngineDep, LinksDep, ScopeDep, SettingsDep
+from api import netcheck
+from api.deps import (
+    DownloadScopeDep,
+    EngineDep,
+    LastEventId,
+    LinksDep,
+    PhaseQuery,
+    ScopeDep,
+    SettingsDep,
+)
 from api.routes.answers import typed
 from api.stream import event_response, last_seq
 from pmops.contract.enums import (
@@ -23,9 +32,7 @@ from pmops.contract.requests import (
     MAX_PAGE,
     CancelRequest,
     IsoDateTime,
-    LastEventId,
     OperationCreate,
-    PhaseQuery,
     RetryCreate,
 )
 from pmops.contract.responses import (
@@ -38,7 +45,6 @@ from pmops.contract.responses import (
 )
 from pmops.service import operations as ops
 from pmops.service import results
-from pmops.service import webhooks as hooks
 from pmops.service.retries import create_retry, retry_links
 from pmops.service.views import elapsed_seconds, remaining_seconds, status_view
 
@@ -54,7 +60,7 @@ def start_operation(
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Response:
-    hooks.check_callbacks(settings, body)
+    netcheck.check_callbacks(settings, body)
     status, payload, headers = ops.start_operation(engine, settings, scope, body, idempotency_key)
     dispatcher = getattr(request.app.state, "dispatcher", None)
     if dispatcher is not None:

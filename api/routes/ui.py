@@ -13,9 +13,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from api import ui
-from api.deps import EXPIRED, EngineDep, SettingsDep
+from api.deps import EXPIRED, EngineDep, LastEventId, SettingsDep
 from api.stream import event_response, last_seq
-from pmops.contract.requests import LastEventId
 from pmops.service.errors import Problem
 from pmops.service.scope import Principal
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
+from api import netcheck
 from api.deps import EngineDep, ScopeDep, SettingsDep
 from api.routes.answers import typed
 from pmops.contract.enums import DeliveryStatus
@@ -41,6 +42,7 @@ def create_webhook(
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Response:
+    netcheck.check_url(settings, body.webhookUrl, "webhookUrl")
     status, view, headers = hooks.create_webhook(engine, settings, scope, body, idempotency_key)
     return typed(Webhook, view, status, headers)
 
@@ -145,5 +147,7 @@ def notification_settings(scope: ScopeDep, engine: EngineDep) -> Response:
 def update_notification_settings(
     body: NotificationSettingsUpdate, scope: ScopeDep, engine: EngineDep, settings: SettingsDep
 ) -> Response:
+    if body.slackWebhookUrl and body.slackWebhookUrl.strip():
+        netcheck.check_url(settings, body.slackWebhookUrl.strip(), "slackWebhookUrl")
     view = hooks.update_notification_settings(engine, settings, scope, body)
     return typed(NotificationSettings, view)

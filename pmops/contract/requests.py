@@ -6,7 +6,6 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Header, Query
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -55,8 +54,8 @@ def _iso8601(value: object) -> object:
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso8601)]
 # a phase by its English name or the seed's Japanese one (PhaseName parses both)
 _PHASE_NAMES = sorted({*PhaseName, *(p.ja for p in PhaseName)})
-PhaseQuery = Annotated[str | None, Query(pattern=f"^({'|'.join(_PHASE_NAMES)})$")]
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$")]
+PHASE_NAME_PATTERN = f"^({'|'.join(_PHASE_NAMES)})$"
+LAST_EVENT_ID_PATTERN = r"^[0-9]{1,18}$"
 
 # list pages: the offset (page - 1) x pageSize must stay a 64-bit integer in the store
 MAX_PAGE = 10_000_000

@@ -1,28 +1,22 @@
 """Webhooks, delivery logs, redelivery, and a project's signing secret and notification settings.
 
-Route handlers call these. A URL that will receive deliveries (webhook, callback, Slack) is
-checked here against private, loopback, link-local, CGNAT, multicast and metadata addresses
-(`pmops.delivery.netguard`; again at send time by the deliverer). A host that does not resolve
-right now
-is accepted: each failed resolution is then a failed delivery attempt.
+Route handlers call these, having checked every URL that will receive deliveries (webhook,
+callback, Slack) with api/netcheck.py (`pmops.delivery.netguard`; again at send time by the
+deliverer).
 """
 
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 
 from pmops.contract.requests import (
     NotificationSettingsUpdate,
-    OperationCreate,
     WebhookCreate,
     WebhookUpdate,
 )
-from pmops.delivery.netguard import NetGuard, UnsafeUrl, parse_networks
 from pmops.service import projects
 from pmops.service.errors import Problem
 from pmops.service.operations import _idempotent_replay, _remember, request_hash
@@ -55,31 +49,6 @@ RESERVED_HEADERS = {
     "x-signature-256",
 }
 TOKEN_CHARS = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-@lru_cache
-def guard(allow: str) -> NetGuard:
-    return NetGuard(parse_networks(allow))
-
-
-def check_url(settings: Settings, url: str, field: str) -> str:
-    """422 naming `field` unless url is http(s) to a public host (or an allowed network)."""
-    try:
-        guard(settings.webhook_allow_networks).check_registration(url, field)
-    except UnsafeUrl as exc:
-        raise Problem(422, exc.message, errors=[{"field": field, "message": exc.message}]) from None
-    return url
-
-
-def check_callbacks(settings: Settings, body: OperationCreate) -> None:
-    check_urls(settings, body.callbacks, "callbacks")
-
-
-def check_urls(settings: Settings, urls: BaseModel | None, prefix: str) -> None:
-    """Each URL of a callbacks object, checked as check_url does."""
-    for name, url in (urls.model_dump() if urls else {}).items():
-        if url is not None:
-            check_url(settings, str(url), f"{prefix}.{name}")
 
 
 # -- webhooks ---------------------------------------------------------------------------------
@@ -115,7 +84,6 @@ def create_webhook(
         replay = _idempotent_replay(engine, scope, CREATE_SCOPE, idempotency_key, digest)
         if replay is not None:
             return replay
-    check_url(settings, body.webhookUrl, "webhookUrl")
     _check_headers(body.headers)
     if body.retryPolicy.maxDelay < body.retryPolicy.retryDelay:
         raise Problem(
@@ -367,7 +335,7 @@ def update_notification_settings(
     changes: dict[str, Any] = {}
     if body.slackWebhookUrl is not None:
         url = body.slackWebhookUrl.strip()
-        changes["slack_webhook_url"] = check_url(settings, url, "slackWebhookUrl") if url else None
+        changes["slack_webhook_url"] = url or None  # checked by the route (api/netcheck.py)
     if body.ownerEmails is not None:
         changes["owner_emails"] = list(body.ownerEmails)
     return projects.update_notification_settings(engine, scope.tenant_id, scope.project_id, changes)
