@@ -69,7 +69,8 @@ class FakeOrchestrator:
                 self.runs[run_id] = Run(run_id, RunState(RunStateType.SCHEDULED, utc_now()))
             return self.by_key[key]
 
-    def _set(self, run_id: str, to: RunStateType, message: str | None = None) -> None:
+    def set_state(self, run_id: str, to: RunStateType, message: str | None = None) -> None:
+        """Put a run in a state, as its runner (or an operator) would."""
         with self._lock:
             self.runs[run_id] = Run(run_id, RunState(to, utc_now(), to.value.title(), message))
 
@@ -100,7 +101,7 @@ class FakeOrchestrator:
 
     def abandon_run(self, run_id: str, message: str) -> None:
         self._record("abandon_run", run_id, message)
-        self._set(run_id, RunStateType.CANCELLED, message)
+        self.set_state(run_id, RunStateType.CANCELLED, message)
 
     def cancel_run(self, run_id: str, caller: Caller = "request") -> bool:
         try:
@@ -111,7 +112,7 @@ class FakeOrchestrator:
         if run is None:
             return False
         if run.state is None or not run.state.final:
-            self._set(run_id, RunStateType.CANCELLED, "cancelled through the pmops API")
+            self.set_state(run_id, RunStateType.CANCELLED, "cancelled through the pmops API")
         return True
 
     def healthy(self) -> bool:
