@@ -3,50 +3,78 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
 from api import openapi, problems
+from api.deps import settings_dep
 from api.routes import batches, datasets, health, operations, ui, webhooks
 from api.stream import EventFeed
-from pmops.service.dispatcher import Dispatcher, PrefectGateway
-from pmops.settings import get_settings
+from pmops.service.dispatcher import Dispatcher
+from pmops.service.orchestrator import Orchestrator
+from pmops.settings import Settings, get_settings
 from pmops.store.tables import checkpoint_in_background, engine_for
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = engine_for(settings.resolved_database_url)
-    checkpoint_in_background(engine)
-    gateway = PrefectGateway(settings.resolved_prefect_api_url)
-    dispatcher = Dispatcher(engine, settings, gateway)
-    feed = EventFeed(engine, settings.stream_poll_seconds)
-    app.state.gateway, app.state.dispatcher, app.state.feed = gateway, dispatcher, feed
-    dispatcher.start()
-    await feed.start()
-    # what start-up created (Prefect, SQLAlchemy, pydantic: millions of objects) lives as long
-    # as the process; out of the collector's sight, a full collection no longer stalls requests
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        await feed.stop()
-        dispatcher.stop()
-        gateway.close()
+def lifespan_with(
+    settings: Settings | None, orchestrator: Orchestrator | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up and shutdown: the store, the orchestrator (Prefect unless one is given), the
+    dispatcher and the event feed."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config = settings or get_settings()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = engine_for(config.resolved_database_url)
+        checkpoint_in_background(engine)
+        if orchestrator is None:
+            from api.prefect_orchestrator import PrefectOrchestrator
+
+            used: Orchestrator = PrefectOrchestrator(config.resolved_prefect_api_url)
+        else:
+            used = orchestrator
+        dispatcher = Dispatcher(engine, config, used)
+        feed = EventFeed(engine, config.stream_poll_seconds)
+        app.state.orchestrator, app.state.dispatcher, app.state.feed = used, dispatcher, feed
+        dispatcher.start()
+        await feed.start()
+        # what start-up created (Prefect, SQLAlchemy, pydantic: millions of objects) lives as
+        # long as the process; out of the collector's sight, a full collection no longer stalls
+        # requests (only for the real service: a test process makes many apps)
+        if orchestrator is None:
+            gc.collect()
+            gc.freeze()
+        try:
+            yield
+        finally:
+            await feed.stop()
+            dispatcher.stop()
+            used.close()
+
+    return lifespan
 
 
-def create_app() -> FastAPI:
+def create_app(
+    settings: Settings | None = None, orchestrator: Orchestrator | None = None
+) -> FastAPI:
+    """The application; `settings` default to the environment's (PMOPS_*), `orchestrator` to
+    Prefect at the settings' URL (tests pass a fake)."""
     app = FastAPI(
         title="pmops",
         version="0.1.0",
         description="Long-running process-mining operations (the contract: docs/api-contract.md)",
-        lifespan=lifespan,
+        lifespan=lifespan_with(settings, orchestrator),
     )
+    if settings is not None:
+
+        async def given_settings() -> Settings:
+            return settings
+
+        app.dependency_overrides[settings_dep] = given_settings
+        app.state.settings = settings
     problems.install(app)
     openapi.install(app)
     app.add_middleware(datasets.UploadSizeGuard)

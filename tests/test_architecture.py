@@ -35,7 +35,6 @@ EXECUTORS = {"execute", "exec_driver_sql"}
 # Files whose SQL other helpers are still moving into pmops/store/ (issue #13). This list must
 # shrink to empty: remove a file the moment its queries are store functions.
 NOT_YET_MOVED = {
-    "pmops/service/dispatcher.py",
 }
 NOT_YET_MOVED_DIRS: tuple[str, ...] = ()
 

@@ -50,7 +50,10 @@ class UploadSizeGuard:
             and scope["path"].rstrip("/").endswith("/datasets")
         ):
             length = dict(scope["headers"]).get(b"content-length", b"")
-            limit = get_settings().max_upload_bytes
+            # the app's own settings when it was made with some (create_app(settings=...))
+            limit = (
+                getattr(scope["app"].state, "settings", None) or get_settings()
+            ).max_upload_bytes
             if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
                 await problem_response(Request(scope), too_large(limit))(scope, receive, send)
                 return

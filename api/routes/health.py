@@ -21,8 +21,10 @@ def health(request: Request, engine: EngineDep) -> Response:
         checks["store"] = "ok"
     except Exception as exc:
         checks["store"] = f"error: {type(exc).__name__}"
-    gateway = getattr(request.app.state, "gateway", None)
-    checks["prefect"] = "ok" if gateway is not None and gateway.healthy() else "unavailable"
+    orchestrator = getattr(request.app.state, "orchestrator", None)
+    checks["prefect"] = (
+        "ok" if orchestrator is not None and orchestrator.healthy() else "unavailable"
+    )
     ok = all(v == "ok" for v in checks.values())
     body: dict[str, object] = {"status": "ok" if ok else "degraded", "checks": checks}
     feed = getattr(request.app.state, "feed", None)

@@ -127,14 +127,14 @@ def cancel_operation(
 ) -> Response:
     req = body or CancelRequest()
     before, mode = ops.request_cancel(engine, scope, operationId, req)
-    gateway = getattr(request.app.state, "gateway", None)
+    orchestrator = getattr(request.app.state, "orchestrator", None)
     if mode == "graceful":
         row = ops.wait_terminal(engine, operationId, GRACEFUL_WAIT_SECONDS)
         if row is None:  # the phase did not reach a checkpoint in time: stop it
             mode = "force"
             ops.force_cancelled(engine, operationId)
-    if mode in ("force", "immediate") and before.get("flow_run_id") and gateway is not None:
-        gateway.cancel_run(before["flow_run_id"])
+    if mode in ("force", "immediate") and before.get("flow_run_id") and orchestrator is not None:
+        orchestrator.cancel_run(before["flow_run_id"])
     row = ops.get_operation_or_404(engine, scope, operationId)
     view = ops.cancellation_view(row, before, scope, settings)
     view["partialResults"]["downloadUrls"] = results.partial_download_urls(row, scope, links)

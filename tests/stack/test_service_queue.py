@@ -1,5 +1,6 @@
 """The queue when workers are busy (PMOPS_WORKER_LIMIT=1): a queued operation is cancelled before
-it ever runs, and a Critical one overtakes a Low one queued before it."""
+it ever runs, and a Critical one overtakes a Low one queued before it. The same queue against
+the fake orchestrator, and the upload limit, are tested in process (tests/api/test_queue.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service_stack import TERMINAL, assert_problem, running_phase, running_stack
+from tests.service_stack import TERMINAL, running_phase, running_stack
 
 pytestmark = pytest.mark.xdist_group("stack-aux")  # a stack of its own
 
@@ -21,7 +22,6 @@ def busy(tmp_path_factory: pytest.TempPathFactory, prefect_template: Path, datas
         tmp_path_factory.mktemp("stack-limit-1"),
         prefect_template,
         worker_limit=1,
-        max_upload_bytes=4_000_000,
     ) as stack:
         api = stack.dev()
         yield (
@@ -106,18 +106,6 @@ def test_queued_cancel_and_priority(busy) -> None:
     assert gone["phases"] and all(p["status"] == "Pending" for p in gone["phases"])
     results = api.results(queued["operationId"]).json()
     assert results["status"] == "Cancelled" and results["success"] is False
-
-
-def test_upload_over_the_limit_is_413(busy, datasets: Path) -> None:
-    """PMOPS_MAX_UPLOAD_BYTES is 4 MB on this stack; nothing of a refused upload stays."""
-    stack, api, _, _ = busy
-    before = api.get("/datasets").json()["totalDatasets"]
-    big = (datasets / "bpic2012.xes.gz").read_bytes() + b"\0" * 1_000_000
-    r = api.post("/datasets", files={"file": ("big.xes.gz", big)})
-    assert_problem(r, 413, "file")
-    assert api.get("/datasets").json()["totalDatasets"] == before
-    uploads = stack.data_dir / "datasets" / api.tenant
-    assert len(list(uploads.iterdir())) == before
 
 
 def test_stopping_leaves_no_process_behind(busy) -> None:
