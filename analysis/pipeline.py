@@ -310,7 +310,7 @@ class OperationRun:
             "totalExecutionTime": seconds_text(wall),
             "totalExecutionSeconds": round(wall, 3),
             "resourceUtilization": {
-                "averageCpuUsage": round(100 * cpu / wall, 1) if wall else 0.0,
+                "averageCpuUsage": round(100 * cpu / wall) if wall else 0,
                 "peakMemoryUsage": size_text(peak),
                 "peakMemoryBytes": peak,
                 "totalCpuHours": round(cpu / 3600, 6),

@@ -60,11 +60,11 @@ def install(preload: list[str] | None = None, *, start: bool = True) -> bool:
         return False
     import prefect.flow_engine as flow_engine
 
-    if isinstance(flow_engine.multiprocessing, _ForkserverForSpawn):
+    if isinstance(flow_engine.multiprocessing, _ForkserverForSpawn):  # type: ignore[attr-defined]
         return True
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD if preload is None else preload)
-    flow_engine.multiprocessing = _ForkserverForSpawn(ctx)
+    flow_engine.multiprocessing = _ForkserverForSpawn(ctx)  # type: ignore[attr-defined]
     if start:
         # start it and let it import PRELOAD now, while the runner registers its deployments,
         # rather than on the first flow run

@@ -124,14 +124,14 @@ class OperationReporter:
             disk = 0
         net = max(0, _net_bytes() - self._net0)
         return {
-            "cpuUsage": round(cpu, 1),
+            "cpuUsage": round(cpu),
             "memoryUsage": size_text(mem),
             "memoryBytes": mem,
             "diskUsage": size_text(disk),
             "diskBytes": disk,
             "networkIO": size_text(net),
             "networkBytes": net,
-            "averageCpuUsage": round(sum(self._cpu_samples) / len(self._cpu_samples), 1),
+            "averageCpuUsage": round(sum(self._cpu_samples) / len(self._cpu_samples)),
         }
 
     def _phase(

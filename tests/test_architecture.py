@@ -1,4 +1,5 @@
-"""The layering the code promises: no module outside pmops/store/ builds SQL.
+"""The layering the code promises: no module outside pmops/store/ builds SQL, and no production
+function runs over 80 lines without saying why (import-linter checks the imports: `make lint`).
 
 A module builds SQL if it imports a statement or expression builder from sqlalchemy (select,
 insert, update, delete, text, func, and_ ...) or calls `.execute(...)` / `.exec_driver_sql(...)`.
@@ -32,11 +33,6 @@ SQL_BUILDERS = {
     "union_all",
 }
 EXECUTORS = {"execute", "exec_driver_sql"}
-# Files whose SQL other helpers are still moving into pmops/store/ (issue #13). This list must
-# shrink to empty: remove a file the moment its queries are store functions.
-NOT_YET_MOVED = {
-}
-NOT_YET_MOVED_DIRS: tuple[str, ...] = ()
 
 
 def _modules() -> list[Path]:
@@ -77,8 +73,6 @@ def test_sql_only_in_the_store() -> None:
         rel = path.relative_to(ROOT).as_posix()
         if rel.startswith("pmops/store/"):
             continue
-        if rel in NOT_YET_MOVED or rel.startswith(NOT_YET_MOVED_DIRS):
-            continue
         tree = ast.parse(path.read_text(), filename=rel)
         uses = sql_uses(tree, calls=not rel.startswith("analysis/"))
         if uses:
@@ -101,7 +95,39 @@ def test_the_check_sees_sql() -> None:
     assert [u.split(":")[0] for u in sql_uses(ast.parse(source))] == ["1", "2", "3"]
 
 
-def test_not_yet_moved_files_exist() -> None:
-    """A file on the list that is gone (or renamed) must leave the list."""
-    for rel in NOT_YET_MOVED:
-        assert (ROOT / rel).is_file(), f"{rel} is on NOT_YET_MOVED but does not exist"
+LIMIT = 80
+
+
+def long_functions(tree: ast.AST, lines: list[str]) -> list[str]:
+    """Functions over LIMIT lines whose header (decorators to the first body line) has no
+    `# whole: <reason>` comment: 'line name (length)'."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        length = (node.end_lineno or node.lineno) - node.lineno + 1
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        header = "\n".join(lines[first - 1 : node.body[0].lineno])
+        if length > LIMIT and "# whole:" not in header:
+            found.append(f"{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_production_function_is_over_80_lines_without_a_reason() -> None:
+    offenders = {}
+    for path in _modules():
+        text = path.read_text()
+        found = long_functions(ast.parse(text), text.splitlines())
+        if found:
+            offenders[path.relative_to(ROOT).as_posix()] = found
+    assert not offenders, "split these, or say why they are whole (# whole: ...):\n" + "\n".join(
+        f"{rel}: {'; '.join(found)}" for rel, found in sorted(offenders.items())
+    )
+
+
+def test_the_length_check_sees_a_long_function() -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(LIMIT))
+    long = f"def f():\n{body}"
+    reasoned = f"def f():  # whole: one table\n{body}"
+    assert long_functions(ast.parse(long), long.splitlines()) == [f"1 f ({LIMIT + 1} lines)"]
+    assert long_functions(ast.parse(reasoned), reasoned.splitlines()) == []

@@ -245,7 +245,7 @@ def watch(operation_id: Annotated[str, typer.Argument()]) -> None:
     colour = "green" if final.status == "Completed" else "red"
     out.print(f"[{colour}]{final.status}[/] {final.operationId} in {final.progress.elapsedTime}")
     if final.error:
-        out.print(f"[red]error:[/] {final.error.get('message')}")
+        out.print(f"[red]error:[/] {final.error.message}")
     raise typer.Exit(0 if final.status == "Completed" else 1)
 
 
@@ -306,7 +306,9 @@ def results(
     """A finished operation's results (summary, artifacts); --download saves the files."""
 
     def fetch(client: Client) -> models.Results:
-        found = client.get_results(operation_id, format="detailed" if as_json else "summary")
+        found: models.Results = client.get_results(
+            operation_id, format="detailed" if as_json else "summary"
+        )
         if download is not None:
             for a in found.artifacts:
                 name = (a.downloadUrl or "").split("?", 1)[0].rsplit("/", 1)[-1]
@@ -360,7 +362,7 @@ def batch(
         import time
 
         while True:
-            found = client.get_batch(answer["batchId"])
+            found: models.Batch = client.get_batch(answer["batchId"])
             if found.finished:
                 return found
             time.sleep(1.0)

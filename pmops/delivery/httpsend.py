@@ -211,7 +211,7 @@ class _Parser:
                     del buf[:2]
                 elif buf[:1] == b"\n":
                     del buf[:1]
-                elif buf in (b"", b"\r"):
+                elif bytes(buf) in (b"", b"\r"):
                     return False
                 else:
                     raise _BadResponse("chunk data not followed by CRLF")
@@ -419,7 +419,8 @@ class _Connection(asyncio.Protocol):
         self.parser = _Parser(self.max_body)
         self.waiter = waiter = self.loop.create_future()
         transport.write(payload)
-        return await waiter
+        parser: _Parser = await waiter
+        return parser
 
     def close(self) -> None:
         self.closed = True

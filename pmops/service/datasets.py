@@ -13,10 +13,11 @@ from sqlalchemy.engine import Engine
 from analysis.errors import AnalysisError
 from analysis.eventlog import ColumnMapping
 from pmops.service.errors import Problem, analysis_problem
-from pmops.service.operations import base_path, iso
+from pmops.service.operations import base_path
 from pmops.service.registration import register_dataset
 from pmops.service.scope import Scope
 from pmops.service.storage import refusal
+from pmops.service.views import iso
 from pmops.settings import Settings
 from pmops.store import datasets as dataset_store
 from pmops.store.engine import transaction

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from analysis.errors import AnalysisError
 from analysis.eventlog import ColumnMapping
 from analysis.pipeline import ResumePlan
+from pmops.contract.enums import OperationStatus
 from pmops.service.events import TERMINAL_EVENT, emit
 from pmops.service.views import iso, total_duration
 from pmops.store import progress as store
@@ -143,7 +144,7 @@ def finish(
                 _record_throughput(conn, operation_id, document, values["ended_at"])
             if announcer is not None and progress is not None:
                 announcer.announce(conn, progress)
-            emit(conn, operation_id, TERMINAL_EVENT[status])
+            emit(conn, operation_id, TERMINAL_EVENT[OperationStatus(status)])
     return written
 
 
