@@ -106,13 +106,13 @@ class Stack:
         return {"Authorization": f"Bearer {self.token}"}
 
     def engine(self) -> Any:
-        from pmops.store.tables import make_engine
+        from pmops.store.engine import make_engine
 
         return make_engine(self.db_url)
 
     def prepare_token(self) -> None:
         """Create the dev tenant/project/token before start, so seeding can run first."""
-        from pmops.store.tables import create_token
+        from pmops.store.tokens import create_token
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         path = self.data_dir / "dev-token"
@@ -305,7 +305,8 @@ def seed_operations(
     Only terminal statuses: the dispatcher never picks them up and the sweep never touches them.
     created_at is spread over the last `spread_days` days (strictly before now).
     """
-    from pmops.store.tables import operations, throughput, transaction
+    from pmops.store.engine import transaction
+    from pmops.store.tables import operations, throughput
 
     rng = random.Random(seed)
     now = datetime.now(UTC)

@@ -61,11 +61,11 @@ def in_process(stack: Stack, ids: list[str], dataset_id: str, repeat: int = 30) 
 
     from sqlalchemy import text
 
-    from api.deps import Principal, Scope
     from pmops.service.estimates import estimate_seconds
     from pmops.service.operations import callback_stats, get_operation_or_404, status_view
+    from pmops.service.scope import Principal, Scope
     from pmops.settings import Settings
-    from pmops.store.tables import make_engine
+    from pmops.store.engine import make_engine
 
     engine = make_engine(stack.db_url)
     settings = Settings(data_dir=stack.data_dir, prefect_port=stack.prefect_port)

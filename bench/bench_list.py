@@ -85,10 +85,10 @@ def sql_breakdown(stack: Stack, qs: dict[str, dict[str, Any]], repeat: int = 10)
     plan."""
     from sqlalchemy import event
 
-    from api.deps import Principal, Scope
     from pmops.service.operations import list_operations
+    from pmops.service.scope import Principal, Scope
     from pmops.settings import Settings
-    from pmops.store.tables import make_engine
+    from pmops.store.engine import make_engine
 
     engine = make_engine(stack.db_url)
     settings = Settings(data_dir=stack.data_dir, prefect_port=stack.prefect_port)

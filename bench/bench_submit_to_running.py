@@ -192,7 +192,8 @@ def measure_baseline(stack: Stack, dataset_id: str, n: int, budget: float) -> li
 
     from pmops.cli.supervisor import prefect_env
     from pmops.settings import Settings
-    from pmops.store.tables import make_engine, operations, transaction
+    from pmops.store.engine import make_engine, transaction
+    from pmops.store.tables import operations
 
     settings = Settings(
         data_dir=stack.data_dir, prefect_port=stack.prefect_port, api_port=stack.api_port

@@ -63,7 +63,7 @@ class Bench:
     def __init__(self, data_dir: Path) -> None:
         os.environ["PMOPS_DATA_DIR"] = str(data_dir)
         from pmops.settings import get_settings
-        from pmops.store.tables import engine_for
+        from pmops.store.engine import engine_for
 
         get_settings.cache_clear()
         self.settings = get_settings()
@@ -99,7 +99,8 @@ class Bench:
         return str(uuid.uuid4()), str(uuid.uuid4())
 
     def webhook(self, tenant: str, project: str, path: str) -> None:
-        from pmops.store.tables import transaction, utc_now, webhooks
+        from pmops.store.engine import transaction, utc_now
+        from pmops.store.tables import webhooks
 
         with transaction(self.engine) as conn:
             conn.execute(
@@ -125,7 +126,8 @@ class Bench:
             )
 
     def operation(self, tenant: str, project: str) -> str:
-        from pmops.store.tables import operations, transaction, utc_now
+        from pmops.store.engine import transaction, utc_now
+        from pmops.store.tables import operations
 
         op_id = f"op-{uuid.uuid4()}"
         now = utc_now()
@@ -155,7 +157,8 @@ class Bench:
         from sqlalchemy import update
 
         from pmops.service.events import emit
-        from pmops.store.tables import operations, transaction
+        from pmops.store.engine import transaction
+        from pmops.store.tables import operations
 
         with transaction(self.engine) as conn:
             conn.execute(
