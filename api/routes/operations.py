@@ -145,6 +145,18 @@ GRACEFUL_WAIT_SECONDS = 15.0
 
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
+# one Server-Sent Event as a client's parser sees it (OpenAPI has no finer way to say it yet):
+# `data` is the JSON of an Event (#/components/schemas/Event), `id` its sequence number
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "event": {"type": "string"},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
 
 
 @router.get(
@@ -226,7 +238,7 @@ def retry_operation(
         200: {
             "description": "Server-Sent Events; each `data:` line is an Event "
             "(#/components/schemas/Event), its `id:` the event's sequence",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         }
     },
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import subprocess
 import sys
 import time
@@ -271,11 +272,11 @@ def test_filters_and_min_progress_increment(project: Tenant, http: HttpReceiver)
 def test_a_receiver_that_fails_for_a_while_gets_every_event(
     project: Tenant, http: HttpReceiver
 ) -> None:
-    """A receiver answers 500 for 3 s: it gets every event a steady receiver got, each retried
-    under one webhook-id, 500s then a 200 in its attempt log."""
+    """A receiver answers 500 to its first 4 requests: it gets every event a steady receiver got,
+    each retried under one webhook-id, 500s then a 200 in its attempt log. (Counted in requests,
+    not seconds, so a slow machine whose first event comes late still meets the outage.)"""
     p = project.project
-    until = time.monotonic() + 3.0
-    http.answer(f"/{p}/flaky", lambda _r, _n: (500 if time.monotonic() < until else 200, {}, 0.0))
+    http.answer(f"/{p}/flaky", lambda _r, n: (500 if n < 4 else 200, {}, 0.0))
     hook = register(project, http.url(f"/{p}/flaky"), events=ALL_EVENTS[:1] + ALL_EVENTS[2:])
     register(project, http.url(f"/{p}/steady"), events=ALL_EVENTS[:1] + ALL_EVENTS[2:])
     done = run(project)
@@ -287,7 +288,7 @@ def test_a_receiver_that_fails_for_a_while_gets_every_event(
     assert [e["id"] for e in flaky] == [e["id"] for e in steady]
     assert [e["type"] for e in flaky][-1] == "operation.completed"
     retried = [d for d in logged if d["attemptCount"] > 1]
-    assert retried, "the receiver failed for 3 s: some deliveries needed retries"
+    assert retried, "the receiver failed its first 4 requests: some deliveries needed retries"
     for d in retried:
         codes = [a["statusCode"] for a in d["attempts"]]
         assert codes[-1] == 200 and set(codes[:-1]) == {500}
@@ -409,7 +410,10 @@ def test_a_webhook_failing_too_often_is_disabled(project: Tenant, http: HttpRece
             and h
         )
     )
-    assert f"{DISABLE_AFTER} delivery attempts in a row failed" in disabled["disabledReason"]
+    # both rules hold (DISABLE_AFTER failures in a row, over the disable window), so the count
+    # it names is at least DISABLE_AFTER: attempts go on until the window has passed as well
+    found = re.match(r"(\d+) delivery attempts in a row failed over", disabled["disabledReason"])
+    assert found and int(found[1]) >= DISABLE_AFTER, disabled["disabledReason"]
     assert disabled["deliveryStats"]["failedDeliveries"] >= DISABLE_AFTER
 
 
