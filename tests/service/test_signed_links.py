@@ -46,13 +46,15 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 def test_a_link_is_absolute_and_checks_out() -> None:
     links = DownloadLinks("https://pmops.example.com", KEY, 3600)
+    before = int(time.time())
     url = links.artifact(SCOPE, "op-1", "report.pdf")
+    after = int(time.time()) + 1
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" == "https://pmops.example.com"
     assert parts.path == f"/api/{TENANT}/{PROJECT}/async/operation/op-1/artifacts/report.pdf"
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     assert set(query) == {"expires", "signature"}
-    assert 3599 <= int(query["expires"]) - time.time() <= 3601
+    assert before + 3600 <= int(query["expires"]) <= after + 3600  # made now, valid an hour
     resource = link_resource(TENANT, PROJECT, "op-1", "report.pdf")
     check_link(KEY, resource, query["expires"], query["signature"], time.time())
 
