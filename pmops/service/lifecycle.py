@@ -24,6 +24,7 @@ from pmops.contract.enums import OperationStatus
 from pmops.service.events import TERMINAL_EVENT, emit
 from pmops.service.views import iso, total_duration
 from pmops.store import progress as store
+from pmops.store.operations import update_operation
 from pmops.store.tables import transaction, utc_now
 
 
@@ -46,14 +47,14 @@ def claim(
             "worker_node": worker_node,
             "execution_id": f"exec-{flow_run_id}" if flow_run_id else None,
         }
-        store.update_operation(conn, operation_id, values)
+        update_operation(conn, operation_id, dict(values))  # the claim: the row is locked
         emit(conn, operation_id, "operation.started")
         return {**row, **values}
 
 
 def set_result_dir(engine: Engine, operation_id: str, result_dir: Path) -> None:
     with transaction(engine) as conn:
-        store.update_operation(conn, operation_id, {"result_dir": str(result_dir)})
+        update_operation(conn, operation_id, {"result_dir": str(result_dir)})
 
 
 def cancel_reason(engine: Engine, operation_id: str) -> str | None:

@@ -42,13 +42,6 @@ def lock_operation(conn: Connection, operation_id: str) -> dict[str, Any] | None
     return dict(row) if row is not None else None
 
 
-def update_operation(conn: Connection, operation_id: str, values: Mapping[str, Any]) -> None:
-    """Unguarded: only for the claim (row locked) and the result directory right after it."""
-    conn.execute(
-        update(operations).where(operations.c.operation_id == operation_id).values(**values)
-    )
-
-
 def update_running_operation(
     conn: Connection, operation_id: str, values: Mapping[str, Any]
 ) -> bool:
