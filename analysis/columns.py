@@ -8,6 +8,7 @@ CASE = "case:concept:name"
 ACTIVITY = "concept:name"
 TIMESTAMP = "time:timestamp"
 RESOURCE = "org:resource"
+LIFECYCLE = "lifecycle:transition"
 # original position in the file; keeps ordering stable for events with equal timestamps
 ROW = "@@row"
 

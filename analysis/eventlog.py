@@ -49,6 +49,7 @@ UNPARSEABLE_TIMESTAMP = "Unparseable Timestamp"
 MISSING_CASE = "Missing Case ID"
 MISSING_ACTIVITY = "Missing Activity"
 DUPLICATE_EVENT = "Duplicate Event"
+MIXED_OFFSETS = "Mixed Timezone Offsets"
 _EXAMPLES = 3
 
 
@@ -155,7 +156,7 @@ def load_event_log(
     limits: LoadLimits = LoadLimits(),  # noqa: B008 - frozen, so a shared default is safe
     progress: Progress | None = None,
     *,
-    drop_duplicates: bool = True,
+    drop_duplicates: bool = False,
 ) -> LoadResult:
     """read_event_log + validate_event_log."""
     progress = progress or Progress()
@@ -194,7 +195,7 @@ def validate_event_log(
     time_window: TimeWindow | None = None,
     progress: Progress | None = None,
     *,
-    drop_duplicates: bool = True,
+    drop_duplicates: bool = False,
 ) -> LoadResult:
     """Check every record, exclude unusable ones, apply the window, build the event frame.
 
@@ -208,7 +209,16 @@ def validate_event_log(
     n = len(frame)
     total = 2 * n  # timestamps, then the other checks and the frame
     progress.update(0, total, "Validating records")
-    times = parse_timestamps(frame[TIMESTAMP], progress, 0, total)
+    mapping = raw.mapping
+    times = parse_timestamps(
+        frame[TIMESTAMP],
+        progress,
+        0,
+        total,
+        timestamp_format=mapping.timestamp_format,
+        timezone=mapping.timezone,
+        column=_time_column_name(mapping),
+    )
     missing_case = _blank(frame[CASE])
     missing_activity = _blank(frame[ACTIVITY])
     progress.update(n + n // 4, total, "Checking case IDs and activities")
@@ -216,6 +226,9 @@ def validate_event_log(
 
     issues: list[ValidationIssue] = list(raw.read_issues)
     issues += _record_issues(frame, missing_case, missing_activity, times)
+    mixed = _mixed_offsets(frame, times, invalid, mapping.timezone)
+    if mixed is not None:
+        issues.append(mixed[0])
 
     valid_idx = np.flatnonzero(~invalid)
     # text order of case IDs (numeric IDs from Parquet too), as the frame is sorted by it
@@ -223,6 +236,7 @@ def validate_event_log(
     case_codes, _ = pd.factorize(case_values, sort=True)
     utc_us = times.utc_us[valid_idx]
     duplicates = _duplicates(frame, valid_idx, case_codes, utc_us)
+    dup_rows = valid_idx[duplicates]
     progress.update(n + n // 2, total, "Checking duplicates")
     if duplicates.any():
         examples = _duplicate_examples(frame, valid_idx[duplicates], times.utc_us)
@@ -240,7 +254,12 @@ def validate_event_log(
         raise EventLogError(
             _nothing_valid(issues, records_loaded), field="file", code="no_valid_events"
         )
-    with_issue = error_records + (0 if drop_duplicates else int(duplicates.sum()))
+    kept_issue = np.zeros(n, dtype=bool)
+    if mixed is not None:
+        kept_issue |= mixed[1]
+    if not drop_duplicates:
+        kept_issue[dup_rows] = True
+    with_issue = error_records + int(kept_issue[valid_idx].sum())
     score = (1000 * (records_loaded - with_issue) // records_loaded) / 10
 
     filtered = 0
@@ -289,6 +308,35 @@ def _record_issues(
                 ValidationIssue(name, int(mask.sum()), True, _examples(frame, mask, value_col))
             )
     return issues
+
+
+def _time_column_name(mapping: ColumnMapping) -> str:
+    if mapping.start_timestamp is not None:
+        return f"{mapping.start_timestamp}/{mapping.timestamp}"
+    return str(mapping.timestamp)
+
+
+def _mixed_offsets(
+    frame: pd.DataFrame, times: ParsedTimes, invalid: np.ndarray, timezone: str | None
+) -> tuple[ValidationIssue, np.ndarray] | None:
+    """A column with both values that carry a UTC offset and values that do not: the latter
+    are read as wall times in `timezone` (UTC by default). Reported with both counts; the
+    values without an offset are the records concerned (resolved when `timezone` was given)."""
+    if times.with_offset is None or times.naive is None:
+        return None
+    with_offset = times.with_offset & ~invalid
+    naive = times.naive & ~invalid
+    if not with_offset.any() or not naive.any():
+        return None
+    zone = timezone or "UTC"
+    examples = [
+        f"{int(naive.sum()):,} values without an offset, read as {zone} wall time, e.g. "
+        + _examples(frame, naive, TIMESTAMP)[0],
+        f"{int(with_offset.sum()):,} values with an offset, converted to UTC, e.g. "
+        + _examples(frame, with_offset, TIMESTAMP)[0],
+    ]
+    issue = ValidationIssue(MIXED_OFFSETS, int(naive.sum()), timezone is not None, examples)
+    return issue, naive
 
 
 def _window_mask(time_window: TimeWindow, utc_us: np.ndarray) -> np.ndarray:
@@ -427,11 +475,13 @@ def _method_text(
     window: TimeWindow | None,
     filtered: int,
 ) -> str:
+    zone = raw.mapping.timezone or "UTC"
     duplicates = (
         "exact repeats of an earlier record (same case, activity, instant and all other "
         "attributes) are excluded"
         if drop_duplicates
-        else "exact repeats of an earlier record are kept but count as records with an issue"
+        else "exact repeats of an earlier record are kept (removeDuplicates or the "
+        "remove_duplicates cleaning rule removes them) but count as records with an issue"
     )
     window_text = (
         f"The time window ({window.describe()}) is applied after validation and does not "
@@ -449,7 +499,8 @@ def _method_text(
         "recordsLoaded, rounded down to one decimal, so 100.0 means no record had an issue. "
         "Records with a missing or blank case ID, activity or timestamp, or an unparseable "
         f"timestamp, are excluded; {duplicates}. Timestamps were read as {time_method}; values "
-        "without a UTC offset are taken as UTC and offsets are converted to UTC. "
+        f"without a UTC offset are wall times in {zone} and offsets are converted to UTC (a "
+        "column mixing both is reported as Mixed Timezone Offsets). "
         "validRecords counts records that passed validation before the time window."
         f"{xes_note} " + window_text
     )

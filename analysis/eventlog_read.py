@@ -12,17 +12,19 @@ import csv
 import io
 import re
 import tempfile
+import unicodedata
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.columns import ACTIVITY, CASE, RESOURCE, ROW, TIMESTAMP
+from analysis.columns import ACTIVITY, CASE, LIFECYCLE, RESOURCE, ROW, TIMESTAMP
 from analysis.errors import EventLogError, InvalidParameter
+from analysis.eventlog_time import check_timestamp_format, check_timezone
 from analysis.progress import Progress
 
 _CHUNK = 1 << 20  # bytes read (and at most produced by zlib) per step
@@ -33,31 +35,60 @@ _CSV_ROWS_PER_CHUNK = 500_000
 
 @dataclass(frozen=True)
 class ColumnMapping:
-    """Original column names of the four roles; None means "detect it"."""
+    """Original column names of the roles (None means "detect it"), and how to read the
+    timestamps: `timestamp_format` (strftime; None = decided from the values) and `timezone`
+    (IANA name of the zone of values without an offset; None = UTC)."""
 
     case: str | None = None
     activity: str | None = None
     timestamp: str | None = None
     resource: str | None = None
+    lifecycle: str | None = None
+    start_timestamp: str | None = None
+    timestamp_format: str | None = None
+    timezone: str | None = None
 
     def to_dict(self) -> dict[str, str | None]:
-        return {
+        """The four role columns always; the others only when set."""
+        out = {
             "caseColumn": self.case,
             "activityColumn": self.activity,
             "timestampColumn": self.timestamp,
             "resourceColumn": self.resource,
         }
+        optional = {
+            "lifecycleColumn": self.lifecycle,
+            "startTimestampColumn": self.start_timestamp,
+            "timestampFormat": self.timestamp_format,
+            "timezone": self.timezone,
+        }
+        return out | {k: v for k, v in optional.items() if v is not None}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> ColumnMapping:
-        """From the API's camelCase fields; blank or absent fields mean "detect"."""
+    def from_dict(cls, data: dict[str, Any] | None, prefix: str = "") -> ColumnMapping:
+        """From the API's camelCase fields; blank or absent fields mean "detect" (or the
+        default). `prefix` goes before the field names in errors (e.g. "parameters.")."""
         values: dict[str, str | None] = {}
         for key, attr in _MAPPING_FIELDS.items():
             value = (data or {}).get(key)
             if value is not None and not isinstance(value, str):
-                raise InvalidParameter(f"{key} must be a column name (text).", field=key)
+                what = "a column name" if key.endswith("Column") else "text"
+                raise InvalidParameter(f"{key} must be {what} (text).", field=prefix + key)
             values[attr] = (value.strip() or None) if isinstance(value, str) else None
+        values["timestamp_format"] = check_timestamp_format(
+            values["timestamp_format"], prefix + "timestampFormat"
+        )
+        if values["timezone"] is not None:
+            values["timezone"] = check_timezone(values["timezone"], prefix + "timezone")
         return cls(**values)
+
+    def reading(self, timestamp_format: str | None, timezone: str | None) -> ColumnMapping:
+        """This mapping with the given timestamp settings in place of its own (None: keep)."""
+        return replace(
+            self,
+            timestamp_format=timestamp_format or self.timestamp_format,
+            timezone=timezone or self.timezone,
+        )
 
 
 _MAPPING_FIELDS = {
@@ -65,6 +96,10 @@ _MAPPING_FIELDS = {
     "activityColumn": "activity",
     "timestampColumn": "timestamp",
     "resourceColumn": "resource",
+    "lifecycleColumn": "lifecycle",
+    "startTimestampColumn": "start_timestamp",
+    "timestampFormat": "timestamp_format",
+    "timezone": "timezone",
 }
 
 
@@ -437,6 +472,12 @@ def _xes_with_r4pm(path: Path, expected: int, progress: Progress) -> pd.DataFram
             if "XMLParsingError" in reason:
                 raise _corrupt("The XES file is not well-formed XML.") from None
             return None  # unusual but possibly valid XES: let pm4py try
+        except BaseException as exc:
+            # the Rust reader panics on some inputs (an empty <event/>); pyo3 raises its
+            # PanicException, a BaseException, which must not end the worker: pm4py decides
+            if type(exc).__name__ != "PanicException":
+                raise
+            return None
     if polars_frame.height == 0:
         return polars_frame.to_pandas()
     return _localize(polars_frame.to_pandas())
@@ -653,6 +694,10 @@ def _csv_problem(message: str) -> str:
 
 # --------------------------------------------------------------------------- columns
 
+# Header names recognised per role, in order of preference (compared after _norm: case,
+# accents, full-width forms and separators ignored). English, German, French, Spanish, Dutch,
+# Japanese; docs/analysis.md lists them. Only names that mean the role in any log are here
+# ("Status" is not a lifecycle: it is often an order's or a ticket's state).
 _CANDIDATES: dict[str, tuple[str, ...]] = {
     "case": (
         "case:concept:name",
@@ -672,6 +717,46 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "instance",
         "ticket id",
         "order id",
+        # de
+        "fall",
+        "fall id",
+        "fallid",
+        "fallnummer",
+        "fall nr",
+        "vorgang",
+        "vorgang id",
+        "vorgangs id",
+        "vorgangsnummer",
+        "prozessinstanz",
+        # fr
+        "dossier",
+        "cas",
+        "id cas",
+        "id du cas",
+        "identifiant du cas",
+        "numero de dossier",
+        "id dossier",
+        # es
+        "caso",
+        "id caso",
+        "id de caso",
+        "id del caso",
+        "numero de caso",
+        "expediente",
+        # nl
+        "zaak",
+        "zaak id",
+        "zaakid",
+        "zaaknummer",
+        "casus",
+        "casus id",
+        # ja
+        "ケースid",
+        "ケース",
+        "ケース番号",
+        "案件id",
+        "案件",
+        "案件番号",
     ),
     "activity": (
         "concept:name",
@@ -687,6 +772,38 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "action",
         "operation",
         "step",
+        # de
+        "aktivität",
+        "aktivitaet",
+        "aktivitätsname",
+        "tätigkeit",
+        "taetigkeit",
+        "ereignis",
+        "aufgabe",
+        # fr
+        "activité",
+        "nom activité",
+        "tâche",
+        "événement",
+        "étape",
+        # es
+        "actividad",
+        "nombre actividad",
+        "nombre de actividad",
+        "tarea",
+        "evento",
+        # nl
+        "activiteit",
+        "activiteitnaam",
+        "taak",
+        "gebeurtenis",
+        # ja
+        "アクティビティ",
+        "アクティビティ名",
+        "活動",
+        "活動名",
+        "作業",
+        "イベント",
     ),
     "timestamp": (
         "time:timestamp",
@@ -703,8 +820,69 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "datetime",
         "date time",
         "date",
+        # de
+        "zeitstempel",
+        "endzeit",
+        "endzeitpunkt",
+        "abschlusszeit",
+        "zeitpunkt",
+        "datum",
+        "datum uhrzeit",
+        # fr
+        "horodatage",
+        "date de fin",
+        "heure de fin",
+        "date heure",
+        # es
+        "marca de tiempo",
+        "marca temporal",
+        "fecha fin",
+        "fecha de fin",
+        "hora de fin",
+        "fecha hora",
+        "fecha y hora",
+        "fecha",
+        # nl
+        "tijdstempel",
+        "eindtijd",
+        "tijdstip",
+        "datum tijd",
+        # ja
+        "タイムスタンプ",
+        "終了時刻",
+        "終了日時",
+        "完了時刻",
+        "完了日時",
+        "日時",
+        "時刻",
+        "日付",
+    ),
+    "start_timestamp": (
         "start timestamp",
         "start time",
+        "starttime",
+        "start date",
+        "start",
+        # de
+        "startzeit",
+        "startzeitpunkt",
+        "beginn",
+        # fr
+        "date de debut",
+        "heure de debut",
+        "debut",
+        # es
+        "fecha inicio",
+        "fecha de inicio",
+        "hora de inicio",
+        "inicio",
+        # nl
+        "starttijd",
+        "begintijd",
+        # ja
+        "開始時刻",
+        "開始日時",
+        "開始",
     ),
     "resource": (
         "org:resource",
@@ -720,6 +898,43 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "group",
         "org:role",
         "role",
+        # de
+        "ressource",
+        "bearbeiter",
+        "sachbearbeiter",
+        "mitarbeiter",
+        "benutzer",
+        # fr
+        "utilisateur",
+        "acteur",
+        "employé",
+        # es
+        "recurso",
+        "usuario",
+        "empleado",
+        "responsable",
+        # nl
+        "medewerker",
+        "behandelaar",
+        "gebruiker",
+        "uitvoerder",
+        # ja
+        "リソース",
+        "担当者",
+        "担当",
+        "作業者",
+        "実行者",
+        "ユーザー",
+    ),
+    "lifecycle": (
+        "lifecycle:transition",
+        "lifecycle",
+        "lifecycle transition",
+        "lebenszyklus",
+        "cycle de vie",
+        "ciclo de vida",
+        "levenscyclus",
+        "ライフサイクル",
     ),
 }
 _FIELD = {
@@ -727,17 +942,54 @@ _FIELD = {
     "activity": "activityColumn",
     "timestamp": "timestampColumn",
     "resource": "resourceColumn",
+    "lifecycle": "lifecycleColumn",
+    "start_timestamp": "startTimestampColumn",
 }
-_ROLE_COLUMN = {"case": CASE, "activity": ACTIVITY, "timestamp": TIMESTAMP, "resource": RESOURCE}
+_ROLE_COLUMN = {
+    "case": CASE,
+    "activity": ACTIVITY,
+    "timestamp": TIMESTAMP,
+    "resource": RESOURCE,
+    "lifecycle": LIFECYCLE,
+}
+# XES standard lifecycle transitions; a detected lifecycle column must hold mostly these
+_LIFECYCLE_VALUES = frozenset(
+    (
+        "schedule",
+        "assign",
+        "withdraw",
+        "reassign",
+        "start",
+        "suspend",
+        "resume",
+        "pi_abort",
+        "ate_abort",
+        "complete",
+        "autoskip",
+        "manualskip",
+        "unknown",
+    )
+)
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-.]+", " ", str(name).strip().lower()).strip()
+    """Case, accents (Latin diacritics only: Japanese voicing marks stay), full-width forms
+    and separators ignored."""
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", str(name)).casefold())
+    text = unicodedata.normalize("NFC", "".join(c for c in text if not "\u0300" <= c <= "\u036f"))
+    return re.sub(r"[\s_\-.'’]+", " ", text.strip()).strip()
 
 
-def resolve_mapping(columns: list[str], mapping: ColumnMapping) -> ColumnMapping:
-    """Original column of each role: explicit names first (exact, then ignoring case and
-    separators), then the first known header of the role that is present and not taken."""
+_NORM_CANDIDATES = {role: tuple(_norm(n) for n in names) for role, names in _CANDIDATES.items()}
+
+
+def resolve_mapping(
+    columns: list[str], mapping: ColumnMapping, frame: pd.DataFrame | None = None
+) -> ColumnMapping:
+    """Original column of each role: explicit names first (exact, then ignoring case, accents
+    and separators), then the first known header of the role that is present and not taken.
+    A detected lifecycle column must hold mostly XES lifecycle values (when `frame` is given);
+    a start-timestamp column alone serves as the timestamp."""
     by_norm: dict[str, str] = {}
     for c in columns:
         by_norm.setdefault(_norm(c), c)
@@ -763,14 +1015,25 @@ def resolve_mapping(columns: list[str], mapping: ColumnMapping) -> ColumnMapping
             )
         resolved[role] = found
         taken.add(found)
-    for role, names in _CANDIDATES.items():
+    for role, names in _NORM_CANDIDATES.items():
         if role in resolved:
             continue
-        resolved[role] = next(
-            (by_norm[n] for n in names if n in by_norm and by_norm[n] not in taken), None
-        )
-        if resolved[role] is not None:
-            taken.add(str(resolved[role]))
+        resolved[role] = None
+        for n in names:
+            if n not in by_norm or by_norm[n] in taken:
+                continue
+            if (
+                role == "lifecycle"
+                and n != "lifecycle:transition"
+                and frame is not None
+                and not _lifecycle_like(frame[by_norm[n]])
+            ):
+                continue
+            resolved[role] = by_norm[n]
+            taken.add(by_norm[n])
+            break
+    if resolved["timestamp"] is None and resolved["start_timestamp"] is not None:
+        resolved["timestamp"], resolved["start_timestamp"] = resolved["start_timestamp"], None
     for role in ("case", "activity", "timestamp"):
         if resolved[role] is None:
             raise EventLogError(
@@ -779,7 +1042,15 @@ def resolve_mapping(columns: list[str], mapping: ColumnMapping) -> ColumnMapping
                 field=_FIELD[role],
                 code="missing_column",
             )
-    return ColumnMapping(**resolved)
+    return ColumnMapping(
+        **resolved, timestamp_format=mapping.timestamp_format, timezone=mapping.timezone
+    )
+
+
+def _lifecycle_like(values: pd.Series) -> bool:
+    text = values.astype("str").str.strip().str.casefold()
+    text = text[text != ""]
+    return len(text) > 0 and float(text.isin(_LIFECYCLE_VALUES).mean()) >= 0.9
 
 
 def _column_list(columns: list[str], limit: int = 12) -> str:
@@ -788,24 +1059,72 @@ def _column_list(columns: list[str], limit: int = 12) -> str:
 
 
 def _canonical(frame: pd.DataFrame, source_format: str, mapping: ColumnMapping) -> RawLog:
-    """Rename the role columns to the canonical names and add ROW (file order)."""
+    """Rename the role columns to the canonical names and add ROW (file order).
+
+    Separate start and end timestamp columns (and no lifecycle column) make two events of each
+    row: a `start` at its start time (when it has one) and a `complete` at its end time, as an
+    XES log records them. Lifecycle values are trimmed, and the XES standard ones lower-cased.
+    """
     columns = [str(c) for c in frame.columns]
     frame.columns = pd.Index(columns)
-    resolved = resolve_mapping(columns, mapping)
+    resolved = resolve_mapping(columns, mapping, frame)
+    split = resolved.start_timestamp is not None and resolved.lifecycle is None
+    if split and _same_times(frame[resolved.start_timestamp], frame[resolved.timestamp]):
+        split = False  # start equals end in every row: one event per row
+        resolved = replace(resolved, start_timestamp=None)
     renames: dict[str, str] = {}
     for role, canonical in _ROLE_COLUMN.items():
         original = getattr(resolved, role)
         if original is not None and original != canonical:
             renames[original] = canonical
     # an unmapped column already bearing a canonical name keeps its data under a new name
-    targets = set(renames.values()) | {ROW}
+    targets = set(renames.values()) | {ROW} | ({LIFECYCLE} if split else set())
     for c in columns:
         if c in targets and c not in renames:
             renames[c] = _free_name(f"{c} (original)", columns)
     if renames:
         frame = frame.rename(columns=renames)
-    frame[ROW] = np.arange(len(frame), dtype=np.int64)
+    start_col = renames.get(str(resolved.start_timestamp), resolved.start_timestamp)
+    if split and start_col is not None:
+        frame = _start_and_complete(frame, start_col)
+    else:
+        frame[ROW] = np.arange(len(frame), dtype=np.int64)
+    if LIFECYCLE in frame.columns and resolved.lifecycle not in (None, LIFECYCLE):
+        frame[LIFECYCLE] = _lifecycle_values(frame[LIFECYCLE])
     return RawLog(frame=frame, source_format=source_format, mapping=resolved)
+
+
+def _same_times(start: pd.Series, end: pd.Series) -> bool:
+    a = start.astype("str").str.strip().to_numpy()
+    b = end.astype("str").str.strip().to_numpy()
+    blank = (a == "") | (a == "nan") | (a == "NaT") | (a == "None")
+    return bool(((a == b) | blank).all())
+
+
+def _start_and_complete(frame: pd.DataFrame, start_col: str) -> pd.DataFrame:
+    """Each row as a complete event at its end time, preceded by a start event at its start
+    time when it has one; ROW numbers the events (start 2i, complete 2i + 1)."""
+    n = len(frame)
+    start_values = frame[start_col]
+    text = start_values.astype("str").str.strip()
+    has_start = (start_values.notna() & ~text.isin(["", "nan", "NaT", "None"])).to_numpy(dtype=bool)
+    complete = frame.copy()
+    complete[LIFECYCLE] = "complete"
+    complete[ROW] = np.arange(n, dtype=np.int64) * 2 + 1
+    starts = frame.loc[has_start].copy()
+    starts[TIMESTAMP] = starts[start_col]
+    starts[LIFECYCLE] = "start"
+    starts[ROW] = np.flatnonzero(has_start).astype(np.int64) * 2
+    both = pd.concat([starts, complete], ignore_index=True)
+    both.sort_values(ROW, inplace=True, kind="stable")
+    both.reset_index(drop=True, inplace=True)
+    return both
+
+
+def _lifecycle_values(values: pd.Series) -> pd.Series:
+    text = values.astype("str").str.strip()
+    folded = text.str.casefold()
+    return text.where(~folded.isin(_LIFECYCLE_VALUES), folded)
 
 
 def _free_name(name: str, taken: list[str]) -> str:

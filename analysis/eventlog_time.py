@@ -10,16 +10,17 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+from pandas.errors import OutOfBoundsDatetime
 from pandas.tseries.api import guess_datetime_format
 
-from analysis.errors import InvalidParameter
+from analysis.errors import EventLogError, InvalidParameter
 from analysis.progress import Progress
 
 CHUNK_ROWS = 50_000
-_SAMPLE = 2_000  # distinct values used to choose a format
 _MIXED_PROBE = 1_000  # failed values tried with the slow per-value parser before giving up
 NAT = np.iinfo(np.int64).min  # int64 view of NaT
 
@@ -103,7 +104,14 @@ def parse_time_window(start: str | None, end: str | None) -> TimeWindow | None:
     if hi is not None:
         end_moment, is_date = hi
         if is_date:
-            end_moment, inclusive = end_moment + timedelta(days=1), False
+            try:
+                end_moment, inclusive = end_moment + timedelta(days=1), False
+            except OverflowError:
+                raise InvalidParameter(
+                    f"endDate {end!r} is beyond the latest date supported (9999-12-30); leave "
+                    "it out for an open end.",
+                    field="parameters.timeWindow.endDate",
+                ) from None
     start_moment = lo[0] if lo is not None else None
     if start_moment is not None and end_moment is not None:
         empty = start_moment > end_moment or (not inclusive and start_moment == end_moment)
@@ -135,7 +143,13 @@ def _parse_bound(value: object, name: str) -> tuple[datetime, bool] | None:
             "(2024-01-31T17:00:00Z).",
             field=field,
         ) from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidParameter(
+            f"{name} {value!r} lies outside the supported dates (years 1 to 9999 in UTC).",
+            field=field,
+        ) from None
     return moment, False
 
 
@@ -148,83 +162,349 @@ class ParsedTimes:
     missing: np.ndarray  # bool: no value at all
     unparseable: np.ndarray  # bool: a value that is not a timestamp
     method: str  # how the values were read, for the method text
+    with_offset: np.ndarray | None = None  # bool: the value carries its own UTC offset
+    naive: np.ndarray | None = None  # bool: the value has no offset (read in `timezone`)
 
 
-def parse_timestamps(values: pd.Series, progress: Progress, base: int, total: int) -> ParsedTimes:
+class AmbiguousTimestamps(EventLogError):
+    """The day/month order of a timestamp column cannot be told from its values."""
+
+    code = "ambiguous_timestamps"
+
+
+_OFFSET_RE = r":\d\d(?::\d\d)?(?:[.,]\d+)?\s*(?:Z|UTC|GMT|[+-]\d\d(?::?\d\d)?)$"
+_ISO_START = r"^\d{4}-\d{1,2}-\d{1,2}(?:$|[T\s])"
+_MAX_SHAPES = 50
+_GUESS_VALUES = 12  # distinct values of a layout whose format pandas is asked to guess
+
+
+def check_timezone(name: str | None, field: str = "parameters.timezone") -> str:
+    """The IANA zone name, validated; "UTC" when None or blank."""
+    if name is None or not str(name).strip():
+        return "UTC"
+    text = str(name).strip()
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        raise InvalidParameter(
+            f"timezone {name!r} is not an IANA time zone name (such as Europe/Berlin, "
+            "Asia/Tokyo or UTC).",
+            field=field,
+        ) from None
+    return text
+
+
+def check_timestamp_format(
+    fmt: str | None, field: str = "parameters.timestampFormat"
+) -> str | None:
+    """The strftime format, validated (it must contain a date directive); None when blank."""
+    if fmt is None or not str(fmt).strip():
+        return None
+    text = str(fmt).strip()
+    if not re.search(r"%[dmYyjbBU]", text) or len(text) > 100:
+        raise InvalidParameter(
+            f"timestampFormat {fmt!r} is not a strftime format with a date, such as "
+            "%d.%m.%Y %H:%M:%S or %m/%d/%Y %I:%M %p.",
+            field=field,
+        )
+    return text
+
+
+def parse_timestamps(
+    values: pd.Series,
+    progress: Progress,
+    base: int,
+    total: int,
+    *,
+    timestamp_format: str | None = None,
+    timezone: str | None = None,
+    column: str = "timestamp",
+) -> ParsedTimes:
     """Parse a TIMESTAMP column as read (strings or datetimes) into UTC microseconds.
 
-    Datetime columns only need their zone settled. Strings are parsed with one format chosen
-    on a sample (ISO 8601 first), chunk by chunk; only the values that format rejects go
-    through pandas' slow per-value parser, and if a probe of them yields nothing the rest are
-    declared unparseable rather than tried one by one.
+    Values with a UTC offset are converted; values without one are wall times in `timezone`
+    (default UTC). Datetime columns only need their zone settled. Strings are read with
+    `timestamp_format` when given; otherwise ISO 8601 values (year first) are read as such and
+    every other layout gets one format decided from all its values: when day and month could
+    be swapped, any value whose first field cannot be a month makes the whole column day-first
+    (and any whose second field cannot be, month-first); a column with no such value (and two
+    readings that differ) is refused, as is one with both kinds.
     """
+    tz = check_timezone(timezone)
+    fmt = check_timestamp_format(timestamp_format)
     dtype = values.dtype
     if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
-        series = values.dt.tz_localize("UTC") if values.dt.tz is None else values
-        utc = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
-        ints = utc.view(np.int64)
+        naive_col = values.dt.tz is None
+        if naive_col:
+            ints = _localize(pd.DatetimeIndex(values), tz)
+        else:
+            ints = np.asarray(
+                pd.DatetimeIndex(values).tz_convert("UTC").as_unit("us").asi8, dtype=np.int64
+            )
         missing = ints == NAT
-        return ParsedTimes(ints, missing, np.zeros(len(ints), dtype=bool), "datetime values")
+        flags = np.full(len(ints), naive_col, dtype=bool) & ~missing
+        method = "datetime values" + (f" (wall times in {tz})" if naive_col and tz != "UTC" else "")
+        return ParsedTimes(
+            ints, missing, np.zeros(len(ints), dtype=bool), method, ~flags & ~missing, flags
+        )
     text = values.astype("str") if not _is_string(dtype) else values
-    text = text.fillna("")
-    missing = (text.str.strip() == "").to_numpy(dtype=bool)
+    text = text.fillna("").str.strip()
+    missing = (text == "").to_numpy(dtype=bool)
     n = len(text)
-    fmt = _choose_format(text[~missing])
     ints = np.full(n, NAT, dtype=np.int64)
-    for start in range(0, n, CHUNK_ROWS):
-        stop = min(start + CHUNK_ROWS, n)
-        ints[start:stop] = _to_us(text.iloc[start:stop], fmt)
-        progress.update(base + stop, total, "Parsing timestamps")
-    failed = np.flatnonzero((ints == NAT) & ~missing)
-    method = "ISO 8601" if fmt == "ISO8601" else f"format {fmt}"
-    if len(failed):
-        probe = failed[:_MIXED_PROBE]
-        ints[probe] = _to_us(text.iloc[probe], "mixed")
-        rest = failed[_MIXED_PROBE:]
-        if len(rest) and (ints[probe] != NAT).any():
-            for start in range(0, len(rest), CHUNK_ROWS):
-                part = rest[start : start + CHUNK_ROWS]
-                ints[part] = _to_us(text.iloc[part], "mixed")
-                progress.update(base + n, total, "Parsing irregular timestamps")
-        if (ints[failed] != NAT).any():
-            method += ", other layouts parsed value by value"
+    offset = text.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool) & ~missing
+    naive = ~offset & ~missing
+    progress.update(base + n // 4, total, "Reading timestamp layouts")
+    methods: list[str] = []
+    if fmt is not None:
+        for mask, aware in ((offset, True), (naive, False)):
+            idx = np.flatnonzero(mask)
+            if len(idx):
+                ints[idx] = _to_us(text.iloc[idx], fmt, aware, tz)
+        if not (ints != NAT).any() and (~missing).any():
+            example = text[~missing].iloc[0]
+            raise InvalidParameter(
+                f"None of the values of the timestamp column {column!r} matches "
+                f"timestampFormat {fmt!r} (e.g. {example!r}).",
+                field="parameters.timestampFormat",
+            )
+        methods.append(f"format {fmt} (timestampFormat)")
+    else:
+        methods += _parse_by_layout(text, offset, naive, ints, tz, column)
+    progress.update(base + n, total, "Timestamps parsed")
     unparseable = (ints == NAT) & ~missing
-    return ParsedTimes(ints, missing, unparseable, method)
+    method = ", ".join(dict.fromkeys(methods)) or "no readable values"
+    if naive.any() and tz != "UTC":
+        method += f"; values without an offset are wall times in {tz}"
+    return ParsedTimes(
+        ints, missing, unparseable, method, offset & ~unparseable, naive & ~unparseable
+    )
+
+
+@dataclass
+class _Layout:
+    idx: np.ndarray  # positions in the column
+    fmt: str
+    parsed: np.ndarray  # int64 us with `fmt`
+    swapped_fmt: str | None = None  # the same layout with day and month exchanged
+    swapped: np.ndarray | None = None
+
+
+def _parse_by_layout(
+    text: pd.Series,
+    offset: np.ndarray,
+    naive: np.ndarray,
+    ints: np.ndarray,
+    tz: str,
+    column: str,
+) -> list[str]:
+    """Fill `ints` for a column without an explicit format; returns the method texts."""
+    methods: list[str] = []
+    iso_like = text.str.contains(_ISO_START, regex=True).to_numpy(dtype=bool)
+    rest_parts: list[np.ndarray] = []
+    layouts: list[_Layout] = []
+    for group, aware in ((offset, True), (naive, False)):
+        iso_idx = np.flatnonzero(group & iso_like)
+        if len(iso_idx):
+            ints[iso_idx] = _to_us(text.iloc[iso_idx], "ISO8601", aware, tz)
+            if (ints[iso_idx] != NAT).any():
+                methods.append("ISO 8601")
+        others = np.flatnonzero(group & ~iso_like)
+        others = np.concatenate([others, iso_idx[ints[iso_idx] == NAT]])
+        if not len(others):
+            continue
+        sub = text.iloc[others]
+        shapes = sub.str.replace(r"\d+", "9", regex=True).str.replace(r"[^\W\d_]+", "a", regex=True)
+        counts = shapes.value_counts()
+        shape_arr = shapes.to_numpy()
+        for shape in counts.index[:_MAX_SHAPES]:
+            where = others[shape_arr == shape]
+            if str(shape).count("9") < 2:
+                rest_parts.append(where)
+                continue
+            layout = _layout(text.iloc[where], where, aware, tz)
+            if layout is None:
+                rest_parts.append(where)
+            else:
+                layouts.append(layout)
+        rest_parts.append(others[~np.isin(shape_arr, counts.index[:_MAX_SHAPES].to_numpy())])
+
+    dayfirst = _day_first(layouts, text, column)
+    for layout in layouts:
+        use_swapped = layout.swapped is not None and _is_day_first(layout.fmt) != dayfirst
+        chosen = layout.swapped if use_swapped and layout.swapped is not None else layout.parsed
+        fmt = layout.swapped_fmt if use_swapped and layout.swapped_fmt else layout.fmt
+        ints[layout.idx] = chosen
+        failed = layout.idx[chosen == NAT]
+        if len(failed):
+            rest_parts.append(failed)
+        methods.append(f"format {fmt}")
+
+    rest = np.concatenate(rest_parts) if rest_parts else np.zeros(0, dtype=np.int64)
+    rest = rest[ints[rest] == NAT]
+    if len(rest) and _per_value(text, rest, offset, ints, tz, dayfirst):
+        methods.append("other layouts parsed value by value")
+    return methods
+
+
+def _is_day_first(fmt: str) -> bool:
+    return 0 <= fmt.find("%d") < fmt.find("%m")
+
+
+def _swap(fmt: str) -> str | None:
+    if "%d" not in fmt or "%m" not in fmt or fmt.find("%Y") == 0:
+        return None
+    return fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+
+
+def _layout(values: pd.Series, idx: np.ndarray, aware: bool, tz: str) -> _Layout | None:
+    """The format reading most values of one layout, with its day/month swap when it has one."""
+    distinct = pd.unique(values.to_numpy())
+    step = max(1, len(distinct) // _GUESS_VALUES)
+    candidates: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns when dayfirst cannot apply
+        for value in distinct[::step][:_GUESS_VALUES]:
+            for dayfirst in (False, True):
+                guessed = guess_datetime_format(str(value), dayfirst=dayfirst)
+                # a year-first layout is year-month-day; nobody writes year-day-month
+                if guessed and not (guessed.find("%Y") == 0 and _is_day_first(guessed)):
+                    candidates.append(guessed)
+    candidates = list(dict.fromkeys(candidates))[:6]
+    if not candidates:
+        return None
+    # a stratified sample ranks the candidates; the winner is then run on every value
+    sample = values.iloc[:: max(1, len(values) // 2_000)]
+    best = max(candidates, key=lambda f: int((_to_us(sample, f, aware, tz) != NAT).sum()))
+    parsed = _to_us(values, best, aware, tz)
+    if not (parsed != NAT).any():
+        return None
+    swapped_fmt = _swap(best)
+    swapped = _to_us(values, swapped_fmt, aware, tz) if swapped_fmt else None
+    return _Layout(idx, best, parsed, swapped_fmt, swapped)
+
+
+def _day_first(layouts: list[_Layout], text: pd.Series, column: str) -> bool:
+    """The column's day/month order from every value of every swappable layout."""
+    proves_day: list[np.ndarray] = []
+    proves_month: list[np.ndarray] = []
+    ambiguous: list[np.ndarray] = []
+    swappable: list[_Layout] = []
+    for layout in layouts:
+        if layout.swapped is None or layout.swapped_fmt is None:
+            continue
+        swappable.append(layout)
+        day, month = (
+            (layout.parsed, layout.swapped)
+            if _is_day_first(layout.fmt)
+            else (layout.swapped, layout.parsed)
+        )
+        ok_d, ok_m = day != NAT, month != NAT
+        proves_day.append(layout.idx[ok_d & ~ok_m])
+        proves_month.append(layout.idx[ok_m & ~ok_d])
+        ambiguous.append(layout.idx[ok_d & ok_m & (day != month)])
+    if not swappable:
+        return True
+    day_idx = np.concatenate(proves_day)
+    month_idx = np.concatenate(proves_month)
+    unsure = np.concatenate(ambiguous)
+    day_fmt = next((lay.fmt if _is_day_first(lay.fmt) else lay.swapped_fmt) for lay in swappable)
+    month_fmt = _swap(str(day_fmt)) or ""
+    if len(day_idx) and len(month_idx):
+        raise AmbiguousTimestamps(
+            f"The timestamp column {column!r} mixes day-first and month-first dates: "
+            f"{len(day_idx):,} values can only be day-first (e.g. {_ex(text, day_idx)}) and "
+            f"{len(month_idx):,} only month-first (e.g. {_ex(text, month_idx)}). Give "
+            f"timestampFormat (e.g. {day_fmt!r} or {month_fmt!r}) to say how to read it.",
+            field="timestampFormat",
+        )
+    if len(day_idx):
+        return True
+    if len(month_idx):
+        return False
+    if len(unsure):
+        raise AmbiguousTimestamps(
+            f"The timestamp column {column!r} is ambiguous: in all {len(unsure):,} of its dates "
+            f"that read differently both ways, day and month are 12 or less (e.g. "
+            f"{_ex(text, unsure)}), so they read as day-first and as month-first. Give "
+            f"timestampFormat, e.g. {day_fmt!r} (day first) or {month_fmt!r} (month first).",
+            field="timestampFormat",
+        )
+    return True  # every value reads the same both ways
+
+
+def _ex(text: pd.Series, idx: np.ndarray) -> str:
+    return ", ".join(repr(str(text.iat[int(i)])) for i in np.sort(idx)[:2])
+
+
+def _per_value(
+    text: pd.Series,
+    rest: np.ndarray,
+    offset: np.ndarray,
+    ints: np.ndarray,
+    tz: str,
+    dayfirst: bool,
+) -> bool:
+    """pandas' per-value parser (with the column's day/month order) on what no layout read; a
+    probe first, so hopeless values are not tried one by one. Whether any value was read."""
+    probe, later = rest[:_MIXED_PROBE], rest[_MIXED_PROBE:]
+    _fill_mixed(text, probe, offset, ints, tz, dayfirst)
+    if not (ints[probe] != NAT).any():
+        return False
+    for start in range(0, len(later), CHUNK_ROWS):
+        _fill_mixed(text, later[start : start + CHUNK_ROWS], offset, ints, tz, dayfirst)
+    return True
+
+
+def _fill_mixed(
+    text: pd.Series, part: np.ndarray, offset: np.ndarray, ints: np.ndarray, tz: str, dayfirst: bool
+) -> None:
+    for aware in (True, False):
+        sel = part[offset[part] == aware]
+        if len(sel):
+            ints[sel] = _to_us(text.iloc[sel], "mixed", aware, tz, dayfirst=dayfirst)
 
 
 def _is_string(dtype: object) -> bool:
     return isinstance(dtype, pd.StringDtype) or dtype == object  # noqa: E721 - numpy dtype
 
 
-def _to_us(values: pd.Series, fmt: str) -> np.ndarray:
-    """int64 UTC microseconds; NAT where the value does not parse (or is out of range)."""
+def _to_us(
+    values: pd.Series, fmt: str, aware: bool, tz: str = "UTC", *, dayfirst: bool = False
+) -> np.ndarray:
+    """int64 UTC microseconds; NAT where the value does not parse (or is out of range).
+
+    `aware`: the values carry offsets (converted to UTC); otherwise they are wall times in tz.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            parsed = pd.to_datetime(pd.Index(values), format=fmt, utc=True, errors="coerce")
+            parsed = pd.to_datetime(
+                pd.Index(values),
+                format=fmt,
+                utc=aware or tz == "UTC",
+                errors="coerce",
+                dayfirst=dayfirst,
+            )
         except (ValueError, TypeError, OverflowError):
             return np.full(len(values), NAT, dtype=np.int64)
-    return np.asarray(parsed.as_unit("us").asi8, dtype=np.int64)
+    index = pd.DatetimeIndex(parsed)
+    if index.tz is not None:
+        return np.asarray(index.tz_convert("UTC").as_unit("us").asi8, dtype=np.int64)
+    return _localize(index, tz)
 
 
-def _choose_format(present: pd.Series) -> str:
-    """The single format that parses most of a sample: ISO 8601, else a guessed layout."""
-    sample = pd.Series(pd.unique(present.head(_SAMPLE * 5).to_numpy())[:_SAMPLE])
-    if sample.empty:
-        return "ISO8601"
-    candidates = ["ISO8601"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandas warns when dayfirst cannot apply
-        for value in sample.head(20):
-            for dayfirst in (False, True):
-                guessed = guess_datetime_format(str(value).strip(), dayfirst=dayfirst)
-                if guessed and guessed not in candidates:
-                    candidates.append(guessed)
-    best, best_ok = "ISO8601", -1
-    for fmt in candidates:
-        ok = int((_to_us(sample, fmt) != NAT).sum())
-        if ok > best_ok:  # ties keep the earlier candidate (ISO, then month-first)
-            best, best_ok = fmt, ok
-        if ok == len(sample):
-            break
-    return best
+def _localize(index: pd.DatetimeIndex, tz: str) -> np.ndarray:
+    """Wall times in `tz` as UTC microseconds. A wall time that occurs twice (the end of summer
+    time) is read as its first occurrence; one that does not occur is moved forward."""
+    if index.tz is not None:
+        return np.asarray(index.tz_convert("UTC").as_unit("us").asi8, dtype=np.int64)
+    if tz == "UTC":
+        return np.asarray(index.as_unit("us").asi8, dtype=np.int64)
+    try:
+        local = index.tz_localize(
+            tz, ambiguous=np.ones(len(index), dtype=bool), nonexistent="shift_forward"
+        )
+        return np.asarray(local.tz_convert("UTC").as_unit("us").asi8, dtype=np.int64)
+    except (ValueError, OverflowError, OutOfBoundsDatetime):
+        return np.full(len(index), NAT, dtype=np.int64)
