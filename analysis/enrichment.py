@@ -40,6 +40,7 @@ import pandas as pd
 
 from analysis.columns import ACTIVITY, CASE, RESOURCE, ROW, TIMESTAMP
 from analysis.errors import EventLogError, InvalidParameter
+from analysis.eventlog_time import decide_day_first, wall_to_utc_us
 from analysis.progress import Progress
 
 RULES = ("remove_duplicates", "fix_timestamps", "validate_activities")
@@ -146,7 +147,8 @@ class _Parsed:
     micros: np.ndarray  # int64 microseconds since epoch, UTC; meaningless where status >= MISSING
     status: np.ndarray  # int8, one of _OK/_OFFSET/_MISSING/_UNPARSEABLE
     formats: dict[str, int]  # format label -> values read with it
-    naive: int  # values without zone, taken as UTC
+    naive: int  # values without zone, read as wall times in the timezone (default UTC)
+    naive_mask: np.ndarray | None = None  # bool per value: parsed without a zone
 
 
 def _to_micros(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
@@ -170,14 +172,18 @@ def _record(texts: pd.Series, parsed: pd.Series, label: str, acc: _Parsed) -> np
     if zoned.any():
         offset[zoned] = ~good[zoned].str.contains(_ZERO_OFFSET_RE, regex=True).to_numpy(dtype=bool)
     acc.status[idx] = np.where(offset, _OFFSET, _OK)
-    acc.naive += int((~zoned & ~good.str.endswith("Z").to_numpy(dtype=bool)).sum())
+    naive = ~zoned & ~good.str.endswith("Z").to_numpy(dtype=bool)
+    acc.naive += int(naive.sum())
+    if acc.naive_mask is not None:
+        acc.naive_mask[idx] = naive
     if ok.any():
         acc.formats[label] = acc.formats.get(label, 0) + int(ok.sum())
     return np.asarray(texts.index.to_numpy()[~ok])
 
 
-def _parse_leftovers(texts: pd.Series, acc: _Parsed) -> None:
-    """Try epoch numbers and the fixed format list on values ISO 8601 could not read.
+def _parse_leftovers(texts: pd.Series, acc: _Parsed, dayfirst: bool = True) -> None:
+    """Try epoch numbers and the fixed format list on values ISO 8601 could not read; formats
+    with day and month in the other order than the column's (`dayfirst`) are not tried.
 
     `texts` is indexed by position in the column; results go into `acc`.
     """
@@ -213,6 +219,8 @@ def _parse_leftovers(texts: pd.Series, acc: _Parsed) -> None:
         sample = group.iloc[:: max(1, len(group) // _SAMPLE)]
         best, best_hits = "", 0
         for fmt in _CANDIDATES:
+            if "%d" in fmt and "%m" in fmt and (fmt.find("%d") < fmt.find("%m")) != dayfirst:
+                continue
             hits = int(pd.to_datetime(sample, format=fmt, utc=True, errors="coerce").notna().sum())
             if hits > best_hits:
                 best, best_hits = fmt, hits
@@ -222,10 +230,37 @@ def _parse_leftovers(texts: pd.Series, acc: _Parsed) -> None:
             _record(group, pd.to_datetime(group, format=best, utc=True, errors="coerce"), best, acc)
 
 
-def parse_timestamps(values: pd.Series, tick: Tick | None = None) -> _Parsed:
-    """Parse a timestamp column as read (strings, numbers or datetimes) to UTC microseconds."""
+def parse_timestamps(
+    values: pd.Series,
+    tick: Tick | None = None,
+    *,
+    timestamp_format: str | None = None,
+    timezone: str | None = None,
+) -> _Parsed:
+    """Parse a timestamp column as read (strings, numbers or datetimes) to UTC microseconds.
+
+    Values without a zone are wall times in `timezone` (UTC when None)."""
     n = len(values)
-    acc = _Parsed(np.zeros(n, dtype=np.int64), np.full(n, _UNPARSEABLE, dtype=np.int8), {}, 0)
+    acc = _Parsed(
+        np.zeros(n, dtype=np.int64),
+        np.full(n, _UNPARSEABLE, dtype=np.int8),
+        {},
+        0,
+        np.zeros(n, dtype=bool),
+    )
+    _parse_into(values, acc, tick, timestamp_format)
+    if timezone not in (None, "UTC") and acc.naive_mask is not None:
+        wall = acc.naive_mask & (acc.status < _MISSING)
+        acc.micros[wall] = wall_to_utc_us(acc.micros[wall], timezone)
+        bad = wall & (acc.micros == np.iinfo(np.int64).min)
+        acc.status[bad] = _UNPARSEABLE
+    return acc
+
+
+def _parse_into(
+    values: pd.Series, acc: _Parsed, tick: Tick | None, timestamp_format: str | None
+) -> None:
+    n = len(values)
     values = values.reset_index(drop=True)
     missing = values.isna().to_numpy(dtype=bool).copy()
 
@@ -240,7 +275,9 @@ def parse_timestamps(values: pd.Series, tick: Tick | None = None) -> _Parsed:
         acc.status[missing] = _MISSING
         acc.formats["datetime values"] = int((~missing).sum())
         acc.naive = 0 if aware else int((~missing).sum())
-        return acc
+        if not aware and acc.naive_mask is not None:
+            acc.naive_mask[:] = ~missing
+        return
 
     is_dt = np.zeros(n, dtype=bool)
     if values.dtype == object:
@@ -258,6 +295,8 @@ def parse_timestamps(values: pd.Series, tick: Tick | None = None) -> _Parsed:
             off = np.array([z is not None and z != dt.timedelta(0) for z in zone], dtype=bool)
             acc.status[idx] = np.where(off, _OFFSET, _OK)
             acc.naive += sum(z is None for z in zone)
+            if acc.naive_mask is not None:
+                acc.naive_mask[idx] = [z is None for z in zone]
             acc.formats["datetime values"] = int(is_dt.sum())
     texts = values.where(~is_dt, "").astype("str").str.strip()
     missing |= ~is_dt & texts.str.lower().isin(_NULL_TOKENS).to_numpy(dtype=bool)
@@ -265,15 +304,20 @@ def parse_timestamps(values: pd.Series, tick: Tick | None = None) -> _Parsed:
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
         part = texts.iloc[start:stop][~(missing | is_dt)[start:stop]]
-        parsed = _iso8601(part)
-        leftovers.append(_record(part, parsed, "ISO 8601", acc))
+        if timestamp_format is not None:
+            parsed = pd.to_datetime(part, format=timestamp_format, utc=True, errors="coerce")
+            _record(part, parsed, f"format {timestamp_format} (timestampFormat)", acc)
+        else:
+            parsed = _iso8601(part)
+            leftovers.append(_record(part, parsed, "ISO 8601", acc))
         if tick is not None:
             tick(stop, f"parsing timestamps ({stop:,} of {n:,})")
     rest = np.concatenate(leftovers) if leftovers else np.zeros(0, dtype=np.int64)
     if len(rest):
-        _parse_leftovers(texts.iloc[rest], acc)
+        # the day/month order is decided from every value, as at loading (refused if unknown)
+        dayfirst = decide_day_first(texts.iloc[rest])
+        _parse_leftovers(texts.iloc[rest], acc, dayfirst)
     acc.status[missing] = _MISSING
-    return acc
 
 
 def _iso(micros: np.ndarray) -> np.ndarray:
@@ -397,10 +441,21 @@ def _interpolate(frame: pd.DataFrame, micros: np.ndarray, bad: np.ndarray) -> np
 
 
 def _fix_timestamps(
-    frame: pd.DataFrame, tick: Tick, *, rule: str = "fix_timestamps", repair: bool = True
+    frame: pd.DataFrame,
+    tick: Tick,
+    *,
+    rule: str = "fix_timestamps",
+    repair: bool = True,
+    timestamp_format: str | None = None,
+    timezone: str | None = None,
 ) -> tuple[pd.DataFrame, RuleReport]:
     n = len(frame)
-    parsed = parse_timestamps(frame[TIMESTAMP], lambda d, t: tick(d * 3 // 4, f"{rule}: {t}"))
+    parsed = parse_timestamps(
+        frame[TIMESTAMP],
+        lambda d, t: tick(d * 3 // 4, f"{rule}: {t}"),
+        timestamp_format=timestamp_format,
+        timezone=timezone,
+    )
     micros, status = parsed.micros.copy(), parsed.status
     kinds = np.full(n, "", dtype=object)
     kinds[status == _OFFSET] = "offset_converted"
@@ -435,7 +490,8 @@ def _fix_timestamps(
     fmt = "; ".join(f"{v:,} as {k}" for k, v in parsed.formats.items())
     parts = [f"Read {int((status < _MISSING).sum()):,} timestamps ({fmt or 'none readable'})"]
     if parsed.naive:
-        parts.append(f"{parsed.naive:,} without time zone were taken as UTC")
+        zone = "as UTC" if timezone in (None, "UTC") else f"as {timezone} time"
+        parts.append(f"{parsed.naive:,} without time zone were taken {zone}")
     parts += [f"{v:,} {labels[k]}" for k, v in counts.items()]
     if not repair:
         parts.append("impossible dates were not checked (fix_timestamps not requested)")
@@ -571,9 +627,17 @@ def _check_rules(rules: Sequence[str] | None) -> list[str]:
 
 
 def enrich_events(
-    frame: pd.DataFrame, rules: Sequence[str], progress: Progress | None = None
+    frame: pd.DataFrame,
+    rules: Sequence[str],
+    progress: Progress | None = None,
+    *,
+    timestamp_format: str | None = None,
+    timezone: str | None = None,
 ) -> EnrichmentResult:
-    """Apply the cleaning rules in the order given; the input frame is not modified."""
+    """Apply the cleaning rules in the order given; the input frame is not modified.
+
+    Timestamps are read with `timestamp_format` when given; values without a zone are wall
+    times in `timezone` (UTC when None)."""
     chosen = _check_rules(rules)
     missing = [c for c in (CASE, ACTIVITY, TIMESTAMP) if c not in frame]
     if missing:
@@ -589,13 +653,22 @@ def enrich_events(
     for step, rule in enumerate(chosen):
         tick = _ticker(progress, step, steps, records_in)
         if rule == "fix_timestamps":
-            work, report = _fix_timestamps(work, tick)
+            work, report = _fix_timestamps(
+                work, tick, timestamp_format=timestamp_format, timezone=timezone
+            )
         else:
             work, report = _RULE_FUNCS[rule](work, tick)
         reports.append(report)
     tick = _ticker(progress, len(chosen), steps, records_in)
     if "fix_timestamps" not in chosen:
-        work, report = _fix_timestamps(work, tick, rule=PARSE_RULE, repair=False)
+        work, report = _fix_timestamps(
+            work,
+            tick,
+            rule=PARSE_RULE,
+            repair=False,
+            timestamp_format=timestamp_format,
+            timezone=timezone,
+        )
         reports.append(report)
     tick(records_in // 2, "sorting events")
     work = work.sort_values([CASE, TIMESTAMP, ROW], kind="stable").reset_index(drop=True)

@@ -270,7 +270,7 @@ def parse_timestamps(
             )
         methods.append(f"format {fmt} (timestampFormat)")
     else:
-        methods += _parse_by_layout(text, offset, naive, ints, tz, column)
+        methods += _parse_by_layout(text, offset, naive, ints, tz, column)[0]
     progress.update(base + n, total, "Timestamps parsed")
     unparseable = (ints == NAT) & ~missing
     method = ", ".join(dict.fromkeys(methods)) or "no readable values"
@@ -297,8 +297,9 @@ def _parse_by_layout(
     ints: np.ndarray,
     tz: str,
     column: str,
-) -> list[str]:
-    """Fill `ints` for a column without an explicit format; returns the method texts."""
+) -> tuple[list[str], bool]:
+    """Fill `ints` for a column without an explicit format; returns the method texts and
+    whether the column is day-first."""
     methods: list[str] = []
     iso_like = text.str.contains(_ISO_START, regex=True).to_numpy(dtype=bool)
     rest_parts: list[np.ndarray] = []
@@ -344,7 +345,18 @@ def _parse_by_layout(
     rest = rest[ints[rest] == NAT]
     if len(rest) and _per_value(text, rest, offset, ints, tz, dayfirst):
         methods.append("other layouts parsed value by value")
-    return methods
+    return methods, dayfirst
+
+
+def decide_day_first(values: pd.Series, column: str = "timestamp") -> bool:
+    """Whether a text column's dates are day-first, by the rule of `parse_timestamps` (every
+    value counts; AmbiguousTimestamps when no value decides or values disagree). True when the
+    question does not arise (ISO 8601 only, or every value reads the same both ways)."""
+    text = values.astype("str").fillna("").str.strip().reset_index(drop=True)
+    missing = (text == "").to_numpy(dtype=bool)
+    offset = text.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool) & ~missing
+    scratch = np.full(len(text), NAT, dtype=np.int64)
+    return _parse_by_layout(text, offset, ~offset & ~missing, scratch, "UTC", column)[1]
 
 
 def _is_day_first(fmt: str) -> bool:
@@ -492,6 +504,13 @@ def _to_us(
     if index.tz is not None:
         return np.asarray(index.tz_convert("UTC").as_unit("us").asi8, dtype=np.int64)
     return _localize(index, tz)
+
+
+def wall_to_utc_us(wall_us: np.ndarray, tz: str | None) -> np.ndarray:
+    """Wall times (int64 microseconds, as if UTC) in zone `tz` as UTC microseconds."""
+    if tz is None or tz == "UTC" or not len(wall_us):
+        return wall_us
+    return _localize(pd.DatetimeIndex(wall_us.astype("datetime64[us]")), tz)
 
 
 def _localize(index: pd.DatetimeIndex, tz: str) -> np.ndarray:

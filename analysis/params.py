@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analysis.errors import InvalidParameter
+from analysis.eventlog_time import check_timestamp_format, check_timezone
 
 ANALYSIS_TYPES = ("quick", "standard", "comprehensive")
 OPTIMIZATIONS = ("high_accuracy", "high_throughput")
@@ -109,6 +110,9 @@ class AnalysisParams:
     create_visualizations: bool = True
     export_formats: tuple[str, ...] = EXPORT_FORMATS
     random_state: int = 0
+    timestamp_format: str | None = None
+    timezone: str | None = None
+    remove_duplicates: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -195,14 +199,32 @@ def parse_analysis_params(params: Mapping[str, Any] | None) -> AnalysisParams:
             EXPORT_FORMATS,
         ),
         random_state=_get(p, "randomState", int, "parameters.randomState", 0),
+        timestamp_format=_timestamp_format(p),
+        timezone=_timezone(p),
+        remove_duplicates=_get(p, "removeDuplicates", bool, "parameters.removeDuplicates", False),
         raw=dict(p),
     )
+
+
+def _timestamp_format(p: Mapping[str, Any]) -> str | None:
+    """`timestampFormat`: how to read the timestamp text (strftime); None = from the values."""
+    where = "parameters.timestampFormat"
+    return check_timestamp_format(_get(p, "timestampFormat", str, where, None), where)
+
+
+def _timezone(p: Mapping[str, Any]) -> str | None:
+    """`timezone`: IANA zone of timestamps without an offset; None = the dataset's (or UTC)."""
+    where = "parameters.timezone"
+    value = _get(p, "timezone", str, where, None)
+    return None if value is None or not value.strip() else check_timezone(value, where)
 
 
 @dataclass(frozen=True)
 class EnrichmentParams:
     cleaning_rules: tuple[str, ...] = ("remove_duplicates", "fix_timestamps", "validate_activities")
     output_format: str = "processed_csv"
+    timestamp_format: str | None = None
+    timezone: str | None = None
 
 
 def parse_enrichment_params(params: Mapping[str, Any] | None) -> EnrichmentParams:
@@ -227,6 +249,8 @@ def parse_enrichment_params(params: Mapping[str, Any] | None) -> EnrichmentParam
     return EnrichmentParams(
         cleaning_rules=tuple(rules) if rules else EnrichmentParams.cleaning_rules,
         output_format=output_format or "processed_csv",
+        timestamp_format=_timestamp_format(p),
+        timezone=_timezone(p),
     )
 
 

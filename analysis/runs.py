@@ -60,7 +60,7 @@ class ProcessMiningRun(OperationRun):
         phases.MACHINE_LEARNING: ("anomalies", "cycle", "path_pred", "patterns", "models_saved"),
     }
     phase_parameters: ClassVar[dict[str, tuple[str, ...] | None]] = {
-        phases.LOAD: ("timeWindow",),
+        phases.LOAD: ("timeWindow", "timestampFormat", "timezone", "removeDuplicates"),
         phases.DISCOVERY: ("algorithm", "algorithmSettings", "analysisType"),
         # every other key: an unknown one is taken as an input of the models, so it never
         # lets a stale phase be reused
@@ -86,7 +86,10 @@ class ProcessMiningRun(OperationRun):
         self.params: AnalysisParams = parse_analysis_params(params)
         super().__init__(out_dir, **kwargs)
         self.source = Path(source)
-        self.mapping = mapping
+        # the operation's timestampFormat/timezone over the dataset's (stored at upload)
+        self.mapping = (mapping or ColumnMapping()).reading(
+            self.params.timestamp_format, self.params.timezone
+        )
         self.raw_params = dict(params or {})
         self.source_identity = [str(self.source), repr(mapping)]
         self.load: LoadResult | None = None
@@ -122,7 +125,13 @@ class ProcessMiningRun(OperationRun):
             window = parse_time_window(*self.params.time_window)
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
-            self.load = load_event_log(self.source, self.mapping, window, progress=progress)
+            self.load = load_event_log(
+                self.source,
+                self.mapping,
+                window,
+                progress=progress,
+                drop_duplicates=self.params.remove_duplicates,
+            )
             return self.load.records_loaded, self.load.to_dict()
 
         return self._run_phase(phases.LOAD, work)
@@ -334,7 +343,7 @@ class DataEnrichmentRun(OperationRun):
         phases.CLEANING: ("result",),
     }
     phase_parameters: ClassVar[dict[str, tuple[str, ...] | None]] = {
-        phases.LOAD: (),
+        phases.LOAD: ("timestampFormat", "timezone"),
         phases.CLEANING: ("cleaningRules",),
         phases.EXPORT: None,
     }
@@ -349,7 +358,10 @@ class DataEnrichmentRun(OperationRun):
     ) -> None:
         self.params: EnrichmentParams = parse_enrichment_params(params)
         super().__init__(out_dir, **kwargs)
-        self.source, self.mapping = Path(source), mapping
+        self.source = Path(source)
+        self.mapping = (mapping or ColumnMapping()).reading(
+            self.params.timestamp_format, self.params.timezone
+        )
         self.raw_params = dict(params or {})
         self.source_identity = [str(self.source), repr(mapping)]
         self.raw: Any = None
@@ -373,7 +385,14 @@ class DataEnrichmentRun(OperationRun):
         from analysis.enrichment import enrich_events
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
-            self.result = enrich_events(self.raw.frame, self.params.cleaning_rules, progress)
+            mapping = self.raw.mapping
+            self.result = enrich_events(
+                self.raw.frame,
+                self.params.cleaning_rules,
+                progress,
+                timestamp_format=mapping.timestamp_format,
+                timezone=mapping.timezone,
+            )
             return self.result.records_in, self.result.to_dict()
 
         return self._run_phase(phases.CLEANING, work)

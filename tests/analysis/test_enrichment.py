@@ -18,7 +18,7 @@ from analysis.enrichment import (
     enrich_events,
     write_enriched,
 )
-from analysis.errors import InvalidParameter
+from analysis.errors import EventLogError, InvalidParameter
 from analysis.progress import CancelToken, OperationCancelled, Progress
 from tests._logs import canonical_frame
 
@@ -131,11 +131,17 @@ def test_other_formats_are_detected_day_and_month_order(
     pd.testing.assert_series_equal(in_file_order(result.frame)[TIMESTAMP], expected)
 
 
-def test_ambiguous_day_month_reads_day_first(receipt: pd.DataFrame) -> None:
+def test_ambiguous_day_month_refused_then_read_with_timestamp_format(
+    receipt: pd.DataFrame,
+) -> None:
     days = receipt[TIMESTAMP].dt.day
     first12 = receipt[(days <= 12) & (receipt[TIMESTAMP].dt.month != days)]
     strings = as_strings(first12, "%d/%m/%Y %H:%M")
-    result = enrich_events(strings, ["fix_timestamps"])
+    # every value reads both ways: refused (as at loading), naming the parameter to give
+    with pytest.raises(EventLogError, match="ambiguous") as info:
+        enrich_events(strings, ["fix_timestamps"])
+    assert info.value.field == "timestampFormat"
+    result = enrich_events(strings, ["fix_timestamps"], timestamp_format="%d/%m/%Y %H:%M")
     assert result.records_out == len(first12) > 100
     expected = in_file_order(first12)[TIMESTAMP].dt.floor("min")
     pd.testing.assert_series_equal(in_file_order(result.frame)[TIMESTAMP], expected)
