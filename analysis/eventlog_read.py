@@ -894,10 +894,6 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "agent",
         "employee",
         "actor",
-        "org:group",
-        "group",
-        "org:role",
-        "role",
         # de
         "ressource",
         "bearbeiter",
@@ -925,6 +921,11 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "作業者",
         "実行者",
         "ユーザー",
+        # a group or role stands in for the resource only when no language names one
+        "org:group",
+        "group",
+        "org:role",
+        "role",
     ),
     "lifecycle": (
         "lifecycle:transition",

@@ -117,6 +117,22 @@ def upload_dataset(
     activityColumn: Annotated[str | None, Form()] = None,
     timestampColumn: Annotated[str | None, Form()] = None,
     resourceColumn: Annotated[str | None, Form()] = None,
+    lifecycleColumn: Annotated[str | None, Form()] = None,
+    startTimestampColumn: Annotated[str | None, Form()] = None,
+    timestampFormat: Annotated[
+        str | None,
+        Form(
+            description="how to read the timestamps (strftime, e.g. %d.%m.%Y %H:%M:%S); "
+            "stored with the dataset; needed when day and month cannot be told apart"
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        Form(
+            description="IANA zone of timestamps without a UTC offset (default UTC); stored "
+            "with the dataset"
+        ),
+    ] = None,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Response:
     try:
@@ -126,6 +142,10 @@ def upload_dataset(
                 "activityColumn": activityColumn,
                 "timestampColumn": timestampColumn,
                 "resourceColumn": resourceColumn,
+                "lifecycleColumn": lifecycleColumn,
+                "startTimestampColumn": startTimestampColumn,
+                "timestampFormat": timestampFormat,
+                "timezone": timezone,
             }
         )
     except AnalysisError as exc:

@@ -134,6 +134,12 @@ def datasets_upload(
     activity_column: Annotated[str | None, typer.Option()] = None,
     timestamp_column: Annotated[str | None, typer.Option()] = None,
     resource_column: Annotated[str | None, typer.Option()] = None,
+    timestamp_format: Annotated[
+        str | None, typer.Option(help="how to read the timestamps, e.g. %d.%m.%Y %H:%M:%S")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA zone of timestamps without an offset (default UTC)")
+    ] = None,
 ) -> None:
     """Upload an event log (CSV, XES, XES.GZ, Parquet); prints its datasetId."""
     mapping = {
@@ -143,6 +149,8 @@ def datasets_upload(
             "activityColumn": activity_column,
             "timestampColumn": timestamp_column,
             "resourceColumn": resource_column,
+            "timestampFormat": timestamp_format,
+            "timezone": timezone,
         }.items()
         if v
     }

@@ -58,9 +58,20 @@ def analyze(args: argparse.Namespace) -> int:
         err.print(f"pmops: no such file: {source}")
         return 2
     params = _parse_params(args.params)
-    mapping = ColumnMapping(
-        args.case_column, args.activity_column, args.timestamp_column, args.resource_column
-    )
+    try:
+        mapping = ColumnMapping.from_dict(
+            {
+                "caseColumn": args.case_column,
+                "activityColumn": args.activity_column,
+                "timestampColumn": args.timestamp_column,
+                "resourceColumn": args.resource_column,
+                "timestampFormat": getattr(args, "timestamp_format", None),
+                "timezone": getattr(args, "timezone", None),
+            }
+        )
+    except AnalysisError as exc:
+        err.print(f"pmops: {exc.message} ({exc.field})", markup=False, highlight=False)
+        return 2
     out = Path(args.out)
     bars = Progress(
         TextColumn("{task.description:<28}"),
@@ -230,6 +241,12 @@ def analyze_command(
     activity_column: Annotated[str | None, typer.Option()] = None,
     timestamp_column: Annotated[str | None, typer.Option()] = None,
     resource_column: Annotated[str | None, typer.Option()] = None,
+    timestamp_format: Annotated[
+        str | None, typer.Option(help="how to read the timestamps, e.g. %d.%m.%Y %H:%M:%S")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA zone of timestamps without an offset (default UTC)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bars")] = False,
 ) -> None:
     if type not in OPERATION_TYPES:
