@@ -209,16 +209,7 @@ def validate_event_log(
     n = len(frame)
     total = 2 * n  # timestamps, then the other checks and the frame
     progress.update(0, total, "Validating records")
-    mapping = raw.mapping
-    times = parse_timestamps(
-        frame[TIMESTAMP],
-        progress,
-        0,
-        total,
-        timestamp_format=mapping.timestamp_format,
-        timezone=mapping.timezone,
-        column=_time_column_name(mapping),
-    )
+    times = _parse_times(raw, progress, total)
     missing_case = _blank(frame[CASE])
     missing_activity = _blank(frame[ACTIVITY])
     progress.update(n + n // 4, total, "Checking case IDs and activities")
@@ -226,7 +217,7 @@ def validate_event_log(
 
     issues: list[ValidationIssue] = list(raw.read_issues)
     issues += _record_issues(frame, missing_case, missing_activity, times)
-    mixed = _mixed_offsets(frame, times, invalid, mapping.timezone)
+    mixed = _mixed_offsets(frame, times, invalid, raw.mapping.timezone)
     if mixed is not None:
         issues.append(mixed[0])
 
@@ -239,10 +230,7 @@ def validate_event_log(
     dup_rows = valid_idx[duplicates]
     progress.update(n + n // 2, total, "Checking duplicates")
     if duplicates.any():
-        examples = _duplicate_examples(frame, valid_idx[duplicates], times.utc_us)
-        issues.append(
-            ValidationIssue(DUPLICATE_EVENT, int(duplicates.sum()), drop_duplicates, examples)
-        )
+        issues.append(_duplicate_issue(frame, dup_rows, times.utc_us, drop_duplicates))
         if drop_duplicates:
             keep = ~duplicates
             valid_idx, case_codes, utc_us = valid_idx[keep], case_codes[keep], utc_us[keep]
@@ -254,13 +242,8 @@ def validate_event_log(
         raise EventLogError(
             _nothing_valid(issues, records_loaded), field="file", code="no_valid_events"
         )
-    kept_issue = np.zeros(n, dtype=bool)
-    if mixed is not None:
-        kept_issue |= mixed[1]
-    if not drop_duplicates:
-        kept_issue[dup_rows] = True
-    with_issue = error_records + int(kept_issue[valid_idx].sum())
-    score = (1000 * (records_loaded - with_issue) // records_loaded) / 10
+    kept = _kept_with_issue(n, mixed, None if drop_duplicates else dup_rows)
+    score = _score(records_loaded, error_records + int(kept[valid_idx].sum()))
 
     filtered = 0
     if time_window is not None:
@@ -289,6 +272,22 @@ def validate_event_log(
     )
 
 
+def _kept_with_issue(
+    n: int, mixed: tuple[ValidationIssue, np.ndarray] | None, duplicate_rows: np.ndarray | None
+) -> np.ndarray:
+    """Records kept although they have an issue: duplicates not removed, values without an
+    offset in a column that mixes them with offsets. They count against the score."""
+    kept = mixed[1].copy() if mixed is not None else np.zeros(n, dtype=bool)
+    if duplicate_rows is not None:
+        kept[duplicate_rows] = True
+    return kept
+
+
+def _score(records_loaded: int, with_issue: int) -> float:
+    """100 x records without any issue / records, rounded down to one decimal."""
+    return (1000 * (records_loaded - with_issue) // records_loaded) / 10
+
+
 def _record_issues(
     frame: pd.DataFrame,
     missing_case: np.ndarray,
@@ -310,10 +309,22 @@ def _record_issues(
     return issues
 
 
-def _time_column_name(mapping: ColumnMapping) -> str:
+def _parse_times(raw: RawLog, progress: Progress, total: int) -> ParsedTimes:
+    """The TIMESTAMP column read with the mapping's timestampFormat and timezone; errors
+    name the original column(s)."""
+    mapping = raw.mapping
+    column = str(mapping.timestamp)
     if mapping.start_timestamp is not None:
-        return f"{mapping.start_timestamp}/{mapping.timestamp}"
-    return str(mapping.timestamp)
+        column = f"{mapping.start_timestamp}/{mapping.timestamp}"
+    return parse_timestamps(
+        raw.frame[TIMESTAMP],
+        progress,
+        0,
+        total,
+        timestamp_format=mapping.timestamp_format,
+        timezone=mapping.timezone,
+        column=column,
+    )
 
 
 def _mixed_offsets(
@@ -437,6 +448,15 @@ def _examples(frame: pd.DataFrame, mask: np.ndarray, value_col: str | None) -> l
             parts.append(f"activity {_short(activity)}")
         out.append(f"record {record}" + (f" ({', '.join(parts)})" if parts else ""))
     return out
+
+
+def _duplicate_issue(
+    frame: pd.DataFrame, rows: np.ndarray, utc_us: np.ndarray, removed: bool
+) -> ValidationIssue:
+    """Exact repeats: kept by default (resolved: false), removed with removeDuplicates."""
+    return ValidationIssue(
+        DUPLICATE_EVENT, len(rows), removed, _duplicate_examples(frame, rows, utc_us)
+    )
 
 
 def _duplicate_examples(frame: pd.DataFrame, rows: np.ndarray, utc_us: np.ndarray) -> list[str]:
