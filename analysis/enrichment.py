@@ -10,10 +10,11 @@ Semantics (each report's description repeats the figures):
   transition, when the log has one: "start" and "complete" at the same instant are two events)
   are duplicates; the first in file order is kept. Values are compared as they are at that
   point, so before fix_timestamps string timestamps must be written identically to match.
-- fix_timestamps: strings are parsed (ISO 8601 first, then a fixed list of common export
-  formats chosen per value shape; day-first when day and month are ambiguous; epoch seconds or
-  milliseconds). Offsets are converted to UTC; timestamps without zone are taken to be UTC
-  already (the log gives no other zone). Values before 1970 or later than now + 1 day are
+- fix_timestamps: strings are parsed (with `timestamp_format` when given; else ISO 8601 first,
+  then a fixed list of common export formats chosen per value shape, in the day/month order the
+  loader decides from every value (`analysis.eventlog_time.decide_day_first`: an ambiguous
+  column is refused); epoch seconds or milliseconds). Offsets are converted to UTC; timestamps
+  without zone are wall times in `timezone` (UTC when not given). Values before 1970 or later than now + 1 day are
   impossible and their events removed. A missing or unparseable timestamp is interpolated
   linearly only when the case has valid timestamps on both sides of it in file order (and
   they are in order); otherwise its event is removed.
