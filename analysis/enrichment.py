@@ -14,10 +14,10 @@ Semantics (each report's description repeats the figures):
   then a fixed list of common export formats chosen per value shape, in the day/month order the
   loader decides from every value (`analysis.eventlog_time.decide_day_first`: an ambiguous
   column is refused); epoch seconds or milliseconds). Offsets are converted to UTC; timestamps
-  without zone are wall times in `timezone` (UTC when not given). Values before 1970 or later than now + 1 day are
-  impossible and their events removed. A missing or unparseable timestamp is interpolated
-  linearly only when the case has valid timestamps on both sides of it in file order (and
-  they are in order); otherwise its event is removed.
+  without zone are wall times in `timezone` (UTC when not given). Values before 1970 or later
+  than now + 1 day are impossible and their events removed. A missing or unparseable
+  timestamp is interpolated linearly only when the case has valid timestamps on both sides of
+  it in file order (and they are in order); otherwise its event is removed.
 - validate_activities: whitespace is trimmed and internal runs collapsed to one space; names
   equal up to case are unified to their most frequent spelling (ties: earliest in the file);
   events whose activity is empty are removed.

@@ -487,7 +487,54 @@ def _to_us(
     """int64 UTC microseconds; NAT where the value does not parse (or is out of range).
 
     `aware`: the values carry offsets (converted to UTC); otherwise they are wall times in tz.
+    Plain numeric formats go through Arrow's strptime (30 times faster than pandas' on
+    bpic2012); the values Arrow may have read more leniently than pandas (a day past the
+    month's end rolls over to day 1-3 of the next; %Y takes two digits) are read again by
+    pandas, so the result is pandas' strict reading.
     """
+    if _ARROW_SAFE.fullmatch(fmt) and len(values) > 1_000:
+        wall = _arrow_us(values, fmt)
+        return wall if "%z" in fmt else _localize_us(wall, tz)
+    return _pandas_us(values, fmt, aware, tz, dayfirst=dayfirst)
+
+
+# formats whose every directive Arrow's strptime reads like pandas (up to the rechecked cases)
+_ARROW_SAFE = re.compile(r"(?:[^%]|%[dmYHMSz])+")
+
+
+def _arrow_us(values: pd.Series, fmt: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(pd.Index(values).astype("str"), type=pa.large_string())
+        parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=True)
+    except (pa.ArrowException, ValueError, TypeError):
+        return _pandas_us(values, fmt, True, "UTC")
+    ints = np.asarray(parsed.cast(pa.int64()).fill_null(NAT).to_numpy(zero_copy_only=False))
+    ints = ints.astype(np.int64, copy=True)
+    ok = ints != NAT
+    stamps = ints[ok].view("datetime64[us]")
+    days = (stamps - stamps.astype("datetime64[M]")).astype("timedelta64[D]").astype(np.int64)
+    years = stamps.astype("datetime64[Y]").astype(np.int64) + 1970
+    doubtful = np.flatnonzero(ok)[(days < 3) | (years < 1000)]
+    if len(doubtful):
+        ints[doubtful] = _pandas_us(values.iloc[doubtful], fmt, True, "UTC")
+    return ints
+
+
+def _localize_us(wall: np.ndarray, tz: str) -> np.ndarray:
+    if tz == "UTC":
+        return wall
+    out = np.full(len(wall), NAT, dtype=np.int64)
+    ok = wall != NAT
+    out[ok] = _localize(pd.DatetimeIndex(wall[ok].view("datetime64[us]")), tz)
+    return out
+
+
+def _pandas_us(
+    values: pd.Series, fmt: str, aware: bool, tz: str = "UTC", *, dayfirst: bool = False
+) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

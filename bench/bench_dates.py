@@ -8,7 +8,7 @@ Builds, from ../shared/datasets/bpic2012.xes.gz (or --log), in a temp directory:
   3. the same log with German headers (Fall, Aktivität, Zeitstempel, Ressource, Lebenszyklus);
 loads each with the engine and prints its figures next to the XES's (the goal: identical).
 
-  .venv/bin/python bench/bench_dates.py [--log PATH]
+  .venv/bin/python bench/bench_dates.py [--log PATH] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -93,11 +93,15 @@ def figures(result: LoadResult) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--log", type=Path, default=DATASETS / "bpic2012.xes.gz")
+    parser.add_argument("--keep", type=Path, help="write the exports here (kept)")
     args = parser.parse_args()
     t0 = time.perf_counter()
     xes = load_event_log(args.log)
     columns = {"XES": (figures(xes), time.perf_counter() - t0)}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = args.keep or tmp_dir
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
         builds = {
             "dd.mm.yyyy trap": day_first_trap(xes.events, Path(tmp) / "trap.csv"),
             "Japanese headers": renamed(xes.events, JAPANESE, Path(tmp) / "ja.csv"),
