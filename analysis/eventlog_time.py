@@ -492,7 +492,7 @@ def _to_us(
     month's end rolls over to day 1-3 of the next; %Y takes two digits) are read again by
     pandas, so the result is pandas' strict reading.
     """
-    if _ARROW_SAFE.fullmatch(fmt) and len(values) > 1_000:
+    if "%" in fmt and _ARROW_SAFE.fullmatch(fmt) and len(values) > 1_000:
         wall = _arrow_us(values, fmt)
         return wall if "%z" in fmt else _localize_us(wall, tz)
     return _pandas_us(values, fmt, aware, tz, dayfirst=dayfirst)

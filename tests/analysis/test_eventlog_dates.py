@@ -284,6 +284,7 @@ def test_header_languages(receipt: LoadResult, tmp_path: Path, language: str) ->
     result = load_event_log(_export(receipt.events, tmp_path / f"{language}.csv", names=names))
     reference = load_event_log(_export(receipt.events, tmp_path / "en.csv", names=english))
     assert result.mapping.case == names[CASE] and result.mapping.resource == names[RESOURCE]
+    assert "read as ISO 8601;" in result.data_quality_method
     _same_figures(result.events, reference.events)
     _same_figures(result.events, receipt.events)
 
