@@ -330,7 +330,8 @@ def _parse_by_layout(
                 layouts.append(layout)
         rest_parts.append(others[~np.isin(shape_arr, counts.index[:_MAX_SHAPES].to_numpy())])
 
-    dayfirst = _day_first(layouts, text, column)
+    decided = _day_first(layouts, text, column)
+    dayfirst = True if decided is None else decided
     for layout in layouts:
         use_swapped = layout.swapped is not None and _is_day_first(layout.fmt) != dayfirst
         chosen = layout.swapped if use_swapped and layout.swapped is not None else layout.parsed
@@ -343,7 +344,9 @@ def _parse_by_layout(
 
     rest = np.concatenate(rest_parts) if rest_parts else np.zeros(0, dtype=np.int64)
     rest = rest[ints[rest] == NAT]
-    if len(rest) and _per_value(text, rest, offset, ints, tz, dayfirst):
+    # with no layout to decide the order, a value read differently both ways is refused too
+    strict = None if decided is not None else column
+    if len(rest) and _per_value(text, rest, offset, ints, tz, dayfirst, strict):
         methods.append("other layouts parsed value by value")
     return methods, dayfirst
 
@@ -396,8 +399,9 @@ def _layout(values: pd.Series, idx: np.ndarray, aware: bool, tz: str) -> _Layout
     return _Layout(idx, best, parsed, swapped_fmt, swapped)
 
 
-def _day_first(layouts: list[_Layout], text: pd.Series, column: str) -> bool:
-    """The column's day/month order from every value of every swappable layout."""
+def _day_first(layouts: list[_Layout], text: pd.Series, column: str) -> bool | None:
+    """The column's day/month order from every value of every swappable layout; None when no
+    layout has day and month in swappable places."""
     proves_day: list[np.ndarray] = []
     proves_month: list[np.ndarray] = []
     ambiguous: list[np.ndarray] = []
@@ -416,7 +420,7 @@ def _day_first(layouts: list[_Layout], text: pd.Series, column: str) -> bool:
         proves_month.append(layout.idx[ok_m & ~ok_d])
         ambiguous.append(layout.idx[ok_d & ok_m & (day != month)])
     if not swappable:
-        return True
+        return None
     day_idx = np.concatenate(proves_day)
     month_idx = np.concatenate(proves_month)
     unsure = np.concatenate(ambiguous)
@@ -456,25 +460,46 @@ def _per_value(
     ints: np.ndarray,
     tz: str,
     dayfirst: bool,
+    strict: str | None = None,
 ) -> bool:
     """pandas' per-value parser (with the column's day/month order) on what no layout read; a
-    probe first, so hopeless values are not tried one by one. Whether any value was read."""
+    probe first, so hopeless values are not tried one by one. Whether any value was read.
+    `strict` (the column's name): the order is not known, so a value that reads differently
+    day-first and month-first is refused."""
     probe, later = rest[:_MIXED_PROBE], rest[_MIXED_PROBE:]
-    _fill_mixed(text, probe, offset, ints, tz, dayfirst)
+    _fill_mixed(text, probe, offset, ints, tz, dayfirst, strict)
     if not (ints[probe] != NAT).any():
         return False
     for start in range(0, len(later), CHUNK_ROWS):
-        _fill_mixed(text, later[start : start + CHUNK_ROWS], offset, ints, tz, dayfirst)
+        _fill_mixed(text, later[start : start + CHUNK_ROWS], offset, ints, tz, dayfirst, strict)
     return True
 
 
 def _fill_mixed(
-    text: pd.Series, part: np.ndarray, offset: np.ndarray, ints: np.ndarray, tz: str, dayfirst: bool
+    text: pd.Series,
+    part: np.ndarray,
+    offset: np.ndarray,
+    ints: np.ndarray,
+    tz: str,
+    dayfirst: bool,
+    strict: str | None,
 ) -> None:
     for aware in (True, False):
         sel = part[offset[part] == aware]
-        if len(sel):
-            ints[sel] = _to_us(text.iloc[sel], "mixed", aware, tz, dayfirst=dayfirst)
+        if not len(sel):
+            continue
+        ints[sel] = _to_us(text.iloc[sel], "mixed", aware, tz, dayfirst=dayfirst)
+        if strict is None:
+            continue
+        other = _to_us(text.iloc[sel], "mixed", aware, tz, dayfirst=not dayfirst)
+        differ = sel[(ints[sel] != NAT) & (other != NAT) & (ints[sel] != other)]
+        if len(differ):
+            raise AmbiguousTimestamps(
+                f"The timestamp column {strict!r} is ambiguous: values such as "
+                f"{_ex(text, differ)} read differently day-first and month-first, and no value "
+                "tells which. Give timestampFormat (e.g. %d/%m/%Y %H:%M or %m/%d/%Y %H:%M).",
+                field="timestampFormat",
+            )
 
 
 def _is_string(dtype: object) -> bool:
