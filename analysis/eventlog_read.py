@@ -1069,6 +1069,9 @@ def _canonical(frame: pd.DataFrame, source_format: str, mapping: ColumnMapping) 
     columns = [str(c) for c in frame.columns]
     frame.columns = pd.Index(columns)
     resolved = resolve_mapping(columns, mapping, frame)
+    if source_format == "xes" and mapping.start_timestamp is None:
+        # XES records starts as lifecycle events; an attribute named like a start is not one
+        resolved = replace(resolved, start_timestamp=None)
     split = resolved.start_timestamp is not None and resolved.lifecycle is None
     if split and _same_times(frame[resolved.start_timestamp], frame[resolved.timestamp]):
         split = False  # start equals end in every row: one event per row
