@@ -359,3 +359,16 @@ def test_empty_xes_event_does_not_panic(tmp_path: Path) -> None:
     with pytest.raises(EventLogError) as info:
         load_event_log(path)
     assert info.value.field in ("file", "activityColumn", "timestampColumn")
+
+
+def test_enrichment_reads_naive_values_in_the_timezone(receipt: LoadResult) -> None:
+    frame = receipt.events.copy()
+    frame[TIMESTAMP] = frame[TIMESTAMP].dt.strftime("%d.%m.%Y %H:%M:%S.%f")
+    utc = enrich_events(frame, ["fix_timestamps"]).frame
+    tokyo = enrich_events(frame, ["fix_timestamps"], timezone="Asia/Tokyo")
+    assert "taken as Asia/Tokyo time" in tokyo.rules[0].description
+    shift = (
+        utc.sort_values(ROW)[TIMESTAMP].to_numpy()
+        - tokyo.frame.sort_values(ROW)[TIMESTAMP].to_numpy()
+    )
+    assert (shift == np.timedelta64(9, "h")).all()
