@@ -255,6 +255,7 @@ class _XmlScan:
 
     def __init__(self) -> None:
         self.events = 0
+        self.empty_events = 0  # <event/>: no attribute at all (a boundary split may miss one)
         self.tail = b""
         self._carry = b""
         self.xml: bool | None = None  # decided by the first non-blank byte
@@ -280,6 +281,7 @@ class _XmlScan:
                 code="unsafe_content",
             )
         self.events += chunk.count(b"<event") + (self._carry[-5:] + chunk[:5]).count(b"<event")
+        self.empty_events += len(re.findall(rb"<event\s*/>", chunk))
         self._carry = (self._carry + chunk[-9:])[-9:]
         self.tail = (self.tail + chunk[-4096:])[-4096:]
 
@@ -452,9 +454,35 @@ def _read_xes(
                 [f"{skipped:,} <event> elements were not read as part of a trace"],
             )
         )
-    raw = _canonical(frame, "xes", mapping)
+    try:
+        raw = _canonical(frame, "xes", mapping)
+    except EventLogError as exc:
+        if exc.code == "missing_column" and scan.empty_events:
+            _check_xes_keys(frame, mapping, scan)
+        raise
     raw.skipped_records, raw.read_issues = skipped, issues
     return raw
+
+
+def _check_xes_keys(frame: pd.DataFrame, mapping: ColumnMapping, scan: _XmlScan) -> None:
+    """An XES with empty <event/> elements whose events carry no activity or no timestamp
+    at all: say so (rather than "no activity column"), counting the empty elements."""
+    for key, given, what in (
+        (ACTIVITY, mapping.activity, "activity (concept:name)"),
+        (TIMESTAMP, mapping.timestamp, "timestamp (time:timestamp)"),
+    ):
+        if given is None and key not in frame.columns:
+            empty = (
+                f"; {scan.empty_events:,} of its {scan.events:,} <event> elements are empty "
+                "(<event/>)"
+                if scan.empty_events
+                else ""
+            )
+            raise EventLogError(
+                f"No event of the XES file has an {what}{empty}.",
+                field="file",
+                code="no_valid_events",
+            )
 
 
 def _xes_with_r4pm(path: Path, expected: int, progress: Progress) -> pd.DataFrame | None:
