@@ -185,7 +185,8 @@ def check_timezone(name: str | None, field: str = "parameters.timezone") -> str:
     text = str(name).strip()
     try:
         ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        pd.Timestamp("2000-01-01").tz_localize(text)  # pandas must take it too
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError, KeyError):
         raise InvalidParameter(
             f"timezone {name!r} is not an IANA time zone name (such as Europe/Berlin, "
             "Asia/Tokyo or UTC).",
