@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from analysis.eventlog import ColumnMapping
-from tests.api.conftest import Client
+from analysis.runs import ProcessMiningRun
+from pmops.service.lifecycle import dataset_source
+from tests.api.conftest import Client, Served
 from tests.service_stack import assert_problem
 
 # receipt's first events, written day-first with every day and month <= 12
@@ -35,7 +37,9 @@ def test_ambiguous_column_is_422_naming_it(api: Client) -> None:
     assert "%d.%m.%Y %H:%M:%S" in problem["detail"]
 
 
-def test_timestamp_format_and_timezone_at_upload_are_stored(api: Client) -> None:
+def test_timestamp_format_and_timezone_at_upload_are_stored(
+    served: Served, api: Client, tmp_path: Path
+) -> None:
     r = _upload(
         api,
         "ambiguous.csv",
@@ -58,6 +62,14 @@ def test_timestamp_format_and_timezone_at_upload_are_stored(api: Client) -> None
     stored = api.get(f"/datasets/{dataset['datasetId']}").json()["columnMapping"]
     again = ColumnMapping.from_dict(stored)
     assert (again.timestamp_format, again.timezone) == ("%d.%m.%Y %H:%M:%S", "Europe/Berlin")
+    # the run of an operation on the dataset reads it so, with no parameter repeating it
+    row = {"dataset_id": dataset["datasetId"], "request": {"parameters": {}}}
+    source, mapping = dataset_source(served.engine, row)
+    assert mapping is not None and mapping.timestamp_format == "%d.%m.%Y %H:%M:%S"
+    run = ProcessMiningRun(source, tmp_path / "out", {"analysisType": "quick"}, mapping)
+    run.sink = None
+    run.run_load()
+    assert run.load is not None and run.load.to_dict()["timeRange"] == dataset["timeRange"]
 
 
 def test_bad_upload_settings_name_the_field(api: Client) -> None:
