@@ -122,10 +122,10 @@ register_ja(
         "A case takes {mean} on average (median {median}).": "1 件のケースにかかる時間は平均 "
         "{mean}（中央値 {median}）です。",
         "The main bottleneck is '{top}': cases wait {wait} on average before it ({share}% of "
-        "all waiting time).": "最大のボトルネックは「{top}」です。その前でケースは平均 {wait} "
+        "all waiting time).": "最大のボトルネックは「{top}」です。その前でケースは平均 {wait}"
         "待っています（全待ち時間の {share}%）。",
         "The main bottleneck is '{top}': cases wait {wait} on average before it.": "最大の"
-        "ボトルネックは「{top}」です。その前でケースは平均 {wait} 待っています。",
+        "ボトルネックは「{top}」です。その前でケースは平均 {wait}待っています。",
         "The main bottleneck is '{top}' ({share}% of all waiting time).": "最大のボトルネックは"
         "「{top}」です（全待ち時間の {share}%）。",
         "The main bottleneck is '{top}'.": "最大のボトルネックは「{top}」です。",
