@@ -258,7 +258,9 @@ def _write_pdf(
     notes: Sequence[str],
     lang: str = "en",
     title: str | None = None,
+    remarks: Sequence[str] = (),
 ) -> Path:
+    """The summary PDF; `remarks` (such as a missing font) print below the status line."""
     sheet = styles(lang)
     width, _ = frame_size()
     story: list[Flowable] = [
@@ -268,7 +270,9 @@ def _write_pdf(
     source = _source_line(results, title, lang)
     if source:
         story.append(Paragraph(text(source), sheet["Normal"]))
-    story += [Paragraph(text(_status_text(results, lang)), sheet["Note"]), Spacer(1, 0.3 * cm)]
+    story.append(Paragraph(text(_status_text(results, lang)), sheet["Note"]))
+    story += [Paragraph(text(remark), sheet["Note"]) for remark in remarks]
+    story.append(Spacer(1, 0.3 * cm))
     headline = findings(results, events, lang)
     if headline:
         story.append(Paragraph(text(tr("Main findings", lang)), sheet["Heading1"]))
@@ -386,7 +390,9 @@ def _write_pptx(
     notes: Sequence[str],
     lang: str = "en",
     title: str | None = None,
+    remarks: Sequence[str] = (),
 ) -> Path:
+    """The summary deck; `remarks` (such as a missing font) close the key figures' bullets."""
     deck = Presentation()
     slide_w, slide_h = _in(13.333), _in(7.5)  # 16:9
     deck.slide_width, deck.slide_height = Emu(slide_w), Emu(slide_h)
@@ -413,6 +419,7 @@ def _write_pptx(
     lines = findings(results, events, lang) + [
         tr("Not included: {item}", lang).format(item=m) for m in not_computed(results, lang)
     ]
+    lines += list(remarks)
     empty = [tr("No figures were computed.", lang)]
     _bullets(slide, lines or empty, _in(6.7), top, _in(6.1), body_h)
 
@@ -496,14 +503,11 @@ def write_executive_summary(
         notes: list[str] = []
         if include_visualizations:
             assets, notes = _assets(Path(tmp_name), results, events, dfg, lang, map_svg)
-        notes = [*notes, *font_notes]
         for i, kind in enumerate(kinds, start=1):
             progress.update(i, total, f"Writing executive summary ({kind})")
-            if kind == "PDF":
-                path = out_dir / "executive_summary.pdf"
-                written.append(_write_pdf(path, results, events, assets, notes, lang, title))
-            else:
-                path = out_dir / "executive_summary.pptx"
-                written.append(_write_pptx(path, results, events, assets, notes, lang, title))
+            write = _write_pdf if kind == "PDF" else _write_pptx
+            suffix = "pdf" if kind == "PDF" else "pptx"
+            path = out_dir / f"executive_summary.{suffix}"
+            written.append(write(path, results, events, assets, notes, lang, title, font_notes))
         progress.update(total, total, "Executive summary written")
     return written

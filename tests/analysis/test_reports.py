@@ -684,3 +684,9 @@ def test_missing_cjk_font_falls_back_with_a_note(japanese, tmp_path: Path, monke
     text = pdf_text(pdf)
     assert "Key figures" in text  # Japanese texts would print as boxes: English instead
     assert "No CJK font was found" in text and "fonts-ipaexfont-gothic" in text
+    with pytest.warns(UserWarning, match="missing from font"):
+        (pptx,) = write_executive_summary(
+            tmp_path / "x", doc, events, dfg, ["PowerPoint"], lang="ja"
+        )
+    deck, _ = pptx_text(pptx)
+    assert "Key figures" in deck and "No CJK font was found" in deck
