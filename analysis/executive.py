@@ -450,7 +450,7 @@ def _write_pptx(
         rows = [header] + [
             [
                 tr(str(r.get("priority", "")), lang),
-                f"{r.get('category', '')}: {r.get('recommendation', '')}",
+                f"{tr(str(r.get('category', '')), lang)}: {r.get('recommendation', '')}",
                 str(r.get("expectedImprovement", "")),
             ]
             for r in recs

@@ -146,6 +146,12 @@ register_ja(
         "Priority": "優先度",
         "Recommendation": "推奨事項",
         "Expected:": "期待される効果:",
+        # recommendation categories (analysis/recommendations.py)
+        "Process Optimization": "プロセス最適化",
+        "Rework Reduction": "手戻りの削減",
+        "Data Quality": "データ品質",
+        "Risk Management": "リスク管理",
+        "Compliance": "コンプライアンス",
         "How computed:": "算出方法:",
         "Page {page}": "{page} ページ",
         # sections
@@ -641,7 +647,9 @@ def recommendation_rows(
     for r in recommendations:
         priority = str(r.get("priority", ""))
         colour = _PRIORITY_COLOURS.get(priority, "#4a5568")
-        body = f"<b>{text(r.get('category', ''))}.</b> {text(r.get('recommendation', ''))}"
+        category = tr(str(r.get("category", "")), lang)
+        body = f"<b>{text(category)}{'。' if lang == 'ja' else '.'}</b> "
+        body += text(r.get("recommendation", ""))
         if r.get("expectedImprovement"):
             body += f"<br/><b>{text(tr('Expected:', lang))}</b> {text(r['expectedImprovement'])}"
         if with_basis and r.get("basis"):
