@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup system-deps run test check lint format typecheck bench reliability clean
 
-setup: $(STAMP)
+# system-deps on every setup (a cheap check): a package added to SYSTEM_PACKAGES reaches machines
+# whose venv is already installed
+setup: system-deps $(STAMP)
 
 # graphviz draws the process map; poppler-utils (pdftotext, pdfinfo, pdftoppm) lets the tests read
 # and render the PDFs; chromium and chromium-driver let a test look at the results page in a real
