@@ -690,3 +690,18 @@ def test_missing_cjk_font_falls_back_with_a_note(japanese, tmp_path: Path, monke
         )
     deck, _ = pptx_text(pptx)
     assert "Key figures" in deck and "No CJK font was found" in deck
+
+
+def test_map_svg_without_rsvg_convert_is_a_note(japanese, tmp_path: Path, monkeypatch):
+    _, dfg, doc = japanese
+    pm = render_process_map(dfg, tmp_path / "map.svg")
+    (first,) = write_executive_summary(
+        tmp_path / "a", doc, None, None, ["PowerPoint"], map_svg=pm.svg_path
+    )
+    assert pptx_text(first)[1] == 2  # drawn from the SVG: map and bottleneck chart
+    monkeypatch.setenv("PATH", str(tmp_path))  # no rsvg-convert
+    (pptx,) = write_executive_summary(
+        tmp_path / "b", doc, None, None, ["PowerPoint"], map_svg=pm.svg_path
+    )
+    deck, pictures = pptx_text(pptx)
+    assert "Process map not drawn: rsvg-convert was not found" in deck and pictures == 1
