@@ -632,7 +632,10 @@ def test_report_generation_from_an_analysis_draws_its_map(tmp_path: Path, japane
 
     analysis_dir = tmp_path / "analysis"
     ProcessMiningRun(
-        japanese_csv, analysis_dir, {"reportLanguage": "ja"}, name="申請プロセス分析"
+        japanese_csv,
+        analysis_dir,
+        {"analysisType": "quick", "reportLanguage": "ja"},
+        name="申請プロセス分析",
     ).run_all()
     text = pdf_text(analysis_dir / "report.pdf")
     assert "主要指標" in text and "判断" in text and "申請プロセス分析" in text
