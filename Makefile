@@ -6,14 +6,20 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup system-deps run test check lint format typecheck bench reliability clean
 
-setup: $(STAMP)
+# system-deps on every setup (a cheap check): a package added to SYSTEM_PACKAGES reaches machines
+# whose venv is already installed
+setup: system-deps $(STAMP)
 
 # graphviz draws the process map; poppler-utils (pdftotext, pdfinfo, pdftoppm) lets the tests read
 # and render the PDFs; chromium and chromium-driver let a test look at the results page in a real
-# browser. Installed from Debian's packages when we are root and they are missing.
-SYSTEM_PACKAGES = graphviz poppler-utils chromium chromium-driver
+# browser; fonts-ipaexfont-gothic is the TrueType Japanese (CJK) font the PDF embeds and the charts
+# and map draw with (analysis/fonts.py); librsvg2-bin (rsvg-convert) turns an earlier analysis's
+# map SVG into the picture of a ReportGeneration. Installed from Debian's packages when we are root
+# and they are missing.
+SYSTEM_PACKAGES = graphviz poppler-utils chromium chromium-driver fonts-ipaexfont-gothic librsvg2-bin
+CJK_FONT_FILE = /usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf
 system-deps:
-	@{ command -v dot && command -v pdftotext && command -v pdftoppm && command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	@{ command -v dot && command -v pdftotext && command -v pdftoppm && command -v chromium && command -v chromedriver && command -v rsvg-convert && test -f $(CJK_FONT_FILE); } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null)); \
 	  else echo "missing: install $(SYSTEM_PACKAGES) (e.g. apt-get install $(SYSTEM_PACKAGES))"; exit 1; fi; }

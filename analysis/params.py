@@ -17,6 +17,7 @@ ANALYSIS_TYPES = ("quick", "standard", "comprehensive")
 OPTIMIZATIONS = ("high_accuracy", "high_throughput")
 EXPORT_FORMATS = ("PDF", "CSV", "JSON")
 REPORT_FORMATS = ("PDF", "PowerPoint")
+REPORT_LANGUAGES = ("en", "ja")
 # accepted spellings of `parameters.algorithm` -> the miner that runs
 ALGORITHM_ALIASES = {
     "inductive": "inductive",
@@ -114,6 +115,7 @@ class AnalysisParams:
     timezone: str | None = None
     remove_duplicates: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    report_language: str = "en"
 
     @property
     def runs_conformance(self) -> bool:
@@ -203,6 +205,7 @@ def parse_analysis_params(params: Mapping[str, Any] | None) -> AnalysisParams:
         timezone=_timezone(p),
         remove_duplicates=_get(p, "removeDuplicates", bool, "parameters.removeDuplicates", False),
         raw=dict(p),
+        report_language=_report_language(p),
     )
 
 
@@ -259,6 +262,13 @@ class ReportParams:
     report_type: str = "executive_summary"
     include_visualizations: bool = True
     export_formats: tuple[str, ...] = REPORT_FORMATS
+    report_language: str = "en"
+
+
+def _report_language(p: Mapping[str, Any]) -> str:
+    """`parameters.reportLanguage`: the language of the PDF and PowerPoint texts."""
+    where = "parameters.reportLanguage"
+    return _choice(_get(p, "reportLanguage", str, where, "en"), REPORT_LANGUAGES, where) or "en"
 
 
 REPORT_TYPES = ("executive_summary",)
@@ -279,4 +289,5 @@ def parse_report_params(params: Mapping[str, Any] | None) -> ReportParams:
         export_formats=_formats(
             p.get("exportFormats"), REPORT_FORMATS, "parameters.exportFormats", REPORT_FORMATS
         ),
+        report_language=_report_language(p),
     )

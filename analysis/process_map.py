@@ -156,11 +156,13 @@ def _dot_header(legend: list[str]) -> list[str]:
     return [
         "digraph process_map {",
         '  charset="UTF-8";',
-        f'  graph [rankdir=TB, labelloc=t, fontname="DejaVu Sans", fontsize=16, nodesep=0.35, '
-        f"ranksep=0.45, label={dot_quote(*legend)}];",
-        '  node [shape=box, style="rounded,filled", fontname="DejaVu Sans", fontsize=11, '
+        # DejaVu for Latin text, a CJK font for Japanese names (pango falls back per glyph)
+        '  graph [rankdir=TB, labelloc=t, fontname="DejaVu Sans,IPAexGothic,Noto Sans CJK JP", '
+        f"fontsize=16, nodesep=0.35, ranksep=0.45, label={dot_quote(*legend)}];",
+        '  node [shape=box, style="rounded,filled", '
+        'fontname="DejaVu Sans,IPAexGothic,Noto Sans CJK JP", fontsize=11, '
         'penwidth=1, color="#4a5568"];',
-        '  edge [fontname="DejaVu Sans", fontsize=9, arrowsize=0.7];',
+        '  edge [fontname="DejaVu Sans,IPAexGothic,Noto Sans CJK JP", fontsize=9, arrowsize=0.7];',
         '  "__start__" [label="start", shape=circle, style=filled, fillcolor="#38a169", '
         "fontcolor=white, width=0.6, fixedsize=true];",
         '  "__end__" [label="end", shape=doublecircle, style=filled, fillcolor="#4a5568", '

@@ -72,6 +72,7 @@ class ProcessMiningRun(OperationRun):
             "exportFormats",
             "generateOptimizationRecommendations",
             "generateInsights",
+            "reportLanguage",
         ),
     }
 
@@ -268,7 +269,14 @@ class ProcessMiningRun(OperationRun):
                         )
                     with progress.heartbeat(3, total, "Writing the PDF report"):
                         write_analysis_report(
-                            pdf, self.partial_document(), events, dfg, png, anomalies, work_dir
+                            pdf,
+                            self.partial_document(),
+                            events,
+                            dfg,
+                            png,
+                            anomalies,
+                            work_dir,
+                            lang=p.report_language,
                         )
                 self._artifact(
                     "Process Mining Analysis Report",
@@ -487,6 +495,7 @@ class ReportGenerationRun(OperationRun):
                     "outputOptions": {"generateReports": False, "createVisualizations": False},
                 },
                 self.mapping,
+                name=self.name,  # its document's operationName titles the summary
                 token=self.token,
             )
             analysis.sink = None
@@ -506,6 +515,27 @@ class ReportGenerationRun(OperationRun):
 
         return self._run_phase(phases.COLLECT, work)
 
+    def report_title(self) -> str | None:
+        """The summary's title: the operation's name; None (the analysis's own name) when the
+        run has none of its own (the CLI names a run after its source file)."""
+        from_json = self.source.suffix == ".json"
+        if self.name == self.operation_type or (from_json and self.name == self.source.name):
+            return None
+        return self.name
+
+    def analysis_map_svg(self) -> Path | None:
+        """The process map SVG of the analysis whose results.json is the source (its artifact,
+        inside that analysis's result directory), or None."""
+        if self.source.suffix != ".json":
+            return None
+        base = self.source.parent.resolve()
+        for artifact in self.results.get("artifacts") or []:
+            if isinstance(artifact, dict) and str(artifact.get("format")).upper() == "SVG":
+                path = (base / str(artifact.get("path") or "")).resolve()
+                if path.is_relative_to(base) and path.is_file():
+                    return path
+        return None
+
     def run_reports(self) -> dict[str, Any]:
         from analysis.executive import write_executive_summary
 
@@ -518,6 +548,9 @@ class ReportGenerationRun(OperationRun):
                 formats=self.params.export_formats,
                 include_visualizations=self.params.include_visualizations,
                 progress=progress,
+                lang=self.params.report_language,
+                title=self.report_title(),
+                map_svg=self.analysis_map_svg(),
             )
             for path in paths:
                 fmt = "PPTX" if path.suffix == ".pptx" else "PDF"

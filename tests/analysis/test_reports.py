@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -472,3 +473,238 @@ def test_charts_write_png(receipt, tmp_path: Path):
     ):
         assert path.read_bytes()[:4] == b"\x89PNG"
     assert os.path.getsize(tmp_path / "c.png") < 200_000
+
+
+# --------------------------------------------------------------------------- Japanese reports
+
+JA_ACTIVITIES = {
+    "register request": "申請受付",
+    "examine thoroughly": "詳細審査",
+    "examine casually": "簡易審査",
+    "check ticket": "チケット確認",
+    "decide": "判断",
+    "reinitiate request": "再申請",
+    "pay compensation": "補償金支払",
+    "reject request": "申請却下",
+}
+
+
+@pytest.fixture(scope="module")
+def japanese(datasets: Path):
+    """running-example with Japanese activity and resource names, its DFG and a document."""
+    events = canonical_frame(datasets / "running-example.xes")
+    events[ACTIVITY] = events[ACTIVITY].map(JA_ACTIVITIES)
+    dfg = compute_dfg(events)
+    doc = build_document(events, dfg, "申請ログ.csv")
+    doc["operationName"] = "申請プロセス分析"
+    return events, dfg, doc
+
+
+@pytest.fixture(scope="module")
+def japanese_csv(japanese, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    events = japanese[0]
+    path = tmp_path_factory.mktemp("ja") / "申請ログ.csv"
+    pd.DataFrame(
+        {
+            "case_id": events[CASE],
+            "activity": events[ACTIVITY],
+            "timestamp": events[TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "resource": events["org:resource"].map(lambda r: f"担当者{r}"),
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def pdf_fonts(path: Path) -> str:
+    return subprocess.run(
+        ["pdffonts", str(path)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def pdf_images(path: Path) -> list[tuple[int, int, int]]:
+    """(page, width, height) of every image in the PDF."""
+    out = subprocess.run(
+        ["pdfimages", "-list", str(path)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    rows = []
+    for line in out.splitlines()[2:]:
+        cells = line.split()
+        if cells and cells[2] == "image":
+            rows.append((int(cells[0]), int(cells[3]), int(cells[4])))
+    return rows
+
+
+def pptx_text(path: Path) -> tuple[str, int]:
+    """All text of a deck (text frames and tables) and its number of pictures."""
+    texts, pictures = [], 0
+    for slide in Presentation(str(path)).slides:
+        for shape in slide.shapes:
+            pictures += shape.shape_type == 13
+            if shape.has_text_frame:
+                texts.append(shape.text_frame.text)
+            if shape.has_table:
+                texts += [c.text for row in shape.table.rows for c in row.cells]
+    return plain(" ".join(texts)), pictures
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_pdf_prints_japanese_names_in_both_languages(japanese, tmp_path: Path, lang: str):
+    events, dfg, doc = japanese
+    pm = render_process_map(dfg, tmp_path / "map.svg", tmp_path / "map.png")
+    pdf = write_analysis_report(
+        tmp_path / "r.pdf", doc, events, dfg, pm.png_path, None, tmp_path / "w", lang=lang
+    )
+    text = pdf_text(pdf)
+    for name in ("申請受付", "判断", "チケット確認", "申請プロセス分析"):
+        assert name in text
+    top = doc["phaseResults"][1]["results"]["performanceMetrics"]["bottlenecks"][0]["activity"]
+    assert top in text
+    # the CJK font is embedded (subset), beside DejaVu
+    fonts_listed = pdf_fonts(pdf)
+    embedded = re.findall(r"^\w{6}\+(\S+)\s+TrueType\s+\S+\s+yes", fonts_listed, re.M)
+    assert "IPAexGothic" in embedded and "DejaVuSans" in embedded
+    if lang == "ja":
+        for heading in ("プロセスマイニング分析レポート", "主要指標", "主な所見", "プロセスマップ"):
+            assert heading in text
+        assert "ケース数 6" in text and "各指標の算出方法" in text
+        assert "Key figures" not in text
+    else:
+        assert "Key figures" in text and "Cases 6" in text
+        assert "主要指標" not in text
+
+
+def test_charts_draw_japanese_without_missing_glyphs(japanese, tmp_path: Path, monkeypatch):
+    events, _, doc = japanese
+    bottlenecks = doc["phaseResults"][1]["results"]["performanceMetrics"]["bottlenecks"]
+
+    def draw(lang: str) -> None:
+        charts.variants_chart(charts.variant_counts(events), tmp_path / "v.png", lang=lang)
+        charts.bottleneck_chart(bottlenecks, tmp_path / "b.png", lang=lang)
+        charts.cycle_time_chart(charts.case_durations_hours(events), tmp_path / "c.png", lang=lang)
+        charts.anomaly_severity_chart({"high": 1}, tmp_path / "a.png", lang=lang)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph ... missing from font(s)" would raise
+        draw("ja")
+        draw("en")
+    # the check has teeth: without the CJK font the same charts miss glyphs
+    monkeypatch.setattr("analysis.fonts.CJK_FONT_CANDIDATES", ())
+    with pytest.warns(UserWarning, match="missing from font"):
+        draw("ja")
+
+
+def test_executive_summary_in_japanese(japanese, tmp_path: Path):
+    events, dfg, doc = japanese
+    pdf, pptx = write_executive_summary(tmp_path, doc, events, dfg, lang="ja", title="月次レポート")
+    text = pdf_text(pdf)
+    top = doc["phaseResults"][1]["results"]["performanceMetrics"]["bottlenecks"][0]["activity"]
+    for expected in ("エグゼクティブサマリー", "月次レポート", "主な所見", "推奨事項", top):
+        assert expected in text
+    assert "元の分析: 申請プロセス分析" in text
+    title = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
+    assert "エグゼクティブサマリー — 月次レポート" in title
+    deck, pictures = pptx_text(pptx)
+    for expected in ("プロセスマイニング — エグゼクティブサマリー", "月次レポート", "主要指標"):
+        assert expected in deck
+    assert "ボトルネック" in deck and "推奨事項" in deck and top in deck
+    assert "Key figures" not in deck and pictures == 2
+
+
+def test_report_language_is_validated(tmp_path: Path, japanese_csv: Path):
+    from analysis.params import parse_analysis_params, parse_report_params
+    from analysis.runs import ProcessMiningRun, ReportGenerationRun
+
+    assert parse_analysis_params({}).report_language == "en"
+    assert parse_report_params({"reportLanguage": "ja"}).report_language == "ja"
+    for parse in (parse_analysis_params, parse_report_params):
+        for bad in ("fr", "JA", 1):
+            with pytest.raises(InvalidParameter) as err:
+                parse({"reportLanguage": bad})
+            assert err.value.field == "parameters.reportLanguage"
+    for run in (ProcessMiningRun, ReportGenerationRun):
+        with pytest.raises(InvalidParameter) as err:
+            run(japanese_csv, tmp_path, {"reportLanguage": "de"})
+        assert err.value.field == "parameters.reportLanguage"
+
+
+def test_report_generation_from_an_analysis_draws_its_map(tmp_path: Path, japanese_csv: Path):
+    from analysis.runs import ProcessMiningRun, ReportGenerationRun
+
+    analysis_dir = tmp_path / "analysis"
+    ProcessMiningRun(
+        japanese_csv,
+        analysis_dir,
+        {"analysisType": "quick", "reportLanguage": "ja"},
+        name="申請プロセス分析",
+    ).run_all()
+    text = pdf_text(analysis_dir / "report.pdf")
+    assert "主要指標" in text and "判断" in text and "申請プロセス分析" in text
+
+    out = tmp_path / "summary"
+    doc = ReportGenerationRun(
+        analysis_dir / "results.json", out, {"reportLanguage": "ja"}, name="週次レポート"
+    ).run_all()
+    assert doc["operationName"] == "週次レポート"
+    pdf, pptx = out / "executive_summary.pdf", out / "executive_summary.pptx"
+    text = pdf_text(pdf)
+    assert "週次レポート" in text and "元の分析: 申請プロセス分析" in text
+    assert "プロセスマップは描画されていません" not in text
+    pages = int(
+        re.search(
+            r"Pages:\s+(\d+)",
+            subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout,
+        ).group(1)
+    )
+    # the map is the picture on the last (landscape) page, the analysis's SVG drawn as PNG
+    (chart_page, *_), (map_page, *_) = pdf_images(pdf)  # the bottleneck chart, then the map
+    assert chart_page < map_page == pages and "プロセスマップ" in text
+    _, pictures = pptx_text(pptx)
+    assert pictures == 2  # the map and the bottleneck chart
+
+
+def test_summary_of_a_log_is_titled_by_its_name(tmp_path: Path, japanese_csv: Path):
+    from analysis.runs import ReportGenerationRun
+
+    # the CLI names a run after its file when no name is given
+    ReportGenerationRun(
+        japanese_csv, tmp_path, {"exportFormats": ["PDF"]}, name=japanese_csv.name
+    ).run_all()
+    pdf = tmp_path / "executive_summary.pdf"
+    text = pdf_text(pdf)
+    assert "申請ログ.csv" in text and "ProcessMiningAnalysis" not in text
+    assert "Source analysis" not in text  # the summary and its quick analysis share the name
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
+    assert "Executive Summary — 申請ログ.csv" in info
+
+
+def test_missing_cjk_font_falls_back_with_a_note(japanese, tmp_path: Path, monkeypatch):
+    events, dfg, doc = japanese
+    monkeypatch.setattr("analysis.fonts.CJK_FONT_CANDIDATES", ("/nonexistent/font.ttf",))
+    with pytest.warns(UserWarning, match="missing from font"):  # the charts' names: boxes
+        pdf = write_analysis_report(
+            tmp_path / "r.pdf", doc, events, dfg, None, None, tmp_path / "w", lang="ja"
+        )
+    text = pdf_text(pdf)
+    assert "Key figures" in text  # Japanese texts would print as boxes: English instead
+    assert "No CJK font was found" in text and "fonts-ipaexfont-gothic" in text
+    with pytest.warns(UserWarning, match="missing from font"):
+        (pptx,) = write_executive_summary(
+            tmp_path / "x", doc, events, dfg, ["PowerPoint"], lang="ja"
+        )
+    deck, _ = pptx_text(pptx)
+    assert "Key figures" in deck and "No CJK font was found" in deck
+
+
+def test_map_svg_without_rsvg_convert_is_a_note(japanese, tmp_path: Path, monkeypatch):
+    _, dfg, doc = japanese
+    pm = render_process_map(dfg, tmp_path / "map.svg")
+    (first,) = write_executive_summary(
+        tmp_path / "a", doc, None, None, ["PowerPoint"], map_svg=pm.svg_path
+    )
+    assert pptx_text(first)[1] == 2  # drawn from the SVG: map and bottleneck chart
+    monkeypatch.setenv("PATH", str(tmp_path))  # no rsvg-convert
+    (pptx,) = write_executive_summary(
+        tmp_path / "b", doc, None, None, ["PowerPoint"], map_svg=pm.svg_path
+    )
+    deck, pictures = pptx_text(pptx)
+    assert "Process map not drawn: rsvg-convert was not found" in deck and pictures == 1
