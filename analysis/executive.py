@@ -31,6 +31,14 @@ from analysis import charts
 from analysis.dfg import DirectlyFollows, compute_dfg
 from analysis.errors import AnalysisError, InvalidParameter
 from analysis.formatting import hours_text
+from analysis.i18n import tr
+from analysis.prediction_report import (
+    cycle_table_rows,
+    next_table_rows,
+    prediction_flowables,
+    prediction_notes,
+    predictions_of,
+)
 from analysis.process_map import render_process_map
 from analysis.progress import Progress
 from analysis.recommendations import phase_results
@@ -175,6 +183,8 @@ def _write_pdf(
     missing = [*not_computed(results), *notes]
     if missing:
         story.append(Paragraph("Not included: " + text("; ".join(missing)) + ".", sheet["Note"]))
+    if any(predictions_of(results)):  # the model beside its baselines
+        story += prediction_flowables(results, sheet, width, table)
     recs = _recommendations(results)
     story.append(PageBreak())
     story.append(Paragraph("Recommendations", sheet["Heading1"]))
@@ -317,6 +327,20 @@ def _write_pptx(
         _bullets(slide, lines, _in(8.4), top, _in(4.4), body_h, size=15)
     else:
         _bullets(slide, lines or ["Bottlenecks were not computed."], left, top, full_w, body_h)
+
+    cycle_rows, next_rows = cycle_table_rows(results), next_table_rows(results)
+    if cycle_rows or next_rows:  # the model beside its baselines (analysis.prediction_report)
+        slide = deck.slides.add_slide(deck.slide_layouts[5])
+        _heading(slide, tr("Predictions"))
+        y = top
+        for rows, fractions in (
+            (cycle_rows, [0.46, 0.2, 0.18, 0.16]),
+            (next_rows, [0.6, 0.2, 0.2]),
+        ):
+            if rows:
+                _table(slide, rows, left, y, full_w, fractions, size=12)
+                y += _in(0.32) * len(rows) + _in(0.25)
+        _bullets(slide, prediction_notes(results), left, y, full_w, slide_h - y - _in(0.2), size=11)
 
     slide = deck.slides.add_slide(deck.slide_layouts[5])
     _heading(slide, "Recommendations")

@@ -683,29 +683,13 @@ def _anomaly_block(
     return story
 
 
-def _prediction_block(ml: Mapping[str, Any], sheet: StyleSheet1) -> list[Flowable]:
-    story: list[Flowable] = [Paragraph("Predictions", sheet["Heading1"])]
-    predictions = ml.get("predictions") or {}
-    cycle = predictions.get("cycleTimePrediction") or {}
-    path = predictions.get("pathPrediction") or {}
-    if not (cycle or path):
-        return [*story, Paragraph("Predictions were not computed.", sheet["Note"])]
-    rows: list[list[Any]] = [["Prediction", "Figure", "Value", "Method"]]
-    if cycle:
-        rows.append(["Cycle time", "Accuracy", num(cycle.get("accuracy")), cycle.get("method", "")])
-        rows.append(
-            ["Cycle time", "Mean absolute error", cycle.get("meanAbsoluteError", "n/a"), ""]
-        )
-    if path:
-        rows.append(
-            ["Next activity", "Accuracy", num(path.get("accuracy")), path.get("method", "")]
-        )
-        rows.append(["Next activity", "Confidence", num(path.get("confidence")), ""])
-    w = _frame_width()
-    story.append(table(rows, sheet, [w * 0.18, w * 0.22, w * 0.15, w * 0.45]))
-    if cycle.get("accuracyDefinition"):
-        story.append(Paragraph(f"Accuracy: {text(cycle['accuracyDefinition'])}", sheet["Small"]))
-    return story
+def _prediction_block(
+    ml: Mapping[str, Any], sheet: StyleSheet1, lang: str = "en"
+) -> list[Flowable]:
+    # the model beside its baselines: analysis.prediction_report (the predictions owner's)
+    from analysis.prediction_report import prediction_flowables
+
+    return prediction_flowables(ml, sheet, _frame_width(), table, lang)
 
 
 def _pattern_block(ml: Mapping[str, Any], sheet: StyleSheet1) -> list[Flowable]:

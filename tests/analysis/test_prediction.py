@@ -427,3 +427,59 @@ def test_confidence_comes_from_held_out_figures(
     summary = run.summary()
     assert summary["overallConfidenceScore"] == round(100 * sum(figures) / len(figures), 1)
     assert "held-out" in summary["overallConfidenceMethod"]
+
+
+def test_report_section_shows_baselines_beside_the_model(
+    tmp_path: Path, receipt_predictions: tuple[Any, Any]
+) -> None:
+    import subprocess
+
+    from analysis.prediction_report import (
+        cycle_table_rows,
+        next_table_rows,
+        prediction_flowables,
+    )
+    from analysis.report_pdf import build_pdf, frame_size, styles, table
+
+    cycle, path = receipt_predictions
+    doc = {
+        "phaseResults": [
+            {
+                "phaseName": "Machine Learning Analysis",
+                "results": {
+                    "predictions": {
+                        "cycleTimePrediction": cycle.to_dict(),
+                        "pathPrediction": path.to_dict(),
+                    }
+                },
+            }
+        ]
+    }
+    rows = cycle_table_rows(doc)
+    assert rows[0] == ["Predictor", "Mean absolute error", "Within 25 %", "Used"]
+    assert [r[0] for r in rows[1:]] == [
+        "Median remaining time",
+        "Median remaining time after the last activity",
+        "Model",
+    ]
+    assert sum(r[3] == "yes" for r in rows[1:]) == 1
+    assert rows[3][1] == f"{cycle.predictor(MODEL).held_out['meanAbsoluteErrorHours']:,.1f} h"
+    nxt = next_table_rows(doc)
+    assert [r[0] for r in nxt[1:]] == [
+        "Most frequent next activity",
+        "Most frequent next activity after the last activity",
+        "Model",
+    ]
+    ja = cycle_table_rows(doc, "ja")
+    assert ja[0][0] == "予測手法" and ja[1][0] == "残り時間の中央値"
+    assert next_table_rows(doc, "ja")[0][1] == "正解率"
+
+    sheet = styles()
+    story = prediction_flowables(doc, sheet, frame_size()[0], table)
+    pdf = build_pdf(tmp_path / "p.pdf", story, "predictions")
+    out = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, check=True)
+    text = " ".join(out.stdout.decode().split())
+    for expected in ("Remaining cycle time", "Median remaining time after the last activity"):
+        assert expected in text
+    assert "Most frequent next activity" in text and "Within 25 %" in text
+    assert f"{cycle.test_cases:,} test cases" in text
