@@ -35,7 +35,10 @@ from analysis.progress import Progress
 MIN_TRAIN_CASES = 20
 MIN_TEST_CASES = 5
 MIN_TRAIN_PREFIXES = 50
-MAX_TRAIN_PREFIXES = 30_000  # deterministic sample above this (random_state)
+# deterministic sample above this (random_state). 20k rather than 30k pays for the selection
+# stage's fits: on bpic2012 the held-out figures barely move (MAE 151.3 vs 151.1 h, accuracy
+# 0.8438 vs 0.8434) and the phase's CPU time stays where it was before the selection stage
+MAX_TRAIN_PREFIXES = 20_000
 MAX_TEST_PREFIXES = 30_000
 REGRESSOR_ITERATIONS = 50
 REGRESSOR_LEAVES = 15  # leaves per tree (scikit-learn's default is 31)
@@ -48,7 +51,7 @@ MAX_COUNTED = 40  # most frequent activities whose prefix counts are features
 HORIZON_QUANTILE = 0.95  # of the training cases' durations
 TOLERANCE = 0.25  # within-tolerance share: |predicted - actual| <= 0.25 * actual remaining
 VALIDATION_FRACTION = 0.2  # of the training cases (the latest-starting ones) for selection
-MAX_SELECTION_PREFIXES = 15_000  # fitting prefixes of the selection stage (sample)
+MAX_SELECTION_PREFIXES = 8_000  # fitting prefixes of the selection stage (sample): bounds its cost
 CONFIDENCE_Z = 1.96  # Wilson score interval, 95 % two-sided
 
 # predictor names (results `usedPredictor`, `predictors[].name`)
