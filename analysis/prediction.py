@@ -524,7 +524,10 @@ def _select(candidates: list[tuple[str, float | None]], lower_is_better: bool) -
     strictly better than every earlier one. Returns (name, reason)."""
     scored = [(n, v) for n, v in candidates if v is not None]
     if not scored:
-        return MODEL, "no validation prefix to compare on: the model is used"
+        return (
+            MODEL,
+            "no validation figures (too few validation or fitting prefixes): the model is used",
+        )
     best_name, best = scored[0]
     for name, value in scored[1:]:
         if (value < best) if lower_is_better else (value > best):

@@ -483,3 +483,42 @@ def test_report_section_shows_baselines_beside_the_model(
         assert expected in text
     assert "Most frequent next activity" in text and "Within 25 %" in text
     assert f"{cycle.test_cases:,} test cases" in text
+
+
+def test_executive_deck_has_the_predictors_slide(
+    tmp_path: Path, receipt_predictions: tuple[Any, Any]
+) -> None:
+    from pptx import Presentation
+
+    from analysis.executive import write_executive_summary
+
+    cycle, path = receipt_predictions
+    doc = {
+        "operationName": "receipt",
+        "status": "Completed",
+        "phaseResults": [
+            {
+                "phaseName": "Machine Learning Analysis",
+                "status": "Completed",
+                "results": {
+                    "predictions": {
+                        "cycleTimePrediction": cycle.to_dict(),
+                        "pathPrediction": path.to_dict(),
+                    }
+                },
+            }
+        ],
+    }
+    (deck,) = write_executive_summary(tmp_path, doc, None, None, formats=("PowerPoint",))
+    slides = [s for s in Presentation(str(deck)).slides if s.shapes.title is not None]
+    slide = next(s for s in slides if s.shapes.title.text == "Predictions")
+    tables = [
+        [[c.text for c in r.cells] for r in sh.table.rows] for sh in slide.shapes if sh.has_table
+    ]
+    assert [t[0][0] for t in tables] == ["Predictor", "Predictor"]
+    assert [r[0] for r in tables[0][1:]] == [
+        "Median remaining time",
+        "Median remaining time after the last activity",
+        "Model",
+    ]
+    assert tables[1][0] == ["Predictor", "Accuracy", "Used"]
