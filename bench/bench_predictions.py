@@ -31,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from analysis import prediction  # noqa: E402
 from analysis.eventlog import load_event_log  # noqa: E402
@@ -159,18 +160,45 @@ def _spread(pairs: list[tuple[float, float]]) -> str:
     return f"wall {one([w for w, _ in pairs])}; CPU {one([c for _, c in pairs])}"
 
 
+def metrics(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Headline figures for bench/run_all.py (no goals: the issue sets none for predictions)."""
+    from _stack import metric
+
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        c, p, log = r["cycle"], r["path"], r["log"]
+        held = {q["name"]: q["heldOut"] for q in c["predictors"]}
+        nxt = {q["name"]: q["heldOut"] for q in p["predictors"]}
+        for name in (prediction.MODEL, prediction.GLOBAL_MEDIAN, prediction.LAST_ACTIVITY_MEDIAN):
+            h = held.get(name) or {}
+            out.append(metric(f"{log}: {name} MAE", h.get("meanAbsoluteErrorHours"), "h"))
+            out.append(metric(f"{log}: {name} within 25 %", h.get("withinTolerance"), "share"))
+        zero = r.get("finishedNow") or {}
+        out.append(metric(f"{log}: finished now within 25 %", zero.get("withinTolerance"), "share"))
+        for name in (prediction.MODEL, prediction.LAST_ACTIVITY_MOST_FREQUENT):
+            acc = (nxt.get(name) or {}).get("accuracy")
+            out.append(metric(f"{log}: next activity {name} accuracy", acc, "share"))
+        out.append(metric(f"{log}: prediction CPU (median)", _median_cpu(r["seconds"]), "s"))
+    return out
+
+
+def _median_cpu(pairs: list[tuple[float, float]]) -> float | None:
+    return float(np.median([c for _, c in pairs])) if pairs else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--logs", nargs="+", default=list(LOGS), choices=list(LOGS))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--compare-ref", default=None)
+    parser.add_argument("--no-wait", action="store_true", help="accepted for bench/run_all.py")
     args = parser.parse_args()
     ref = _module_at(args.compare_ref) if args.compare_ref else None
     rows = [bench_log(name, args.repeat, ref) for name in args.logs]
     report(rows)
     out = ROOT / "bench" / "results" / "predictions.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
+    out.write_text(json.dumps({"metrics": metrics(rows), "rows": rows}, indent=1))
     print(f"\nraw figures: {out.relative_to(ROOT)}")
 
 
