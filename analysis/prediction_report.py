@@ -31,7 +31,7 @@ PREDICTOR_LABELS = {
     "lastActivityMostFrequent": "Most frequent next activity after the last activity",
 }
 WITHIN_NOTE = (
-    "Within 25 %: the share of held-out prefixes whose predicted remaining time is within 25 % "
+    "Within ±25 %: the share of held-out prefixes whose predicted remaining time is within 25 % "
     "of the actual remaining time (|predicted - actual| <= 0.25 x actual), over the prefixes "
     "with time remaining. Mean absolute error over all held-out prefixes."
 )
@@ -53,7 +53,7 @@ register_ja(
         "Next activity": "次のアクティビティ",
         "Predictor": "予測手法",
         "Mean absolute error": "平均絶対誤差",
-        "Within 25 %": "誤差25 %以内",
+        "Within ±25 %": "誤差25 %以内",
         "Accuracy": "正解率",
         "Confidence": "信頼度",
         "Figure": "指標",
@@ -141,7 +141,7 @@ def cycle_table_rows(document: Mapping[str, Any], lang: str = "en") -> list[list
     ]
     if not rows:
         return []
-    header = [tr(t, lang) for t in ("Predictor", "Mean absolute error", "Within 25 %", "Used")]
+    header = [tr(t, lang) for t in ("Predictor", "Mean absolute error", "Within ±25 %", "Used")]
     return [header, *rows]
 
 

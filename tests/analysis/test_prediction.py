@@ -456,7 +456,7 @@ def test_report_section_shows_baselines_beside_the_model(
         ]
     }
     rows = cycle_table_rows(doc)
-    assert rows[0] == ["Predictor", "Mean absolute error", "Within 25 %", "Used"]
+    assert rows[0] == ["Predictor", "Mean absolute error", "Within ±25 %", "Used"]
     assert [r[0] for r in rows[1:]] == [
         "Median remaining time",
         "Median remaining time after the last activity",
@@ -481,7 +481,7 @@ def test_report_section_shows_baselines_beside_the_model(
     text = " ".join(out.stdout.decode().split())
     for expected in ("Remaining cycle time", "Median remaining time after the last activity"):
         assert expected in text
-    assert "Most frequent next activity" in text and "Within 25 %" in text
+    assert "Most frequent next activity" in text and "Within ±25 %" in text
     assert f"{cycle.test_cases:,} test cases" in text
 
 
