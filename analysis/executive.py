@@ -279,6 +279,23 @@ def _table(
         tbl.first_row = False
 
 
+def _prediction_slide(
+    deck: Any, results: Mapping[str, Any], left: int, top: int, width: int, slide_h: int
+) -> None:
+    """The model beside its baselines (analysis.prediction_report), when predictions ran."""
+    cycle_rows, next_rows = cycle_table_rows(results), next_table_rows(results)
+    if not (cycle_rows or next_rows):
+        return
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    _heading(slide, tr("Predictions"))
+    y = top
+    for rows, fractions in ((cycle_rows, [0.46, 0.2, 0.18, 0.16]), (next_rows, [0.6, 0.2, 0.2])):
+        if rows:
+            _table(slide, rows, left, y, width, fractions, size=12)
+            y += _in(0.32) * len(rows) + _in(0.25)
+    _bullets(slide, prediction_notes(results), left, y, width, slide_h - y - _in(0.2), size=11)
+
+
 def _write_pptx(
     path: Path,
     results: Mapping[str, Any],
@@ -328,19 +345,7 @@ def _write_pptx(
     else:
         _bullets(slide, lines or ["Bottlenecks were not computed."], left, top, full_w, body_h)
 
-    cycle_rows, next_rows = cycle_table_rows(results), next_table_rows(results)
-    if cycle_rows or next_rows:  # the model beside its baselines (analysis.prediction_report)
-        slide = deck.slides.add_slide(deck.slide_layouts[5])
-        _heading(slide, tr("Predictions"))
-        y = top
-        for rows, fractions in (
-            (cycle_rows, [0.46, 0.2, 0.18, 0.16]),
-            (next_rows, [0.6, 0.2, 0.2]),
-        ):
-            if rows:
-                _table(slide, rows, left, y, full_w, fractions, size=12)
-                y += _in(0.32) * len(rows) + _in(0.25)
-        _bullets(slide, prediction_notes(results), left, y, full_w, slide_h - y - _in(0.2), size=11)
+    _prediction_slide(deck, results, left, top, full_w, slide_h)
 
     slide = deck.slides.add_slide(deck.slide_layouts[5])
     _heading(slide, "Recommendations")

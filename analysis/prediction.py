@@ -341,6 +341,21 @@ def _sample(idx: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
     return idx
 
 
+def _case_sides(ids: np.ndarray, first: np.ndarray, split: SplitInfo) -> tuple[np.ndarray, int]:
+    """Per case: 1 fitting, 3 validation (the VALIDATION_FRACTION of the training cases that
+    start last, stable order on ties), 2 test, 0 dropped; and the number of validation cases."""
+    side = np.zeros(len(ids), dtype=np.int8)
+    training = np.isin(ids, split.train_cases)
+    side[training] = 1
+    side[np.isin(ids, split.test_cases)] = 2
+    train_rows = np.flatnonzero(training)
+    n_valid = round(VALIDATION_FRACTION * len(train_rows)) if len(train_rows) >= 2 else 0
+    if n_valid:
+        latest = train_rows[np.argsort(first[train_rows], kind="stable")][-n_valid:]
+        side[latest] = 3
+    return side, n_valid
+
+
 def _prefixes(events: pd.DataFrame, split: SplitInfo, random_state: int) -> _Prefixes:
     """Prefix features of a deterministic sample of training and test prefixes."""
     starts, ends, first, last = _case_bounds(events)
@@ -348,16 +363,7 @@ def _prefixes(events: pd.DataFrame, split: SplitInfo, random_state: int) -> _Pre
     lengths = ends - starts
     position = np.arange(n) - np.repeat(starts, lengths)
     ids = events[CASE].to_numpy()[starts].astype(str)
-    side = np.zeros(len(starts), dtype=np.int8)  # 1 fit, 3 validation, 2 test, 0 dropped
-    training = np.isin(ids, split.train_cases)
-    side[training] = 1
-    side[np.isin(ids, split.test_cases)] = 2
-    # validation: the training cases that start last (stable order on ties)
-    train_rows = np.flatnonzero(training)
-    n_valid = round(VALIDATION_FRACTION * len(train_rows)) if len(train_rows) >= 2 else 0
-    if n_valid:
-        latest = train_rows[np.argsort(first[train_rows], kind="stable")][-n_valid:]
-        side[latest] = 3
+    side, n_valid = _case_sides(ids, first, split)
     event_side = np.repeat(side, lengths)
     proper = position < np.repeat(lengths, lengths) - 1
     rng = np.random.default_rng(random_state)
@@ -581,6 +587,44 @@ def _remaining_guesses(
     return guesses, model, by_last, median
 
 
+def _remaining_description(name: str, median: float) -> str:
+    return {
+        GLOBAL_MEDIAN: f"the median remaining time of the training prefixes ({hours_text(median)})",
+        LAST_ACTIVITY_MEDIAN: (
+            "the median remaining time of the training prefixes ending with the same activity "
+            "(the global median for an activity not seen there)"
+        ),
+        MODEL: "the gradient-boosted regressor on the prefix features",
+    }[name]
+
+
+def _choose_remaining(
+    pre: _Prefixes, random_state: int
+) -> tuple[dict[str, dict[str, Any]], str, str]:
+    """Validation figures of every remaining-time candidate (fitted on the fitting cases), the
+    one to use and why."""
+    validation: dict[str, dict[str, Any]] = {}
+    train, valid = pre.train, pre.valid
+    if len(valid) and len(pre.fit) >= MIN_TRAIN_PREFIXES:
+        guesses, *_ = _remaining_guesses(pre, train[pre.fit], train[valid], random_state)
+        y = pre.remaining_hours[train[valid]]
+        validation = {n: remaining_time_scores(g, y) for n, g in guesses.items()}
+    used, reason = _select(
+        [(n, validation[n]["meanAbsoluteErrorHours"] if validation else None) for n in _CYCLE],
+        lower_is_better=True,
+    )
+    if not reason:
+        figures = ", ".join(
+            f"{n} {v['meanAbsoluteErrorHours']:,.1f} h" for n, v in validation.items()
+        )
+        reason = (
+            f"lowest mean absolute error on the {pre.validation_cases} validation cases "
+            f"({len(valid):,} prefixes): {figures}; a baseline is kept unless the model is "
+            "strictly better"
+        )
+    return validation, used, reason
+
+
 def predict_cycle_time(
     events: pd.DataFrame, random_state: int = 0, progress: Progress | None = None
 ) -> CycleTimePrediction:
@@ -603,41 +647,18 @@ def predict_cycle_time(
             excluded_by_horizon=split.excluded_by_horizon,
         )
     train, valid, test = pre.train, pre.valid, pre.test
-    validation: dict[str, dict[str, Any]] = {}
-    if len(valid) and len(pre.fit) >= MIN_TRAIN_PREFIXES:
-        selecting = f"Choosing the cycle-time predictor on {len(valid):,} validation prefixes"
-        with progress.heartbeat(1, 3, selecting):
-            guesses, *_ = _remaining_guesses(pre, train[pre.fit], train[valid], random_state)
-        y = pre.remaining_hours[train[valid]]
-        validation = {n: remaining_time_scores(g, y) for n, g in guesses.items()}
-    used, reason = _select(
-        [(n, validation[n]["meanAbsoluteErrorHours"] if validation else None) for n in _CYCLE],
-        lower_is_better=True,
-    )
-    if not reason:
-        figures = ", ".join(
-            f"{n} {v['meanAbsoluteErrorHours']:,.1f} h" for n, v in validation.items()
-        )
-        reason = (
-            f"lowest mean absolute error on the {pre.validation_cases} validation cases "
-            f"({len(valid):,} prefixes): {figures}; a baseline is kept unless the model is "
-            "strictly better"
-        )
+    selecting = f"Choosing the cycle-time predictor on {len(valid):,} validation prefixes"
+    with progress.heartbeat(1, 3, selecting):
+        validation, used, reason = _choose_remaining(pre, random_state)
     training = f"Training the cycle-time regressor on {len(train):,} prefixes"
     with progress.heartbeat(2, 3, training):
         guesses, model, by_last, median = _remaining_guesses(pre, train, test, random_state)
     y = pre.remaining_hours[test]
     held_out = {n: remaining_time_scores(g, y) for n, g in guesses.items()}
-    descriptions = {
-        GLOBAL_MEDIAN: f"the median remaining time of the training prefixes ({hours_text(median)})",
-        LAST_ACTIVITY_MEDIAN: (
-            "the median remaining time of the training prefixes ending with the same activity "
-            "(the global median for an activity not seen there)"
-        ),
-        MODEL: "the gradient-boosted regressor on the prefix features",
-    }
     predictors = [
-        Predictor(n, descriptions[n], validation.get(n, {}), held_out[n], used=n == used)
+        Predictor(
+            n, _remaining_description(n, median), validation.get(n, {}), held_out[n], n == used
+        )
         for n in _CYCLE
     ]
     progress.update(3, 3, "Cycle-time prediction done")
@@ -719,6 +740,30 @@ def wilson_lower_bound(share: float, n: int, z: float = CONFIDENCE_Z) -> float:
     return float(max(0.0, (centre - spread) / (1 + z * z / n)))
 
 
+def _choose_next(pre: _Prefixes, random_state: int) -> tuple[dict[str, dict[str, Any]], str, str]:
+    """Validation figures of every next-activity candidate (fitted on the fitting cases), the
+    one to use and why."""
+    validation: dict[str, dict[str, Any]] = {}
+    train, valid = pre.train, pre.valid
+    fit = train[pre.fit]
+    if len(valid) and len(np.unique(pre.next_activity[fit])) >= 2:
+        guesses, *_ = _next_guesses(pre, fit, train[valid], random_state)
+        y = pre.next_activity[train[valid]]
+        validation = {n: _accuracy(g, y) for n, g in guesses.items()}
+    used, reason = _select(
+        [(n, validation[n]["accuracy"] if validation else None) for n in _NEXT],
+        lower_is_better=False,
+    )
+    if not reason:
+        figures = ", ".join(f"{n} {v['accuracy']:.3f}" for n, v in validation.items())
+        reason = (
+            f"highest accuracy on the {pre.validation_cases} validation cases "
+            f"({len(valid):,} prefixes): {figures}; a baseline is kept unless the model is "
+            "strictly better"
+        )
+    return validation, used, reason
+
+
 def predict_next_activity(
     events: pd.DataFrame, random_state: int = 0, progress: Progress | None = None
 ) -> PathPrediction:
@@ -739,25 +784,9 @@ def predict_next_activity(
             test_prefixes=0,
         )
     train, valid, test = pre.train, pre.valid, pre.test
-    validation: dict[str, dict[str, Any]] = {}
-    fit = train[pre.fit]
-    if len(valid) and len(np.unique(pre.next_activity[fit])) >= 2:
-        selecting = f"Choosing the next-activity predictor on {len(valid):,} validation prefixes"
-        with progress.heartbeat(1, 3, selecting):
-            guesses, *_ = _next_guesses(pre, fit, train[valid], random_state)
-        y = pre.next_activity[train[valid]]
-        validation = {n: _accuracy(g, y) for n, g in guesses.items()}
-    used, reason = _select(
-        [(n, validation[n]["accuracy"] if validation else None) for n in _NEXT],
-        lower_is_better=False,
-    )
-    if not reason:
-        figures = ", ".join(f"{n} {v['accuracy']:.3f}" for n, v in validation.items())
-        reason = (
-            f"highest accuracy on the {pre.validation_cases} validation cases "
-            f"({len(valid):,} prefixes): {figures}; a baseline is kept unless the model is "
-            "strictly better"
-        )
+    selecting = f"Choosing the next-activity predictor on {len(valid):,} validation prefixes"
+    with progress.heartbeat(1, 3, selecting):
+        validation, used, reason = _choose_next(pre, random_state)
     training = f"Training the next-activity classifier on {len(train):,} prefixes"
     with progress.heartbeat(2, 3, training):
         guesses, model, lookup, frequent = _next_guesses(pre, train, test, random_state)
