@@ -522,3 +522,18 @@ def test_executive_deck_has_the_predictors_slide(
         "Model",
     ]
     assert tables[1][0] == ["Predictor", "Accuracy", "Used"]
+
+
+def test_a_bad_model_is_not_used(datasets: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.dummy import DummyRegressor
+
+    def bad(n_train: int, categorical: np.ndarray, random_state: int) -> Any:
+        return DummyRegressor(strategy="constant", constant=10_000.0)
+
+    monkeypatch.setattr(prediction, "_regressor", bad)
+    events = canonical_frame(datasets / "sepsis.csv")
+    cycle = predict_cycle_time(events)
+    assert cycle.used_predictor in {GLOBAL_MEDIAN, LAST_ACTIVITY_MEDIAN}
+    model = cycle.predictor(MODEL)
+    assert model is not None and not model.used
+    assert cycle.mae_hours != model.held_out["meanAbsoluteErrorHours"]
