@@ -38,6 +38,13 @@ from analysis.dfg import DirectlyFollows, compute_dfg
 from analysis.errors import AnalysisError, InvalidParameter
 from analysis.formatting import hours_text
 from analysis.i18n import register_ja, tr, tr_duration
+from analysis.prediction_report import (
+    cycle_table_rows,
+    next_table_rows,
+    prediction_flowables,
+    prediction_notes,
+    predictions_of,
+)
 from analysis.process_map import render_process_map
 from analysis.progress import Progress
 from analysis.recommendations import phase_results
@@ -287,6 +294,8 @@ def _write_pdf(
     if missing:
         line = tr("Not included: {items}.", lang).format(items="; ".join(missing))
         story.append(Paragraph(text(line), sheet["Note"]))
+    if any(predictions_of(results)):  # the model beside its baselines
+        story += prediction_flowables(results, sheet, width, table, lang)
     recs = _recommendations(results)
     story.append(PageBreak())
     story.append(Paragraph(text(tr("Recommendations", lang)), sheet["Heading1"]))
@@ -382,6 +391,31 @@ def _table(
         tbl.first_row = False
 
 
+def _prediction_slide(
+    deck: Any,
+    results: Mapping[str, Any],
+    left: int,
+    top: int,
+    width: int,
+    slide_h: int,
+    lang: str = "en",
+) -> None:
+    """The model beside its baselines (analysis.prediction_report), when predictions ran."""
+    cycle_rows, next_rows = cycle_table_rows(results, lang), next_table_rows(results, lang)
+    if not (cycle_rows or next_rows):
+        return
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    _heading(slide, tr("Predictions", lang))
+    y = top
+    for rows, fractions in ((cycle_rows, [0.46, 0.2, 0.18, 0.16]), (next_rows, [0.6, 0.2, 0.2])):
+        if rows:
+            _table(slide, rows, left, y, width, fractions, size=12)
+            y += _in(0.32) * len(rows) + _in(0.25)
+    _bullets(
+        slide, prediction_notes(results, lang), left, y, width, slide_h - y - _in(0.2), size=11
+    )
+
+
 def _write_pptx(
     path: Path,
     results: Mapping[str, Any],
@@ -441,6 +475,8 @@ def _write_pptx(
     else:
         empty = [tr("Bottlenecks were not computed.", lang)]
         _bullets(slide, lines or empty, left, top, full_w, body_h)
+
+    _prediction_slide(deck, results, left, top, full_w, slide_h, lang)
 
     slide = deck.slides.add_slide(deck.slide_layouts[5])
     _heading(slide, tr("Recommendations", lang))

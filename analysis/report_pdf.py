@@ -1050,52 +1050,10 @@ def _anomaly_block(
 def _prediction_block(
     ml: Mapping[str, Any], sheet: StyleSheet1, lang: str = "en"
 ) -> list[Flowable]:
-    story: list[Flowable] = [Paragraph(text(tr("Predictions", lang)), sheet["Heading1"])]
-    predictions = ml.get("predictions") or {}
-    cycle = predictions.get("cycleTimePrediction") or {}
-    path = predictions.get("pathPrediction") or {}
-    if not (cycle or path):
-        return [
-            *story,
-            Paragraph(text(tr("Predictions were not computed.", lang)), sheet["Note"]),
-        ]
-    rows: list[list[Any]] = [[tr(h, lang) for h in ("Prediction", "Figure", "Value", "Method")]]
-    cycle_name, next_name = tr("Cycle time", lang), tr("Next activity", lang)
-    if cycle:
-        rows.append(
-            [
-                cycle_name,
-                tr("Accuracy", lang),
-                num(cycle.get("accuracy"), lang=lang),
-                cycle.get("method", ""),
-            ]
-        )
-        rows.append(
-            [
-                cycle_name,
-                tr("Mean absolute error", lang),
-                duration(cycle.get("meanAbsoluteError"), lang),
-                "",
-            ]
-        )
-    if path:
-        rows.append(
-            [
-                next_name,
-                tr("Accuracy", lang),
-                num(path.get("accuracy"), lang=lang),
-                path.get("method", ""),
-            ]
-        )
-        rows.append([next_name, tr("Confidence", lang), num(path.get("confidence"), lang=lang), ""])
-    w = _frame_width()
-    story.append(table(rows, sheet, [w * 0.18, w * 0.22, w * 0.15, w * 0.45]))
-    if cycle.get("accuracyDefinition"):
-        definition = tr("Accuracy: {definition}", lang).format(
-            definition=cycle["accuracyDefinition"]
-        )
-        story.append(Paragraph(text(definition), sheet["Small"]))
-    return story
+    # the model beside its baselines: analysis.prediction_report (the predictions owner's)
+    from analysis.prediction_report import prediction_flowables
+
+    return prediction_flowables(ml, sheet, _frame_width(), table, lang)
 
 
 def _pattern_block(ml: Mapping[str, Any], sheet: StyleSheet1, lang: str = "en") -> list[Flowable]:
