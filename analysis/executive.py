@@ -30,7 +30,7 @@ from reportlab.platypus import (
 from analysis import charts
 from analysis.dfg import DirectlyFollows, compute_dfg
 from analysis.errors import AnalysisError, InvalidParameter
-from analysis.formatting import hours_text
+from analysis.performance import bottleneck_line
 from analysis.process_map import render_process_map
 from analysis.progress import Progress
 from analysis.recommendations import phase_results
@@ -128,12 +128,7 @@ def _bottleneck_lines(results: Mapping[str, Any], limit: int = 3) -> list[str]:
     perf = phase_results(results, DISCOVERY).get("performanceMetrics") or {}
     lines = []
     for b in [b for b in perf.get("bottlenecks") or [] if isinstance(b, Mapping)][:limit]:
-        line = str(b.get("activity"))
-        if b.get("meanWaitHours") is not None:
-            line += f": {hours_text(float(b['meanWaitHours']))} mean wait"
-        if b.get("shareOfTotalWait") is not None:
-            line += f", {100 * float(b['shareOfTotalWait']):.0f}% of all waiting"
-        lines.append(line)
+        lines.append(bottleneck_line(b))  # median and mean wait, share of all waiting
     if not lines and perf.get("bottleneckActivities"):
         lines = [str(a) for a in perf["bottleneckActivities"][:limit]]
     return lines

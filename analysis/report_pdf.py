@@ -41,8 +41,10 @@ from reportlab.platypus import (
 
 from analysis import charts
 from analysis.columns import CASE
+from analysis.conformance import F_SCORE_LABEL, PRECISION_LABEL, quality_sentence
 from analysis.dfg import DirectlyFollows
 from analysis.formatting import hours_text
+from analysis.performance import bottleneck_sentence
 from analysis.recommendations import phase_results
 
 LOADING = "Data Loading and Validation"
@@ -143,6 +145,8 @@ def key_figures(
         rows.append(("Top bottleneck", top))
     add("Process efficiency (%)", perf.get("efficiency"), 1)
     add("Model fitness", conf.get("fitness"))
+    add(PRECISION_LABEL, conf.get("precision"))
+    add(F_SCORE_LABEL, conf.get("fScore"))
     add("Anomalous cases", _first(anomalies.get("detected"), summary.get("anomaliesDetected")))
     if anomalies.get("highSeverity") is not None:
         add("High-severity anomalies", anomalies.get("highSeverity"))
@@ -182,16 +186,10 @@ def findings(results: Mapping[str, Any], events: pd.DataFrame | None = None) -> 
     top = top_bottleneck(results)
     if top:
         entry = next((b for b in bottlenecks if b.get("activity") == top), {})
-        detail = ""
-        if entry.get("meanWaitHours") is not None:
-            detail = (
-                f": cases wait {hours_text(float(entry['meanWaitHours']))} on average before it"
-            )
-        if entry.get("shareOfTotalWait") is not None:
-            detail += f" ({100 * float(entry['shareOfTotalWait']):.0f}% of all waiting time)"
-        out.append(f"The main bottleneck is '{top}'{detail}.")
-    if conf.get("fitness") is not None:
-        out.append(f"The discovered model fits the log with fitness {float(conf['fitness']):.2f}.")
+        out.append(bottleneck_sentence(top, entry))  # median and mean wait, share
+    model_quality = quality_sentence(conf)  # fitness always with precision
+    if model_quality:
+        out.append(model_quality)
     if anomalies.get("detected") is not None:
         out.append(
             f"{int(anomalies['detected']):,} cases look anomalous, "
