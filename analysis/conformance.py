@@ -364,48 +364,72 @@ class PrecisionResult:
 def _precision(
     replayer: _Replayer, variants: Sequence[tuple[tuple[str, ...], int]]
 ) -> PrecisionResult:
-    """ETC precision over the prefix trie of the variants (see the module docstring)."""
-    states: list[int] = [replayer.initial]  # node -> marking id, -1 once a prefix is unfit
-    counts: list[int] = [0]
-    following: list[set[str]] = [set()]
-    children: dict[tuple[int, str], int] = {}
+    """ETC precision over the prefix trie of the variants (see the module docstring).
+
+    The variants are walked in lexicographic order, so each trie node (a distinct prefix) is
+    created once, right after its parent, by extending the previous variant's path from their
+    common prefix; a node keeps its marking (-1 once the prefix is unfit), how many cases end at
+    it and how many of the labels its marking enables are followed in the log (its children)."""
+    initial = replayer.initial
+    states: list[int] = [initial]
+    parents: list[int] = [-1]
+    ending: list[int] = [0]  # cases whose whole trace is this prefix
+    reflected: list[int] = [0]  # children whose activity the node's marking enables
     cases = 0
     starts: set[str] = set()
-    for trace, count in variants:
+    step, enabled_labels = replayer.step, replayer.enabled_labels
+    path = [0]  # path[k]: the node of the previous variant's prefix of length k
+    previous: tuple[str, ...] = ()
+    for trace, count in sorted(variants):
         cases += count
-        if trace:
-            starts.add(trace[0])
-        node = 0
-        for i in range(len(trace) - 1):
-            key = (node, trace[i])
-            child = children.get(key)
-            if child is None:
-                state = states[node]
-                if state >= 0:
-                    state, _, _, missing = replayer.step(state, trace[i])
-                    state = state if missing == 0 else -1
-                child = children[key] = len(states)
-                states.append(state)
-                counts.append(0)
-                following.append(set())
-            counts[child] += count
-            following[child].add(trace[i + 1])
-            node = child
-    initial = replayer.enabled_labels(replayer.initial)
-    enabled = cases * len(initial)
-    escaping = cases * len(initial - starts)
-    occurrences = unfit = 0
-    for node in range(1, len(states)):
-        occurrences += counts[node]
-        if states[node] < 0:
-            unfit += counts[node]
+        if not trace:
             continue
-        labels = replayer.enabled_labels(states[node])
-        enabled += len(labels) * counts[node]
-        escaping += len(labels - following[node]) * counts[node]
+        starts.add(trace[0])
+        common, limit = 0, min(len(previous), len(trace))
+        while common < limit and previous[common] == trace[common]:
+            common += 1
+        del path[common + 1 :]
+        node = path[common]
+        for activity in trace[common:]:
+            state = states[node]
+            if state >= 0:
+                if activity in enabled_labels(state):
+                    reflected[node] += 1
+                state, _, _, missing = step(state, activity)
+                if missing:
+                    state = -1
+            child = len(states)
+            states.append(state)
+            parents.append(node)
+            ending.append(0)
+            reflected.append(0)
+            path.append(child)
+            node = child
+        ending[node] += count
+        previous = trace
+    # cases passing through each node (its subtree's endings); children come after parents
+    through = ending[:]
+    for node in range(len(states) - 1, 0, -1):
+        through[parents[node]] += through[node]
+    labels = enabled_labels(initial)
+    enabled = cases * len(labels)
+    escaping = cases * len(labels - starts)
+    occurrences = unfit = prefixes = 0
+    for node in range(1, len(states)):
+        weight = through[node] - ending[node]  # cases that go on after this prefix
+        if weight == 0:
+            continue
+        prefixes += 1
+        occurrences += weight
+        if states[node] < 0:
+            unfit += weight
+            continue
+        n = len(enabled_labels(states[node]))
+        enabled += n * weight
+        escaping += (n - reflected[node]) * weight
     value = 1.0 - escaping / enabled if enabled > 0 else 1.0
-    method = PRECISION_METHOD.format(prefixes=len(states) - 1, occurrences=occurrences, unfit=unfit)
-    return PrecisionResult(value, method, len(states) - 1, escaping, enabled)
+    method = PRECISION_METHOD.format(prefixes=prefixes, occurrences=occurrences, unfit=unfit)
+    return PrecisionResult(value, method, prefixes, escaping, enabled)
 
 
 def token_replay_precision(

@@ -152,7 +152,7 @@ def test_precision_equals_pm4py_on_every_kind_of_model(datasets: Path, name: str
         ),
     ]
     values = [_assert_precision_as_pm4py(events, *model) for model in models]
-    assert all(0.0 < v <= 1.0 for v in values)
+    assert all(0.0 <= v <= 1.0 for v in values)
 
 
 def test_precision_equals_pm4py_with_unfit_prefixes(datasets: Path) -> None:
