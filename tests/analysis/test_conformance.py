@@ -242,3 +242,34 @@ def test_f_score() -> None:
     assert f_score(1.0, 0.131) == pytest.approx(2 * 0.131 / 1.131)
     assert f_score(0.0, 0.0) == 0.0
     assert f_score(0.9, None) is None
+
+
+def test_quick_analysis_and_report_from_a_log_state_precision(
+    datasets: Path, tmp_path: Path
+) -> None:
+    from analysis.report_pdf import findings, key_figures
+    from analysis.runs import ProcessMiningRun, ReportGenerationRun
+
+    source = datasets / "running-example.xes"
+    params = {
+        "analysisType": "quick",
+        "outputOptions": {"generateReports": False, "createVisualizations": False},
+    }
+    doc = ProcessMiningRun(source, tmp_path / "quick", params).run_all()
+    (discovery,) = [p for p in doc["phaseResults"] if p["phaseName"] == "Process Discovery"]
+    conf = discovery["results"]["conformance"]
+    assert conf["precision"] is not None and conf["fScore"] is not None
+    texts = findings(doc)
+    assert not any("fits the log" in t for t in texts)
+    (quality,) = [t for t in texts if "fitness" in t]
+    assert f"precision {conf['precision']:.2f}" in quality
+    labels = dict(key_figures(doc))
+    assert labels["Model precision"] == f"{conf['precision']:.2f}"
+    assert labels["Model F-score"] == f"{conf['fScore']:.2f}"
+    # ReportGeneration from a log analyses it in quick mode: the same figures
+    report = ReportGenerationRun(source, tmp_path / "report", {})
+    report.run_collect()
+    (collected,) = [
+        p for p in report.results["phaseResults"] if p["phaseName"] == "Process Discovery"
+    ]
+    assert collected["results"]["conformance"]["precision"] == conf["precision"]
