@@ -429,9 +429,10 @@ CONFORMANCE_BASIS = (
 )
 PRECISION_TEXT = (
     "Do not read the discovered model as the process's rules: it replays {fitting}% of the "
-    "cases (fitness {fitness}) but allows much more behaviour than the log shows (precision "
-    "{precision}, F-score {f_score}). Use the process map and the variants, or a model from the "
-    "standard analysis (inductive miner on the variants) or the heuristics miner."
+    "cases exactly (fitness {fitness}) but allows much more behaviour than the log shows "
+    "(precision {precision}, F-score {f_score}). Read the process from the process map and the "
+    "variants, and compare the models of other algorithms (inductive on the variants in a "
+    "standard analysis, heuristics) by their F-score."
 )
 PRECISION_IMPROVEMENT = (
     "A model that allows only observed behaviour (precision toward 1.00) makes deviations and "
@@ -460,10 +461,11 @@ register_ja(
             "発見フェーズの適合性チェックによる fitness と適合ケース率(方法: {method})。"
         ),
         PRECISION_TEXT: (
-            "発見したモデルをプロセスの規則として読まないでください: ケースの {fitting}% を再生"
-            "できます(fitness {fitness})が、ログにない振る舞いも多く許します(precision "
-            "{precision}、F値 {f_score})。プロセスマップとバリアント、または standard 分析"
-            "(バリアントに対する inductive miner)や heuristics miner のモデルを使ってください。"
+            "発見したモデルをプロセスの規則として読まないでください: ケースの {fitting}% を"
+            "そのまま再生できます(fitness {fitness})が、ログにない振る舞いも多く許します"
+            "(precision {precision}、F値 {f_score})。プロセスはプロセスマップとバリアントから"
+            "読み、他のアルゴリズム(standard 分析のバリアントに対する inductive、heuristics)の"
+            "モデルと F値で比べてください。"
         ),
         PRECISION_IMPROVEMENT: (
             "観測された振る舞いだけを許すモデル(precision が 1.00 に近い)なら、逸脱や"
