@@ -29,7 +29,7 @@ a name is never split.) F-score = 2 * fitness * precision / (fitness + precision
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from copy import copy
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +39,6 @@ from pm4py.objects.petri_net import semantics
 from pm4py.objects.petri_net.obj import Marking, PetriNet
 from pm4py.objects.petri_net.utils.petri_utils import get_places_shortest_path_by_hidden
 
-from analysis.i18n import register_ja, tr
 from analysis.progress import Progress
 
 METHOD = (
@@ -62,65 +61,6 @@ PRECISION_METHOD = (
 F_SCORE_METHOD = (
     "harmonic mean of fitness and precision: 2·fitness·precision / (fitness + precision)"
 )
-
-# below this precision a model "allows much more behaviour than the log shows"
-LOW_PRECISION = 0.5
-
-QUALITY_IMPRECISE = (
-    "The discovered model replays {fitting}% of the cases exactly (fitness {fitness}) but allows "
-    "much more behaviour than the log shows (precision {precision}, F-score {f_score})."
-)
-QUALITY_PRECISE = (
-    "The discovered model replays {fitting}% of the cases exactly (fitness {fitness}) and allows "
-    "little behaviour beyond the log's (precision {precision}, F-score {f_score})."
-)
-QUALITY_NO_PRECISION = (
-    "The discovered model has fitness {fitness}; its precision was not measured, so how much "
-    "behaviour beyond the log's it allows is unknown."
-)
-PRECISION_LABEL = "Model precision"
-F_SCORE_LABEL = "Model F-score"
-
-register_ja(
-    {
-        QUALITY_IMPRECISE: (
-            "発見したモデルはケースの {fitting}% をそのまま再生できます(fitness {fitness})が、"
-            "ログにない振る舞いも多く許します(precision {precision}、F値 {f_score})。"
-        ),
-        QUALITY_PRECISE: (
-            "発見したモデルはケースの {fitting}% をそのまま再生でき(fitness {fitness})、"
-            "ログにない振る舞いはわずかです(precision {precision}、F値 {f_score})。"
-        ),
-        QUALITY_NO_PRECISION: (
-            "発見したモデルの fitness は {fitness} です。precision は測定されていないため、"
-            "ログにない振る舞いをどれだけ許すかは不明です。"
-        ),
-        PRECISION_LABEL: "モデルの precision(適合率)",
-        F_SCORE_LABEL: "モデルの F値",
-    }
-)
-
-
-def quality_sentence(conformance: Mapping[str, Any], lang: str = "en") -> str | None:
-    """The reports' sentence on the model: fitness always with precision (never "fits" alone)."""
-    fitness = conformance.get("fitness")
-    if fitness is None:
-        return None
-    precision = conformance.get("precision")
-    if precision is None:
-        return tr(QUALITY_NO_PRECISION, lang).format(fitness=f"{float(fitness):.2f}")
-    fitting = conformance.get("fittingTracesPercentage")
-    score = conformance.get("fScore")
-    if score is None:
-        score = f_score(float(fitness), float(precision))
-    template = QUALITY_IMPRECISE if float(precision) < LOW_PRECISION else QUALITY_PRECISE
-    return tr(template, lang).format(
-        fitting="n/a" if fitting is None else f"{float(fitting):.0f}",
-        fitness=f"{float(fitness):.2f}",
-        precision=f"{float(precision):.2f}",
-        f_score="n/a" if score is None else f"{float(score):.2f}",
-    )
-
 
 # (consumed, produced, missing) tokens of one step, and (consumed, produced, missing, remaining)
 # of the end of a trace

@@ -211,6 +211,61 @@ def _bottleneck(
     ]
 
 
+QUALITY_IMPRECISE = (
+    "The discovered model replays {fitting}% of the cases exactly (fitness {fitness}) but allows "
+    "much more behaviour than the log shows (precision {precision}, F-score {f_score})."
+)
+QUALITY_PRECISE = (
+    "The discovered model replays {fitting}% of the cases exactly (fitness {fitness}) and allows "
+    "little behaviour beyond the log's (precision {precision}, F-score {f_score})."
+)
+QUALITY_NO_PRECISION = (
+    "The discovered model has fitness {fitness}; its precision was not measured, so how much "
+    "behaviour beyond the log's it allows is unknown."
+)
+PRECISION_LABEL = "Model precision"
+F_SCORE_LABEL = "Model F-score"
+
+register_ja(
+    {
+        QUALITY_IMPRECISE: (
+            "発見したモデルはケースの {fitting}% をそのまま再生できます(fitness {fitness})が、"
+            "ログにない振る舞いも多く許します(precision {precision}、F値 {f_score})。"
+        ),
+        QUALITY_PRECISE: (
+            "発見したモデルはケースの {fitting}% をそのまま再生でき(fitness {fitness})、"
+            "ログにない振る舞いはわずかです(precision {precision}、F値 {f_score})。"
+        ),
+        QUALITY_NO_PRECISION: (
+            "発見したモデルの fitness は {fitness} です。precision は測定されていないため、"
+            "ログにない振る舞いをどれだけ許すかは不明です。"
+        ),
+        PRECISION_LABEL: "モデルの precision(適合率)",
+        F_SCORE_LABEL: "モデルの F値",
+    }
+)
+
+
+def quality_sentence(conformance: Mapping[str, Any], lang: str = "en") -> str | None:
+    """The reports' sentence on the model: fitness always with precision (never "fits" alone).
+    Here rather than in analysis.conformance so that the reports need not import pm4py."""
+    fitness = conformance.get("fitness")
+    if fitness is None:
+        return None
+    precision = conformance.get("precision")
+    if precision is None:
+        return tr(QUALITY_NO_PRECISION, lang).format(fitness=f"{float(fitness):.2f}")
+    fitting = conformance.get("fittingTracesPercentage")
+    score = conformance.get("fScore")
+    template = QUALITY_IMPRECISE if float(precision) < LOW_PRECISION else QUALITY_PRECISE
+    return tr(template, lang).format(
+        fitting="n/a" if fitting is None else f"{float(fitting):.0f}",
+        fitness=f"{float(fitness):.2f}",
+        precision=f"{float(precision):.2f}",
+        f_score="n/a" if score is None else f"{float(score):.2f}",
+    )
+
+
 def _completed(events: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Events that each stand for one execution: with lifecycle transitions, the 'complete' ones
     (a start and a complete of one execution are not a repetition)."""

@@ -41,11 +41,15 @@ from reportlab.platypus import (
 
 from analysis import charts
 from analysis.columns import CASE
-from analysis.conformance import F_SCORE_LABEL, PRECISION_LABEL, quality_sentence
 from analysis.dfg import DirectlyFollows
 from analysis.formatting import hours_text
 from analysis.performance import bottleneck_sentence
-from analysis.recommendations import phase_results
+from analysis.recommendations import (
+    F_SCORE_LABEL,
+    PRECISION_LABEL,
+    phase_results,
+    quality_sentence,
+)
 
 LOADING = "Data Loading and Validation"
 DISCOVERY = "Process Discovery"

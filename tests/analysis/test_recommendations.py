@@ -289,3 +289,17 @@ def test_bpic2012_lifecycle_recommendation_equals_the_table(datasets: Path):
         f"{100 * row['shareOfTotalWait']:.1f}% of all waiting time"
     ) in rec.recommendation
     assert "63.9" not in rec.recommendation
+
+
+def test_report_texts_do_not_import_pm4py():
+    # the model-quality sentence lives here, not in analysis.conformance: a report from a
+    # results.json must not pay pm4py's import
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, analysis.report_pdf, analysis.executive, analysis.recommendations; "
+        "assert 'pm4py' not in sys.modules"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
