@@ -36,8 +36,8 @@ from reportlab.platypus import (
 from analysis import charts
 from analysis.dfg import DirectlyFollows, compute_dfg
 from analysis.errors import AnalysisError, InvalidParameter
-from analysis.formatting import hours_text
-from analysis.i18n import register_ja, tr, tr_duration
+from analysis.i18n import register_ja, tr
+from analysis.performance import bottleneck_line
 from analysis.prediction_report import (
     cycle_table_rows,
     next_table_rows,
@@ -213,20 +213,7 @@ def _bottleneck_lines(results: Mapping[str, Any], limit: int = 3, lang: str = "e
     perf = phase_results(results, DISCOVERY).get("performanceMetrics") or {}
     lines = []
     for b in [b for b in perf.get("bottlenecks") or [] if isinstance(b, Mapping)][:limit]:
-        wait, share = b.get("meanWaitHours"), b.get("shareOfTotalWait")
-        template = {
-            (True, True): "{activity}: {wait} mean wait, {share}% of all waiting",
-            (True, False): "{activity}: {wait} mean wait",
-            (False, True): "{activity}: {share}% of all waiting",
-            (False, False): "{activity}",
-        }[(wait is not None, share is not None)]
-        lines.append(
-            tr(template, lang).format(
-                activity=b.get("activity"),
-                wait=tr_duration(hours_text(float(wait)), lang) if wait is not None else "",
-                share=f"{100 * float(share):.0f}" if share is not None else "",
-            )
-        )
+        lines.append(bottleneck_line(b, lang))  # median and mean wait, share of all waiting
     if not lines and perf.get("bottleneckActivities"):
         lines = [str(a) for a in perf["bottleneckActivities"][:limit]]
     return lines

@@ -93,7 +93,7 @@ def _formats(
 class AnalysisParams:
     """ProcessMiningAnalysis settings after defaults; `analysisType` decides what runs.
 
-    quick: discovery on the DFG (no conformance replay), patterns, no ML models;
+    quick: discovery on the DFG (fitness and precision measured too), patterns, no ML models;
     standard: discovery + conformance, anomaly detection, patterns;
     comprehensive: everything, including cycle-time and next-activity prediction.
     """

@@ -8,9 +8,13 @@ case. Other lifecycle events (schedule, suspend, ...) only count towards cycle t
 - Waiting time before an instance: its start (its completion when it has no start event) minus
   the latest `complete` event of the case before it; the first instance of a case has none.
   Without lifecycle data this is simply the time since the previous event of the case.
-- Bottlenecks: activities ranked by total waiting time before them (their share of all waiting).
-  The total ranks where cases spend their waiting; a mean would put rare activities first.
+- Bottlenecks: activities ranked by total waiting time before them (their share of all waiting),
+  each with the mean and the median wait. The total ranks where cases spend their waiting; a
+  mean would put rare activities first; the median says what a typical case waits (waits are
+  skewed: on receipt the top bottleneck's mean is 2.2 days, its median 47 seconds).
   Waits of concurrent activities overlap, so with lifecycle data their sum can exceed cycle time.
+  This is the one definition of a bottleneck: the table, the summary sentences, the
+  recommendations (analysis.recommendations) and the PDF/PPTX texts all read these rows.
 - Efficiency: processing time / cycle time over all cases, where processing time is the union of
   the start-complete intervals of a case (so parallel work is not counted twice). Logs without
   start events do not record processing time; their efficiency is reported as None (not computed)
@@ -20,6 +24,7 @@ case. Other lifecycle events (schedule, suspend, ...) only count towards cycle t
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +35,7 @@ from analysis.columns import ACTIVITY, CASE
 from analysis.dfg import DirectlyFollows, event_seconds
 from analysis.errors import EventLogError
 from analysis.formatting import hours_text
+from analysis.i18n import register_ja, tr
 from analysis.progress import Progress
 
 LIFECYCLE = "lifecycle:transition"
@@ -48,6 +54,56 @@ NO_EFFICIENCY_METHOD = (
     "not computed: the log records no start events (one timestamp per activity), so processing "
     "time cannot be told apart from waiting time"
 )
+
+
+WAIT_TEXT = "median wait {median}, mean {mean}"
+WAIT_SHARE_TEXT = "{share}% of all waiting time"
+BOTTLENECK_SENTENCE = "The main bottleneck is '{activity}': {waits} before it ({share})."
+BOTTLENECK_SENTENCE_NO_FIGURES = "The main bottleneck is '{activity}'."
+BOTTLENECK_LINE = "{activity}: {waits}, {share}"
+
+register_ja(
+    {
+        WAIT_TEXT: "待ち時間の中央値 {median}、平均 {mean}",
+        WAIT_SHARE_TEXT: "全待ち時間の {share}%",
+        BOTTLENECK_SENTENCE: "主なボトルネックは「{activity}」です: その前の{waits}({share})。",
+        BOTTLENECK_SENTENCE_NO_FIGURES: "主なボトルネックは「{activity}」です。",
+        BOTTLENECK_LINE: "{activity}: {waits}、{share}",
+    }
+)
+
+
+def wait_text(row: Mapping[str, Any], lang: str = "en") -> str | None:
+    """'median wait 47 seconds, mean 2.2 days' from a bottleneck row (None without figures)."""
+    mean, median = row.get("meanWaitHours"), row.get("medianWaitHours")
+    if mean is None:
+        return None
+    median_text = hours_text(float(median)) if median is not None else "n/a"
+    return tr(WAIT_TEXT, lang).format(median=median_text, mean=hours_text(float(mean)))
+
+
+def share_text(row: Mapping[str, Any], lang: str = "en") -> str | None:
+    share = row.get("shareOfTotalWait")
+    if share is None:
+        return None
+    return tr(WAIT_SHARE_TEXT, lang).format(share=f"{100 * float(share):.0f}")
+
+
+def bottleneck_sentence(activity: str, row: Mapping[str, Any], lang: str = "en") -> str:
+    """The summary's sentence on the top bottleneck, from its row of the bottleneck table."""
+    waits, share = wait_text(row, lang), share_text(row, lang)
+    if waits is None or share is None:
+        return tr(BOTTLENECK_SENTENCE_NO_FIGURES, lang).format(activity=activity)
+    return tr(BOTTLENECK_SENTENCE, lang).format(activity=activity, waits=waits, share=share)
+
+
+def bottleneck_line(row: Mapping[str, Any], lang: str = "en") -> str:
+    """A bullet line of the bottleneck list (PPTX): activity, median and mean wait, share."""
+    activity = str(row.get("activity"))
+    waits, share = wait_text(row, lang), share_text(row, lang)
+    if waits is None or share is None:
+        return activity
+    return tr(BOTTLENECK_LINE, lang).format(activity=activity, waits=waits, share=share)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pandas as pd
 from analysis.columns import ACTIVITY, CASE
 from analysis.dfg import event_seconds
 from analysis.formatting import hours_text
+from analysis.i18n import register_ja, tr
 
 LIFECYCLE = "lifecycle:transition"
 
@@ -28,6 +29,9 @@ MIN_REWORK_SHARE = 0.01
 MIN_HIGH_ANOMALIES, MIN_HIGH_ANOMALY_SHARE = 10, 0.01
 # conformance below this fitness deserves attention
 MAX_GOOD_FITNESS = 0.9
+# a model below this precision allows much more behaviour than the log shows
+LOW_PRECISION = 0.5
+VERY_LOW_PRECISION = 0.2
 
 _PRIORITY_ORDER = {"High": 0, "Medium": 1, "Low": 2}
 
@@ -77,8 +81,9 @@ def _pct(x: float) -> str:
 
 @dataclass(frozen=True)
 class _Waits:
-    """Per-event waiting time (seconds since the previous event of the case; NaN for a case's
-    first event) and per-case cycle times, from a canonical (case, time)-sorted frame."""
+    """Per-event gap (seconds since the previous event of the case; NaN for a case's first
+    event) and per-case cycle times, from a canonical (case, time)-sorted frame. Rework uses it;
+    bottlenecks use the bottleneck table's waiting time (analysis.performance)."""
 
     gap: np.ndarray
     n_cases: int
@@ -99,67 +104,166 @@ def _waits(events: pd.DataFrame) -> _Waits:
     return _Waits(gap=gap, n_cases=n_cases, total_cycle=float(np.nansum(gap)))
 
 
-def _top_bottleneck(results: Mapping[str, Any], known: set[str]) -> str | None:
-    """The discovery phase's top bottleneck (largest total waiting time), if it named one."""
+BOTTLENECK_TEXT = (
+    "Reduce the waiting time before '{activity}': cases wait a median {median} and a mean "
+    "{mean} before it ({occurrences} occurrences), {share_wait} of all waiting time."
+)
+BOTTLENECK_IMPROVEMENT = (
+    "Halving the waiting time before '{activity}' saves {saved} per case on average: up to "
+    "{share_cycle_half} of the average cycle time (from {mean_cycle} to {new_cycle})."
+)
+BOTTLENECK_BASIS = (
+    "'{activity}' is the first row of the bottleneck table (activities ranked by total waiting "
+    "time before them) and these are that row's figures. Waiting time before an activity = "
+    "its start (its completion when the log has no start event for it) minus the previous "
+    "completion in the same case. Its {occurrences} waits sum to {total} of all {all_waits} "
+    "waiting ({share_wait}) and to {share_cycle} of the {cycle} summed cycle time of "
+    "{cases} cases; halving them saves half of that, exactly when they lie on the case's "
+    "critical path (no concurrent activity), less otherwise."
+)
+
+register_ja(
+    {
+        BOTTLENECK_TEXT: (
+            "「{activity}」の前の待ち時間を減らしてください: 待ち時間の中央値 {median}、"
+            "平均 {mean}({occurrences} 回)で、全待ち時間の {share_wait} を占めます。"
+        ),
+        BOTTLENECK_IMPROVEMENT: (
+            "「{activity}」の前の待ち時間を半減すると、1 ケースあたり平均 {saved} 短縮します: "
+            "平均サイクルタイムの最大 {share_cycle_half}({mean_cycle} → {new_cycle})。"
+        ),
+        BOTTLENECK_BASIS: (
+            "「{activity}」はボトルネック表(その前の待ち時間の合計順)の 1 行目で、数値はその行の"
+            "ものです。活動の前の待ち時間 = その開始(開始イベントがない場合は完了)から同じ"
+            "ケースの直前の完了までの時間。{occurrences} 回の待ち時間の合計は {total} で、全待ち"
+            "時間 {all_waits} の {share_wait}、{cases} ケースのサイクルタイム合計 {cycle} の "
+            "{share_cycle} です。半減した場合の短縮はその半分で、待ちがケースのクリティカル"
+            "パス上にある(並行する活動がない)場合に正確、そうでなければそれ以下です。"
+        ),
+    }
+)
+
+
+def bottleneck_table(
+    events: pd.DataFrame | None, results: Mapping[str, Any]
+) -> tuple[list[Mapping[str, Any]], Mapping[str, Any]]:
+    """The bottleneck table's rows and the performance figures they belong to: the discovery
+    phase's when the document has them, else measured on the events the same way."""
     perf = phase_results(results, "Process Discovery").get("performanceMetrics") or {}
-    entries = [
-        b for b in perf.get("bottlenecks") or [] if isinstance(b, Mapping) and b.get("activity")
+    rows = [
+        b
+        for b in perf.get("bottlenecks") or []
+        if isinstance(b, Mapping)
+        and b.get("activity")
+        and b.get("totalWaitHours") is not None
+        and b.get("meanWaitHours") is not None
     ]
-    if entries and all(b.get("totalWaitHours") is not None for b in entries):
-        entries = sorted(entries, key=lambda b: -float(b["totalWaitHours"]))
-    names = [str(b["activity"]) for b in entries] + [
-        str(a) for a in perf.get("bottleneckActivities") or []
-    ]
-    return next((a for a in names if a in known), None)
+    if rows or events is None or not len(events):
+        return rows, perf
+    from analysis.performance import compute_performance
+
+    measured = compute_performance(events).to_dict()
+    return list(measured["bottlenecks"]), measured
 
 
 def _bottleneck(
-    events: pd.DataFrame, results: Mapping[str, Any], w: _Waits
+    events: pd.DataFrame, results: Mapping[str, Any], n_cases: int, lang: str
 ) -> list[Recommendation]:
-    if w.total_cycle <= 0:
+    rows, perf = bottleneck_table(events, results)
+    total_cycle = perf.get("totalCycleHours")
+    if not rows or not total_cycle or float(total_cycle) <= 0 or not n_cases:
         return []
-    wait_by_activity = pd.Series(w.gap).groupby(events[ACTIVITY].to_numpy()).sum(min_count=1)
-    wait_by_activity = wait_by_activity.dropna()
-    if wait_by_activity.empty:
+    row = rows[0]
+    activity = str(row["activity"])
+    total, cycle = float(row["totalWaitHours"]), float(total_cycle)
+    share_cycle = total / cycle
+    if share_cycle < MIN_BOTTLENECK_SHARE:
         return []
-    target = _top_bottleneck(results, set(wait_by_activity.index))
-    source = "the discovery phase's top bottleneck" if target else "the largest total wait"
-    if target is None:
-        target = str(wait_by_activity.idxmax())
-    wait = float(wait_by_activity[target])
-    share = wait / w.total_cycle
-    if share < MIN_BOTTLENECK_SHARE:
-        return []
-    is_target = (events[ACTIVITY] == target).to_numpy() & ~np.isnan(w.gap)
-    occurrences = int(is_target.sum())
-    cases_with = int(events.loc[is_target, CASE].nunique())
-    mean_cycle_h = w.total_cycle / w.n_cases / 3600
-    saved_h = wait / 2 / w.n_cases / 3600
+    all_waits = perf.get("totalWaitingHours")
+    share_wait = row.get("shareOfTotalWait")
+    median = row.get("medianWaitHours")
+    mean_cycle = cycle / n_cases
+    saved = total / 2 / n_cases
+    figures = {
+        "activity": activity,
+        "median": hours_text(float(median)) if median is not None else "n/a",
+        "mean": hours_text(float(row["meanWaitHours"])),
+        "occurrences": f"{int(row.get('occurrences') or 0):,}",
+        "share_wait": _pct(float(share_wait)) if share_wait is not None else "n/a",
+        "saved": hours_text(saved),
+        "share_cycle_half": _pct(share_cycle / 2),
+        "share_cycle": _pct(share_cycle),
+        "mean_cycle": hours_text(mean_cycle),
+        "new_cycle": hours_text(mean_cycle - saved),
+        "total": hours_text(total),
+        "all_waits": hours_text(float(all_waits)) if all_waits is not None else "n/a",
+        "cycle": hours_text(cycle),
+        "cases": f"{n_cases:,}",
+    }
     return [
         Recommendation(
             category="Process Optimization",
-            priority=_priority(share / 2, 0.10, 0.03),
-            recommendation=(
-                f"Reduce the waiting time before '{target}': it accounts for {_pct(share)} of "
-                f"all case time ({hours_text(wait / occurrences / 3600)} on average per "
-                f"occurrence, {occurrences:,} occurrences in {_cases(cases_with)})."
-            ),
-            expected_improvement=(
-                f"Halving the waiting time before '{target}' shortens the average cycle time by "
-                f"{_pct(share / 2)} (about {hours_text(saved_h)} per case, from "
-                f"{hours_text(mean_cycle_h)} to {hours_text(mean_cycle_h - saved_h)})."
-            ),
-            basis=(
-                f"'{target}' is {source}. Waiting before an activity is the time from the "
-                "previous event of the same case to the activity's event. Within a case these "
-                "waits add up to its cycle time (last minus first event), so the share of the "
-                f"mean cycle time spent waiting before '{target}' is its summed waits over all "
-                f"cases' summed cycle times ({hours_text(wait / 3600)} of "
-                f"{hours_text(w.total_cycle / 3600)} over {w.n_cases:,} cases = {_pct(share)}); "
-                "halving those waits saves half of that share."
-            ),
+            priority=_priority(share_cycle / 2, 0.10, 0.03),
+            recommendation=tr(BOTTLENECK_TEXT, lang).format(**figures),
+            expected_improvement=tr(BOTTLENECK_IMPROVEMENT, lang).format(**figures),
+            basis=tr(BOTTLENECK_BASIS, lang).format(**figures),
         )
     ]
+
+
+QUALITY_IMPRECISE = (
+    "The discovered model replays {fitting}% of the cases exactly (fitness {fitness}) but allows "
+    "much more behaviour than the log shows (precision {precision}, F-score {f_score})."
+)
+QUALITY_PRECISE = (
+    "The discovered model replays {fitting}% of the cases exactly (fitness {fitness}) and allows "
+    "little behaviour beyond the log's (precision {precision}, F-score {f_score})."
+)
+QUALITY_NO_PRECISION = (
+    "The discovered model has fitness {fitness}; its precision was not measured, so how much "
+    "behaviour beyond the log's it allows is unknown."
+)
+PRECISION_LABEL = "Model precision"
+F_SCORE_LABEL = "Model F-score"
+
+register_ja(
+    {
+        QUALITY_IMPRECISE: (
+            "発見したモデルはケースの {fitting}% をそのまま再生できます(fitness {fitness})が、"
+            "ログにない振る舞いも多く許します(precision {precision}、F値 {f_score})。"
+        ),
+        QUALITY_PRECISE: (
+            "発見したモデルはケースの {fitting}% をそのまま再生でき(fitness {fitness})、"
+            "ログにない振る舞いはわずかです(precision {precision}、F値 {f_score})。"
+        ),
+        QUALITY_NO_PRECISION: (
+            "発見したモデルの fitness は {fitness} です。precision は測定されていないため、"
+            "ログにない振る舞いをどれだけ許すかは不明です。"
+        ),
+        PRECISION_LABEL: "モデルの precision(適合率)",
+        F_SCORE_LABEL: "モデルの F値",
+    }
+)
+
+
+def quality_sentence(conformance: Mapping[str, Any], lang: str = "en") -> str | None:
+    """The reports' sentence on the model: fitness always with precision (never "fits" alone).
+    Here rather than in analysis.conformance so that the reports need not import pm4py."""
+    fitness = conformance.get("fitness")
+    if fitness is None:
+        return None
+    precision = conformance.get("precision")
+    if precision is None:
+        return tr(QUALITY_NO_PRECISION, lang).format(fitness=f"{float(fitness):.2f}")
+    fitting = conformance.get("fittingTracesPercentage")
+    score = conformance.get("fScore")
+    template = QUALITY_IMPRECISE if float(precision) < LOW_PRECISION else QUALITY_PRECISE
+    return tr(template, lang).format(
+        fitting="n/a" if fitting is None else f"{float(fitting):.0f}",
+        fitness=f"{float(fitness):.2f}",
+        precision=f"{float(precision):.2f}",
+        f_score="n/a" if score is None else f"{float(score):.2f}",
+    )
 
 
 def _completed(events: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -173,7 +277,32 @@ def _completed(events: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return events, "events"
 
 
-def _rework(events: pd.DataFrame) -> list[Recommendation]:
+REWORK_TIME = (
+    " and {time} per affected case between the previous completion and the repeated one "
+    "({share} of all case time)"
+)
+REWORK_BASIS_TIME = (
+    "Time saved is the time from the previous one of the case's {unit} to each repeated "
+    "'{activity}' (waiting and working time of the repetition: not the bottleneck table's "
+    "waiting time, which stops at an activity's start), summed, over the summed cycle times of "
+    "all {cases} cases."
+)
+register_ja(
+    {
+        REWORK_TIME: (
+            "、影響を受けたケースあたり直前の完了から繰り返しの完了まで {time}"
+            "(全ケース時間の {share})"
+        ),
+        REWORK_BASIS_TIME: (
+            "短縮時間は、ケースの直前の{unit}から繰り返された「{activity}」までの時間"
+            "(繰り返しの待ち時間と作業時間。活動の開始で終わるボトルネック表の待ち時間とは"
+            "異なります)の合計を、全 {cases} ケースのサイクルタイム合計で割ったものです。"
+        ),
+    }
+)
+
+
+def _rework(events: pd.DataFrame, lang: str = "en") -> list[Recommendation]:
     done, unit = _completed(events)
     lifecycle_note = (
         "Counted on lifecycle 'complete' events only, so a start and a complete of one "
@@ -204,8 +333,9 @@ def _rework(events: pd.DataFrame) -> list[Recommendation]:
     others = ", ".join(f"'{a}' ({int(c):,})" for a, c in list(reps.items())[1:3])
     also = f" Other repeated activities: {others}." if others else ""
     time_text = (
-        f" and {hours_text(target_wait / cases_affected / 3600)} of waiting per affected case "
-        f"({_pct(time_share)} of all case time)"
+        tr(REWORK_TIME, lang).format(
+            time=hours_text(target_wait / cases_affected / 3600), share=_pct(time_share)
+        )
         if target_wait > 0
         else ""
     )
@@ -224,9 +354,10 @@ def _rework(events: pd.DataFrame) -> list[Recommendation]:
             ),
             basis=(
                 f"{lifecycle_note}A repetition is an occurrence of an activity after its first "
-                f"in the same case. Time saved is the waiting time before each repeated "
-                f"'{target}' (time from the previous one of the case's {unit}), summed, over "
-                f"the summed cycle times of all {w.n_cases:,} cases."
+                "in the same case. "
+                + tr(REWORK_BASIS_TIME, lang).format(
+                    activity=target, unit=unit, cases=f"{w.n_cases:,}"
+                )
             ),
         )
     ]
@@ -334,56 +465,151 @@ def _anomalies(
     ]
 
 
-def _conformance(results: Mapping[str, Any], n_cases: int) -> list[Recommendation]:
+CONFORMANCE_TEXT = (
+    "Standardise the process: the discovered model reaches a fitness of only {fitness}{precision} "
+    "and {deviating}. Review the deviating paths and either enforce the intended path or accept "
+    "the variants into the reference model."
+)
+CONFORMANCE_PRECISION = " (precision {precision})"
+DEVIATING = "{pct}% of cases{count} do not fit the model"
+DEVIATING_UNKNOWN = "part of the cases deviate from the model"
+CONFORMANCE_IMPROVEMENT = (
+    "Bringing the deviating {pct}% of cases onto modelled paths raises fitness from {fitness} "
+    "toward 1.00."
+)
+CONFORMANCE_IMPROVEMENT_UNKNOWN = "Fewer deviations raise fitness from {fitness} toward 1.00."
+CONFORMANCE_BASIS = (
+    "Fitness and fitting-case share from the discovery phase's conformance check (method: "
+    "{method})."
+)
+PRECISION_TEXT = (
+    "Do not read the discovered model as the process's rules: it replays {fitting}% of the "
+    "cases exactly (fitness {fitness}) but allows much more behaviour than the log shows "
+    "(precision {precision}, F-score {f_score}). Read the process from the process map and the "
+    "variants, and compare the models of other algorithms (inductive on the variants in a "
+    "standard analysis, heuristics) by their F-score."
+)
+PRECISION_IMPROVEMENT = (
+    "A model that allows only observed behaviour (precision toward 1.00) makes deviations and "
+    "compliance checks meaningful; a model that allows everything flags nothing."
+)
+PRECISION_BASIS = "Precision and F-score from the discovery phase's conformance check ({method})."
+
+register_ja(
+    {
+        CONFORMANCE_TEXT: (
+            "プロセスを標準化してください: 発見したモデルの fitness は {fitness}{precision} に"
+            "とどまり、{deviating}。逸脱した経路を見直し、意図した経路を徹底するか、その"
+            "バリアントを参照モデルに取り込んでください。"
+        ),
+        CONFORMANCE_PRECISION: "(precision {precision})",
+        DEVIATING: "ケースの {pct}%{count} がモデルに適合しません",
+        DEVIATING_UNKNOWN: "一部のケースがモデルから逸脱しています",
+        CONFORMANCE_IMPROVEMENT: (
+            "逸脱した {pct}% のケースをモデル化された経路に乗せると、fitness は {fitness} から "
+            "1.00 に近づきます。"
+        ),
+        CONFORMANCE_IMPROVEMENT_UNKNOWN: (
+            "逸脱が減ると fitness は {fitness} から 1.00 に近づきます。"
+        ),
+        CONFORMANCE_BASIS: (
+            "発見フェーズの適合性チェックによる fitness と適合ケース率(方法: {method})。"
+        ),
+        PRECISION_TEXT: (
+            "発見したモデルをプロセスの規則として読まないでください: ケースの {fitting}% を"
+            "そのまま再生できます(fitness {fitness})が、ログにない振る舞いも多く許します"
+            "(precision {precision}、F値 {f_score})。プロセスはプロセスマップとバリアントから"
+            "読み、他のアルゴリズム(standard 分析のバリアントに対する inductive、heuristics)の"
+            "モデルと F値で比べてください。"
+        ),
+        PRECISION_IMPROVEMENT: (
+            "観測された振る舞いだけを許すモデル(precision が 1.00 に近い)なら、逸脱や"
+            "コンプライアンスの確認が意味を持ちます。すべてを許すモデルは何も検出しません。"
+        ),
+        PRECISION_BASIS: "発見フェーズの適合性チェックによる precision と F値({method})。",
+    }
+)
+
+
+def _conformance(results: Mapping[str, Any], n_cases: int, lang: str) -> list[Recommendation]:
     conf = phase_results(results, "Process Discovery").get("conformance") or {}
     fitness = conf.get("fitness")
     if fitness is None or float(fitness) >= MAX_GOOD_FITNESS:
         return []
     fitness = float(fitness)
     fitting = conf.get("fittingTracesPercentage")
+    precision = conf.get("precision")
     cases = n_cases or int(phase_results(results, "Data Loading and Validation").get("cases") or 0)
+    fitness_text = f"{fitness:.2f}"
     if fitting is not None:
         # the document gives a percentage; accept a fraction too
         pct = float(fitting) if float(fitting) > 1 else 100 * float(fitting)
-        deviating_n = f" ({_cases(round(cases * (100 - pct) / 100))})" if cases else ""
-        deviating = f"{100 - pct:.1f}% of cases{deviating_n} do not fit the model"
-        improvement = (
-            f"Bringing the deviating {100 - pct:.1f}% of cases onto modelled paths raises "
-            f"fitness from {fitness:.2f} toward 1.00."
+        count = f" ({_cases(round(cases * (100 - pct) / 100))})" if cases else ""
+        deviating = tr(DEVIATING, lang).format(pct=f"{100 - pct:.1f}", count=count)
+        improvement = tr(CONFORMANCE_IMPROVEMENT, lang).format(
+            pct=f"{100 - pct:.1f}", fitness=fitness_text
         )
     else:
-        deviating = "part of the cases deviate from the model"
-        improvement = f"Fewer deviations raise fitness from {fitness:.2f} toward 1.00."
+        deviating = tr(DEVIATING_UNKNOWN, lang)
+        improvement = tr(CONFORMANCE_IMPROVEMENT_UNKNOWN, lang).format(fitness=fitness_text)
+    precision_text = (
+        tr(CONFORMANCE_PRECISION, lang).format(precision=f"{float(precision):.2f}")
+        if precision is not None
+        else ""
+    )
     return [
         Recommendation(
             category="Compliance",
             priority=_priority(1 - fitness, 0.3, 0.2),
-            recommendation=(
-                f"Standardise the process: the discovered model reaches a fitness of only "
-                f"{fitness:.2f} and {deviating}. Review the deviating paths and either enforce "
-                "the intended path or accept the variants into the reference model."
+            recommendation=tr(CONFORMANCE_TEXT, lang).format(
+                fitness=fitness_text, precision=precision_text, deviating=deviating
             ),
             expected_improvement=improvement,
-            basis=(
-                "Fitness and fitting-case share from the discovery phase's conformance check "
-                f"(method: {conf.get('method', 'n/a')})."
-            ),
+            basis=tr(CONFORMANCE_BASIS, lang).format(method=conf.get("method", "n/a")),
         )
     ]
 
 
-def recommend(events: pd.DataFrame, results: dict[str, Any]) -> list[Recommendation]:
-    """Recommendations that apply to this log, most urgent first; [] when nothing applies."""
+def _precision(results: Mapping[str, Any], lang: str) -> list[Recommendation]:
+    """A model that allows much more than the log shows (a flower-like model fits anything)."""
+    conf = phase_results(results, "Process Discovery").get("conformance") or {}
+    fitness, precision = conf.get("fitness"), conf.get("precision")
+    if fitness is None or precision is None or float(precision) >= LOW_PRECISION:
+        return []
+    fitting = conf.get("fittingTracesPercentage")
+    score = conf.get("fScore")
+    return [
+        Recommendation(
+            category="Model Quality",
+            # about the analysis's model, not the process: never above Medium
+            priority="Medium" if float(precision) <= VERY_LOW_PRECISION else "Low",
+            recommendation=tr(PRECISION_TEXT, lang).format(
+                fitting="n/a" if fitting is None else f"{float(fitting):.0f}",
+                fitness=f"{float(fitness):.2f}",
+                precision=f"{float(precision):.2f}",
+                f_score="n/a" if score is None else f"{float(score):.2f}",
+            ),
+            expected_improvement=tr(PRECISION_IMPROVEMENT, lang),
+            basis=tr(PRECISION_BASIS, lang).format(method=conf.get("precisionMethod") or "n/a"),
+        )
+    ]
+
+
+def recommend(
+    events: pd.DataFrame, results: dict[str, Any], lang: str = "en"
+) -> list[Recommendation]:
+    """Recommendations that apply to this log, most urgent first; [] when nothing applies.
+    `lang` is the language of the texts this module writes ("en" or "ja")."""
     out: list[Recommendation] = []
     n_cases = 0
     if events is not None and len(events):
-        w = _waits(events)
-        n_cases = w.n_cases
-        out += _bottleneck(events, results, w)
-        out += _rework(events)
+        n_cases = int(events[CASE].nunique())
+        out += _bottleneck(events, results, n_cases, lang)
+        out += _rework(events, lang)
     else:
         events = pd.DataFrame(columns=[CASE, ACTIVITY])
     out += _data_quality(results)
     out += _anomalies(events, results, n_cases)
-    out += _conformance(results, n_cases)
+    out += _conformance(results, n_cases, lang)
+    out += _precision(results, lang)
     return sorted(out, key=lambda r: _PRIORITY_ORDER[r.priority])

@@ -49,7 +49,13 @@ from analysis.columns import CASE
 from analysis.dfg import DirectlyFollows
 from analysis.formatting import hours_text
 from analysis.i18n import register_ja, tr, tr_duration
-from analysis.recommendations import phase_results
+from analysis.performance import bottleneck_sentence
+from analysis.recommendations import (
+    F_SCORE_LABEL,
+    PRECISION_LABEL,
+    phase_results,
+    quality_sentence,
+)
 
 LOADING = "Data Loading and Validation"
 DISCOVERY = "Process Discovery"
@@ -369,6 +375,8 @@ def key_figures(
         rows.append((tr("Top bottleneck", lang), top))
     add("Process efficiency (%)", perf.get("efficiency"), 1)
     add("Model fitness", conf.get("fitness"))
+    add(PRECISION_LABEL, conf.get("precision"))
+    add(F_SCORE_LABEL, conf.get("fScore"))
     add("Anomalous cases", _first(anomalies.get("detected"), summary.get("anomaliesDetected")))
     if anomalies.get("highSeverity") is not None:
         add("High-severity anomalies", anomalies.get("highSeverity"))
@@ -423,28 +431,10 @@ def findings(
     top = top_bottleneck(results)
     if top:
         entry = next((b for b in bottlenecks if b.get("activity") == top), {})
-        wait, share = entry.get("meanWaitHours"), entry.get("shareOfTotalWait")
-        template = {
-            (True, True): "The main bottleneck is '{top}': cases wait {wait} on average before "
-            "it ({share}% of all waiting time).",
-            (True, False): "The main bottleneck is '{top}': cases wait {wait} on average "
-            "before it.",
-            (False, True): "The main bottleneck is '{top}' ({share}% of all waiting time).",
-            (False, False): "The main bottleneck is '{top}'.",
-        }[(wait is not None, share is not None)]
-        out.append(
-            tr(template, lang).format(
-                top=top,
-                wait=tr_duration(hours_text(float(wait)), lang) if wait is not None else "",
-                share=f"{100 * float(share):.0f}" if share is not None else "",
-            )
-        )
-    if conf.get("fitness") is not None:
-        out.append(
-            tr("The discovered model fits the log with fitness {fitness}.", lang).format(
-                fitness=f"{float(conf['fitness']):.2f}"
-            )
-        )
+        out.append(bottleneck_sentence(top, entry, lang))  # median and mean wait, share
+    model_quality = quality_sentence(conf, lang)  # fitness always with precision
+    if model_quality:
+        out.append(model_quality)
     if anomalies.get("detected") is not None:
         out.append(
             tr("{detected} cases look anomalous, {high} of them with high severity.", lang).format(

@@ -140,3 +140,35 @@ def test_bpic2012_lifecycle(datasets: Path) -> None:
 def test_empty_frame_is_an_event_log_error() -> None:
     with pytest.raises(EventLogError):
         compute_performance(_frame([("1", "A", 0, None)]).iloc[:0])
+
+
+def test_summary_texts_give_median_beside_mean() -> None:
+    from analysis.performance import bottleneck_line, bottleneck_sentence
+
+    row = {
+        "activity": "T06",
+        "meanWaitHours": 51.754,
+        "medianWaitHours": 0.013,
+        "totalWaitHours": 73283.23,
+        "occurrences": 1416,
+        "shareOfTotalWait": 0.3937,
+    }
+    sentence = bottleneck_sentence("T06", row)
+    assert sentence == (
+        "The main bottleneck is 'T06': median wait 47 seconds, mean 2.2 days before it "
+        "(39% of all waiting time)."
+    )
+    assert (
+        bottleneck_line(row)
+        == "T06: median wait 47 seconds, mean 2.2 days, 39% of all waiting time"
+    )
+    assert "待ち時間の中央値 47 seconds" in bottleneck_sentence("T06", row, lang="ja")
+    assert bottleneck_sentence("T06", {}) == "The main bottleneck is 'T06'."
+
+
+def test_every_bottleneck_row_has_mean_and_median(datasets: Path) -> None:
+    events = canonical_frame(datasets / "receipt.xes.gz")
+    rows = compute_performance(events).to_dict()["bottlenecks"]
+    assert rows
+    for row in rows:
+        assert row["meanWaitHours"] is not None and row["medianWaitHours"] is not None

@@ -37,26 +37,33 @@ def by_category(recs):
 
 def test_bottleneck_and_rework_figures_match_hand_computation():
     recs = by_category(recommend(frame(KNOWN), {}))
-    total_cycle = 13 + 25 + 9  # hours, = sum of all waits
+    total_cycle = 13 + 25 + 9  # hours, = sum of all waits (no start events, no overlap)
     wait_d = 10 + 18 + 6
     bottleneck = recs["Process Optimization"]
     assert "'d'" in bottleneck.recommendation
-    assert f"{100 * wait_d / total_cycle:.1f}% of all case time" in bottleneck.recommendation
-    assert f"by {100 * 0.5 * wait_d / total_cycle:.1f}%" in bottleneck.expected_improvement
-    # 17 h saved over 3 cases; mean cycle 47/3 h -> 30/3 h
-    assert "about 5.7 hours per case, from 15.7 hours to 10.0 hours" in (
+    # the bottleneck table's figures: median 10 h, mean 34/3 h, share of all waiting 34/47
+    assert "median 10.0 hours and a mean 11.3 hours before it (3 occurrences)" in (
+        bottleneck.recommendation
+    )
+    assert f"{100 * wait_d / total_cycle:.1f}% of all waiting time" in bottleneck.recommendation
+    assert f"up to {100 * 0.5 * wait_d / total_cycle:.1f}% of the average cycle time" in (
         bottleneck.expected_improvement
     )
+    # 17 h saved over 3 cases; mean cycle 47/3 h -> 30/3 h
+    assert "saves 5.7 hours per case on average" in bottleneck.expected_improvement
+    assert "(from 15.7 hours to 10.0 hours)" in bottleneck.expected_improvement
     assert bottleneck.priority == "High"
-    assert bottleneck.basis
+    assert "previous completion in the same case" in bottleneck.basis
 
     rework = recs["Rework Reduction"]
     # 15 events, b repeated twice and c once in c2
     assert "3 of 15 events (20.0%)" in rework.recommendation
     assert "'b' is repeated most (2 repetitions in 1 case)" in rework.recommendation
-    # removing the two repeated b's: 2 events (13.3%) and 2 + 2 hours of waiting before them
+    # removing the two repeated b's: 2 events (13.3%) and the 2 + 2 hours before them
     assert "removes 2 events (13.3% of all)" in rework.expected_improvement
-    assert "4.0 hours of waiting per affected case" in rework.expected_improvement
+    assert "4.0 hours per affected case between the previous completion" in (
+        rework.expected_improvement
+    )
     assert f"({100 * 4 / total_cycle:.1f}% of all case time)" in rework.expected_improvement
     assert rework.priority == "High"
     assert set(rework.to_dict()) == {
@@ -68,25 +75,42 @@ def test_bottleneck_and_rework_figures_match_hand_computation():
     }
 
 
-def test_discovery_bottleneck_is_used_when_named():
+def test_bottleneck_uses_the_documents_table_row():
+    row = {
+        "activity": "c",
+        "meanWaitHours": 1.25,
+        "medianWaitHours": 1.0,
+        "totalWaitHours": 5.0,
+        "occurrences": 4,
+        "shareOfTotalWait": 0.1064,
+    }
+    perf = {"bottlenecks": [row], "totalCycleHours": 47.0, "totalWaitingHours": 47.0}
     doc = {
         "phaseResults": [
-            {
-                "phaseName": "Process Discovery",
-                "results": {
-                    "performanceMetrics": {
-                        "bottleneckActivities": ["c"],
-                        "bottlenecks": [{"activity": "c", "totalWaitHours": 5.0}],
-                    }
-                },
-            }
+            {"phaseName": "Process Discovery", "results": {"performanceMetrics": perf}}
         ]
     }
     rec = by_category(recommend(frame(KNOWN), doc))["Process Optimization"]
-    wait_c = 1 + 1 + 1 + 2  # before every c
     assert "'c'" in rec.recommendation
-    assert f"by {100 * 0.5 * wait_c / 47:.1f}%" in rec.expected_improvement
-    assert "discovery phase" in rec.basis
+    assert "median 1.0 hours and a mean 1.2 hours before it (4 occurrences), 10.6%" in (
+        rec.recommendation
+    )
+    assert f"up to {100 * 0.5 * 5 / 47:.1f}% of the average cycle time" in rec.expected_improvement
+    assert "first row of the bottleneck table" in rec.basis
+
+
+def test_bottleneck_waits_stop_at_the_activitys_start():
+    # a: 0-1 h; b starts at 5 h and completes at 6 h: 4 h of waiting before b, not 5
+    events = frame(
+        {
+            "c1": [("a", 0), ("a", 1), ("b", 5), ("b", 6)],
+            "c2": [("a", 0), ("a", 1), ("b", 3), ("b", 4)],
+        },
+        lifecycle=["start", "complete", "start", "complete"] * 2,
+    )
+    rec = by_category(recommend(events, {}))["Process Optimization"]
+    # waits before b: 4 h and 2 h
+    assert "median 3.0 hours and a mean 3.0 hours before it (2 occurrences)" in rec.recommendation
 
 
 def test_document_driven_recommendations():
@@ -183,17 +207,99 @@ def test_lifecycle_start_complete_is_not_rework():
     assert "1 of 2 completed executions" in rework.recommendation
 
 
-@pytest.mark.parametrize("log", ["receipt.xes.gz"])
-def test_real_log_bottleneck_share_matches_independent_computation(datasets: Path, log: str):
-    events = canonical_frame(datasets / log)
-    recs = by_category(recommend(events, {}))
+def test_receipt_recommendation_figures_equal_the_bottleneck_table(datasets: Path):
+    # one definition: the recommendation, the summary sentence and the table agree
+    from analysis.formatting import hours_text
+    from analysis.performance import bottleneck_sentence, compute_performance
+
+    events = canonical_frame(datasets / "receipt.xes.gz")
+    perf = compute_performance(events).to_dict()
+    doc = {
+        "phaseResults": [
+            {"phaseName": "Process Discovery", "results": {"performanceMetrics": perf}}
+        ]
+    }
+    row = perf["bottlenecks"][0]
+    # waiting on a log without start events: the time since the case's previous event
     t = events[TIMESTAMP]
-    wait = t.groupby(events[CASE]).diff().dt.total_seconds()
-    per_activity = wait.groupby(events[ACTIVITY]).sum()
-    span = t.groupby(events[CASE]).agg(lambda s: (s.max() - s.min()).total_seconds()).sum()
-    top = per_activity.idxmax()
-    rec = recs["Process Optimization"]
-    assert f"'{top}'" in rec.recommendation
-    assert f"by {50 * per_activity[top] / span:.1f}%" in rec.expected_improvement
+    gap = t.groupby(events[CASE]).diff().dt.total_seconds() / 3600
+    waits = gap[events[ACTIVITY] == row["activity"]].dropna()
+    assert row["meanWaitHours"] == pytest.approx(waits.mean(), abs=1e-3)
+    assert row["medianWaitHours"] == pytest.approx(waits.median(), abs=1e-3)
+    for source in (doc, {}):  # from the document, or measured the same way from the events
+        rec = by_category(recommend(events, source))["Process Optimization"]
+        expected = (
+            f"'{row['activity']}': cases wait a median {hours_text(row['medianWaitHours'])} "
+            f"and a mean {hours_text(row['meanWaitHours'])} before it "
+            f"({row['occurrences']:,} occurrences), {100 * row['shareOfTotalWait']:.1f}% of all "
+            "waiting time"
+        )
+        assert expected in rec.recommendation
+    # the issue's figures: mean 2.2 days where the median is 47 seconds
+    assert "median 47 seconds and a mean 2.2 days" in rec.recommendation
+    sentence = bottleneck_sentence(row["activity"], row)
+    assert "median wait 47 seconds, mean 2.2 days" in sentence
     repeats = int(events.groupby([CASE, ACTIVITY]).cumcount().gt(0).sum())
-    assert f"{repeats:,} of {len(events):,} events" in recs["Rework Reduction"].recommendation
+    rework = by_category(recommend(events, {}))["Rework Reduction"]
+    assert f"{repeats:,} of {len(events):,} events" in rework.recommendation
+
+
+def test_low_precision_model_gets_a_model_quality_recommendation():
+    conf = {"fitness": 1.0, "fittingTracesPercentage": 100.0, "precision": 0.13, "fScore": 0.23}
+    doc = {"phaseResults": [{"phaseName": "Process Discovery", "results": {"conformance": conf}}]}
+    rec = by_category(recommend(frame(KNOWN), doc))["Model Quality"]
+    assert "fitness 1.00" in rec.recommendation
+    assert "precision 0.13" in rec.recommendation
+    assert "allows much more behaviour" in rec.recommendation
+    assert rec.priority == "Medium"
+    conf["precision"] = 0.8
+    assert "Model Quality" not in by_category(recommend(frame(KNOWN), doc))
+    # low fitness: the compliance recommendation names precision too
+    conf["fitness"] = 0.7
+    assert "fitness of only 0.70 (precision 0.80)" in (
+        by_category(recommend(frame(KNOWN), doc))["Compliance"].recommendation
+    )
+
+
+def test_japanese_texts_are_registered():
+    conf = {"fitness": 1.0, "fittingTracesPercentage": 100.0, "precision": 0.13, "fScore": 0.23}
+    doc = {"phaseResults": [{"phaseName": "Process Discovery", "results": {"conformance": conf}}]}
+    recs = by_category(recommend(frame(KNOWN), doc, lang="ja"))
+    assert "precision 0.13" in recs["Model Quality"].recommendation
+    assert "ログにない振る舞い" in recs["Model Quality"].recommendation
+    assert "待ち時間の中央値 10.0 hours" in recs["Process Optimization"].recommendation
+
+
+@pytest.mark.slow
+def test_bpic2012_lifecycle_recommendation_equals_the_table(datasets: Path):
+    # the issue's case: with start/complete events the recommendation said "33.3 h per
+    # occurrence, 63.9 %" (gaps before every lifecycle event) while the table said "75.1 h mean,
+    # 52 %" (waiting before the activity's start); now both are the table's
+    from analysis.formatting import hours_text
+    from analysis.performance import compute_performance
+
+    events = canonical_frame(datasets / "bpic2012.xes.gz")
+    row = compute_performance(events).to_dict()["bottlenecks"][0]
+    assert row["meanWaitHours"] == pytest.approx(75.1, abs=0.05)
+    assert row["shareOfTotalWait"] == pytest.approx(0.52, abs=0.005)
+    rec = by_category(recommend(events, {}))["Process Optimization"]
+    assert (
+        f"median {hours_text(row['medianWaitHours'])} and a mean "
+        f"{hours_text(row['meanWaitHours'])} before it ({row['occurrences']:,} occurrences), "
+        f"{100 * row['shareOfTotalWait']:.1f}% of all waiting time"
+    ) in rec.recommendation
+    assert "63.9" not in rec.recommendation
+
+
+def test_report_texts_do_not_import_pm4py():
+    # the model-quality sentence lives here, not in analysis.conformance: a report from a
+    # results.json must not pay pm4py's import
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, analysis.report_pdf, analysis.executive, analysis.recommendations; "
+        "assert 'pm4py' not in sys.modules"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
