@@ -216,7 +216,6 @@ register_ja(
         "Figure": "指標",
         "Value": "値",
         "Method": "方法",
-        "Accuracy": "精度",
         "Mean absolute error": "平均絶対誤差",
         "Next activity": "次のアクティビティ",
         "Confidence": "信頼度",
