@@ -32,9 +32,12 @@ class Problem(Exception):
         errors: list[dict[str, str]] | None = None,
         type_: str | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, object] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status, self.detail, self.errors = status, detail, errors
+        # RFC 9457 extension members, beside the standard ones (e.g. operationStatus)
+        self.extensions = extensions or {}
         self.type = (
             type_
             or f"https://pmops.dev/problems/{TITLES.get(status, 'error').lower().replace(' ', '-')}"

@@ -82,6 +82,16 @@ def set_operation_status(
     return update_operation(conn, operation_id, {"status": to, **values}, expect)
 
 
+# the statuses a cancel can still act on (a batch member waits as Pending)
+ACTIVE_STATUSES = ("Initiated", "Pending", "Running")
+
+
+def cancel_active_operation(conn: Connection, operation_id: str, values: dict[str, Any]) -> bool:
+    """The cancel's decision, atomic: `UPDATE ... WHERE status IN (active states)`. Whether it
+    took (False: the operation reached a terminal status first, e.g. its run completed)."""
+    return update_operation(conn, operation_id, values, ACTIVE_STATUSES)
+
+
 # -- read ----------------------------------------------------------------------------------------
 def read_operation(
     conn: Connection,
