@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from api import openapi, problems
+from api.bodylimit import JsonBodyLimit
 from api.deps import settings_dep
 from api.routes import batches, datasets, health, operations, ui, webhooks
 from api.stream import EventFeed
@@ -78,6 +79,7 @@ def create_app(
     problems.install(app)
     openapi.install(app)
     app.add_middleware(datasets.UploadSizeGuard)
+    app.add_middleware(JsonBodyLimit)
     routers = [health, datasets, operations, webhooks, batches, ui]
     for module in routers:
         app.include_router(module.router)

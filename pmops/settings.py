@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=2_000_000_000, description="largest accepted upload (413 beyond)"
     )
+    max_json_bytes: int = Field(
+        default=1 << 20,
+        description="largest JSON request body on every endpoint but the upload (413 "
+        "problem+json before the body is read: by its Content-Length, or counted as a chunked "
+        "body streams in)",
+    )
     heartbeat_stale_seconds: float = Field(
         default=30.0,
         description="a Running operation whose flow-run process has not written a heartbeat "
