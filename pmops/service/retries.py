@@ -144,7 +144,10 @@ def _linker(
         if automatic and not gone:
             raise NotRetried(original_id)  # retried by hand (or by another API) meanwhile
         lineage = store.read_lineage(conn, original_id)
-        number.append(store.next_retry_number(conn, lineage))
+        number.append(store.next_retry_number(conn, lineage))  # locks the lineage
+        active = store.read_active_retry(conn, original_id)
+        if active is not None:
+            raise _already_retried(original_id, *active)
         store.insert_retry(
             conn,
             {
@@ -161,6 +164,16 @@ def _linker(
         )
 
     return link, number
+
+
+def _already_retried(original_id: str, retry_id: str, status: str) -> Problem:
+    return Problem(
+        409,
+        f"operation {original_id} already has an active retry, {retry_id} ({status}): "
+        "wait for it to end or cancel it",
+        errors=[{"field": "operationId", "message": f"active retry {retry_id}"}],
+        extensions={"activeRetryId": retry_id},
+    )
 
 
 def create_retry(
