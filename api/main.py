@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import openapi, problems
+from api import docs_ui, openapi, problems
 from api.bodylimit import JsonBodyLimit
 from api.deps import settings_dep
 from api.routes import batches, datasets, health, operations, ui, webhooks
@@ -68,6 +68,8 @@ def create_app(
         version="0.1.0",
         description="Long-running process-mining operations (the contract: docs/api-contract.md)",
         lifespan=lifespan_with(settings, orchestrator),
+        docs_url=None,  # served by api/docs_ui.py with local assets
+        redoc_url=None,
     )
     if settings is not None:
 
@@ -78,6 +80,7 @@ def create_app(
         app.state.settings = settings
     problems.install(app)
     openapi.install(app)
+    docs_ui.install(app)
     app.add_middleware(datasets.UploadSizeGuard)
     app.add_middleware(JsonBodyLimit)
     routers = [health, datasets, operations, webhooks, batches, ui]
