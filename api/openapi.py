@@ -89,6 +89,18 @@ PROBLEM_SCHEMA = {
             "description": "one entry per offending field",
             "items": {"$ref": "#/components/schemas/ProblemField"},
         },
+        "operationStatus": {
+            "type": "string",
+            "description": "a cancel that did not take effect: the status the operation ended with",
+        },
+        "activeRetryId": {
+            "type": "string",
+            "description": "a retry refused: the original's retry that has not ended yet",
+        },
+        "operationId": {
+            "type": "string",
+            "description": "a dataset that cannot be deleted: an operation that reads it",
+        },
     },
     "required": ["type", "title", "status", "detail"],
 }
@@ -110,13 +122,15 @@ ERRORS = {
     "401": "no bearer token, or one that is not valid",
     "404": "no such resource in this tenant and project (another tenant's do not exist)",
     "409": "the resource's state does not allow this now (the problem says why)",
-    "413": "the file is larger than PMOPS_MAX_UPLOAD_BYTES",
+    "413": "the body is larger than its limit: PMOPS_MAX_JSON_BYTES for a JSON body, "
+    "PMOPS_MAX_UPLOAD_BYTES for an upload",
     "422": "the request is not valid: the problem names the fields",
     "507": "the server cannot store the upload now (disk full, quota)",
 }
 _OP = f"{BASE}/operation/{{operationId}}"
 MORE_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("post", "/api/{tenantId}/{projectId}/datasets"): ("413", "507"),
+    ("delete", "/api/{tenantId}/{projectId}/datasets/{datasetId}"): ("409",),
     ("delete", _OP): ("409",),
     ("get", f"{_OP}/results"): ("409",),
     ("post", f"{_OP}/retry"): ("409",),
@@ -157,8 +171,8 @@ def _problems(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
             op["security"] = [{"bearerAuth": []}]
             statuses = ["400", "401", "404", *MORE_ERRORS.get((method, path), ())]
             if "requestBody" in op:
-                statuses.append("422")
-            for status in sorted(statuses):
+                statuses += ["413", "422"]
+            for status in sorted(set(statuses)):
                 answers[status] = {
                     "description": ERRORS[status],
                     "content": {"application/problem+json": {"schema": ref}},
