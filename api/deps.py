@@ -22,7 +22,7 @@ from pmops.service.results import (
 from pmops.service.scope import Principal, Scope
 from pmops.settings import Settings, get_settings
 from pmops.store.engine import as_utc, engine_for
-from pmops.store.tokens import hash_token, read_token
+from pmops.store.tokens import DEFAULT_MAX_PRIORITY, hash_token, read_token
 
 
 # The dependencies are `async def` because they do not block: FastAPI runs a sync dependency in
@@ -54,7 +54,12 @@ def _lookup_principal(engine: Engine, digest: str) -> tuple[Principal, float | N
     if row is None:
         return None
     expires = as_utc(row["expires_at"])
-    principal = Principal(row["tenant_id"], row["project_id"], row["principal"])
+    principal = Principal(
+        row["tenant_id"],
+        row["project_id"],
+        row["principal"],
+        row["max_priority"] or DEFAULT_MAX_PRIORITY,
+    )
     return principal, None if expires is None else expires.timestamp()
 
 

@@ -121,7 +121,7 @@ class Stack:
             return
         tenant, project = str(uuid.uuid4()), str(uuid.uuid4())
         engine = self.engine()
-        token = create_token(engine, tenant, project, "developer")
+        token = create_token(engine, tenant, project, "developer", max_priority="Critical")
         engine.dispose()
         path.write_text(f"{tenant} {project} {token}\n")
         self.tenant, self.project, self.token = tenant, project, token

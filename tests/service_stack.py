@@ -258,7 +258,9 @@ class Stack:
             )
             engine = make_engine(url)
             try:
-                token = create_token(engine, tenant, project, "expiring token", expires_at)
+                token = create_token(
+                    engine, tenant, project, "expiring token", expires_at, "Critical"
+                )
             finally:
                 engine.dispose()
             return Tenant(self, tenant, project, token)
@@ -274,6 +276,8 @@ class Stack:
                 tenant,
                 "--project",
                 project,
+                "--max-priority",  # the suites' tokens may use every priority
+                "Critical",
                 *extra,
             ],
             env=self.env,

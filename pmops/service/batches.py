@@ -328,7 +328,7 @@ def take_submissions(engine: Engine, settings: Settings) -> int:
     with engine.connect() as conn:
         rows = store.list_open_submissions(conn)
     for row in rows:
-        principal = Principal(row.tenant_id, row.project_id, "monthly pipeline")
+        principal = Principal(row.tenant_id, row.project_id, "monthly pipeline", "Critical")
         scope = Scope(row.tenant_id, row.project_id, principal)
         values: dict[str, Any]
         try:

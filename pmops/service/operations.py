@@ -28,6 +28,7 @@ from pmops.service import events
 from pmops.service.errors import Problem, analysis_problem
 from pmops.service.estimates import estimate_seconds, resources
 from pmops.service.events import emit
+from pmops.service.limits import check_priority
 from pmops.service.lineage import allocated_settings, retry_links_of
 from pmops.service.orchestrator import Orchestrator
 from pmops.service.scope import Scope
@@ -181,6 +182,7 @@ def prepare_operation(
     payload = body.model_dump(mode="json", exclude_none=True)
     # everything read here is settled (datasets and completed analyses do not change) or an
     # estimate, so the write transaction holds SQLite's lock only for the inserts
+    check_priority(scope, body.priority.value)
     with engine.connect() as conn:
         _check_fault_injection(settings, body)
         params = body.parameters

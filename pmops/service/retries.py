@@ -23,6 +23,7 @@ from analysis.pipeline import STATE_DIR, OperationRun
 from analysis.runs import DataEnrichmentRun, ProcessMiningRun, ReportGenerationRun
 from pmops.contract.requests import OperationCreate, ResourceAllocation, RetryCreate
 from pmops.service.errors import Problem
+from pmops.service.limits import check_priority
 from pmops.service.lineage import allocated_settings, integral, retry_links_of
 from pmops.service.operations import (
     _idempotent_replay,
@@ -199,6 +200,10 @@ def create_retry(
             "Timeout operation can be retried",
         )
     create, annotations = _retry_request(original, body)
+    allocation = body.updatedParameters.get("resourceAllocation")
+    if isinstance(allocation, dict) and allocation.get("priority") is not None:
+        field = "updatedParameters.resourceAllocation.priority"
+        check_priority(scope, create.priority.value, field)
     preserved = _preservable(original, create.parameters) if body.retryMode == "resume" else ()
     weights = PHASE_WEIGHTS[original["operation_type"]]
     saved = sum(weights.get(p, 1.0) for p in preserved) / (sum(weights.values()) or 1.0)
@@ -271,7 +276,7 @@ def run_due_retries(engine: Engine, settings: Settings) -> int:
         due = store.list_due_retries(conn, utc_now(), 50)
     made = 0
     for op_id, tenant, project, status in due:
-        scope = Scope(tenant, project, Principal(tenant, project, "automatic retry"))
+        scope = Scope(tenant, project, Principal(tenant, project, "automatic retry", "Critical"))
         if status not in TERMINAL:
             continue
         try:

@@ -10,6 +10,9 @@ class Principal:
     tenant_id: str
     project_id: str | None
     name: str
+    # the highest priority it may start operations at (the token's scope, granted by the
+    # operator with `pmops tokens create --max-priority`)
+    max_priority: str = "High"
 
 
 @dataclass(frozen=True)

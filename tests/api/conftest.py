@@ -168,10 +168,14 @@ class Served:
         assert self.http is not None
         return self.run(self.http.request(method, url, **kw))
 
-    def tenant(self, tenant: str | None = None, project: str | None = None) -> Client:
-        """A token for this (or a fresh) tenant and project."""
+    def tenant(
+        self, tenant: str | None = None, project: str | None = None, max_priority: str = "Critical"
+    ) -> Client:
+        """A token for this (or a fresh) tenant and project; the tests' tokens may use every
+        priority unless `max_priority` says otherwise."""
         tenant, project = tenant or str(uuid.uuid4()), project or str(uuid.uuid4())
-        return Client(self, tenant, project, create_token(self.engine, tenant, project, "test"))
+        token = create_token(self.engine, tenant, project, "test", max_priority=max_priority)
+        return Client(self, tenant, project, token)
 
 
 class Client:
