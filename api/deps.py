@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from pmops.contract.requests import LAST_EVENT_ID_PATTERN, PHASE_NAME_PATTERN
 from pmops.service.errors import Problem
+from pmops.service.limits import Limits
 from pmops.service.results import (
     DownloadLinks,
     cached_link_key,
@@ -69,7 +70,38 @@ def _refused(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": challenge})
 
 
+def _limits(request: Request) -> Limits | None:
+    """The API process's counters (api/main.py's lifespan); none for a request made up in code
+    (the results pages' sign-in probe)."""
+    app = request.scope.get("app")
+    return getattr(app.state, "limits", None) if app is not None else None
+
+
+def client_address(request: Request) -> str:
+    """The TCP peer (behind a proxy: what uvicorn's --proxy-headers makes of X-Forwarded-For)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 async def authenticate(request: Request, engine: EngineDep) -> Principal:
+    """The token's principal; 401 for a missing, unknown or expired token, 429 when this address
+    has failed too often or this token has used up its requests (pmops.service.limits)."""
+    limits = _limits(request)
+    address = client_address(request)
+    if limits is not None:
+        limits.check_address(address)
+    try:
+        principal, digest = await _principal(request, engine)
+    except Problem as refused:
+        # counted when credentials were presented and refused (a request with none is not a try)
+        if limits is not None and refused.status == 401 and "authorization" in request.headers:
+            limits.auth_failures.failed(address)
+        raise
+    if limits is not None:
+        limits.check_request(digest)
+    return principal
+
+
+async def _principal(request: Request, engine: Engine) -> tuple[Principal, str]:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -90,7 +122,7 @@ async def authenticate(request: Request, engine: EngineDep) -> Principal:
     principal, _, expires = cached
     if expires is not None and time.time() >= expires:
         raise _refused(EXPIRED)
-    return principal
+    return principal, digest
 
 
 def _guid(value: str, name: str) -> str:

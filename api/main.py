@@ -14,6 +14,7 @@ from api.deps import settings_dep
 from api.routes import batches, datasets, health, operations, ui, webhooks
 from api.stream import EventFeed
 from pmops.service.dispatcher import Dispatcher
+from pmops.service.limits import Limits
 from pmops.service.orchestrator import Orchestrator
 from pmops.settings import Settings, get_settings
 from pmops.store.tables import checkpoint_in_background, engine_for
@@ -40,6 +41,7 @@ def lifespan_with(
         dispatcher = Dispatcher(engine, config, used)
         feed = EventFeed(engine, config.stream_poll_seconds)
         app.state.orchestrator, app.state.dispatcher, app.state.feed = used, dispatcher, feed
+        app.state.limits = Limits.from_settings(config)  # counted per API process
         dispatcher.start()
         await feed.start()
         # what start-up created (Prefect, SQLAlchemy, pydantic: millions of objects) lives as
