@@ -16,10 +16,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Connection
+
 from pmops.contract.requests import PRIORITY_RANK
 from pmops.service.errors import Problem
 from pmops.service.scope import Scope
 from pmops.settings import Settings
+from pmops.store import operations as op_store
+from pmops.store.engine import utc_now
 
 
 def check_priority(scope: Scope, priority: str, field: str = "priority") -> None:
@@ -32,6 +36,38 @@ def check_priority(scope: Scope, priority: str, field: str = "priority") -> None
             "grants more with `pmops tokens create --max-priority`",
             errors=[{"field": field, "message": f"at most {allowed} for this token"}],
         )
+
+
+def check_queue(conn: Connection, settings: Settings, scope: Scope, adding: int = 1) -> None:
+    """429 naming `operations` when `adding` more would pass the project's queued operations
+    (PMOPS_QUEUED_OPERATIONS_PER_PROJECT). Call it in the transaction that inserts them."""
+    limit = settings.queued_operations_per_project
+    queued = op_store.count_queued_operations(conn, scope.tenant_id, scope.project_id)
+    if queued + adding <= limit:
+        return
+    problem = too_many(
+        f"this project has {queued} operations waiting to run, at most {limit} may wait: "
+        "start more once some have started",
+        "operations",
+        "PMOPS_QUEUED_OPERATIONS_PER_PROJECT",
+        _next_slot_seconds(conn, settings),
+    )
+    problem.extensions.update(queuedOperations=queued, maxQueuedOperations=limit)
+    raise problem
+
+
+def _next_slot_seconds(conn: Connection, settings: Settings) -> float:
+    """When a worker slot should free (by the running operations' estimates): 1 s when one is
+    free now, at most 5 minutes."""
+    busy = op_store.list_busy_operations(conn)
+    if len(busy) < settings.worker_limit:
+        return 1.0
+    now = utc_now()
+    left = [
+        float(est or 0.0) - ((now - started).total_seconds() if started else 0.0)
+        for est, started in busy
+    ]
+    return min(300.0, max(1.0, min(left)))
 
 
 # -- counters in the API process's memory ----------------------------------------------------

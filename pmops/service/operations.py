@@ -28,7 +28,7 @@ from pmops.service import events
 from pmops.service.errors import Problem, analysis_problem
 from pmops.service.estimates import estimate_seconds, resources
 from pmops.service.events import emit
-from pmops.service.limits import check_priority
+from pmops.service.limits import check_priority, check_queue
 from pmops.service.lineage import allocated_settings, retry_links_of
 from pmops.service.orchestrator import Orchestrator
 from pmops.service.scope import Scope
@@ -267,6 +267,7 @@ def start_operation(
     new.row["request"].update(annotations or {})  # e.g. the batch a retried member belongs to
     try:
         with transaction(engine) as conn:
+            check_queue(conn, settings, scope)
             op_store.insert_operation(conn, new.row)
             if within is not None:
                 within(conn, new.row["operation_id"])

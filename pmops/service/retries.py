@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -289,7 +290,15 @@ def run_due_retries(engine: Engine, settings: Settings) -> int:
                 automatic=True,
             )
             made += 1
-        except (NotRetried, Problem):
+        except Problem as exc:
+            if exc.status == 429:  # the project's queue is full: the retry waits its turn
+                wait = float(exc.headers.get("Retry-After") or 1)
+                with transaction(engine) as conn:
+                    store.postpone_retry_schedule(conn, op_id, utc_now() + timedelta(seconds=wait))
+                continue
+            with transaction(engine) as conn:  # nothing to retry any more: forget the schedule
+                store.delete_retry_schedule(conn, op_id)
+        except NotRetried:
             with transaction(engine) as conn:  # nothing to retry any more: forget the schedule
                 store.delete_retry_schedule(conn, op_id)
     return made

@@ -268,3 +268,24 @@ def list_throughput(
         .limit(limit)
     ).all()
     return [(n, phases, startup) for n, phases, startup in rows]
+
+
+# -- the queue limit per project -----------------------------------------------------------------
+QUEUED = ("Initiated", "Pending")
+
+
+def count_queued_operations(conn: Connection, tenant_id: str, project_id: str) -> int:
+    """The project's operations waiting to run (Initiated, or Pending in a batch), from the
+    trigger-kept counters. Called in the transaction that inserts more, it holds the project's
+    queue until commit: SQLite's write lock holds every writer already, PostgreSQL takes an
+    advisory lock per project here, so two starts cannot both pass the limit."""
+    if conn.dialect.name == "postgresql":
+        key = func.hashtext(f"pmops-queue:{tenant_id}:{project_id}")
+        conn.execute(select(func.pg_advisory_xact_lock(key)))
+    c = operation_counts.c
+    total = conn.execute(
+        select(func.coalesce(func.sum(c.n), 0)).where(
+            c.tenant_id == tenant_id, c.project_id == project_id, c.status.in_(QUEUED)
+        )
+    ).scalar_one()
+    return int(total)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from pmops.store.operations import ACTIVE_STATUSES
@@ -120,6 +120,15 @@ def delete_retry_schedule(conn: Connection, operation_id: str) -> int:
         conn.execute(
             delete(retry_schedule).where(retry_schedule.c.operation_id == operation_id)
         ).rowcount
+    )
+
+
+def postpone_retry_schedule(conn: Connection, operation_id: str, due_at: datetime) -> None:
+    """The automatic retry waits until `due_at` (its project's queue is full)."""
+    conn.execute(
+        update(retry_schedule)
+        .where(retry_schedule.c.operation_id == operation_id)
+        .values(due_at=due_at)
     )
 
 
