@@ -23,6 +23,7 @@ from pmops.service.errors import Problem
 from pmops.service.scope import Scope
 from pmops.settings import Settings
 from pmops.store import operations as op_store
+from pmops.store import webhooks as hook_store
 from pmops.store.engine import utc_now
 
 
@@ -54,6 +55,27 @@ def check_queue(conn: Connection, settings: Settings, scope: Scope, adding: int 
     )
     problem.extensions.update(queuedOperations=queued, maxQueuedOperations=limit)
     raise problem
+
+
+def check_webhooks(conn: Connection, settings: Settings, scope: Scope) -> None:
+    """422 naming `webhooks` when the project has as many webhooks as it may
+    (PMOPS_WEBHOOKS_PER_PROJECT): waiting does not help, deleting one does. Call it in the
+    transaction that registers one more."""
+    limit = settings.webhooks_per_project
+    registered = hook_store.count_webhooks(conn, scope.tenant_id, scope.project_id)
+    if registered < limit:
+        return
+    raise Problem(
+        422,
+        f"this project has {registered} webhooks, at most {limit} may be registered: delete one "
+        "first (DELETE .../async/webhooks/{webhookId})",
+        errors=[{"field": "webhooks", "message": "limited by PMOPS_WEBHOOKS_PER_PROJECT"}],
+        extensions={
+            "limit": "PMOPS_WEBHOOKS_PER_PROJECT",
+            "registeredWebhooks": registered,
+            "maxWebhooks": limit,
+        },
+    )
 
 
 def _next_slot_seconds(conn: Connection, settings: Settings) -> float:

@@ -20,6 +20,7 @@ from pmops.contract.requests import (
 )
 from pmops.service import projects
 from pmops.service.errors import Problem
+from pmops.service.limits import check_webhooks
 from pmops.service.operations import _idempotent_replay, _remember, request_hash
 from pmops.service.scope import Scope
 from pmops.service.views import iso
@@ -103,6 +104,7 @@ def create_webhook(
     location = f"/api/{scope.tenant_id}/{scope.project_id}/async/webhooks/{row['webhook_id']}"
     headers = {"Location": location}
     with transaction(engine) as conn:
+        check_webhooks(conn, settings, scope)
         hook_store.insert_webhook(conn, row)
         if idempotency_key:
             _remember(conn, scope, CREATE_SCOPE, idempotency_key, digest, 201, view, headers)
