@@ -60,6 +60,7 @@ def _lookup_principal(engine: Engine, digest: str) -> tuple[Principal, float | N
         row["project_id"],
         row["principal"],
         row["max_priority"] or DEFAULT_MAX_PRIORITY,
+        digest,
     )
     return principal, None if expires is None else expires.timestamp()
 

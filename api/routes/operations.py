@@ -245,4 +245,6 @@ async def operation_events(
     row = await run_in_threadpool(
         ops.get_operation_or_404, engine, scope, operationId, status_only=True
     )
-    return event_response(request, row, last_seq(last_event_id), settings.stream_keepalive_seconds)
+    after = last_seq(last_event_id)
+    keepalive = settings.stream_keepalive_seconds
+    return event_response(request, row, after, keepalive, scope.principal.token_key)

@@ -95,6 +95,7 @@ def _next_slot_seconds(conn: Connection, settings: Settings) -> float:
 # -- counters in the API process's memory ----------------------------------------------------
 Clock = Callable[[], float]
 MAX_KEYS = 100_000  # tokens or addresses remembered at once; idle ones are forgotten first
+STREAM_RETRY_SECONDS = 5.0  # a slot frees when one of the token's streams closes: a guess
 
 
 def too_many(detail: str, field: str, limit: str, wait: float) -> Problem:
@@ -209,6 +210,20 @@ class Slots:
             else:
                 self._held.pop(key, None)
 
+    def hold(self, key: str) -> Callable[[], None] | None:
+        """A slot for `key` and the function that gives it back (once, however often it is
+        called), or None when all of the key's slots are held."""
+        if not self.acquire(key):
+            return None
+        given_back = threading.Event()
+
+        def release() -> None:
+            if not given_back.is_set():
+                given_back.set()
+                self.release(key)
+
+        return release
+
     def held(self, key: str) -> int:
         with self._lock:
             return self._held.get(key, 0)
@@ -253,3 +268,16 @@ class Limits:
                 "PMOPS_TOKEN_REQUESTS_PER_SECOND",
                 wait,
             )
+
+    def hold_stream(self, token_key: str) -> Callable[[], None]:
+        """One of the token's event-stream slots and its release; 429 when all are held."""
+        release = self.streams.hold(token_key)
+        if release is None:
+            raise too_many(
+                f"this token has {self.streams.limit} event streams open, the most it may: close "
+                "one first",
+                "Authorization",
+                "PMOPS_STREAMS_PER_TOKEN",
+                STREAM_RETRY_SECONDS,
+            )
+        return release

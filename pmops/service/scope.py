@@ -13,6 +13,8 @@ class Principal:
     # the highest priority it may start operations at (the token's scope, granted by the
     # operator with `pmops tokens create --max-priority`)
     max_priority: str = "High"
+    # what identifies its token to the limits per token (the token's hash); "" for none
+    token_key: str = ""
 
 
 @dataclass(frozen=True)
