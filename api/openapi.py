@@ -114,17 +114,22 @@ PROBLEM_FIELD_SCHEMA = {
 }
 
 
-# What each error status means; every /api/ operation may answer 400, 401 and 404, one with a
+# What each error status means; every /api/ operation may answer 400, 401, 404 and 429, one with a
 # request body 422, and those listed in MORE_ERRORS their further statuses.
 ERRORS = {
     "400": "a path id that is not a GUID, a query or header parameter out of range, or a body "
     "that is not JSON: the problem names the field",
     "401": "no bearer token, or one that is not valid",
+    "403": "the priority asked for is above the token's max priority (`pmops tokens create "
+    "--max-priority`): the problem names the field",
     "404": "no such resource in this tenant and project (another tenant's do not exist)",
     "409": "the resource's state does not allow this now (the problem says why)",
     "413": "the body is larger than its limit: PMOPS_MAX_JSON_BYTES for a JSON body, "
     "PMOPS_MAX_UPLOAD_BYTES for an upload",
     "422": "the request is not valid: the problem names the fields",
+    "429": "a limit per tenant was reached (docs/limits.md): requests per token, failed "
+    "authentications per address, queued operations per project, event streams per token; "
+    "`limit` names the setting, Retry-After says when to try again",
     "507": "the server cannot store the upload now (disk full, quota)",
 }
 _OP = f"{BASE}/operation/{{operationId}}"
@@ -133,7 +138,9 @@ MORE_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("delete", "/api/{tenantId}/{projectId}/datasets/{datasetId}"): ("409",),
     ("delete", _OP): ("409",),
     ("get", f"{_OP}/results"): ("409",),
-    ("post", f"{_OP}/retry"): ("409",),
+    ("post", f"{_OP}/retry"): ("403", "409"),
+    ("post", f"{BASE}/operation"): ("403",),
+    ("post", f"{BASE}/batch"): ("403",),
     ("post", f"{_OP}/deliveries/{{deliveryId}}/redeliver"): ("409",),
     ("post", f"{BASE}/webhooks/{{webhookId}}/deliveries/{{deliveryId}}/redeliver"): ("409",),
     ("delete", f"{BASE}/batch/{{batchId}}"): ("409",),
@@ -169,7 +176,7 @@ def _problems(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
             if not path.startswith("/api/"):
                 continue
             op["security"] = [{"bearerAuth": []}]
-            statuses = ["400", "401", "404", *MORE_ERRORS.get((method, path), ())]
+            statuses = ["400", "401", "404", "429", *MORE_ERRORS.get((method, path), ())]
             if "requestBody" in op:
                 statuses += ["413", "422"]
             for status in sorted(set(statuses)):
@@ -177,6 +184,13 @@ def _problems(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
                     "description": ERRORS[status],
                     "content": {"application/problem+json": {"schema": ref}},
                 }
+            answers["429"]["headers"] = {
+                "Retry-After": {
+                    "description": "seconds to wait before trying again",
+                    "required": True,
+                    "schema": {"type": "integer"},
+                }
+            }
             answers["401"]["headers"] = {
                 "WWW-Authenticate": {
                     "description": 'the scheme to use: Bearer realm="pmops"',
