@@ -101,6 +101,28 @@ PROBLEM_SCHEMA = {
             "type": "string",
             "description": "a dataset that cannot be deleted: an operation that reads it",
         },
+        "limit": {
+            "type": "string",
+            "description": "a limit reached (429, or 422 for webhooks): the setting that sets it, "
+            "e.g. PMOPS_TOKEN_REQUESTS_PER_SECOND (docs/limits.md)",
+        },
+        "retryAfterSeconds": {
+            "type": "integer",
+            "description": "a 429: the Retry-After header's seconds",
+        },
+        "queuedOperations": {
+            "type": "integer",
+            "description": "the project's queue is full: its operations waiting now",
+        },
+        "maxQueuedOperations": {
+            "type": "integer",
+            "description": "the project's queue is full: how many may wait",
+        },
+        "registeredWebhooks": {
+            "type": "integer",
+            "description": "the project has all the webhooks it may: how many it has",
+        },
+        "maxWebhooks": {"type": "integer", "description": "how many webhooks a project may have"},
     },
     "required": ["type", "title", "status", "detail"],
 }
