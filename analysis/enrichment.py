@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.columns import ACTIVITY, CASE, RESOURCE, ROW, TIMESTAMP
+from analysis.csvsafe import neutralise
 from analysis.errors import EventLogError, InvalidParameter
 from analysis.eventlog_time import decide_day_first, wall_to_utc_us
 from analysis.progress import Progress
@@ -722,7 +723,7 @@ def write_enriched(
             with open(partial, "w", encoding="utf-8", newline="") as fh:
                 for start in range(0, max(n, 1), CHUNK):
                     stop = min(n, start + CHUNK)
-                    out.iloc[start:stop].to_csv(
+                    neutralise(out.iloc[start:stop]).to_csv(  # csvsafe
                         fh, index=False, header=start == 0, lineterminator="\n"
                     )
                     if progress is not None:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from analysis import phases
 from analysis.columns import CASE
+from analysis.csvsafe import neutralise
 from analysis.eventlog import (
     ColumnMapping,
     LoadResult,
@@ -245,7 +246,7 @@ class ProcessMiningRun(OperationRun):
             if self.anomalies is not None and "CSV" in p.export_formats:
                 progress.update(2, total, "Writing the anomalies table")
                 csv = self.out_dir / "anomalies.csv"
-                self.anomalies.cases.to_csv(csv, index=False)
+                neutralise(self.anomalies.cases).to_csv(csv, index=False)  # csvsafe
                 self._artifact(
                     "Anomaly Detection Results",
                     "Dataset",

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from pmops.contract.requests import LAST_EVENT_ID_PATTERN, PHASE_NAME_PATTERN
 from pmops.service.errors import Problem
+from pmops.service.limits import Limits
 from pmops.service.results import (
     DownloadLinks,
     cached_link_key,
@@ -22,7 +23,7 @@ from pmops.service.results import (
 from pmops.service.scope import Principal, Scope
 from pmops.settings import Settings, get_settings
 from pmops.store.engine import as_utc, engine_for
-from pmops.store.tokens import hash_token, read_token
+from pmops.store.tokens import DEFAULT_MAX_PRIORITY, hash_token, read_token
 
 
 # The dependencies are `async def` because they do not block: FastAPI runs a sync dependency in
@@ -54,7 +55,13 @@ def _lookup_principal(engine: Engine, digest: str) -> tuple[Principal, float | N
     if row is None:
         return None
     expires = as_utc(row["expires_at"])
-    principal = Principal(row["tenant_id"], row["project_id"], row["principal"])
+    principal = Principal(
+        row["tenant_id"],
+        row["project_id"],
+        row["principal"],
+        row["max_priority"] or DEFAULT_MAX_PRIORITY,
+        digest,
+    )
     return principal, None if expires is None else expires.timestamp()
 
 
@@ -64,7 +71,38 @@ def _refused(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": challenge})
 
 
+def _limits(request: Request) -> Limits | None:
+    """The API process's counters (api/main.py's lifespan); none for a request made up in code
+    (the results pages' sign-in probe)."""
+    app = request.scope.get("app")
+    return getattr(app.state, "limits", None) if app is not None else None
+
+
+def client_address(request: Request) -> str:
+    """The TCP peer (behind a proxy: what uvicorn's --proxy-headers makes of X-Forwarded-For)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 async def authenticate(request: Request, engine: EngineDep) -> Principal:
+    """The token's principal; 401 for a missing, unknown or expired token, 429 when this address
+    has failed too often or this token has used up its requests (pmops.service.limits)."""
+    limits = _limits(request)
+    address = client_address(request)
+    if limits is not None:
+        limits.check_address(address)
+    try:
+        principal, digest = await _principal(request, engine)
+    except Problem as refused:
+        # counted when credentials were presented and refused (a request with none is not a try)
+        if limits is not None and refused.status == 401 and "authorization" in request.headers:
+            limits.auth_failures.failed(address)
+        raise
+    if limits is not None:
+        limits.check_request(digest)
+    return principal
+
+
+async def _principal(request: Request, engine: Engine) -> tuple[Principal, str]:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -85,7 +123,7 @@ async def authenticate(request: Request, engine: EngineDep) -> Principal:
     principal, _, expires = cached
     if expires is not None and time.time() >= expires:
         raise _refused(EXPIRED)
-    return principal
+    return principal, digest
 
 
 def _guid(value: str, name: str) -> str:

@@ -8,11 +8,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import openapi, problems
+from api import docs_ui, openapi, problems
+from api.bodylimit import JsonBodyLimit
 from api.deps import settings_dep
 from api.routes import batches, datasets, health, operations, ui, webhooks
 from api.stream import EventFeed
 from pmops.service.dispatcher import Dispatcher
+from pmops.service.limits import Limits
 from pmops.service.orchestrator import Orchestrator
 from pmops.settings import Settings, get_settings
 from pmops.store.tables import checkpoint_in_background, engine_for
@@ -39,6 +41,7 @@ def lifespan_with(
         dispatcher = Dispatcher(engine, config, used)
         feed = EventFeed(engine, config.stream_poll_seconds)
         app.state.orchestrator, app.state.dispatcher, app.state.feed = used, dispatcher, feed
+        app.state.limits = Limits.from_settings(config)  # counted per API process
         dispatcher.start()
         await feed.start()
         # what start-up created (Prefect, SQLAlchemy, pydantic: millions of objects) lives as
@@ -67,6 +70,8 @@ def create_app(
         version="0.1.0",
         description="Long-running process-mining operations (the contract: docs/api-contract.md)",
         lifespan=lifespan_with(settings, orchestrator),
+        docs_url=None,  # served by api/docs_ui.py with local assets
+        redoc_url=None,
     )
     if settings is not None:
 
@@ -77,7 +82,9 @@ def create_app(
         app.state.settings = settings
     problems.install(app)
     openapi.install(app)
+    docs_ui.install(app)
     app.add_middleware(datasets.UploadSizeGuard)
+    app.add_middleware(JsonBodyLimit)
     routers = [health, datasets, operations, webhooks, batches, ui]
     for module in routers:
         app.include_router(module.router)

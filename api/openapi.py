@@ -89,6 +89,40 @@ PROBLEM_SCHEMA = {
             "description": "one entry per offending field",
             "items": {"$ref": "#/components/schemas/ProblemField"},
         },
+        "operationStatus": {
+            "type": "string",
+            "description": "a cancel that did not take effect: the status the operation ended with",
+        },
+        "activeRetryId": {
+            "type": "string",
+            "description": "a retry refused: the original's retry that has not ended yet",
+        },
+        "operationId": {
+            "type": "string",
+            "description": "a dataset that cannot be deleted: an operation that reads it",
+        },
+        "limit": {
+            "type": "string",
+            "description": "a limit reached (429, or 422 for webhooks): the setting that sets it, "
+            "e.g. PMOPS_TOKEN_REQUESTS_PER_SECOND (docs/limits.md)",
+        },
+        "retryAfterSeconds": {
+            "type": "integer",
+            "description": "a 429: the Retry-After header's seconds",
+        },
+        "queuedOperations": {
+            "type": "integer",
+            "description": "the project's queue is full: its operations waiting now",
+        },
+        "maxQueuedOperations": {
+            "type": "integer",
+            "description": "the project's queue is full: how many may wait",
+        },
+        "registeredWebhooks": {
+            "type": "integer",
+            "description": "the project has all the webhooks it may: how many it has",
+        },
+        "maxWebhooks": {"type": "integer", "description": "how many webhooks a project may have"},
     },
     "required": ["type", "title", "status", "detail"],
 }
@@ -102,24 +136,33 @@ PROBLEM_FIELD_SCHEMA = {
 }
 
 
-# What each error status means; every /api/ operation may answer 400, 401 and 404, one with a
+# What each error status means; every /api/ operation may answer 400, 401, 404 and 429, one with a
 # request body 422, and those listed in MORE_ERRORS their further statuses.
 ERRORS = {
     "400": "a path id that is not a GUID, a query or header parameter out of range, or a body "
     "that is not JSON: the problem names the field",
     "401": "no bearer token, or one that is not valid",
+    "403": "the priority asked for is above the token's max priority (`pmops tokens create "
+    "--max-priority`): the problem names the field",
     "404": "no such resource in this tenant and project (another tenant's do not exist)",
     "409": "the resource's state does not allow this now (the problem says why)",
-    "413": "the file is larger than PMOPS_MAX_UPLOAD_BYTES",
+    "413": "the body is larger than its limit: PMOPS_MAX_JSON_BYTES for a JSON body, "
+    "PMOPS_MAX_UPLOAD_BYTES for an upload",
     "422": "the request is not valid: the problem names the fields",
+    "429": "a limit per tenant was reached (docs/limits.md): requests per token, failed "
+    "authentications per address, queued operations per project, event streams per token; "
+    "`limit` names the setting, Retry-After says when to try again",
     "507": "the server cannot store the upload now (disk full, quota)",
 }
 _OP = f"{BASE}/operation/{{operationId}}"
 MORE_ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("post", "/api/{tenantId}/{projectId}/datasets"): ("413", "507"),
+    ("delete", "/api/{tenantId}/{projectId}/datasets/{datasetId}"): ("409",),
     ("delete", _OP): ("409",),
     ("get", f"{_OP}/results"): ("409",),
-    ("post", f"{_OP}/retry"): ("409",),
+    ("post", f"{_OP}/retry"): ("403", "409"),
+    ("post", f"{BASE}/operation"): ("403",),
+    ("post", f"{BASE}/batch"): ("403",),
     ("post", f"{_OP}/deliveries/{{deliveryId}}/redeliver"): ("409",),
     ("post", f"{BASE}/webhooks/{{webhookId}}/deliveries/{{deliveryId}}/redeliver"): ("409",),
     ("delete", f"{BASE}/batch/{{batchId}}"): ("409",),
@@ -155,14 +198,21 @@ def _problems(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
             if not path.startswith("/api/"):
                 continue
             op["security"] = [{"bearerAuth": []}]
-            statuses = ["400", "401", "404", *MORE_ERRORS.get((method, path), ())]
+            statuses = ["400", "401", "404", "429", *MORE_ERRORS.get((method, path), ())]
             if "requestBody" in op:
-                statuses.append("422")
-            for status in sorted(statuses):
+                statuses += ["413", "422"]
+            for status in sorted(set(statuses)):
                 answers[status] = {
                     "description": ERRORS[status],
                     "content": {"application/problem+json": {"schema": ref}},
                 }
+            answers["429"]["headers"] = {
+                "Retry-After": {
+                    "description": "seconds to wait before trying again",
+                    "required": True,
+                    "schema": {"type": "integer"},
+                }
+            }
             answers["401"]["headers"] = {
                 "WWW-Authenticate": {
                     "description": 'the scheme to use: Bearer realm="pmops"',

@@ -28,6 +28,8 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     }
     if problem.errors:
         body["errors"] = problem.errors
+    for key, value in problem.extensions.items():
+        body.setdefault(key, value)
     return JSONResponse(
         body, status_code=problem.status, media_type=PROBLEM, headers=problem.headers
     )

@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import json
 import time
+import weakref
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from pmops.service.errors import Problem
 from pmops.service.events import TERMINAL_EVENT
+from pmops.service.limits import Limits
 from pmops.service.views import TERMINAL as TERMINAL_STATUSES
 from pmops.store.events import list_events_after, list_operation_events, newest_event_id
 
@@ -137,8 +139,10 @@ async def stream(
     finished: bool,
     keepalive: float,
     disconnected: object,
+    on_close: Callable[[], None] | None = None,
 ) -> AsyncIterator[str]:
-    """The SSE text of one client's stream (subscribed before the replay: nothing falls between)."""
+    """The SSE text of one client's stream (subscribed before the replay: nothing falls between).
+    `on_close`: called when it ends (the stream's slot given back)."""
     queue = feed.subscribe(operation_id)
     try:
         for event in await asyncio.to_thread(replay, feed.engine, operation_id, last_seq):
@@ -168,6 +172,8 @@ async def stream(
                 return
     finally:
         feed.unsubscribe(operation_id, queue)
+        if on_close is not None:
+            on_close()
 
 
 def last_seq(last_event_id: str | None, default: int = 0) -> int:
@@ -183,9 +189,13 @@ def last_seq(last_event_id: str | None, default: int = 0) -> int:
 
 
 def event_response(
-    request: Request, row: dict[str, Any], after: int, keepalive: float
+    request: Request, row: dict[str, Any], after: int, keepalive: float, token_key: str = ""
 ) -> StreamingResponse:
-    """The text/event-stream answer for an operation already found in the caller's scope."""
+    """The text/event-stream answer for an operation already found in the caller's scope; 429
+    when the token (`token_key`) holds all its streams (PMOPS_STREAMS_PER_TOKEN, counted in this
+    process)."""
+    limits: Limits | None = getattr(request.app.state, "limits", None)
+    release = limits.hold_stream(token_key) if limits is not None and token_key else None
     body = stream(
         request.app.state.feed,
         row["operation_id"],
@@ -193,6 +203,9 @@ def event_response(
         row["status"] in TERMINAL_STATUSES,
         keepalive,
         request.is_disconnected,
+        release,
     )
+    if release is not None:  # a stream dropped before its first byte never runs its `finally`
+        weakref.finalize(body, release)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)

@@ -45,6 +45,53 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=2_000_000_000, description="largest accepted upload (413 beyond)"
     )
+    max_json_bytes: int = Field(
+        default=1 << 20,
+        description="largest JSON request body on every endpoint but the upload (413 "
+        "problem+json before the body is read: by its Content-Length, or counted as a chunked "
+        "body streams in)",
+    )
+    # -- limits per tenant (docs/limits.md) --------------------------------------------------
+    token_requests_per_second: float = Field(
+        default=50.0,
+        gt=0,
+        description="requests one bearer token may make per second, on average (a token bucket "
+        "counted by each API process for itself); beyond: 429 problem+json with Retry-After",
+    )
+    token_request_burst: int = Field(
+        default=100,
+        ge=1,
+        description="requests one bearer token may make at once before the per-second rate "
+        "applies (the bucket's size)",
+    )
+    auth_failures_per_address: int = Field(
+        default=20,
+        ge=1,
+        description="failed authentications (an unknown or expired bearer token) one client "
+        "address may make within PMOPS_AUTH_FAILURE_WINDOW_SECONDS; beyond: every request from "
+        "it is 429 with Retry-After until the oldest failure leaves the window (counted per API "
+        "process)",
+    )
+    auth_failure_window_seconds: float = Field(
+        default=60.0, gt=0, description="the window those failures are counted in"
+    )
+    queued_operations_per_project: int = Field(
+        default=500,
+        ge=1,
+        description="operations a project may have waiting (Initiated, or Pending in a batch); "
+        "a start, batch or retry that would pass it is 429 naming `operations`",
+    )
+    webhooks_per_project: int = Field(
+        default=50,
+        ge=1,
+        description="webhooks a project may have registered; one more is 429 naming `webhooks`",
+    )
+    streams_per_token: int = Field(
+        default=10,
+        ge=1,
+        description="event streams (GET .../events) one bearer token may hold open at once, per "
+        "API process; one more is 429",
+    )
     heartbeat_stale_seconds: float = Field(
         default=30.0,
         description="a Running operation whose flow-run process has not written a heartbeat "

@@ -38,6 +38,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+RELAXED_LIMITS = {
+    "PMOPS_TOKEN_REQUESTS_PER_SECOND": "1000000",
+    "PMOPS_TOKEN_REQUEST_BURST": "1000000",
+    "PMOPS_AUTH_FAILURES_PER_ADDRESS": "1000000",
+    "PMOPS_QUEUED_OPERATIONS_PER_PROJECT": "1000000",
+    "PMOPS_WEBHOOKS_PER_PROJECT": "1000000",
+    "PMOPS_STREAMS_PER_TOKEN": "1000000",
+}
+
+
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMOPS_", "PREFECT_"))}
     env.update(PMOPS_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
@@ -81,6 +91,9 @@ class Stack:
             "PMOPS_API_PORT": str(self.api_port),
             "PMOPS_PREFECT_PORT": str(self.prefect_port),
             "PMOPS_HEARTBEAT_STALE_SECONDS": "6",
+            # the suites send many requests from one address and token (fuzzing, matrices,
+            # floods); the limits themselves are tested in process (tests/api/test_*limits*.py)
+            **RELAXED_LIMITS,
         }
         extra.update({f"PMOPS_{k.upper()}": str(v) for k, v in settings.items()})
         self.env = base_env(data_dir, **extra)
@@ -258,7 +271,9 @@ class Stack:
             )
             engine = make_engine(url)
             try:
-                token = create_token(engine, tenant, project, "expiring token", expires_at)
+                token = create_token(
+                    engine, tenant, project, "expiring token", expires_at, "Critical"
+                )
             finally:
                 engine.dispose()
             return Tenant(self, tenant, project, token)
@@ -274,6 +289,8 @@ class Stack:
                 tenant,
                 "--project",
                 project,
+                "--max-priority",  # the suites' tokens may use every priority
+                "Critical",
                 *extra,
             ],
             env=self.env,

@@ -188,3 +188,12 @@ def list_datasets(
 @router.get("/datasets/{datasetId}", response_model=Dataset)
 def get_dataset(datasetId: str, scope: ScopeDep, engine: EngineDep) -> Response:
     return typed(Dataset, ds.get_dataset_or_404(engine, scope, datasetId))
+
+
+@router.delete("/datasets/{datasetId}", status_code=204, response_class=Response)
+def delete_dataset(
+    datasetId: str, scope: ScopeDep, engine: EngineDep, settings: SettingsDep
+) -> Response:
+    """Remove the dataset and its file; 409 while a queued or running operation reads it."""
+    ds.remove_dataset(engine, settings, scope, datasetId)
+    return Response(status_code=204)

@@ -125,23 +125,13 @@ def cancel_operation(
     links: LinksDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> Response:
-    req = body or CancelRequest()
-    before, mode = ops.request_cancel(engine, scope, operationId, req)
     orchestrator = getattr(request.app.state, "orchestrator", None)
-    if mode == "graceful":
-        row = ops.wait_terminal(engine, operationId, GRACEFUL_WAIT_SECONDS)
-        if row is None:  # the phase did not reach a checkpoint in time: stop it
-            mode = "force"
-            ops.force_cancelled(engine, operationId)
-    if mode in ("force", "immediate") and before.get("flow_run_id") and orchestrator is not None:
-        orchestrator.cancel_run(before["flow_run_id"])
-    row = ops.get_operation_or_404(engine, scope, operationId)
+    row, before = ops.cancel_operation(
+        engine, scope, operationId, body or CancelRequest(), orchestrator
+    )
     view = ops.cancellation_view(row, before, scope, settings)
     view["partialResults"]["downloadUrls"] = results.partial_download_urls(row, scope, links)
     return typed(Cancellation, view)
-
-
-GRACEFUL_WAIT_SECONDS = 15.0
 
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -255,4 +245,6 @@ async def operation_events(
     row = await run_in_threadpool(
         ops.get_operation_or_404, engine, scope, operationId, status_only=True
     )
-    return event_response(request, row, last_seq(last_event_id), settings.stream_keepalive_seconds)
+    after = last_seq(last_event_id)
+    keepalive = settings.stream_keepalive_seconds
+    return event_response(request, row, after, keepalive, scope.principal.token_key)

@@ -131,4 +131,5 @@ async def operation_events(
     if row is None:
         raise Problem(404, f"operation {operationId} not found")
     last = last_seq(last_event_id, after)
-    return event_response(request, row, last, settings.stream_keepalive_seconds)
+    keepalive = settings.stream_keepalive_seconds
+    return event_response(request, row, last, keepalive, principal.token_key)

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
+from pmops.contract.enums import Priority
+
 OPERATION_TYPES = ("ProcessMiningAnalysis", "DataEnrichment", "ReportGeneration")
 
 
@@ -146,7 +148,9 @@ def tokens_create(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = engine_for(settings.resolved_database_url)
-    print(create_token(engine, tenant, project, args.name or f"token for {tenant}", expires_at))
+    name = args.name or f"token for {tenant}"
+    allowed = getattr(args, "max_priority", "High")
+    print(create_token(engine, tenant, project, name, expires_at, allowed))
     if expires_at is not None:
         print(f"expires at {expires_at.isoformat(timespec='seconds')}", file=sys.stderr)
     return 0
@@ -276,8 +280,20 @@ def tokens_create_command(
         str | None,
         typer.Option(help="refused after this long: 3600, 90m, 12h, 30d, 1h30m (never if omitted)"),
     ] = None,
+    max_priority: Annotated[
+        Priority,
+        typer.Option(
+            help="the highest priority its operations may ask for (a higher one is 403)",
+        ),
+    ] = Priority.High,
 ) -> None:
-    args = argparse.Namespace(tenant=tenant, project=project, name=name, expires_in=expires_in)
+    args = argparse.Namespace(
+        tenant=tenant,
+        project=project,
+        name=name,
+        expires_in=expires_in,
+        max_priority=Priority(max_priority).value,
+    )
     raise typer.Exit(tokens_create(args))
 
 

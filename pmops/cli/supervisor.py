@@ -105,7 +105,8 @@ def dev_token(settings: Settings) -> tuple[str, str, str]:
         return tenant, project, token
     tenant, project = str(uuid.uuid4()), str(uuid.uuid4())
     engine = engine_for(settings.resolved_database_url)
-    token = create_token(engine, tenant, project, "developer")
+    # the operator's own development token on this machine: every priority
+    token = create_token(engine, tenant, project, "developer", max_priority="Critical")
     path.write_text(f"{tenant} {project} {token}\n")
     path.chmod(0o600)
     return tenant, project, token

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 
 from pmops.contract.signing import signature_headers
 from pmops.delivery import notify, outbox
-from pmops.delivery.httpsend import HttpSender, SendError, retry_after_seconds
+from pmops.delivery.httpsend import HttpSender, InvalidHeader, SendError, retry_after_seconds
 from pmops.delivery.netguard import (
     BlockedAddress,
     NetGuard,
@@ -142,13 +142,21 @@ class Deliverer:
                 outcome = await self._post_slack(due)
             else:
                 outcome = await self._send_email(due)
-        except Exception as exc:  # a bug of ours must still leave an attempt on record
+        except Exception:  # a bug of ours must still leave an attempt on record
             log.exception("delivery %s failed unexpectedly", due.delivery_id)
-            outcome = outbox.Outcome(due, utc_now(), False, error=f"{type(exc).__name__}: {exc}")
+            outcome = outbox.Outcome(due, utc_now(), False, error=UNEXPECTED)
         finally:
             self.in_flight[due.endpoint_key] -= 1
             if self.in_flight[due.endpoint_key] <= 0:
                 del self.in_flight[due.endpoint_key]
+        if not outcome.success:  # one line per failed attempt; its reason, no traceback
+            log.warning(
+                "delivery %s (%s, attempt %d) failed: %s",
+                due.delivery_id,
+                due.kind,
+                due.attempt_count + 1,
+                outcome.error or f"HTTP {outcome.status_code}",
+            )
         self.outcomes.append(outcome)
         self.wake.set()
 
@@ -156,8 +164,8 @@ class Deliverer:
         started = utc_now()
         try:
             response = await self.sender.post(due.target, headers, body)
-        except (BlockedAddress, ResolveFailed, UnsafeUrl) as exc:
-            return outbox.Outcome(due, started, False, error=str(exc))
+        except (BlockedAddress, ResolveFailed, UnsafeUrl, InvalidHeader) as exc:
+            return outbox.Outcome(due, started, False, error=exc.message)
         except SendError as exc:
             return outbox.Outcome(
                 due, started, False, error=str(exc), response_ms=None, address=None
@@ -217,6 +225,10 @@ class Deliverer:
             return outbox.Outcome(due, started, False, error=str(exc))
         ms = (time.perf_counter() - clock) * 1000
         return outbox.Outcome(due, started, True, response_ms=ms, detail=answer)
+
+
+# the attempt's error when a bug of ours stopped it (the log has the traceback)
+UNEXPECTED = "internal error of the deliverer (logged)"
 
 
 def _http_error(status: int) -> str:

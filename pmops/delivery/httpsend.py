@@ -38,20 +38,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
+from pmops.contract.headers import TOKEN, header_error
 from pmops.delivery.netguard import DEFAULT_PORTS, NetGuard, Target, parse_target
 
 IDLE_REUSE_LIMIT = 30.0  # seconds; servers commonly drop idle connections after 5-60 s
 MAX_HEAD = 64 * 1024
 DRAIN_LIMIT = 1024 * 1024  # dropping more than this is slower than a new connection
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([1-9][0-9][0-9])(?:[ \t].*)?")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
-# Framing and connection management are ours; a caller setting them would corrupt the stream.
-_RESERVED = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"}
-)
+# Framing and connection management are ours (a caller setting them would corrupt the stream),
+# and no value may hold a control character: pmops.contract.headers, the rule the API applies to
+# a webhook's headers at registration too.
 
 
 @dataclass
@@ -62,6 +60,14 @@ class Response:
     elapsed_ms: float  # from just before connect/send to the full response
     address: str  # the IP connected to
     truncated: bool = False  # the body had more than max_body bytes
+
+
+class InvalidHeader(ValueError):
+    """A header the sender will not send; `message` is short and names it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class SendError(Exception):
@@ -337,7 +343,7 @@ class _HeadFields:
                 headers[last] += " " + line.strip(" \t")
                 continue
             name, sep, value = line.partition(":")
-            if not sep or not _TOKEN.fullmatch(name):
+            if not sep or not TOKEN.fullmatch(name):
                 raise _BadResponse(f"invalid header line {line[:80]!r}")
             last = name.lower()
             value = value.strip(" \t")
@@ -475,8 +481,9 @@ class HttpSender:
     async def post(self, url: str, headers: Mapping[str, str], body: bytes) -> Response:
         """POST `body` to `url`; a Response for any HTTP status, SendError when none came.
 
-        UnsafeUrl, BlockedAddress and ResolveFailed come from the NetGuard unchanged; ValueError
-        for a header that is malformed or one the sender sets itself (Host, Content-Length, ...).
+        UnsafeUrl, BlockedAddress and ResolveFailed come from the NetGuard unchanged;
+        InvalidHeader (a ValueError) for a header that is malformed or one the sender sets itself
+        (Host, Content-Length, ...; pmops.contract.headers). Every message is short and stable.
         """
         if self._closed:
             raise RuntimeError("HttpSender is closed")
@@ -499,10 +506,13 @@ class HttpSender:
             prefix = "bad response: " if isinstance(e, _BadResponse) else ""
             raise SendError(prefix + e.message, (time.perf_counter() - t0) * 1000) from None
         except ssl.SSLCertVerificationError as e:
-            text = f"TLS: certificate verify failed: {e.verify_message or e.reason}"
+            text = (
+                f"TLS handshake failed: certificate verify failed: {e.verify_message or e.reason}"
+            )
             raise SendError(text, (time.perf_counter() - t0) * 1000) from None
         except ssl.SSLError as e:
-            raise SendError(f"TLS: {e.reason or e}", (time.perf_counter() - t0) * 1000) from None
+            text = f"TLS handshake failed ({str(e.reason or 'unknown').lower().replace('_', ' ')})"
+            raise SendError(text, (time.perf_counter() - t0) * 1000) from None
         except OSError as e:
             raise SendError(_os_error_text(e), (time.perf_counter() - t0) * 1000) from None
         return Response(
@@ -538,13 +548,11 @@ class HttpSender:
         ]
         user_agent = True
         for name, value in headers.items():
-            if not _TOKEN.fullmatch(name):
-                raise ValueError(f"invalid header name {name!r}")
+            error = header_error(name, value)
+            if error is not None:
+                shown = name if TOKEN.fullmatch(name) else "name"
+                raise InvalidHeader(f"invalid header {shown}: {error}")
             lower = name.lower()
-            if lower in _RESERVED:
-                raise ValueError(f"header {name!r} is set by HttpSender")
-            if _BAD_VALUE.search(value):
-                raise ValueError(f"invalid character in the value of header {name!r}")
             if lower == "user-agent":
                 user_agent = False
             parts.append(f"{name}: {value}\r\n")
@@ -645,7 +653,9 @@ def _os_error_text(e: OSError) -> str:
         return "connection aborted"
     if isinstance(e, TimeoutError):
         return "connection timed out"
-    return f"connection failed: {e.strerror or e}"
+    if e.strerror:
+        return f"connection failed: {e.strerror.lower()}"
+    return "connection failed"
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

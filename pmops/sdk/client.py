@@ -137,6 +137,10 @@ class _Endpoints:
     def get_dataset(self, dataset_id: str) -> Any:
         return self._send(Call("GET", f"{self._base}/datasets/{dataset_id}", Dataset))
 
+    def delete_dataset(self, dataset_id: str) -> Any:
+        """Remove the dataset and its file (409 while an operation that has not ended uses it)."""
+        return self._send(Call("DELETE", f"{self._base}/datasets/{dataset_id}"))
+
     # operations
     def start_operation(
         self,

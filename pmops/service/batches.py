@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from pmops.contract.requests import BatchCreate, BatchOperation, OperationCreate
 from pmops.service.batch_progress import BATCH_TERMINAL, INPUT_FROM, advance, batch_view
 from pmops.service.errors import Problem
+from pmops.service.limits import check_queue
 from pmops.service.operations import (
     Prepared,
     _idempotent_replay,
@@ -273,6 +274,7 @@ def create_batch(
         "flow_run_id": parent_flow_run_id,
     }
     with transaction(engine) as conn:
+        check_queue(conn, settings, scope, adding=len(body.operations))  # every member waits
         _record(conn, body, batch, order, prepared)
         if idempotency_key:
             _remember(conn, scope, CREATE_SCOPE, idempotency_key, digest, 202, answer, headers)
@@ -328,7 +330,7 @@ def take_submissions(engine: Engine, settings: Settings) -> int:
     with engine.connect() as conn:
         rows = store.list_open_submissions(conn)
     for row in rows:
-        principal = Principal(row.tenant_id, row.project_id, "monthly pipeline")
+        principal = Principal(row.tenant_id, row.project_id, "monthly pipeline", "Critical")
         scope = Scope(row.tenant_id, row.project_id, principal)
         values: dict[str, Any]
         try:

@@ -121,11 +121,44 @@ def delete_dataset(engine: Engine, settings: Settings, scope: Scope, dataset_id:
     shutil.rmtree(settings.uploads_dir.resolve() / scope.tenant_id / dataset_id, ignore_errors=True)
 
 
-def get_dataset_or_404(engine: Engine, scope: Scope, dataset_id: str) -> dict[str, Any]:
+def remove_dataset(engine: Engine, settings: Settings, scope: Scope, dataset_id: str) -> None:
+    """DELETE /datasets/{id}: the row and its uploaded file; 404 when not the scope's, 409
+    naming the operation while a queued or running one reads it. An enriched dataset's file is
+    its operation's artifact and stays with that operation's results."""
+    dataset_id = _dataset_uuid(dataset_id)
+    tenant_id, project_id = scope.tenant_id, scope.project_id
+    with transaction(engine) as conn:
+        row = dataset_store.read_dataset(conn, tenant_id, project_id, dataset_id)
+        if row is None:
+            raise Problem(404, f"dataset {dataset_id} not found")
+        user = dataset_store.read_dataset_user(conn, tenant_id, project_id, dataset_id)
+        if user is None and not dataset_store.delete_unused_dataset(
+            conn, tenant_id, project_id, dataset_id
+        ):  # an operation started on it meanwhile (PostgreSQL)
+            user = dataset_store.read_dataset_user(conn, tenant_id, project_id, dataset_id)
+            user = user or "(started meanwhile)"
+        if user is not None:
+            raise Problem(
+                409,
+                f"dataset {dataset_id} is used by operation {user}, which has not ended: "
+                "cancel it or wait for it to end",
+                errors=[{"field": "datasetId", "message": f"in use by {user}"}],
+                extensions={"operationId": user},
+            )
+    folder = settings.uploads_dir.resolve() / scope.tenant_id / dataset_id
+    if Path(row["path"]).resolve().is_relative_to(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _dataset_uuid(dataset_id: str) -> str:
     try:
-        dataset_id = str(uuid.UUID(dataset_id))
+        return str(uuid.UUID(dataset_id))
     except ValueError:
         raise Problem(404, f"dataset {dataset_id} not found") from None
+
+
+def get_dataset_or_404(engine: Engine, scope: Scope, dataset_id: str) -> dict[str, Any]:
+    dataset_id = _dataset_uuid(dataset_id)
     with engine.connect() as conn:
         row = dataset_store.read_dataset(conn, scope.tenant_id, scope.project_id, dataset_id)
     if row is None:

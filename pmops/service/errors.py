@@ -17,6 +17,7 @@ TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
     507: "Insufficient Storage",
@@ -32,9 +33,12 @@ class Problem(Exception):
         errors: list[dict[str, str]] | None = None,
         type_: str | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, object] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status, self.detail, self.errors = status, detail, errors
+        # RFC 9457 extension members, beside the standard ones (e.g. operationStatus)
+        self.extensions = extensions or {}
         self.type = (
             type_
             or f"https://pmops.dev/problems/{TITLES.get(status, 'error').lower().replace(' ', '-')}"

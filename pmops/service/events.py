@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from pmops.contract import enums as _enums
+from pmops.service.bounds import bounded
 from pmops.service.lineage import retry_links_of, schedule_automatic
 from pmops.service.views import NO_CALLBACKS, iso, status_view
 from pmops.settings import Settings, get_settings
@@ -96,6 +97,7 @@ def emit(
         data["cancellation"] = {
             k: request.get(k) for k in ("reason", "cancelledBy", "requestedAt", "forceTermination")
         }
+    data = bounded(data)  # with its links and cancellation, still within the answer's bound
     return append_event(
         conn,
         op["tenant_id"],

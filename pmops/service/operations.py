@@ -28,7 +28,9 @@ from pmops.service import events
 from pmops.service.errors import Problem, analysis_problem
 from pmops.service.estimates import estimate_seconds, resources
 from pmops.service.events import emit
+from pmops.service.limits import check_priority, check_queue
 from pmops.service.lineage import allocated_settings, retry_links_of
+from pmops.service.orchestrator import Orchestrator
 from pmops.service.scope import Scope
 from pmops.service.views import (
     TERMINAL,
@@ -180,6 +182,7 @@ def prepare_operation(
     payload = body.model_dump(mode="json", exclude_none=True)
     # everything read here is settled (datasets and completed analyses do not change) or an
     # estimate, so the write transaction holds SQLite's lock only for the inserts
+    check_priority(scope, body.priority.value)
     with engine.connect() as conn:
         _check_fault_injection(settings, body)
         params = body.parameters
@@ -264,6 +267,7 @@ def start_operation(
     new.row["request"].update(annotations or {})  # e.g. the batch a retried member belongs to
     try:
         with transaction(engine) as conn:
+            check_queue(conn, settings, scope)
             op_store.insert_operation(conn, new.row)
             if within is not None:
                 within(conn, new.row["operation_id"])
@@ -447,10 +451,27 @@ def list_summary(counts: dict[str, int]) -> dict[str, int]:
 
 
 # -- cancel ------------------------------------------------------------------------------------
+# how long a graceful cancel waits for the run to stop at a checkpoint before forcing it
+GRACEFUL_WAIT_SECONDS = 15.0
+
+
+def _terminal_conflict(operation_id: str, status: str) -> Problem:
+    """The answer when the operation ended otherwise before the cancel could take effect: a 409
+    naming its final status (`operationStatus`), which the store and the events show too."""
+    return Problem(
+        409,
+        f"operation {operation_id} is already {status}: the cancel did not take effect",
+        errors=[{"field": "operationId", "message": f"already {status}"}],
+        extensions={"operationStatus": status},
+    )
+
+
 def request_cancel(
     engine: Engine, scope: Scope, operation_id: str, req: CancelRequest
 ) -> tuple[dict[str, Any], str]:
-    """Record the request; returns (row, mode) with mode 'immediate' | 'graceful' | 'force'."""
+    """Record the request; returns (row, mode) with mode 'immediate' | 'graceful' | 'force'.
+    The decision is one conditional UPDATE (only while the operation is still active), so it
+    and the run's own outcome cannot both take."""
     with transaction(engine) as conn:
         # locked: no flow run can finish or claim it meanwhile
         row = op_store.read_operation(
@@ -459,7 +480,7 @@ def request_cancel(
         if row is None:
             raise Problem(404, f"operation {operation_id} not found")
         if row["status"] in TERMINAL:
-            raise Problem(409, f"operation {operation_id} is already {row['status']}")
+            raise _terminal_conflict(operation_id, row["status"])
         request = {
             "reason": req.reason or "cancelled by request",
             "preservePartialResults": req.preservePartialResults,
@@ -476,7 +497,9 @@ def request_cancel(
             values.update(status="Cancelled", ended_at=utc_now())
         elif req.forceTermination:
             values.update(status="Cancelled", ended_at=utc_now())
-        op_store.update_operation(conn, operation_id, values)
+        if not op_store.cancel_active_operation(conn, operation_id, values):
+            now = op_store.read_operation_by_id(conn, operation_id) or row
+            raise _terminal_conflict(operation_id, now["status"])
         if "status" in values:
             emit(conn, operation_id, "operation.cancelled")
     return row, mode
@@ -484,22 +507,50 @@ def request_cancel(
 
 def wait_terminal(engine: Engine, operation_id: str, seconds: float) -> dict[str, Any] | None:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while True:
         with engine.connect() as conn:
             row = op_store.read_operation_by_id(conn, operation_id)
         if row is not None and row["status"] in TERMINAL:
             return dict(row)
-        time.sleep(0.1)
-    return None
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1 if seconds >= 1 else 0.01)
 
 
-def force_cancelled(engine: Engine, operation_id: str) -> None:
+def force_cancelled(engine: Engine, operation_id: str) -> bool:
+    """Cancelled now, unless it has ended meanwhile; whether the cancel took."""
     with transaction(engine) as conn:
-        moved = op_store.set_operation_status(
-            conn, operation_id, "Cancelled", ("Initiated", "Running"), ended_at=utc_now()
+        moved = op_store.cancel_active_operation(
+            conn, operation_id, {"status": "Cancelled", "ended_at": utc_now()}
         )
         if moved:
             emit(conn, operation_id, "operation.cancelled")
+    return moved
+
+
+def cancel_operation(
+    engine: Engine,
+    scope: Scope,
+    operation_id: str,
+    req: CancelRequest,
+    orchestrator: Orchestrator | None,
+    graceful_wait: float = GRACEFUL_WAIT_SECONDS,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Cancel and settle: (the final row, the row before). The answer shows what the store
+    holds: Cancelled when the cancel took, else a 409 naming the status the run ended with."""
+    before, mode = request_cancel(engine, scope, operation_id, req)
+    if mode == "graceful":
+        row = wait_terminal(engine, operation_id, graceful_wait)
+        if row is None:  # the phase did not reach a checkpoint in time: stop it
+            mode = "force"
+            if not force_cancelled(engine, operation_id):
+                mode = "lost"  # the run ended (completed) between the wait and the force
+    if mode in ("force", "immediate") and before.get("flow_run_id") and orchestrator is not None:
+        orchestrator.cancel_run(before["flow_run_id"])
+    row = get_operation_or_404(engine, scope, operation_id)
+    if row["status"] != "Cancelled":
+        raise _terminal_conflict(operation_id, row["status"])
+    return row, before
 
 
 PHASE_RECORD_KEYS = (
@@ -551,7 +602,7 @@ def cancellation_view(
     saved = max(0.0, estimated - elapsed)
     view = {
         "operationId": row["operation_id"],
-        "status": "Cancelled",
+        "status": row["status"],  # Cancelled: cancel_operation answers anything else with a 409
         "cancellationTime": iso(row.get("ended_at") or utc_now()),
         "reason": request.get("reason"),
         "progressAtCancellation": round(float(before.get("percentage") or 0.0)),

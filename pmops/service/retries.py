@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from analysis.pipeline import STATE_DIR, OperationRun
 from analysis.runs import DataEnrichmentRun, ProcessMiningRun, ReportGenerationRun
 from pmops.contract.requests import OperationCreate, ResourceAllocation, RetryCreate
 from pmops.service.errors import Problem
+from pmops.service.limits import check_priority
 from pmops.service.lineage import allocated_settings, integral, retry_links_of
 from pmops.service.operations import (
     _idempotent_replay,
@@ -144,7 +146,10 @@ def _linker(
         if automatic and not gone:
             raise NotRetried(original_id)  # retried by hand (or by another API) meanwhile
         lineage = store.read_lineage(conn, original_id)
-        number.append(store.next_retry_number(conn, lineage))
+        number.append(store.next_retry_number(conn, lineage))  # locks the lineage
+        active = store.read_active_retry(conn, original_id)
+        if active is not None:
+            raise _already_retried(original_id, *active)
         store.insert_retry(
             conn,
             {
@@ -161,6 +166,16 @@ def _linker(
         )
 
     return link, number
+
+
+def _already_retried(original_id: str, retry_id: str, status: str) -> Problem:
+    return Problem(
+        409,
+        f"operation {original_id} already has an active retry, {retry_id} ({status}): "
+        "wait for it to end or cancel it",
+        errors=[{"field": "operationId", "message": f"active retry {retry_id}"}],
+        extensions={"activeRetryId": retry_id},
+    )
 
 
 def create_retry(
@@ -186,6 +201,10 @@ def create_retry(
             "Timeout operation can be retried",
         )
     create, annotations = _retry_request(original, body)
+    allocation = body.updatedParameters.get("resourceAllocation")
+    if isinstance(allocation, dict) and allocation.get("priority") is not None:
+        field = "updatedParameters.resourceAllocation.priority"
+        check_priority(scope, create.priority.value, field)
     preserved = _preservable(original, create.parameters) if body.retryMode == "resume" else ()
     weights = PHASE_WEIGHTS[original["operation_type"]]
     saved = sum(weights.get(p, 1.0) for p in preserved) / (sum(weights.values()) or 1.0)
@@ -258,7 +277,7 @@ def run_due_retries(engine: Engine, settings: Settings) -> int:
         due = store.list_due_retries(conn, utc_now(), 50)
     made = 0
     for op_id, tenant, project, status in due:
-        scope = Scope(tenant, project, Principal(tenant, project, "automatic retry"))
+        scope = Scope(tenant, project, Principal(tenant, project, "automatic retry", "Critical"))
         if status not in TERMINAL:
             continue
         try:
@@ -271,7 +290,15 @@ def run_due_retries(engine: Engine, settings: Settings) -> int:
                 automatic=True,
             )
             made += 1
-        except (NotRetried, Problem):
+        except Problem as exc:
+            if exc.status == 429:  # the project's queue is full: the retry waits its turn
+                wait = float(exc.headers.get("Retry-After") or 1)
+                with transaction(engine) as conn:
+                    store.postpone_retry_schedule(conn, op_id, utc_now() + timedelta(seconds=wait))
+                continue
+            with transaction(engine) as conn:  # nothing to retry any more: forget the schedule
+                store.delete_retry_schedule(conn, op_id)
+        except NotRetried:
             with transaction(engine) as conn:  # nothing to retry any more: forget the schedule
                 store.delete_retry_schedule(conn, op_id)
     return made

@@ -13,6 +13,7 @@ from typing import Any
 from analysis.formatting import seconds_text
 from analysis.phases import PHASE_WEIGHTS, PHASES
 from pmops.contract.enums import TERMINAL_STATUSES
+from pmops.service.bounds import bounded
 from pmops.settings import Settings
 from pmops.store.engine import utc_now
 
@@ -220,4 +221,4 @@ def status_view(
             "flowRunId": row["flow_run_id"],
             "uiUrl": f"{ui}/runs/flow-run/{row['flow_run_id']}",
         }
-    return view
+    return bounded(view)  # at most MAX_STATUS_BYTES: a log's huge figures stay in the results

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from pmops.contract.headers import TOKEN, webhook_header_error
 from pmops.contract.requests import (
     NotificationSettingsUpdate,
     WebhookCreate,
@@ -19,6 +20,7 @@ from pmops.contract.requests import (
 )
 from pmops.service import projects
 from pmops.service.errors import Problem
+from pmops.service.limits import check_webhooks
 from pmops.service.operations import _idempotent_replay, _remember, request_hash
 from pmops.service.scope import Scope
 from pmops.service.views import iso
@@ -35,36 +37,20 @@ from pmops.store.deliveries import (
 from pmops.store.engine import transaction, utc_now
 
 CREATE_SCOPE = "POST /async/webhooks"
-# headers a webhook may not set: the signature, framing and our own
-RESERVED_HEADERS = {
-    "content-type",
-    "content-length",
-    "host",
-    "connection",
-    "transfer-encoding",
-    "user-agent",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "x-signature-256",
-}
-TOKEN_CHARS = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 # -- webhooks ---------------------------------------------------------------------------------
 def _check_headers(headers: dict[str, str]) -> None:
+    """The sender's own rule (pmops.contract.headers): refused now, never at each delivery."""
     for name, value in headers.items():
-        field = f"headers.{name}"
-        if not name or not set(name) <= TOKEN_CHARS:
-            raise Problem(422, f"{name!r} is not a header name", errors=[_err(field, "bad name")])
-        if name.lower() in RESERVED_HEADERS or name.lower().startswith("x-pmops-"):
+        error = webhook_header_error(name, value)
+        if error is not None:
+            shown = name if TOKEN.fullmatch(name) else repr(name)[:80]
             raise Problem(
                 422,
-                f"header {name} is set by pmops on every delivery and cannot be replaced",
-                errors=[_err(field, "reserved header")],
+                f"header {shown}: {error}",
+                errors=[_err(f"headers.{name}", error)],
             )
-        if any(c in value for c in "\r\n\0") or len(value) > 4000:
-            raise Problem(422, f"header {name} has an invalid value", errors=[_err(field, "bad")])
 
 
 def _err(field: str, message: str) -> dict[str, str]:
@@ -118,6 +104,7 @@ def create_webhook(
     location = f"/api/{scope.tenant_id}/{scope.project_id}/async/webhooks/{row['webhook_id']}"
     headers = {"Location": location}
     with transaction(engine) as conn:
+        check_webhooks(conn, settings, scope)
         hook_store.insert_webhook(conn, row)
         if idempotency_key:
             _remember(conn, scope, CREATE_SCOPE, idempotency_key, digest, 201, view, headers)

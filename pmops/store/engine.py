@@ -26,7 +26,7 @@ WRITE_OPTION = "pmops_write"
 
 OBSOLETE_INDEXES = ("ix_operations_list", "ix_operations_status", "ix_operations_type")
 # columns added after stores were first made; `create_all` makes missing tables, never columns
-ADDED_COLUMNS = ((tokens, "expires_at"),)
+ADDED_COLUMNS = ((tokens, "expires_at"), (tokens, "max_priority"))
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

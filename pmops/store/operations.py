@@ -82,6 +82,16 @@ def set_operation_status(
     return update_operation(conn, operation_id, {"status": to, **values}, expect)
 
 
+# the statuses a cancel can still act on (a batch member waits as Pending)
+ACTIVE_STATUSES = ("Initiated", "Pending", "Running")
+
+
+def cancel_active_operation(conn: Connection, operation_id: str, values: dict[str, Any]) -> bool:
+    """The cancel's decision, atomic: `UPDATE ... WHERE status IN (active states)`. Whether it
+    took (False: the operation reached a terminal status first, e.g. its run completed)."""
+    return update_operation(conn, operation_id, values, ACTIVE_STATUSES)
+
+
 # -- read ----------------------------------------------------------------------------------------
 def read_operation(
     conn: Connection,
@@ -258,3 +268,24 @@ def list_throughput(
         .limit(limit)
     ).all()
     return [(n, phases, startup) for n, phases, startup in rows]
+
+
+# -- the queue limit per project -----------------------------------------------------------------
+QUEUED = ("Initiated", "Pending")
+
+
+def count_queued_operations(conn: Connection, tenant_id: str, project_id: str) -> int:
+    """The project's operations waiting to run (Initiated, or Pending in a batch), from the
+    trigger-kept counters. Called in the transaction that inserts more, it holds the project's
+    queue until commit: SQLite's write lock holds every writer already, PostgreSQL takes an
+    advisory lock per project here, so two starts cannot both pass the limit."""
+    if conn.dialect.name == "postgresql":
+        key = func.hashtext(f"pmops-queue:{tenant_id}:{project_id}")
+        conn.execute(select(func.pg_advisory_xact_lock(key)))
+    c = operation_counts.c
+    total = conn.execute(
+        select(func.coalesce(func.sum(c.n), 0)).where(
+            c.tenant_id == tenant_id, c.project_id == project_id, c.status.in_(QUEUED)
+        )
+    ).scalar_one()
+    return int(total)

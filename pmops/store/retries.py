@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
+from pmops.store.operations import ACTIVE_STATUSES
 from pmops.store.tables import operations, retries, retry_schedule
 
 
@@ -42,6 +43,23 @@ def next_retry_number(conn: Connection, lineage: str) -> int:
         select(func.max(retries.c.retry_number)).where(retries.c.lineage == lineage)
     ).scalar()
     return int(last or 0) + 1
+
+
+def read_active_retry(conn: Connection, original_id: str) -> tuple[str, str] | None:
+    """(id, status) of a retry of `original_id` that is still active (Initiated, Pending,
+    Running), or None. Atomic with the insert when called after `next_retry_number` in the
+    same transaction: the lineage's lock (PostgreSQL; SQLite's write transaction is exclusive)
+    makes concurrent retries of one original check and insert one after another, and each
+    statement under READ COMMITTED sees the retries committed before it."""
+    found = conn.execute(
+        select(retries.c.operation_id, operations.c.status)
+        .join(operations, operations.c.operation_id == retries.c.operation_id)
+        .where(retries.c.original_id == original_id)
+        .where(operations.c.status.in_(ACTIVE_STATUSES))
+        .order_by(retries.c.created_at)
+        .limit(1)
+    ).first()
+    return None if found is None else (str(found[0]), str(found[1]))
 
 
 def insert_retry(conn: Connection, values: dict[str, Any]) -> None:
@@ -102,6 +120,15 @@ def delete_retry_schedule(conn: Connection, operation_id: str) -> int:
         conn.execute(
             delete(retry_schedule).where(retry_schedule.c.operation_id == operation_id)
         ).rowcount
+    )
+
+
+def postpone_retry_schedule(conn: Connection, operation_id: str, due_at: datetime) -> None:
+    """The automatic retry waits until `due_at` (its project's queue is full)."""
+    conn.execute(
+        update(retry_schedule)
+        .where(retry_schedule.c.operation_id == operation_id)
+        .values(due_at=due_at)
     )
 
 

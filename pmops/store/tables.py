@@ -59,6 +59,9 @@ tokens = Table(
     Column("principal", String(200), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime()),  # None: the token does not expire
+    # the highest priority the token may ask for (Low .. Critical); None (tokens made before
+    # it existed): High
+    Column("max_priority", String(10)),
 )
 
 datasets = Table(

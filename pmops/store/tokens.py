@@ -10,8 +10,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
+from pmops.contract.requests import PRIORITY_RANK
 from pmops.store.engine import transaction, utc_now
 from pmops.store.tables import tokens
+
+# what a token may ask for unless the operator grants more (`pmops tokens create --max-priority`);
+# tokens stored before the column existed read as this too
+DEFAULT_MAX_PRIORITY = "High"
 
 
 def hash_token(token: str) -> str:
@@ -24,9 +29,13 @@ def create_token(
     project_id: str | None,
     principal: str,
     expires_at: datetime | None = None,
+    max_priority: str = DEFAULT_MAX_PRIORITY,
 ) -> str:
-    """A new bearer token, refused from `expires_at` on (never, if None); only its SHA-256 is
+    """A new bearer token, refused from `expires_at` on (never, if None), that may start
+    operations up to `max_priority` (Low, Normal, High or Critical); only its SHA-256 is
     stored."""
+    if max_priority not in PRIORITY_RANK:
+        raise ValueError(f"max_priority must be one of {', '.join(PRIORITY_RANK)}")
     token = "pmops_" + secrets.token_urlsafe(32)
     with transaction(engine) as conn:
         conn.execute(
@@ -37,6 +46,7 @@ def create_token(
                 principal=principal,
                 created_at=utc_now(),
                 expires_at=expires_at,
+                max_priority=max_priority,
             )
         )
     return token

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from pmops.store.scoping import Scoped, in_scope, read_scoped
@@ -124,3 +124,14 @@ def add_webhook_stats(conn: Connection, changes: list[dict[str, Any]]) -> None:
         ),
         changes,
     )
+
+
+def count_webhooks(conn: Connection, tenant_id: str, project_id: str) -> int:
+    """The project's registered webhooks (Active or Disabled). Called in the transaction that
+    registers one more, it holds the project's registrations until commit (SQLite's write lock;
+    on PostgreSQL an advisory lock per project), so two cannot both pass the limit."""
+    if conn.dialect.name == "postgresql":
+        key = func.hashtext(f"pmops-webhooks:{tenant_id}:{project_id}")
+        conn.execute(select(func.pg_advisory_xact_lock(key)))
+    count = select(func.count()).where(in_scope(webhooks, Scoped(tenant_id, project_id)))
+    return int(conn.execute(count).scalar_one())

@@ -168,10 +168,14 @@ class Served:
         assert self.http is not None
         return self.run(self.http.request(method, url, **kw))
 
-    def tenant(self, tenant: str | None = None, project: str | None = None) -> Client:
-        """A token for this (or a fresh) tenant and project."""
+    def tenant(
+        self, tenant: str | None = None, project: str | None = None, max_priority: str = "Critical"
+    ) -> Client:
+        """A token for this (or a fresh) tenant and project; the tests' tokens may use every
+        priority unless `max_priority` says otherwise."""
         tenant, project = tenant or str(uuid.uuid4()), project or str(uuid.uuid4())
-        return Client(self, tenant, project, create_token(self.engine, tenant, project, "test"))
+        token = create_token(self.engine, tenant, project, "test", max_priority=max_priority)
+        return Client(self, tenant, project, token)
 
 
 class Client:
@@ -255,10 +259,19 @@ class Client:
         return self.get(f"/async/operation/{operation_id}/results", params=params)
 
 
+RELAXED_LIMITS: dict[str, Any] = {
+    "token_requests_per_second": 1e6,
+    "token_request_burst": 1_000_000,
+    "auth_failures_per_address": 1_000_000,
+}
+
+
 @contextmanager
 def served_app(data_dir: Path, **settings: Any) -> Iterator[Served]:
     """The app on a fresh store under `data_dir`, with these settings and a fake orchestrator."""
-    config = Settings(data_dir=data_dir, **settings)
+    # every test's requests come from one address, quickly: the rates per token and address are
+    # relaxed unless a test sets them (tests/api/test_rate_limits.py)
+    config = Settings(data_dir=data_dir, **{**RELAXED_LIMITS, **settings})
     with Served(config, FakeOrchestrator()) as served:
         yield served
 

@@ -58,6 +58,8 @@ def fuzz_stack(tmp_path_factory: pytest.TempPathFactory, prefect_template: Path,
 def seed(api: Tenant, receiver: HttpReceiver, datasets: Path) -> dict[str, Any]:
     """Things of every kind the API names in its paths, for the fuzzer to use as ids."""
     dataset = api.upload(datasets / "running-example.xes")["datasetId"]
+    # the paths' datasetId: one of its own, as DELETE /datasets/{datasetId} may remove it
+    disposable = api.upload(datasets / "running-example.xes")["datasetId"]
     hook, spare = (
         api.post(
             "/async/webhooks",
@@ -95,6 +97,7 @@ def seed(api: Tenant, receiver: HttpReceiver, datasets: Path) -> dict[str, Any]:
         # not given to the fuzzer: test_deleting_a_webhook_during_an_attempt deletes it
         "spare": (spare.json()["webhookId"], receiver),
         "datasets": [dataset],
+        "dataset_paths": [disposable],
         "operations": [done["operationId"], cancelled["operationId"]],
         "webhooks": [hook_id],
         "deliveries": [d["deliveryId"] for d in deliveries if d["webhookId"] == hook_id],
@@ -124,7 +127,7 @@ def config(stack: Stack, ids: dict[str, Any]) -> str:
         f'"path.tenantId" = "{stack.tenant}"',
         f'"path.projectId" = "{stack.project}"',
         '"path.operationId" = { dictionary = "operations", probability = 0.5 }',
-        '"path.datasetId" = { dictionary = "datasets", probability = 0.5 }',
+        '"path.datasetId" = { dictionary = "dataset_paths", probability = 0.5 }',
         '"path.webhookId" = { dictionary = "webhooks", probability = 0.5 }',
         '"path.deliveryId" = { dictionary = "deliveries", probability = 0.5 }',
         '"path.batchId" = { dictionary = "batches", probability = 0.5 }',
@@ -155,6 +158,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409",
 """
     for method, path in [
         ("POST", "/api/{tenantId}/{projectId}/datasets"),
+        ("DELETE", "/api/{tenantId}/{projectId}/datasets/{datasetId}"),
         ("POST", "/api/{tenantId}/{projectId}/async/operation"),
         ("POST", "/api/{tenantId}/{projectId}/async/operation/{operationId}/retry"),
         ("POST", "/api/{tenantId}/{projectId}/async/batch"),

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from pmops.store import datasets as ds
 from pmops.store import operations as ops
-from pmops.store.engine import transaction, utc_now
+from pmops.store.engine import make_engine, transaction, utc_now
 from pmops.store.idempotency import insert_idempotency, read_idempotency
 from pmops.store.scoping import Scoped, read_scoped
 from pmops.store.tables import datasets, operations, throughput
@@ -224,3 +226,33 @@ def test_tokens(engine: Engine) -> None:
     assert row is not None
     assert (row["tenant_id"], row["project_id"], row["principal"]) == (tenant, project, "alice")
     assert row["expires_at"] is None
+    assert row["max_priority"] == "High"  # unless the operator grants more
+    critical = create_token(engine, tenant, project, "bob", max_priority="Critical")
+    with engine.connect() as conn:
+        granted = read_token(conn, hash_token(critical))
+    assert granted is not None and granted["max_priority"] == "Critical"
+    with pytest.raises(ValueError):
+        create_token(engine, tenant, project, "eve", max_priority="Urgent")
+
+
+def test_a_store_made_before_max_priority_gains_the_column(tmp_path: Path) -> None:
+    """make_engine adds tokens.max_priority to an old store; its tokens read None (High)."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = create_engine(url)
+    with old.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE tokens (token_hash VARCHAR(64) PRIMARY KEY, tenant_id VARCHAR(36) "
+            "NOT NULL, project_id VARCHAR(36), principal VARCHAR(200) NOT NULL, "
+            "created_at DATETIME NOT NULL, expires_at DATETIME)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO tokens VALUES ('h', 't', 'p', 'old', '2026-01-01 00:00:00', NULL)"
+        )
+    old.dispose()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = read_token(conn, "h")
+        assert row is not None and row["max_priority"] is None
+    finally:
+        engine.dispose()
