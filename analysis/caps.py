@@ -76,7 +76,7 @@ def group_rare_activities(
     order = np.argsort(-counts, kind="stable")
     kept = np.zeros(len(names), dtype=bool)
     kept[order[:keep]] = True
-    existing = {str(n) for n in names[kept]}
+    existing = {str(n) for n in names}
     while label in existing:
         label = f"{label}*"
     event_kept = kept[codes] | (codes < 0)

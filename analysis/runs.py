@@ -41,12 +41,27 @@ from analysis.pipeline import OperationRun, mean_of
 from analysis.progress import Progress
 
 PDF_MAP_EDGES = 50
+# the SVG map: at most this many activity nodes and transition edges (the most frequent)
+MAP_ACTIVITIES = 40
+MAP_EDGES = 120
 
 
 # discovery + conformance's share of the Process Discovery phase, performance has the rest
 DISCOVERY_SHARE = 0.93
 # each step's share of the Machine Learning Analysis phase (bpic2012 timings, BENCHMARKS.md)
 ML_SHARES = {"anomalies": 0.35, "cycle": 0.3, "next": 0.3, "patterns": 0.05}
+
+
+def _map_cap_text(drawn: Any) -> str:
+    """What part of the graph a capped map shows ("" when it shows all of it)."""
+    if not getattr(drawn, "truncated", False):
+        return ""
+    shown, total = drawn.activities_shown, drawn.activities_total
+    acts = f"the {shown:,} most frequent of {total:,}" if shown < total else f"all {total:,}"
+    return (
+        f"; capped: {acts} activities and the {drawn.edges_shown:,} most frequent of "
+        f"{drawn.edges_total:,} transitions are drawn"
+    )
 
 
 def _with_cap(result: Any, cap: ActivityCap | None, field: str = "method") -> Any:
@@ -295,13 +310,16 @@ class ProcessMiningRun(OperationRun):
             if p.create_visualizations and dfg is not None:
                 progress.update(1, total, "Drawing the process map")
                 svg = self.out_dir / "process-map.svg"
-                render_process_map(dfg, svg, title=self.name)
+                drawn = render_process_map(
+                    dfg, svg, max_activities=MAP_ACTIVITIES, max_edges=MAP_EDGES, title=self.name
+                )
                 self._artifact(
                     "Process Model Visualization",
                     "Visualization",
                     "SVG",
                     svg,
-                    "Process map (directly-follows graph) with frequencies and mean waiting times",
+                    "Process map (directly-follows graph) with frequencies and mean waiting times"
+                    + _map_cap_text(drawn),
                 )
             if self.anomalies is not None and "CSV" in p.export_formats:
                 progress.update(2, total, "Writing the anomalies table")

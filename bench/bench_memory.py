@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -150,6 +151,9 @@ def analyze(log: Path, out: Path, kill_above: int, params: dict[str, Any]) -> di
     return run
 
 
+_CAP_WORDS = re.compile(r"capped to the|columns capped|; capped:")
+
+
 def _caps_said(doc: dict[str, Any]) -> list[str]:
     """Every text of the document that mentions a cap (what the user is told)."""
     found: list[str] = []
@@ -161,7 +165,7 @@ def _caps_said(doc: dict[str, Any]) -> list[str]:
         elif isinstance(value, list):
             for v in value:
                 walk(v)
-        elif isinstance(value, str) and "capped" in value.lower() and value not in found:
+        elif isinstance(value, str) and _CAP_WORDS.search(value) and value not in found:
             found.append(value)
 
     walk(doc)
