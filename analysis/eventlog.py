@@ -164,7 +164,7 @@ def load_event_log(
         raw, time_window, progress.part(READ_SHARE, 1.0), drop_duplicates=drop_duplicates
     )
     if raw.columns_note:  # a wide file: columns past LoadLimits.max_columns were not read
-        result.data_quality_method = f"{result.data_quality_method}; {raw.columns_note}"
+        result.data_quality_method = f"{result.data_quality_method.rstrip()} {raw.columns_note}"
     return result
 
 

@@ -621,9 +621,9 @@ def _capped_columns(
             break
         keep.add(i)
     note = (
-        f"columns capped: the file has {len(header):,} columns; the role columns and the first "
+        f"Columns capped: the file has {len(header):,} columns; the role columns and the first "
         f"others, {len(keep):,} in all, were read, the other {len(header) - len(keep):,} left "
-        "out (bounded memory on wide files)"
+        "out (bounded memory on wide files)."
     )
     return sorted(keep), note
 

@@ -151,7 +151,7 @@ def analyze(log: Path, out: Path, kill_above: int, params: dict[str, Any]) -> di
     return run
 
 
-_CAP_WORDS = re.compile(r"capped to the|columns capped|; capped:")
+_CAP_WORDS = re.compile(r"capped to the|columns capped|; capped:", re.IGNORECASE)
 
 
 def _caps_said(doc: dict[str, Any]) -> list[str]:

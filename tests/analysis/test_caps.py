@@ -110,5 +110,5 @@ def test_a_5000_column_csv_loads_its_first_columns(tmp_path: Path) -> None:
     result = load_event_log(path, limits=LoadLimits(max_columns=1_000))
     assert result.valid_records == 40
     assert len(result.events.columns) <= 1_000 + 1  # + the row number
-    assert "columns capped: the file has 5,000 columns" in result.data_quality_method
+    assert "Columns capped: the file has 5,000 columns" in result.data_quality_method
     assert "attr_0" in result.events.columns
