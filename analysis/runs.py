@@ -91,17 +91,28 @@ def discover_capped(
         return discover_process(
             events, algorithm=algorithm, optimization=optimization, dfg=dfg, progress=progress
         )
-    result = discover_process(
-        mined,
-        algorithm=algorithm,
-        optimization=optimization,
-        dfg=compute_dfg(mined),
-        progress=progress,
-    )
+    mined_dfg = compute_dfg(mined)
+    fallback = ""
+    try:
+        result = discover_process(
+            mined, algorithm=algorithm, optimization=optimization, dfg=mined_dfg, progress=progress
+        )
+    except (IndexError, KeyError) as exc:
+        if optimization != "high_throughput":
+            raise
+        # pm4py's IMd can fail on the grouped graph (a sub-graph left without start activity
+        # after its noise filter): the default variant-based miner, within its budget, instead
+        result = discover_process(
+            mined, algorithm=algorithm, optimization=None, dfg=mined_dfg, progress=progress
+        )
+        fallback = (
+            f" (the inductive miner on the directly-follows graph failed on the grouped log: "
+            f"{type(exc).__name__}; the default inductive miner on variants was used)"
+        )
     variants = variant_counts(events)
     cases = sum(c for _, c in variants)
     activities, edges = len(dfg.activity_counts), len(dfg.edges)
-    statement = f"the model is mined and replayed with activities {cap.statement()}"
+    statement = f"the model is mined and replayed with activities {cap.statement()}{fallback}"
     fitness = result.fitness
     if dataclasses.is_dataclass(fitness) and isinstance(getattr(fitness, "method", None), str):
         fitness = dataclasses.replace(fitness, method=f"{fitness.method}; {statement}")

@@ -112,3 +112,16 @@ def test_a_5000_column_csv_loads_its_first_columns(tmp_path: Path) -> None:
     assert len(result.events.columns) <= 1_000 + 1  # + the row number
     assert "Columns capped: the file has 5,000 columns" in result.data_quality_method
     assert "attr_0" in result.events.columns
+
+
+def test_wide_log_quick_mode_completes(tmp_path: Path) -> None:
+    """`quick` mines the grouped directly-follows graph (pm4py's IMd can fail on it: the
+    variant-based miner then runs, said in `algorithm`)."""
+    log = _wide_log(tmp_path / "wide.csv", activities=5_000, cases=200)
+    run = ProcessMiningRun(log, tmp_path / "out", {"analysisType": "quick"})
+    run.run_load()
+    model = run.run_discovery()["results"]["processModel"]
+    assert (
+        f"capped to the {DISCOVERY_ACTIVITIES} most frequent of 5,005 activities"
+        in (model["algorithm"])
+    )
