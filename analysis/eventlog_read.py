@@ -511,10 +511,12 @@ def _read_parquet(
         )
     if meta.num_rows == 0:
         raise EventLogError("The Parquet file has no rows.", field="file", code="no_valid_events")
+    names = [str(n) for n in pf.schema_arrow.names]
+    columns, note = _capped_names(names, mapping, limits)
     parts = []
     try:
         for i in range(meta.num_row_groups):
-            parts.append(pf.read_row_group(i))
+            parts.append(pf.read_row_group(i, columns=columns))
             progress.update(i + 1, meta.num_row_groups, "Reading Parquet")
         table = pa.concat_tables(parts)
         frame = table.to_pandas()
@@ -525,7 +527,9 @@ def _read_parquet(
         dtype = frame[name].dtype
         if isinstance(dtype, pd.DatetimeTZDtype):
             frame[name] = frame[name].dt.tz_convert("UTC")
-    return _canonical(frame, "parquet", mapping)
+    raw = _canonical(frame, "parquet", mapping)
+    raw.columns_note = note
+    return raw
 
 
 # --------------------------------------------------------------------------- CSV
@@ -613,6 +617,12 @@ def _capped_columns(
     if len(header) <= limits.max_columns:
         return None, ""
     header = [h.removeprefix("\ufeff") for h in header]
+    keep = _kept_positions(header, mapping, limits)
+    return keep, _columns_note(len(header), len(keep))
+
+
+def _kept_positions(header: list[str], mapping: ColumnMapping, limits: LoadLimits) -> list[int]:
+    """The role columns wherever they are, then the first others, max_columns in all."""
     resolved = resolve_mapping(header, mapping)
     roles = [getattr(resolved, role) for role in _ROLE_COLUMN]
     keep = {header.index(r) for r in roles if isinstance(r, str) and r in header}
@@ -620,12 +630,25 @@ def _capped_columns(
         if len(keep) >= limits.max_columns:
             break
         keep.add(i)
-    note = (
-        f"Columns capped: the file has {len(header):,} columns; the role columns and the first "
-        f"others, {len(keep):,} in all, were read, the other {len(header) - len(keep):,} left "
-        "out (bounded memory on wide files)."
+    return sorted(keep)
+
+
+def _columns_note(total: int, kept: int) -> str:
+    return (
+        f"Columns capped: the file has {total:,} columns; the role columns and the first "
+        f"others, {kept:,} in all, were read, the other {total - kept:,} left out (bounded "
+        "memory on wide files)."
     )
-    return sorted(keep), note
+
+
+def _capped_names(
+    names: list[str], mapping: ColumnMapping, limits: LoadLimits
+) -> tuple[list[str] | None, str]:
+    """The column names to read from a Parquet file wider than max_columns, with the note."""
+    if len(names) <= limits.max_columns:
+        return None, ""
+    keep = _kept_positions(names, mapping, limits)
+    return [names[i] for i in keep], _columns_note(len(names), len(keep))
 
 
 def _csv_frame(

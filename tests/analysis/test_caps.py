@@ -125,3 +125,17 @@ def test_wide_log_quick_mode_completes(tmp_path: Path) -> None:
         f"capped to the {DISCOVERY_ACTIVITIES} most frequent of 5,005 activities"
         in (model["algorithm"])
     )
+
+
+def test_a_wide_parquet_reads_its_first_columns(tmp_path: Path) -> None:
+    extra = 1_500
+    data: dict[str, list[str]] = {f"attr_{i}": [str(i % 7)] * 20 for i in range(extra)}
+    data["timestamp"] = [f"2024-01-01T{r:02d}:00:00" for r in range(20)]
+    data["case_id"] = [f"c{r % 4}" for r in range(20)]
+    data["activity"] = [f"step {r // 4}" for r in range(20)]
+    path = tmp_path / "wide.parquet"
+    pd.DataFrame(data).to_parquet(path, index=False)
+    result = load_event_log(path, limits=LoadLimits(max_columns=100))
+    assert result.valid_records == 20
+    assert len(result.events.columns) <= 100 + 1
+    assert "Columns capped: the file has 1,503 columns" in result.data_quality_method
