@@ -161,9 +161,12 @@ def load_event_log(
     """read_event_log + validate_event_log."""
     progress = progress or Progress()
     raw = read_event_log(path, mapping, limits, progress.part(0.0, READ_SHARE))
-    return validate_event_log(
+    result = validate_event_log(
         raw, time_window, progress.part(READ_SHARE, 1.0), drop_duplicates=drop_duplicates
     )
+    if raw.columns_note:  # a wide file: columns past LoadLimits.max_columns were not read
+        result.data_quality_method = f"{result.data_quality_method.rstrip()} {raw.columns_note}"
+    return result
 
 
 def inspect_event_log(

@@ -111,6 +111,9 @@ class LoadLimits:
     max_uncompressed_bytes: int = 4_000_000_000  # gzip bomb guard, checked while streaming
     max_compression_ratio: float = 200.0  # refused beyond this once past a few MB of output
     max_events: int = 20_000_000
+    # CSV columns read: the role columns, then the first others up to this many in all (a
+    # 100,000-column file would otherwise take gigabytes; said in `columns_note`)
+    max_columns: int = 1_000
 
 
 @dataclass
@@ -147,6 +150,8 @@ class RawLog:
     mapping: ColumnMapping
     skipped_records: int = 0
     read_issues: list[ValidationIssue] = field(default_factory=list)
+    # set when columns of the file were left out (LoadLimits.max_columns)
+    columns_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -575,10 +580,12 @@ def _read_parquet(
         )
     if meta.num_rows == 0:
         raise EventLogError("The Parquet file has no rows.", field="file", code="no_valid_events")
+    names = [str(n) for n in pf.schema_arrow.names]
+    columns, note = _capped_names(names, mapping, limits)
     parts = []
     try:
         for i in range(meta.num_row_groups):
-            parts.append(pf.read_row_group(i))
+            parts.append(pf.read_row_group(i, columns=columns))
             progress.update(i + 1, meta.num_row_groups, "Reading Parquet")
         table = pa.concat_tables(parts)
         frame = table.to_pandas()
@@ -589,7 +596,9 @@ def _read_parquet(
         dtype = frame[name].dtype
         if isinstance(dtype, pd.DatetimeTZDtype):
             frame[name] = frame[name].dt.tz_convert("UTC")
-    return _canonical(frame, "parquet", mapping)
+    raw = _canonical(frame, "parquet", mapping)
+    raw.columns_note = note
+    return raw
 
 
 # --------------------------------------------------------------------------- CSV
@@ -649,7 +658,8 @@ def _read_csv(path: Path, mapping: ColumnMapping, limits: LoadLimits, progress: 
     fallbacks = {"utf-8-sig": "cp1252", "cp1252": "latin-1"}
     while True:
         try:
-            frame = _csv_frame(path, delimiter, encoding, limits, progress, size)
+            usecols, note = _capped_columns(path, delimiter, encoding, mapping, limits)
+            frame = _csv_frame(path, delimiter, encoding, limits, progress, size, usecols)
             break
         except UnicodeDecodeError:
             if encoding not in fallbacks:
@@ -661,11 +671,63 @@ def _read_csv(path: Path, mapping: ColumnMapping, limits: LoadLimits, progress: 
         raise EventLogError(
             "The CSV file has a header but no data rows.", field="file", code="no_valid_events"
         )
-    return _canonical(frame, "csv", mapping)
+    raw = _canonical(frame, "csv", mapping)
+    raw.columns_note = note
+    return raw
+
+
+def _capped_columns(
+    path: Path, delimiter: str, encoding: str, mapping: ColumnMapping, limits: LoadLimits
+) -> tuple[list[int] | None, str]:
+    """Positions of the columns to read when the header has more than `limits.max_columns`
+    (the role columns, then the first others), with the sentence saying so; (None, "") else."""
+    with open(path, encoding=encoding, newline="") as fh:
+        header = next(csv.reader(fh, delimiter=delimiter), [])
+    if len(header) <= limits.max_columns:
+        return None, ""
+    header = [h.removeprefix("\ufeff") for h in header]
+    keep = _kept_positions(header, mapping, limits)
+    return keep, _columns_note(len(header), len(keep))
+
+
+def _kept_positions(header: list[str], mapping: ColumnMapping, limits: LoadLimits) -> list[int]:
+    """The role columns wherever they are, then the first others, max_columns in all."""
+    resolved = resolve_mapping(header, mapping)
+    roles = [getattr(resolved, role) for role in _ROLE_COLUMN]
+    keep = {header.index(r) for r in roles if isinstance(r, str) and r in header}
+    for i in range(len(header)):
+        if len(keep) >= limits.max_columns:
+            break
+        keep.add(i)
+    return sorted(keep)
+
+
+def _columns_note(total: int, kept: int) -> str:
+    return (
+        f"Columns capped: the file has {total:,} columns; the role columns and the first "
+        f"others, {kept:,} in all, were read, the other {total - kept:,} left out (bounded "
+        "memory on wide files)."
+    )
+
+
+def _capped_names(
+    names: list[str], mapping: ColumnMapping, limits: LoadLimits
+) -> tuple[list[str] | None, str]:
+    """The column names to read from a Parquet file wider than max_columns, with the note."""
+    if len(names) <= limits.max_columns:
+        return None, ""
+    keep = _kept_positions(names, mapping, limits)
+    return [names[i] for i in keep], _columns_note(len(names), len(keep))
 
 
 def _csv_frame(
-    path: Path, delimiter: str, encoding: str, limits: LoadLimits, progress: Progress, size: int
+    path: Path,
+    delimiter: str,
+    encoding: str,
+    limits: LoadLimits,
+    progress: Progress,
+    size: int,
+    usecols: list[int] | None = None,
 ) -> pd.DataFrame:
     chunks: list[pd.DataFrame] = []
     rows = 0
@@ -675,6 +737,7 @@ def _csv_frame(
             pd.read_csv(
                 fh,
                 sep=delimiter,
+                usecols=usecols,
                 dtype=str,
                 keep_default_na=False,  # a case named "NA" (sepsis) is a case, not a gap
                 na_filter=False,

@@ -6,6 +6,7 @@ Each `*Run` keeps what earlier phases produced in memory for later ones; `run_al
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -14,6 +15,12 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from analysis import phases
+from analysis.caps import (
+    DISCOVERY_ACTIVITIES,
+    PREDICTION_ACTIVITIES,
+    ActivityCap,
+    group_rare_activities,
+)
 from analysis.columns import CASE
 from analysis.csvsafe import neutralise
 from analysis.eventlog import (
@@ -35,12 +42,93 @@ from analysis.pipeline import OperationRun, mean_of
 from analysis.progress import Progress
 
 PDF_MAP_EDGES = 50
+# the SVG map: at most this many activity nodes and transition edges (the most frequent)
+MAP_ACTIVITIES = 40
+MAP_EDGES = 120
 
 
 # discovery + conformance's share of the Process Discovery phase, performance has the rest
 DISCOVERY_SHARE = 0.93
 # each step's share of the Machine Learning Analysis phase (bpic2012 timings, BENCHMARKS.md)
 ML_SHARES = {"anomalies": 0.35, "cycle": 0.3, "next": 0.3, "patterns": 0.05}
+
+
+def _map_cap_text(drawn: Any) -> str:
+    """What part of the graph a capped map shows ("" when it shows all of it)."""
+    if not getattr(drawn, "truncated", False):
+        return ""
+    shown, total = drawn.activities_shown, drawn.activities_total
+    acts = f"the {shown:,} most frequent of {total:,}" if shown < total else f"all {total:,}"
+    return (
+        f"; capped: {acts} activities and the {drawn.edges_shown:,} most frequent of "
+        f"{drawn.edges_total:,} transitions are drawn"
+    )
+
+
+def _with_cap(result: Any, cap: ActivityCap | None, field: str = "method") -> Any:
+    """`result` (a dataclass) with the cap's statement appended to its method text."""
+    text = getattr(result, field, None)
+    if cap is None or not isinstance(text, str) or not dataclasses.is_dataclass(result):
+        return result
+    return dataclasses.replace(result, **{field: f"{text}; {cap.statement()}"})  # type: ignore[type-var]
+
+
+def discover_capped(
+    events: pd.DataFrame,
+    dfg: Any,
+    algorithm: str,
+    optimization: str | None,
+    progress: Progress,
+) -> Any:
+    """The discovery of `events`, with the model mined from at most DISCOVERY_ACTIVITIES
+    activities (the rarer ones grouped, said in `algorithm`); every count of the result
+    (activities, transitions, variants, unique paths, complexity, the variants patterns read,
+    the directly-follows graph of the map) stays that of the whole log."""
+    from analysis.dfg import compute_dfg
+    from analysis.discovery import complexity_label, discover_process, unique_paths, variant_counts
+
+    mined, cap = group_rare_activities(events, DISCOVERY_ACTIVITIES)
+    if cap is None:
+        return discover_process(
+            events, algorithm=algorithm, optimization=optimization, dfg=dfg, progress=progress
+        )
+    mined_dfg = compute_dfg(mined)
+    fallback = ""
+    try:
+        result = discover_process(
+            mined, algorithm=algorithm, optimization=optimization, dfg=mined_dfg, progress=progress
+        )
+    except (IndexError, KeyError) as exc:
+        if optimization != "high_throughput":
+            raise
+        # pm4py's IMd can fail on the grouped graph (a sub-graph left without start activity
+        # after its noise filter): the default variant-based miner, within its budget, instead
+        result = discover_process(
+            mined, algorithm=algorithm, optimization=None, dfg=mined_dfg, progress=progress
+        )
+        fallback = (
+            f" (the inductive miner on the directly-follows graph failed on the grouped log: "
+            f"{type(exc).__name__}; the default inductive miner on variants was used)"
+        )
+    variants = variant_counts(events)
+    cases = sum(c for _, c in variants)
+    activities, edges = len(dfg.activity_counts), len(dfg.edges)
+    statement = f"the model is mined and replayed with activities {cap.statement()}{fallback}"
+    fitness = result.fitness
+    if dataclasses.is_dataclass(fitness) and isinstance(getattr(fitness, "method", None), str):
+        fitness = dataclasses.replace(fitness, method=f"{fitness.method}; {statement}")
+    return dataclasses.replace(
+        result,
+        activities=activities,
+        transitions=edges,
+        variants=len(variants),
+        unique_paths=unique_paths(variants),
+        complexity=complexity_label(activities, edges, len(variants), cases),
+        algorithm=f"{result.algorithm}; {statement}",
+        fitness=fitness,
+        variant_counts=variants,
+        dfg=dfg,
+    )
 
 
 def _parts(progress: Progress, shares: dict[str, float]) -> dict[str, Progress]:
@@ -139,19 +227,19 @@ class ProcessMiningRun(OperationRun):
         return self._run_phase(phases.LOAD, work)
 
     def run_discovery(self) -> dict[str, Any]:
+        import analysis.discovery  # noqa: F401 - pm4py's import stays outside the phase's time
         from analysis.dfg import compute_dfg
-        from analysis.discovery import discover_process
         from analysis.performance import compute_performance
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             events = self.events
             dfg = compute_dfg(events)
-            self.discovery = discover_process(
+            self.discovery = discover_capped(
                 events,
-                algorithm=self.params.algorithm,
-                optimization=self.params.discovery_optimization,
-                dfg=dfg,
-                progress=progress.part(0.0, DISCOVERY_SHARE),
+                dfg,
+                self.params.algorithm,
+                self.params.discovery_optimization,
+                progress.part(0.0, DISCOVERY_SHARE),
             )
             self.perf = compute_performance(
                 events, dfg=dfg, progress=progress.part(DISCOVERY_SHARE, 1.0)
@@ -185,14 +273,24 @@ class ProcessMiningRun(OperationRun):
                 self.models_completed += 1
                 results["anomalies"] = self.anomalies.to_dict()
             if p.runs_predictions:
-                self.cycle = predict_cycle_time(
-                    events, random_state=p.random_state, progress=part["cycle"]
+                # the next-activity classifier keeps one probability per class in every tree
+                # node: a wide log's rare activities are grouped first (said in `method`)
+                ml_events, cap = group_rare_activities(events, PREDICTION_ACTIVITIES)
+                self.cycle = _with_cap(
+                    predict_cycle_time(
+                        ml_events, random_state=p.random_state, progress=part["cycle"]
+                    ),
+                    cap,
                 )
                 self.models_completed += 1
-                self.path_pred = predict_next_activity(
-                    events, random_state=p.random_state, progress=part["next"]
+                self.path_pred = _with_cap(
+                    predict_next_activity(
+                        ml_events, random_state=p.random_state, progress=part["next"]
+                    ),
+                    cap,
                 )
                 self.models_completed += 1
+                del ml_events
                 results["predictions"] = {
                     "cycleTimePrediction": self.cycle.to_dict(),
                     "pathPrediction": self.path_pred.to_dict(),
@@ -235,13 +333,16 @@ class ProcessMiningRun(OperationRun):
             if p.create_visualizations and dfg is not None:
                 progress.update(1, total, "Drawing the process map")
                 svg = self.out_dir / "process-map.svg"
-                render_process_map(dfg, svg, title=self.name)
+                drawn = render_process_map(
+                    dfg, svg, max_activities=MAP_ACTIVITIES, max_edges=MAP_EDGES, title=self.name
+                )
                 self._artifact(
                     "Process Model Visualization",
                     "Visualization",
                     "SVG",
                     svg,
-                    "Process map (directly-follows graph) with frequencies and mean waiting times",
+                    "Process map (directly-follows graph) with frequencies and mean waiting times"
+                    + _map_cap_text(drawn),
                 )
             if self.anomalies is not None and "CSV" in p.export_formats:
                 progress.update(2, total, "Writing the anomalies table")

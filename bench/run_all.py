@@ -76,6 +76,12 @@ SCRIPTS: tuple[Script, ...] = (
     Script("analysis", "Analysis engine (issue #2)", ("bench/bench_analysis.py",), "analysis"),
     Script("progress", "Progress cadence (issue #2)", ("bench/bench_progress.py",), "progress"),
     Script(
+        "memory",
+        "Wide and large logs: bounded memory (issue #14)",
+        ("bench/bench_memory.py", "--no-wait"),
+        "memory",
+    ),
+    Script(
         "submit_to_running",
         "Submit → Running (issue #3)",
         ("bench/bench_submit_to_running.py", "--no-wait"),
