@@ -403,6 +403,42 @@ def _prediction_slide(
     )
 
 
+def _recommendation_slide(
+    deck: Any,
+    results: Mapping[str, Any],
+    left: int,
+    top: int,
+    width: int,
+    body_h: int,
+    lang: str = "en",
+) -> None:
+    """The top five recommendations, their priority in its colour."""
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    _heading(slide, tr("Recommendations", lang))
+    recs = _recommendations(results)[:5]
+    if recs:
+        header = [tr(h, lang) for h in ("Priority", "Recommendation", "Expected improvement")]
+        rows = [header] + [
+            [
+                tr(str(r.get("priority", "")), lang),
+                f"{tr(str(r.get('category', '')), lang)}: {r.get('recommendation', '')}",
+                str(r.get("expectedImprovement", "")),
+            ]
+            for r in recs
+        ]
+        _table(slide, rows, left, top, width, [0.1, 0.5, 0.4], size=11)
+        tbl = next(s for s in slide.shapes if s.has_table).table
+        for i, r in enumerate(recs, start=1):
+            colour = _PRIORITY_RGB.get(str(r.get("priority")))
+            for run in tbl.cell(i, 0).text_frame.paragraphs[0].runs:
+                run.font.bold = True
+                if colour is not None:
+                    run.font.color.rgb = colour
+    else:
+        empty = [tr("No recommendation applies to this log.", lang)]
+        _bullets(slide, empty, left, top, width, body_h)
+
+
 def _write_pptx(
     path: Path,
     results: Mapping[str, Any],
@@ -465,30 +501,7 @@ def _write_pptx(
 
     _prediction_slide(deck, results, left, top, full_w, slide_h, lang)
 
-    slide = deck.slides.add_slide(deck.slide_layouts[5])
-    _heading(slide, tr("Recommendations", lang))
-    recs = _recommendations(results)[:5]
-    if recs:
-        header = [tr(h, lang) for h in ("Priority", "Recommendation", "Expected improvement")]
-        rows = [header] + [
-            [
-                tr(str(r.get("priority", "")), lang),
-                f"{tr(str(r.get('category', '')), lang)}: {r.get('recommendation', '')}",
-                str(r.get("expectedImprovement", "")),
-            ]
-            for r in recs
-        ]
-        _table(slide, rows, left, top, full_w, [0.1, 0.5, 0.4], size=11)
-        tbl = next(s for s in slide.shapes if s.has_table).table
-        for i, r in enumerate(recs, start=1):
-            colour = _PRIORITY_RGB.get(str(r.get("priority")))
-            for run in tbl.cell(i, 0).text_frame.paragraphs[0].runs:
-                run.font.bold = True
-                if colour is not None:
-                    run.font.color.rgb = colour
-    else:
-        empty = [tr("No recommendation applies to this log.", lang)]
-        _bullets(slide, empty, left, top, full_w, body_h)
+    _recommendation_slide(deck, results, left, top, full_w, body_h, lang)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     deck.save(str(path))
