@@ -156,7 +156,8 @@ class OperationCreate(Strict):
         default_factory=dict,
         description="per operation type: datasetId (required unless a ReportGeneration names "
         "sourceOperationId), analysisType, timeWindow, algorithm, algorithmSettings, "
-        "outputOptions, cleaningRules, reportType, exportFormats (see the contract)",
+        "outputOptions, cleaningRules, reportType, exportFormats, timestampFormat, timezone, "
+        "removeDuplicates, reportLanguage (see the contract)",
     )
     callbacks: Callbacks | None = Field(
         default=None,
