@@ -87,6 +87,8 @@ def test_bad_upload_settings_name_the_field(api: Client) -> None:
         ({"timezone": 9}, "parameters.timezone"),
         ({"timestampFormat": "dd.mm.yyyy"}, "parameters.timestampFormat"),
         ({"removeDuplicates": "yes"}, "parameters.removeDuplicates"),
+        ({"reportLanguage": "fr"}, "parameters.reportLanguage"),
+        ({"reportLanguage": "JA"}, "parameters.reportLanguage"),
         ({"timeWindow": {"endDate": "9999-12-31"}}, "parameters.timeWindow.endDate"),
         (
             {"timeWindow": {"startDate": "0001-01-01T00:00:00+05:00"}},
