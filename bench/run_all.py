@@ -172,6 +172,16 @@ SCRIPTS: tuple[Script, ...] = (
 )
 BY_KEY = {s.key: s for s in SCRIPTS}
 
+# Figures of accuracy rather than speed (what the engine computes on real logs): they do not
+# depend on the machine's load, take long, and are kept with their exact command in
+# bench/notes/<key>.md; the document shows those notes as they are.
+NOTE_ONLY: tuple[tuple[str, str], ...] = (
+    ("dates", "Dates and headers of real exports (issue #14)"),
+    ("anomaly", "Planted anomalies in real logs (issue #14)"),
+    ("predict", "Predictions beside their baselines (issue #14)"),
+    ("quality", "Model quality: fitness, precision, F-score (issue #14)"),
+)
+
 
 # -- machine ------------------------------------------------------------------------------------
 def _git(*args: str) -> str:
@@ -571,6 +581,17 @@ def render(data: dict[str, Any]) -> str:
                 "</details>",
                 "",
             ]
+    for key, title in NOTE_ONLY:
+        path = NOTES / f"{key}.md"
+        if path.exists():
+            out += [
+                f"## {title}",
+                "",
+                "Kept by hand from the command it names (not rerun by `make bench`).",
+                "",
+            ]
+            body = path.read_text().strip().splitlines()
+            out += [("##" + line if line.startswith("#") else line) for line in body] + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
