@@ -52,7 +52,7 @@ LOW_EVIDENCE = 1.3
 HARD_WAIT = 1.0  # log10 units beyond the context's 99th percentile: 10x
 HARD_BONUS = 3.0
 # control-flow evidence needs a minimal rarity before it counts (in its raw units)
-MIN_RAW = {"activity": 1.3, "transition": 2.0, "order2": 1.3, "repeat": 1.3, "missing": 1.3}
+MIN_RAW = {"activity": 1.3, "transition": 1.0, "order2": 0.8, "repeat": 1.3, "missing": 1.3}
 FREQUENT_VARIANT_SHARE = 0.01
 # thresholds on score = E / (E + 1) matching the evidence levels (for readers of the scores)
 LOW = round(LOW_EVIDENCE / (LOW_EVIDENCE + 1), 4)

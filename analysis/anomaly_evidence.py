@@ -146,7 +146,9 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
     rest = step.copy()
     rest[least] = 0.0
     second = _first_per_group(ecase, -rest, n_cases)
-    flow_raw = step[least] + rest[second]
+    # Bonferroni over the case's steps: a long case has more chances of one rare step
+    n_steps = (ends - starts + 1).astype(np.float64)
+    flow_raw = step[least] + rest[second] - np.log10(n_steps * (n_steps - 1) / 2)
     # second order: P(target | the two previous activities), where that context is frequent
     prev2 = np.concatenate(
         [
@@ -161,7 +163,7 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
     p2 = k3_count[k3_idx] / c2_count[c2_idx]
     s2 = np.where(c2_count[c2_idx] >= MIN_ORDER2_CONTEXT, -np.log10(p2), 0.0)
     worst2 = _first_per_group(ecase, -s2, n_cases)
-    order2_raw = s2[worst2]
+    order2_raw = s2[worst2] - np.log10(n_steps)
 
     # ---- missing common activities
     common = np.flatnonzero(act_cases >= COMMON_SHARE * n_cases)
