@@ -3,7 +3,8 @@ Forest on case features, combined into one ranked score with reasons that name t
 
 Evidence kinds (`analysis.anomaly_evidence`): the rarest activity, the least likely
 directly-follows steps (first and second order), repetitions, missing common activities, the
-longest wait against its transition's 99th percentile, the case duration; and the Isolation
+longest wait against its transition's 99th percentile, the case duration (against all cases and
+against the cases with the same activity sequence); and the Isolation
 Forest score of the case features. Each kind is calibrated on the log: a case's evidence
 E_k = -log10(share of cases at least as unusual in kind k) (0 below the top 10 %). The combined
 evidence is the largest E_k plus 0.3 x the second largest, so one strong deviation counts most
@@ -28,6 +29,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import RobustScaler
 
+from analysis.anomaly_evidence import MIN_CONTEXT as MIN_PATH_CASES
 from analysis.anomaly_evidence import Evidence, case_evidence
 from analysis.case_features import CaseFeatures, build_case_features
 from analysis.columns import CASE
@@ -43,6 +45,8 @@ MAX_REASONS = 3
 NOTABLE = 1.0  # an evidence kind counts when the case is in its top 10 %
 SECOND_WEIGHT = 0.3
 FOREST_WEIGHT = 0.75  # the forest summarises the same features: one more, weaker voice
+# the duration against all cases overlaps the duration against the same path: a weaker voice
+KIND_WEIGHT = {"duration": 0.6}
 # severities
 FLAG_SHARE = 0.05  # high + medium: at most this share of cases
 ALL_SHARE = 0.10  # high + medium + low: at most this share
@@ -76,19 +80,22 @@ DETECTOR_FEATURES = (
 
 METHOD = (
     "evidence per case against the log itself: rarest activity; least likely directly-follows "
-    "steps (P(next | current) and P(current | next), first and second order, with a virtual "
-    "start and end); repetitions (share of the cases with the activity that have it as often); "
-    "missing common activities (present in >= 50 % of cases); longest wait against the 99th "
-    "percentile of the same transition's waits (the target activity's when the transition has "
-    "< 10 waits); case duration (median + MAD of log durations); Isolation Forest "
-    f"({N_ESTIMATORS} trees, subsample {MAX_SAMPLES}) on robust-scaled case features (weight "
-    f"{FOREST_WEIGHT}). Each kind calibrated on the log: E = -log10(share of cases at least as "
-    f"unusual), counted in its top 10 %; combined E = largest + {SECOND_WEIGHT} x second; "
-    f"score = E / (E + 1). high + medium = at most {FLAG_SHARE:.0%} of cases (E >= "
-    f"{MEDIUM_EVIDENCE:g}), hard evidence first (an activity in no other case, a wait >= 10x "
-    f"its transition's 99th percentile); high = hard evidence or E >= {HIGH_EVIDENCE:g}; low = "
-    f"next cases with E >= {LOW_EVIDENCE:g}, up to {ALL_SHARE:.0%} of cases flagged; the start "
-    "hour is not evidence"
+    "steps (surprise of P(next | current) and P(current | next) with a virtual start and end, "
+    "the two least likely summed, and second order P(next | two previous), both adjusted for "
+    "the number of steps); repetitions (share of the cases with the activity that have it as "
+    "often); missing common activities (present in >= 50 % of cases); longest wait against the "
+    "99th percentile of the same transition's waits (the target activity's when the transition "
+    "has < 10 waits); case duration against median + MAD of all cases (weight "
+    f"{KIND_WEIGHT['duration']}) and of the cases with the same activity sequence; Isolation "
+    f"Forest ({N_ESTIMATORS} trees, subsample {MAX_SAMPLES}) on robust-scaled case features "
+    f"(weight {FOREST_WEIGHT}). Each kind calibrated on the log: E = -log10(share of cases at "
+    f"least as unusual), counted in its top 10 %; combined E = largest + {SECOND_WEIGHT} x "
+    f"second; score = E / (E + 1), with {HARD_BONUS:g} added to E on hard evidence (an activity "
+    "in no other case, a wait >= 10x its transition's 99th percentile). high + medium = at "
+    f"most {FLAG_SHARE:.0%} of cases, down the ranking among cases with E >= "
+    f"{MEDIUM_EVIDENCE:g} or hard evidence; high = hard evidence or E >= {HIGH_EVIDENCE:g}; low "
+    f"= next cases with E >= {LOW_EVIDENCE:g}, up to {ALL_SHARE:.0%} of cases flagged; the "
+    "start hour is not evidence"
 )
 FPR_METHOD = (
     "share flagged high or medium among the cases of frequent variants (>= "
@@ -209,7 +216,7 @@ def _evidence_matrix(ev: Evidence, forest: np.ndarray) -> tuple[list[str], np.nd
         e = calibrate(raw)
         if kind in MIN_RAW:
             e = np.where(raw >= MIN_RAW[kind], e, 0.0)
-        rows.append(e)
+        rows.append(KIND_WEIGHT.get(kind, 1.0) * e)
     rows.append(FOREST_WEIGHT * calibrate(forest))
     return kinds, np.vstack(rows)
 
@@ -290,7 +297,13 @@ def _reason(kind: str, ev: Evidence, i: int, forest: float, forest_e: float) -> 
         )
     if kind == "wait":
         return _wait_text(ev, i)
-    if kind == "duration":
+    if kind == "slow" and ev.variant_cases[i] >= MIN_PATH_CASES:
+        return (
+            f"takes {hours_text(float(ev.duration_hours[i]))} where the "
+            f"{int(ev.variant_cases[i]):,} cases with the same activity sequence take a median "
+            f"{hours_text(float(ev.path_median_hours[i]))}"
+        )
+    if kind in ("duration", "slow"):
         return (
             f"takes {hours_text(float(ev.duration_hours[i]))} where 99 % of cases take under "
             f"{hours_text(float(ev.duration_bound_hours[i]))}"

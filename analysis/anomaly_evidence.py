@@ -12,6 +12,8 @@ Time (robust per-context baselines of log10(1 + minutes)):
   (source -> target; the target activity's waits when the transition has fewer than
   `MIN_CONTEXT` waits); the case's largest robust z.
 - `duration`: the case's duration against median + MAD of all cases' durations.
+- `slow`: the same against the cases with the same activity sequence (when >= `MIN_CONTEXT`
+  cases share it; else as `duration`).
 
 Each kind yields a raw value per case (larger = more unusual) and a detail the reasons quote.
 All tables are sparse (np.unique / groupby over the pairs that occur), never activities x
@@ -38,7 +40,7 @@ MAD_TO_SIGMA = 1.4826
 # would otherwise turn minutes into huge z-scores
 MIN_SCALE = 0.25
 TAIL_QUANTILE = 0.99
-KINDS = ("activity", "transition", "repeat", "missing", "wait", "duration")
+KINDS = ("activity", "transition", "order2", "repeat", "missing", "wait", "duration", "slow")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Evidence:
     duration_hours: np.ndarray
     duration_bound_hours: np.ndarray
     variant_share: np.ndarray
+    variant_cases: np.ndarray
+    path_median_hours: np.ndarray  # median duration of the cases with the same path
 
 
 def _first_per_group(group: np.ndarray, order_key: np.ndarray, n_groups: int) -> np.ndarray:
@@ -218,10 +222,16 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
     dur_raw = (ld - d_med) / d_scale
     d_bound = float(np.quantile(ld, TAIL_QUANTILE)) if n_cases else 0.0
 
-    # ---- variants (for the false-positive reference)
+    # ---- variants: the false-positive reference, and the duration of cases of the same path
     seq = [codes[a:b].tobytes() for a, b in zip(starts, ends, strict=True)]
     vid, _ = pd.factorize(pd.Series(seq, dtype=object), sort=False)
-    variant_share = np.bincount(vid)[vid] / max(n_cases, 1)
+    variant_cases = np.bincount(vid)[vid]
+    variant_share = variant_cases / max(n_cases, 1)
+    v_med, v_scale, _ = _robust(pd.Series(ld), vid)
+    same_path = variant_cases >= MIN_CONTEXT
+    path_median = np.where(same_path, v_med.reindex(vid).to_numpy(), d_med)
+    path_scale = np.where(same_path, v_scale.reindex(vid).to_numpy(), d_scale)
+    slow_raw = np.where(same_path, (ld - path_median) / path_scale, dur_raw)
 
     has_w = longest >= 0
     return Evidence(
@@ -234,6 +244,7 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
             "missing": miss_raw,
             "wait": wait_raw,
             "duration": dur_raw,
+            "slow": slow_raw,
         },
         n_cases=n_cases,
         activity_name=names[pact[rarest]],
@@ -254,4 +265,6 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
         duration_hours=dur_s / 3600.0,
         duration_bound_hours=np.full(n_cases, float(_hours_from_log(np.array([d_bound]))[0])),
         variant_share=variant_share,
+        variant_cases=variant_cases,
+        path_median_hours=_hours_from_log(path_median),
     )
