@@ -92,7 +92,7 @@ METHOD = (
     f"least as unusual), counted in its top 10 %; combined E = largest + {SECOND_WEIGHT} x "
     f"second; score = E / (E + 1), with {HARD_BONUS:g} added to E on hard evidence (an activity "
     "in no other case, a wait >= 10x its transition's 99th percentile). high + medium = at "
-    f"most {FLAG_SHARE:.0%} of cases, down the ranking among cases with E >= "
+    f"most {FLAG_SHARE:.0%} of cases (at least 1), down the ranking among cases with E >= "
     f"{MEDIUM_EVIDENCE:g} or hard evidence; high = hard evidence or E >= {HIGH_EVIDENCE:g}; low "
     f"= next cases with E >= {LOW_EVIDENCE:g}, up to {ALL_SHARE:.0%} of cases flagged; the "
     "start hour is not evidence"
@@ -240,7 +240,7 @@ def _severities(combined: np.ndarray, hard: np.ndarray) -> tuple[np.ndarray, np.
     n = len(combined)
     key = combined + np.where(hard, HARD_BONUS, 0.0)
     order = np.lexsort((np.arange(n), -key))
-    cap = math.floor(FLAG_SHARE * n)
+    cap = max(math.floor(FLAG_SHARE * n), 1)  # a tiny log may still show its one case
     all_cap = math.floor(ALL_SHARE * n)
     candidate = hard[order] | (combined[order] >= MEDIUM_EVIDENCE)
     flag_rank = np.cumsum(candidate)
