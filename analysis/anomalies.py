@@ -275,6 +275,18 @@ def _transition_text(ev: Evidence, i: int) -> str:
     )
 
 
+def _order2_text(ev: Evidence, i: int) -> str:
+    before, src, tgt = str(ev.order2_before[i]), str(ev.order2_source[i]), str(ev.order2_target[i])
+    share = _share_text(float(ev.order2_prob[i]))
+    if src == "[start]":
+        return f"starts with '{tgt}', as {share} of cases do"
+    after = (
+        f"after starting with '{src}'" if before == "[start]" else f"after '{before}' then '{src}'"
+    )
+    nxt = "the case ends" if tgt == "[end]" else f"'{tgt}' comes next"
+    return f"{after}, {nxt} {share} of the time"
+
+
 def _reason(kind: str, ev: Evidence, i: int, forest: float, forest_e: float) -> str:
     n = ev.n_cases
     if kind == "activity":
@@ -283,8 +295,10 @@ def _reason(kind: str, ev: Evidence, i: int, forest: float, forest_e: float) -> 
         if k <= 1:
             return f"activity '{name}' never seen in the log outside this case"
         return f"rare activity '{name}', in {k:,} cases ({_share_text(k / n)})"
-    if kind in ("transition", "order2"):
+    if kind == "transition":
         return _transition_text(ev, i)
+    if kind == "order2":
+        return _order2_text(ev, i)
     if kind == "repeat":
         return (
             f"'{ev.repeat_name[i]}' occurs {int(ev.repeat_count[i])} times; "
@@ -324,9 +338,9 @@ def _explain(
         picked = [k for k in np.argsort(-col, kind="stable") if col[k] > 0][:MAX_REASONS]
         texts: list[str] = []
         for k in picked:
-            # the first- and second-order steps may name the same transition
             text = _reason(kinds[k], ev, int(i), float(forest[i]), float(matrix[forest_row, i]))
-            if text not in texts:
+            # the same step may come from the first- and the second-order kind
+            if not any(t.split(",")[0] == text.split(",")[0] for t in texts):
                 texts.append(text)
         if ev.activity_cases[i] <= 1 and not any(t.startswith("activity '") for t in texts):
             texts.insert(0, _reason("activity", ev, int(i), 0.0, 0.0))

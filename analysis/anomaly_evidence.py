@@ -57,6 +57,10 @@ class Evidence:
     transition_target: np.ndarray
     transition_prob: np.ndarray
     transition_cases: np.ndarray
+    order2_before: np.ndarray  # the second-order step: before, source -> target, P(target | both)
+    order2_source: np.ndarray
+    order2_target: np.ndarray
+    order2_prob: np.ndarray
     repeat_name: np.ndarray
     repeat_count: np.ndarray
     repeat_share: np.ndarray
@@ -253,6 +257,10 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
         transition_target=names[tgt[least]],
         transition_prob=t_prob,
         transition_cases=edge_cases[edge_idx[least]],
+        order2_before=np.where(prev2[worst2] >= 0, names[np.maximum(prev2[worst2], 0)], ""),
+        order2_source=names[src[worst2]],
+        order2_target=names[tgt[worst2]],
+        order2_prob=p2[worst2],
         repeat_name=names[pact[top_rep]],
         repeat_count=pair_count[top_rep],
         repeat_share=rep_share[top_rep],
