@@ -254,10 +254,14 @@ def _severities(combined: np.ndarray, hard: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _wait_text(ev: Evidence, i: int) -> str:
+    src, tgt = ev.wait_source[i], ev.wait_target[i]
+    n = int(ev.wait_context_count[i])
+    context = {2: f"waits before '{tgt}' after '{src}'", 1: f"waits before '{tgt}'"}.get(
+        int(ev.wait_context[i]), "waits of the log"
+    )
     return (
-        f"waits {hours_text(float(ev.wait_hours[i]))} before '{ev.wait_target[i]}' (after "
-        f"'{ev.wait_source[i]}') where 99 % wait under "
-        f"{hours_text(float(ev.wait_bound_hours[i]))}"
+        f"waits {hours_text(float(ev.wait_hours[i]))} before '{tgt}' (after '{src}'); "
+        f"99th percentile of the {n:,} {context}: {hours_text(float(ev.wait_bound_hours[i]))}"
     )
 
 

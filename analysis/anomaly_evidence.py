@@ -70,6 +70,8 @@ class Evidence:
     wait_source: np.ndarray
     wait_target: np.ndarray
     wait_bound_hours: np.ndarray  # the context's 99th percentile
+    wait_context: np.ndarray  # 2: the transition's waits, 1: the target activity's, 0: the log's
+    wait_context_count: np.ndarray
     duration_hours: np.ndarray
     duration_bound_hours: np.ndarray
     variant_share: np.ndarray
@@ -193,6 +195,9 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
     ctx = w_src * width + w_tgt
     z = np.zeros(len(inner))
     bound = np.zeros(len(inner))
+    # which baseline each wait was measured against (2 transition, 1 target activity, 0 log)
+    context = np.zeros(len(inner), dtype=np.int64)
+    context_n = np.zeros(len(inner), dtype=np.int64)
     if len(inner):
         med_e, sc_e, cnt_e = _robust(lw, ctx)
         med_a, sc_a, cnt_a = _robust(lw, w_tgt)
@@ -210,6 +215,12 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
             q[few] = float(lw.quantile(TAIL_QUANTILE))
         z = lw.to_numpy() - q
         bound = q
+        context = np.where(use_edge, 2, np.where(few, 0, 1))
+        context_n = np.where(
+            use_edge,
+            cnt_e.reindex(ctx).to_numpy(),
+            np.where(few, len(inner), cnt_a.reindex(w_tgt).to_numpy()),
+        )
     wait_raw = np.zeros(n_cases)
     longest = np.full(n_cases, -1, dtype=np.int64)
     if len(inner):
@@ -270,6 +281,8 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
         wait_source=np.where(has_w, names[w_src[safe]] if len(inner) else "", ""),
         wait_target=np.where(has_w, names[w_tgt[safe]] if len(inner) else "", ""),
         wait_bound_hours=np.where(has_w, _hours_from_log(bound[safe]) if len(inner) else 0.0, 0.0),
+        wait_context=np.where(has_w, context[safe] if len(inner) else 0, 0),
+        wait_context_count=np.where(has_w, context_n[safe] if len(inner) else 0, 0),
         duration_hours=dur_s / 3600.0,
         duration_bound_hours=np.full(n_cases, float(_hours_from_log(np.array([d_bound]))[0])),
         variant_share=variant_share,
