@@ -4,8 +4,8 @@ Forest on case features, combined into one ranked score with reasons that name t
 Evidence kinds (`analysis.anomaly_evidence`): the rarest activity, the least likely
 directly-follows steps (first and second order), repetitions, missing common activities, the
 longest wait against its transition's 99th percentile, the case duration (against all cases and
-against the cases with the same activity sequence); and the Isolation
-Forest score of the case features. Each kind is calibrated on the log: a case's evidence
+against the cases with the same activity sequence); and the Isolation Forest score of the case
+features. Each kind is calibrated on the log: a case's evidence
 E_k = -log10(share of cases at least as unusual in kind k) (0 below the top 10 %). The combined
 evidence is the largest E_k plus 0.3 x the second largest, so one strong deviation counts most
 and a second one adds to it.

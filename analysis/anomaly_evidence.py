@@ -1,17 +1,23 @@
 """Per-case evidence of anomalous behaviour, each kind measured against the log itself.
 
 Control flow (relative to the log's own frequencies):
-- `activity`: the case's rarest activity (cases containing it); one in no other case is unknown.
-- `transition`: the case's least likely directly-follows step, P(next | current) over all the
-  log's steps (with a virtual start and end, so an unusual first or last activity counts too).
-- `repeat`: an activity occurring k >= 2 times, against the share of the cases containing it
+- `activity`: -log10 of the share of cases containing the case's rarest activity (an activity
+  in no other case is unknown to the log).
+- `transition`: the case's two least likely directly-follows steps, each scored
+  -log10 sqrt(P(next | current) * P(current | next)) over all the log's steps (with a virtual
+  start and end, so an unusual first or last activity counts too), summed, minus log10 of the
+  number of step pairs of the case (Bonferroni: a long case has more chances of a rare step).
+- `order2`: the least likely second-order step, -log10 P(next | two previous activities) where
+  that context occurs >= `MIN_ORDER2_CONTEXT` times, minus log10 of the number of steps.
+- `repeat`: an activity occurring k >= 2 times: -log10 of the share of the cases containing it
   that have it k or more times.
-- `missing`: a common activity (present in >= 50 % of cases) absent, against its presence.
-Time (robust per-context baselines of log10(1 + minutes)):
-- `wait`: the wait before each event against median + MAD of the waits of the same transition
-  (source -> target; the target activity's waits when the transition has fewer than
-  `MIN_CONTEXT` waits); the case's largest robust z.
-- `duration`: the case's duration against median + MAD of all cases' durations.
+- `missing`: a common activity (present in >= 50 % of cases) absent: -log10 of the share of
+  cases without it.
+Time (on log10(1 + minutes)):
+- `wait`: the wait before each event minus the 99th percentile of the waits of the same
+  transition (source -> target; the target activity's waits when the transition has fewer than
+  `MIN_CONTEXT` waits, the log's when the activity has fewer too); the case's largest excess.
+- `duration`: the case's duration, robust z against median + MAD of all cases' durations.
 - `slow`: the same against the cases with the same activity sequence (when >= `MIN_CONTEXT`
   cases share it; else as `duration`).
 
