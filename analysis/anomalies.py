@@ -56,8 +56,19 @@ LOW_EVIDENCE = 1.3
 HARD_WAIT = 1.0  # log10 units beyond the context's 99th percentile: 10x
 HARD_BONUS = 3.0
 # control-flow evidence needs a minimal rarity before it counts (in its raw units)
-MIN_RAW = {"activity": 1.3, "transition": 1.0, "order2": 0.8, "repeat": 1.3, "missing": 1.3}
+MIN_RAW = {
+    "activity": 1.3,
+    "transition": 1.0,
+    "order2": 0.8,
+    "repeat": 1.3,
+    "missing": 1.3,
+    "nearmiss": 1.0,
+}
 FREQUENT_VARIANT_SHARE = 0.01
+# kinds whose raw value is already a -log10 tail share and is used as evidence uncalibrated:
+# a near-miss's log10(cases of the frequent path / cases of the deviation)
+ABSOLUTE = frozenset({"nearmiss"})
+NEARMISS_WEIGHT = 1.0  # adds to the other kinds: it measures the whole path, they the steps
 # thresholds on score = E / (E + 1) matching the evidence levels (for readers of the scores)
 LOW = round(LOW_EVIDENCE / (LOW_EVIDENCE + 1), 4)
 MEDIUM = round(MEDIUM_EVIDENCE / (MEDIUM_EVIDENCE + 1), 4)
@@ -213,12 +224,21 @@ def _evidence_matrix(ev: Evidence, forest: np.ndarray) -> tuple[list[str], np.nd
     kinds = [*ev.raw, "forest"]
     rows = []
     for kind, raw in ev.raw.items():
-        e = calibrate(raw)
+        e = np.maximum(raw, calibrate(raw)) if kind in ABSOLUTE else calibrate(raw)
         if kind in MIN_RAW:
             e = np.where(raw >= MIN_RAW[kind], e, 0.0)
         rows.append(KIND_WEIGHT.get(kind, 1.0) * e)
     rows.append(FOREST_WEIGHT * calibrate(forest))
     return kinds, np.vstack(rows)
+
+
+def _combine_with_nearmiss(kinds: list[str], matrix: np.ndarray) -> np.ndarray:
+    """The near-miss combines with the other kinds' evidence at weight NEARMISS_WEIGHT."""
+    j = kinds.index("nearmiss")
+    rest = _combine(np.delete(matrix, j, axis=0))
+    near = matrix[j]
+    out: np.ndarray = np.maximum(rest, near) + NEARMISS_WEIGHT * np.minimum(rest, near)
+    return out
 
 
 def _combine(matrix: np.ndarray) -> np.ndarray:
@@ -279,6 +299,22 @@ def _transition_text(ev: Evidence, i: int) -> str:
     )
 
 
+def _nearmiss_text(ev: Evidence, i: int) -> str:
+    a, b = f"'{ev.nearmiss_first[i]}'", f"'{ev.nearmiss_second[i]}'"
+    what = {
+        "skip": f"{a} is skipped",
+        "repeat": f"{a} is repeated",
+        "insert": f"{a} is inserted",
+        "swap": f"{a} and {b} are swapped",
+        "substitute": f"{b} replaces {a}",
+    }[str(ev.nearmiss_edit[i])]
+    k, base = int(ev.variant_cases[i]), int(ev.nearmiss_cases[i])
+    return (
+        f"follows the frequent path '{ev.nearmiss_path[i]}' ({base:,} cases) except that {what}"
+        f" ({k:,} case{'s' if k != 1 else ''} deviate{'' if k != 1 else 's'} so)"
+    )
+
+
 def _order2_text(ev: Evidence, i: int) -> str:
     before, src, tgt = str(ev.order2_before[i]), str(ev.order2_source[i]), str(ev.order2_target[i])
     share = _share_text(float(ev.order2_prob[i]))
@@ -315,6 +351,8 @@ def _reason(kind: str, ev: Evidence, i: int, forest: float, forest_e: float) -> 
         )
     if kind == "wait":
         return _wait_text(ev, i)
+    if kind == "nearmiss":
+        return _nearmiss_text(ev, i)
     if kind == "slow" and ev.variant_cases[i] >= MIN_PATH_CASES:
         return (
             f"takes {hours_text(float(ev.duration_hours[i]))} where the "
@@ -386,7 +424,7 @@ def detect_anomalies(
     forest_by_case = pd.Series(forest, index=table.index.astype(str))
     forest_aligned = forest_by_case.reindex(ev.case_ids).to_numpy(dtype=np.float64)
     kinds, matrix = _evidence_matrix(ev, forest_aligned)
-    combined = _combine(matrix)
+    combined = _combine_with_nearmiss(kinds, matrix)
     hard = _hard(ev)
     flagged, severity = _severities(combined, hard)
     key = combined + np.where(hard, HARD_BONUS, 0.0)

@@ -46,7 +46,96 @@ MAD_TO_SIGMA = 1.4826
 # would otherwise turn minutes into huge z-scores
 MIN_SCALE = 0.25
 TAIL_QUANTILE = 0.99
-KINDS = ("activity", "transition", "order2", "repeat", "missing", "wait", "duration", "slow")
+KINDS = (
+    "activity",
+    "transition",
+    "order2",
+    "repeat",
+    "missing",
+    "wait",
+    "duration",
+    "slow",
+    "nearmiss",
+)
+# near-miss of a standard path: a rare activity sequence (<= RARE_VARIANT_CASES cases) one edit
+# (skip, insertion, substitution, adjacent swap) away from a frequent one (>= FREQUENT_SHARE of
+# cases and >= MIN_CONTEXT cases; at most MAX_FREQUENT of them, the most frequent first)
+RARE_VARIANT_CASES = 9
+FREQUENT_SHARE = 0.01
+MAX_FREQUENT = 50
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """One rare variant's nearest frequent path (edit distance 1)."""
+
+    base: int  # index of the frequent variant
+    edit: str  # "skip", "insert", "repeat", "swap", "substitute"
+    first: int  # activity code(s) the edit concerns
+    second: int
+
+
+def _one_edit(a: np.ndarray, b: np.ndarray) -> tuple[str, int, int] | None:
+    """How `a` (rare) is one edit from `b` (frequent), or None if it is not."""
+    la, lb = len(a), len(b)
+    m = min(la, lb)
+    diff = np.flatnonzero(a[:m] != b[:m])
+    p = int(diff[0]) if len(diff) else m
+    # common suffix, not overlapping the prefix
+    ra, rb = a[::-1][: m - p], b[::-1][: m - p]
+    dsuf = np.flatnonzero(ra != rb)
+    s = int(dsuf[0]) if len(dsuf) else m - p
+    if la == lb:
+        if p + s == la - 1:
+            return "substitute", int(b[p]), int(a[p])
+        if p + s == la - 2 and a[p] == b[p + 1] and a[p + 1] == b[p]:
+            return "swap", int(b[p]), int(b[p + 1])
+        return None
+    if la == lb - 1 and p + s >= la:
+        return "skip", int(b[p]), -1
+    if la == lb + 1 and p + s >= lb:
+        x = int(a[p])
+        neighbour = (p > 0 and a[p - 1] == x) or (p + 1 < la and a[p + 1] == x)
+        return ("repeat" if neighbour else "insert"), x, -1
+    return None
+
+
+def path_text(activities: list[str], head: int = 4, tail: int = 2) -> str:
+    """'A → B → C → D → … → Y → Z (12 steps)' for long paths, the whole path for short ones."""
+    if len(activities) <= head + tail + 1:
+        return " → ".join(activities)
+    shown = [*activities[:head], "…", *activities[-tail:]]
+    return f"{' → '.join(shown)} ({len(activities)} steps)"
+
+
+def near_misses(
+    sequences: list[np.ndarray], counts: np.ndarray, n_cases: int
+) -> tuple[dict[int, NearMiss], np.ndarray]:
+    """For each rare variant one edit from a frequent one: its nearest frequent path (the most
+    frequent among those at distance 1). Returns ({rare variant: NearMiss}, frequent variants)."""
+    threshold = max(FREQUENT_SHARE * n_cases, MIN_CONTEXT)
+    frequent = np.flatnonzero(counts >= threshold)
+    frequent = frequent[np.argsort(-counts[frequent], kind="stable")][:MAX_FREQUENT]
+    by_length: dict[int, list[int]] = {}
+    for f in frequent.tolist():  # most frequent first within each length
+        by_length.setdefault(len(sequences[f]), []).append(f)
+    out: dict[int, NearMiss] = {}
+    if not by_length:
+        return out, frequent
+    for v in np.flatnonzero(counts <= RARE_VARIANT_CASES).tolist():
+        a = sequences[v]
+        best: NearMiss | None = None
+        for length in (len(a) - 1, len(a), len(a) + 1):
+            for f in by_length.get(length, ()):
+                if best is not None and counts[f] <= counts[best.base]:
+                    break
+                edit = _one_edit(a, sequences[f])
+                if edit is not None:
+                    best = NearMiss(f, *edit)
+                    break
+        if best is not None:
+            out[v] = best
+    return out, frequent
 
 
 @dataclass(frozen=True)
@@ -83,6 +172,12 @@ class Evidence:
     variant_share: np.ndarray
     variant_cases: np.ndarray
     path_median_hours: np.ndarray  # median duration of the cases with the same path
+    # near-miss of a frequent path: that path, its cases, the edit and the activities it concerns
+    nearmiss_path: np.ndarray
+    nearmiss_cases: np.ndarray
+    nearmiss_edit: np.ndarray
+    nearmiss_first: np.ndarray
+    nearmiss_second: np.ndarray
 
 
 def _first_per_group(group: np.ndarray, order_key: np.ndarray, n_groups: int) -> np.ndarray:
@@ -245,7 +340,7 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
 
     # ---- variants: the false-positive reference, and the duration of cases of the same path
     seq = [codes[a:b].tobytes() for a, b in zip(starts, ends, strict=True)]
-    vid, _ = pd.factorize(pd.Series(seq, dtype=object), sort=False)
+    vid, variant_seqs = pd.factorize(pd.Series(seq, dtype=object), sort=False)
     variant_cases = np.bincount(vid)[vid]
     variant_share = variant_cases / max(n_cases, 1)
     v_med, v_scale, _ = _robust(pd.Series(ld), vid)
@@ -253,6 +348,25 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
     path_median = np.where(same_path, v_med.reindex(vid).to_numpy(), d_med)
     path_scale = np.where(same_path, v_scale.reindex(vid).to_numpy(), d_scale)
     slow_raw = np.where(same_path, (ld - path_median) / path_scale, dur_raw)
+
+    # ---- near-miss of a frequent path (one edit from it)
+    counts = np.bincount(vid)
+    sequences = [np.frombuffer(u, dtype=np.int64) for u in variant_seqs]
+    misses, _ = near_misses(sequences, counts, n_cases)
+    n_var = len(counts)
+    v_ratio = np.zeros(n_var)
+    v_path = np.full(n_var, "", dtype=object)
+    v_base = np.zeros(n_var, dtype=np.int64)
+    v_edit = np.full(n_var, "", dtype=object)
+    v_first = np.full(n_var, "", dtype=object)
+    v_second = np.full(n_var, "", dtype=object)
+    for v, miss in misses.items():
+        v_ratio[v] = np.log10(counts[miss.base] / counts[v])
+        v_path[v] = path_text([str(names[c]) for c in sequences[miss.base]])
+        v_base[v] = counts[miss.base]
+        v_edit[v] = miss.edit
+        v_first[v] = str(names[miss.first])
+        v_second[v] = str(names[miss.second]) if miss.second >= 0 else ""
 
     has_w = longest >= 0
     return Evidence(
@@ -266,6 +380,7 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
             "wait": wait_raw,
             "duration": dur_raw,
             "slow": slow_raw,
+            "nearmiss": v_ratio[vid],
         },
         n_cases=n_cases,
         activity_name=names[pact[rarest]],
@@ -294,4 +409,9 @@ def case_evidence(events: pd.DataFrame) -> Evidence:
         variant_share=variant_share,
         variant_cases=variant_cases,
         path_median_hours=_hours_from_log(path_median),
+        nearmiss_path=v_path[vid],
+        nearmiss_cases=v_base[vid],
+        nearmiss_edit=v_edit[vid],
+        nearmiss_first=v_first[vid],
+        nearmiss_second=v_second[vid],
     )
