@@ -69,6 +69,13 @@ FREQUENT_VARIANT_SHARE = 0.01
 # a near-miss's log10(cases of the frequent path / cases of the deviation)
 ABSOLUTE = frozenset({"nearmiss"})
 NEARMISS_WEIGHT = 1.0  # adds to the other kinds: it measures the whole path, they the steps
+# severity floor: a case is medium/high only with evidence that is strong in absolute terms too,
+# not merely in the log's top 1 %: a control-flow kind past its MIN_RAW, hard evidence, or a time
+# kind past STRONG_RAW (a wait >= 2x its context's 99th percentile; a duration >= 3.5 robust
+# sigmas above the median, all cases' or its path's) or in the log's top 0.1 % of cases in that
+# kind (calibrated E >= STRONG_RARE). The forest alone is never enough.
+STRONG_RAW = {"wait": math.log10(2.0), "duration": 3.5, "slow": 3.5}
+STRONG_RARE = 2.5
 # thresholds on score = E / (E + 1) matching the evidence levels (for readers of the scores)
 LOW = round(LOW_EVIDENCE / (LOW_EVIDENCE + 1), 4)
 MEDIUM = round(MEDIUM_EVIDENCE / (MEDIUM_EVIDENCE + 1), 4)
@@ -255,14 +262,32 @@ def _hard(ev: Evidence) -> np.ndarray:
     return hard
 
 
-def _severities(combined: np.ndarray, hard: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _strong(kinds: list[str], matrix: np.ndarray, ev: Evidence) -> np.ndarray:
+    """Cases with some evidence past the severity floor (see STRONG_RAW)."""
+    strong = _hard(ev)
+    for j, kind in enumerate(kinds):
+        if kind == "forest":
+            continue
+        counts = matrix[j] > 0
+        if kind in STRONG_RAW:
+            rare = calibrate(ev.raw[kind]) >= STRONG_RARE
+            counts &= (ev.raw[kind] >= STRONG_RAW[kind]) | rare
+        strong = strong | counts
+    return strong
+
+
+def _severities(
+    combined: np.ndarray, hard: np.ndarray, strong: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(order of flagged cases, their severities): hard evidence first, then by evidence."""
     n = len(combined)
+    if strong is None:
+        strong = np.ones(n, dtype=bool)
     key = combined + np.where(hard, HARD_BONUS, 0.0)
     order = np.lexsort((np.arange(n), -key))
     cap = max(math.floor(FLAG_SHARE * n), 1)  # a tiny log may still show its one case
     all_cap = math.floor(ALL_SHARE * n)
-    candidate = hard[order] | (combined[order] >= MEDIUM_EVIDENCE)
+    candidate = hard[order] | ((combined[order] >= MEDIUM_EVIDENCE) & strong[order])
     flag_rank = np.cumsum(candidate)
     top = candidate & (flag_rank <= cap)
     high = top & (hard[order] | (combined[order] >= HIGH_EVIDENCE))
@@ -426,7 +451,7 @@ def detect_anomalies(
     kinds, matrix = _evidence_matrix(ev, forest_aligned)
     combined = _combine_with_nearmiss(kinds, matrix)
     hard = _hard(ev)
-    flagged, severity = _severities(combined, hard)
+    flagged, severity = _severities(combined, hard, _strong(kinds, matrix, ev))
     key = combined + np.where(hard, HARD_BONUS, 0.0)
     score = np.round(key / (key + 1.0), 4)
 
