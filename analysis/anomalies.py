@@ -5,13 +5,18 @@ Evidence kinds (`analysis.anomaly_evidence`): the rarest activity, the least lik
 directly-follows steps (first and second order), repetitions, missing common activities, the
 longest wait against its transition's 99th percentile, the case duration (against all cases and
 against the cases with the same activity sequence); and the Isolation Forest score of the case
-features. Each kind is calibrated on the log: a case's evidence
-E_k = -log10(share of cases at least as unusual in kind k) (0 below the top 10 %). The combined
+features; and the near-miss of a frequent path (a rare activity sequence one edit from a
+frequent one). Each kind is calibrated on the log: a case's evidence
+E_k = -log10(share of cases at least as unusual in kind k) (0 below the top 10 %); the near-miss
+is used as log10(cases of the path / cases of the deviation) when that is larger. The combined
 evidence is the largest E_k plus 0.3 x the second largest, so one strong deviation counts most
-and a second one adds to it.
+and a second one adds to it; the near-miss adds in full (it measures the whole path, the others
+single steps).
 
-Severities are a bounded share of cases: high + medium are at most 5 % of cases (the top of the
-ranking with combined evidence >= 2, i.e. rarer than 1 in 100 in some respect), hard evidence
+Severities: only cases past a floor of absolute strength can be high or medium (see
+STRONG_RAW), so a clean log shows far fewer than 5 %; among them high + medium are at most 5 %
+of cases (the top of the ranking with combined evidence >= 2, i.e. rarer than 1 in 100 in some
+respect), hard evidence
 first (an activity in no other case; a wait at least 10x its transition's 99th percentile);
 high = hard evidence or combined evidence >= 3; low = the next cases with evidence >= 1.3, up to
 10 % of cases flagged in all. The start hour is no evidence at all.
@@ -72,7 +77,7 @@ NEARMISS_WEIGHT = 1.0  # adds to the other kinds: it measures the whole path, th
 # severity floor: a case is medium/high only with evidence that is strong in absolute terms too,
 # not merely in the log's top 1 %: a control-flow kind past its MIN_RAW, hard evidence, or a time
 # kind past STRONG_RAW (a wait >= 2x its context's 99th percentile; a duration >= 3.5 robust
-# sigmas above the median, all cases' or its path's) or in the log's top 0.1 % of cases in that
+# sigmas above the median, all cases' or its path's) or in the log's top 0.3 % of cases in that
 # kind (calibrated E >= STRONG_RARE). The forest alone is never enough.
 STRONG_RAW = {"wait": math.log10(2.0), "duration": 3.5, "slow": 3.5}
 STRONG_RARE = 2.5
@@ -106,11 +111,19 @@ METHOD = (
     "has < 10 waits); case duration against median + MAD of all cases (weight "
     f"{KIND_WEIGHT['duration']}) and of the cases with the same activity sequence; Isolation "
     f"Forest ({N_ESTIMATORS} trees, subsample {MAX_SAMPLES}) on robust-scaled case features "
-    f"(weight {FOREST_WEIGHT}). Each kind calibrated on the log: E = -log10(share of cases at "
+    f"(weight {FOREST_WEIGHT}); near-miss of a frequent path (a variant of <= 9 cases one "
+    "skip, insertion, repeat, adjacent swap or substitution from a variant of >= 1 % and >= 10 "
+    "cases: log10(cases of the path / cases of the deviation), from 1, uncalibrated or "
+    "calibrated, whichever is larger, added to the other kinds' combined evidence). Each kind "
+    "calibrated on the log: E = -log10(share of cases at "
     f"least as unusual), counted in its top 10 %; combined E = largest + {SECOND_WEIGHT} x "
     f"second; score = E / (E + 1), with {HARD_BONUS:g} added to E on hard evidence (an activity "
     "in no other case, a wait >= 10x its transition's 99th percentile). high + medium = at "
-    f"most {FLAG_SHARE:.0%} of cases (at least 1), down the ranking among cases with E >= "
+    "most "
+    f"{FLAG_SHARE:.0%} of cases (at least 1), only past a floor (hard evidence, control flow past "
+    "its minimal rarity, a wait >= 2x its context's 99th percentile, a duration >= 3.5 robust "
+    "sigmas, or a time kind in the log's top 0.3 %; never the forest alone), down the ranking "
+    "among cases with E >= "
     f"{MEDIUM_EVIDENCE:g} or hard evidence; high = hard evidence or E >= {HIGH_EVIDENCE:g}; low "
     f"= next cases with E >= {LOW_EVIDENCE:g}, up to {ALL_SHARE:.0%} of cases flagged; the "
     "start hour is not evidence"
@@ -295,7 +308,10 @@ def _severities(
     low &= np.cumsum(low) <= max(all_cap - int(top.sum()), 0)
     keep = top | low
     severity = np.where(high, "high", np.where(top, "medium", "low"))
-    return order[keep], severity[keep]
+    # high and medium first (a case below the floor may outrank them by evidence), then low
+    kept = np.flatnonzero(keep)
+    kept = kept[np.argsort(~top[kept], kind="stable")]
+    return order[kept], severity[kept]
 
 
 def _wait_text(ev: Evidence, i: int) -> str:
