@@ -1,9 +1,25 @@
-"""Anomalous cases: an Isolation Forest on robust-scaled case features, with reasons.
+"""Anomalous cases: control-flow and time evidence against the log itself, plus an Isolation
+Forest on case features, combined into one ranked score with reasons that name the deviation.
 
-Scores are Isolation Forest anomaly scores s = 2^(-E[h(x)] / c(psi)) in (0, 1]; with a fixed
-subsample size psi they are comparable across logs, so severities use fixed thresholds. Reasons
-come from the features in which a flagged case is rarest relative to the rest of the log. The
-false-positive rate is estimated on reference cases that are normal by construction.
+Evidence kinds (`analysis.anomaly_evidence`): the rarest activity, the least likely
+directly-follows steps (first and second order), repetitions, missing common activities, the
+longest wait against its transition's 99th percentile, the case duration (against all cases and
+against the cases with the same activity sequence); and the Isolation Forest score of the case
+features; and the near-miss of a frequent path (a rare activity sequence one edit from a
+frequent one). Each kind is calibrated on the log: a case's evidence
+E_k = -log10(share of cases at least as unusual in kind k) (0 below the top 10 %); the near-miss
+is used as log10(cases of the path / cases of the deviation) when that is larger. The combined
+evidence is the largest E_k plus 0.3 x the second largest, so one strong deviation counts most
+and a second one adds to it; the near-miss adds in full (it measures the whole path, the others
+single steps).
+
+Severities: only cases past a floor of absolute strength can be high or medium (see
+STRONG_RAW), so a clean log shows far fewer than 5 %; among them high + medium are at most 5 %
+of cases (the top of the ranking with combined evidence >= 2, i.e. rarer than 1 in 100 in some
+respect), hard evidence
+first (an activity in no other case; a wait at least 10x its transition's 99th percentile);
+high = hard evidence or combined evidence >= 3; low = the next cases with evidence >= 1.3, up to
+10 % of cases flagged in all. The start hour is no evidence at all.
 """
 
 from __future__ import annotations
@@ -18,36 +34,59 @@ from sklearn.ensemble import IsolationForest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import RobustScaler
 
-from analysis.case_features import (
-    END,
-    RARE_ACTIVITY_SHARE,
-    RARE_TRANSITION_SHARE,
-    START,
-    CaseFeatures,
-    build_case_features,
-    case_features_with,
-)
-from analysis.columns import ACTIVITY, CASE, RESOURCE, ROW, TIMESTAMP
-from analysis.dfg import event_seconds
+from analysis.anomaly_evidence import MIN_CONTEXT as MIN_PATH_CASES
+from analysis.anomaly_evidence import Evidence, case_evidence
+from analysis.case_features import CaseFeatures, build_case_features
+from analysis.columns import CASE
 from analysis.formatting import hours_text
 from analysis.progress import Progress
 
-# Severity thresholds on the anomaly score; below LOW a case is not flagged. 0.5 is the paper's
-# "no distinct anomaly" level; 0.55 keeps the flagged share at a few percent on real logs.
-LOW, MEDIUM, HIGH = 0.55, 0.60, 0.65
 MIN_CASES = 10
-N_ESTIMATORS = 150
-# a larger subsample than the paper's 256 so frequent discrete variants are well represented
-MAX_SAMPLES = 1024
+N_ESTIMATORS = 100
+MAX_SAMPLES = 512
 TOP = 20
 MAX_REASONS = 3
-TAIL_SHARE = 0.05  # a value is notable when at most 5% of cases reach it
-LOW_TAIL_SHARE = 0.01
-UNUSUAL_HOUR_SHARE = 0.02
+# calibration and combination
+NOTABLE = 1.0  # an evidence kind counts when the case is in its top 10 %
+SECOND_WEIGHT = 0.3
+FOREST_WEIGHT = 0.75  # the forest summarises the same features: one more, weaker voice
+# the duration against all cases overlaps the duration against the same path: a weaker voice
+KIND_WEIGHT = {"duration": 0.6}
+# severities
+FLAG_SHARE = 0.05  # high + medium: at most this share of cases
+ALL_SHARE = 0.10  # high + medium + low: at most this share
+MEDIUM_EVIDENCE = 2.0
+HIGH_EVIDENCE = 3.0
+LOW_EVIDENCE = 1.3
+HARD_WAIT = 1.0  # log10 units beyond the context's 99th percentile: 10x
+HARD_BONUS = 3.0
+# control-flow evidence needs a minimal rarity before it counts (in its raw units)
+MIN_RAW = {
+    "activity": 1.3,
+    "transition": 1.0,
+    "order2": 0.8,
+    "repeat": 1.3,
+    "missing": 1.3,
+    "nearmiss": 1.0,
+}
 FREQUENT_VARIANT_SHARE = 0.01
-REFERENCE_CASES = 2000
+# kinds whose raw value is already a -log10 tail share and is used as evidence uncalibrated:
+# a near-miss's log10(cases of the frequent path / cases of the deviation)
+ABSOLUTE = frozenset({"nearmiss"})
+NEARMISS_WEIGHT = 1.0  # adds to the other kinds: it measures the whole path, they the steps
+# severity floor: a case is medium/high only with evidence that is strong in absolute terms too,
+# not merely in the log's top 1 %: a control-flow kind past its MIN_RAW, hard evidence, or a time
+# kind past STRONG_RAW (a wait >= 2x its context's 99th percentile; a duration >= 3.5 robust
+# sigmas above the median, all cases' or its path's) or in the log's top 0.3 % of cases in that
+# kind (calibrated E >= STRONG_RARE). The forest alone is never enough.
+STRONG_RAW = {"wait": math.log10(2.0), "duration": 3.5, "slow": 3.5}
+STRONG_RARE = 2.5
+# thresholds on score = E / (E + 1) matching the evidence levels (for readers of the scores)
+LOW = round(LOW_EVIDENCE / (LOW_EVIDENCE + 1), 4)
+MEDIUM = round(MEDIUM_EVIDENCE / (MEDIUM_EVIDENCE + 1), 4)
+HIGH = round(HIGH_EVIDENCE / (HIGH_EVIDENCE + 1), 4)
 
-# the detector's inputs (a subset of the case features; resource ones only when present)
+# the Isolation Forest's inputs (the start hour is deliberately not one of them)
 DETECTOR_FEATURES = (
     "log_duration",
     "log_max_gap",
@@ -60,22 +99,40 @@ DETECTOR_FEATURES = (
     "activity_rarity",
     "missing_common_count",
     "resource_changes",
-    "start_hour_rarity",
 )
 
 METHOD = (
-    f"Isolation Forest ({N_ESTIMATORS} trees, subsample {MAX_SAMPLES}) on robust-scaled case "
-    "features (log duration, longest wait, duration against the sum of the path's median "
-    "waits, event count, repetitions, direct loops, rarest "
-    "transition and activity, missing common activities, resource changes, start-hour rarity); "
-    f"score = Isolation Forest anomaly score in (0, 1]; flagged when score >= {LOW}, severity "
-    f"low [{LOW}, {MEDIUM}), medium [{MEDIUM}, {HIGH}), high >= {HIGH}"
+    "evidence per case against the log itself: rarest activity; least likely directly-follows "
+    "steps (surprise of P(next | current) and P(current | next) with a virtual start and end, "
+    "the two least likely summed, and second order P(next | two previous), both adjusted for "
+    "the number of steps); repetitions (share of the cases with the activity that have it as "
+    "often); missing common activities (present in >= 50 % of cases); longest wait against the "
+    "99th percentile of the same transition's waits (the target activity's when the transition "
+    "has < 10 waits); case duration against median + MAD of all cases (weight "
+    f"{KIND_WEIGHT['duration']}) and of the cases with the same activity sequence; Isolation "
+    f"Forest ({N_ESTIMATORS} trees, subsample {MAX_SAMPLES}) on robust-scaled case features "
+    f"(weight {FOREST_WEIGHT}); near-miss of a frequent path (a variant of <= 9 cases one "
+    "skip, insertion, repeat, adjacent swap or substitution from a variant of >= 1 % and >= 10 "
+    "cases: log10(cases of the path / cases of the deviation), from 1, uncalibrated or "
+    "calibrated, whichever is larger, added to the other kinds' combined evidence). Each kind "
+    "calibrated on the log: E = -log10(share of cases at "
+    f"least as unusual), counted in its top 10 %; combined E = largest + {SECOND_WEIGHT} x "
+    f"second; score = E / (E + 1), with {HARD_BONUS:g} added to E on hard evidence (an activity "
+    "in no other case, a wait >= 10x its transition's 99th percentile). high + medium = at "
+    "most "
+    f"{FLAG_SHARE:.0%} of cases (at least 1), only past a floor (hard evidence, control flow past "
+    "its minimal rarity, a wait >= 2x its context's 99th percentile, a duration >= 3.5 robust "
+    "sigmas, or a time kind in the log's top 0.3 %; never the forest alone), down the ranking "
+    "among cases with E >= "
+    f"{MEDIUM_EVIDENCE:g} or hard evidence; high = hard evidence or E >= {HIGH_EVIDENCE:g}; low "
+    f"= next cases with E >= {LOW_EVIDENCE:g}, up to {ALL_SHARE:.0%} of cases flagged; the "
+    "start hour is not evidence"
 )
 FPR_METHOD = (
-    f"share flagged among up to {REFERENCE_CASES} reference cases that are normal by "
-    f"construction: real cases of frequent variants (>= {FREQUENT_VARIANT_SHARE:.0%} of cases) "
-    "resampled with every wait redrawn uniformly from the inter-quartile range of that "
-    "transition's observed waits, scored by the fitted detector"
+    "share flagged high or medium among the cases of frequent variants (>= "
+    f"{FREQUENT_VARIANT_SHARE:.0%} of cases and >= 2 cases), presumed normal in control flow; "
+    "their flags come from time evidence or the forest, so the figure counts real delays in "
+    "them as false positives"
 )
 
 
@@ -94,6 +151,8 @@ class AnomalyResult:
     model: Pipeline | None = None
     feature_names: list[str] = field(default_factory=list)
     top_reasons: list[list[str]] = field(default_factory=list)  # reasons of `cases`' top rows
+    # the Isolation Forest's score (-score_samples) of every case, by case id
+    forest_scores: pd.Series | None = None
 
     def to_dict(self) -> dict[str, Any]:
         top = self.cases.head(TOP)
@@ -131,227 +190,10 @@ def _empty_cases() -> pd.DataFrame:
     )
 
 
-def _severity(score: np.ndarray) -> np.ndarray:
-    return np.where(score >= HIGH, "high", np.where(score >= MEDIUM, "medium", "low"))
-
-
 def _share_text(share: float) -> str:
-    return f"{share * 100:.2f}%" if share < 0.001 else f"{share * 100:.1f}%"
-
-
-class _Tails:
-    """Upper/lower tail shares of a feature's distribution over the log's cases."""
-
-    def __init__(self, values: np.ndarray):
-        self.sorted = np.sort(values)
-        self.n = len(values)
-        self.median = float(np.median(values)) if self.n else 0.0
-
-    def upper(self, x: float) -> float:
-        return (self.n - int(np.searchsorted(self.sorted, x, "left"))) / self.n
-
-    def lower(self, x: float) -> float:
-        return int(np.searchsorted(self.sorted, x, "right")) / self.n
-
-
-def _num(x: float) -> str:
-    return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
-
-
-def _strength(share: float) -> float:
-    return -math.log10(max(share, 1e-9))
-
-
-class _Reasons:
-    """Reasons found for one case with their strength, and the weakest tail seen so far."""
-
-    def __init__(self, tails: dict[str, _Tails]):
-        self.tails = tails
-        self.found: list[tuple[float, str]] = []
-        self.weakest: tuple[float, str] | None = None
-
-    def add(self, share: float, text: str, bonus: float = 0.0) -> None:
-        self.found.append((_strength(share) + bonus, text))
-
-    def tail(self, name: str, value: float, text: str) -> None:
-        """A reason when `value` is in the feature's upper tail; else maybe the weakest one."""
-        t = self.tails[name]
-        share = t.upper(value)
-        if value > t.median and share <= TAIL_SHARE:
-            self.add(share, text)
-        elif self.weakest is None or share < 10 ** (-self.weakest[0]):
-            self.weakest = (_strength(share), f"{text}, reached by {_share_text(share)} of cases")
-
-
-def _duration_reasons(r: _Reasons, row: Any) -> None:
-    """Too long or too short, in itself and against the usual time of the case's path."""
-    dur, med = float(row.duration_hours), r.tails["duration_hours"].median
-    ratio = f"{dur / med:.1f}x the median" if med > 0 else "above the median"
-    r.tail("duration_hours", dur, f"duration {ratio} ({hours_text(dur)} vs {hours_text(med)})")
-    low_share = r.tails["duration_hours"].lower(dur)
-    if dur < med and low_share <= LOW_TAIL_SHARE:
-        r.add(low_share, f"unusually short: {hours_text(dur)} vs a median of {hours_text(med)}")
-    expected = float(row.expected_hours)
-    if expected > 0 and dur >= 2 * expected:
-        r.tail(
-            "log_delay_ratio",
-            float(row.log_delay_ratio),
-            f"took {dur / expected:.1f}x the usual time for its path ({hours_text(dur)} vs "
-            f"{hours_text(expected)} from the median waits of its transitions)",
-        )
-    fast_share = r.tails["log_delay_ratio"].lower(float(row.log_delay_ratio))
-    if expected > 0 and dur <= 0.5 * expected and fast_share <= LOW_TAIL_SHARE:
-        r.add(
-            fast_share,
-            f"unusually fast for its path: {hours_text(dur)} vs {hours_text(expected)} from "
-            "the median waits of its transitions",
-        )
-
-
-def _count_reasons(r: _Reasons, row: Any) -> None:
-    """Long waits, repetitions, many events, many resource changes."""
-    gap = float(row.max_gap_hours)
-    r.tail(
-        "max_gap_hours",
-        gap,
-        f"waited {hours_text(gap)} between two events "
-        f"(median longest wait {hours_text(r.tails['max_gap_hours'].median)})",
-    )
-    if row.max_repeat >= 2:
-        r.tail(
-            "max_repeat",
-            float(row.max_repeat),
-            f"activity '{row.most_repeated_activity}' repeated {int(row.max_repeat)} times",
-        )
-    r.tail(
-        "event_count",
-        float(row.event_count),
-        f"{int(row.event_count)} events (median {_num(r.tails['event_count'].median)})",
-    )
-    if "resource_changes" in r.tails:
-        r.tail(
-            "resource_changes",
-            float(row.resource_changes),
-            f"{int(row.resource_changes)} resource changes "
-            f"(median {_num(r.tails['resource_changes'].median)})",
-        )
-
-
-def _rarity_reasons(r: _Reasons, row: Any, n_cases: int, activity_share: dict[str, float]) -> None:
-    """Rare activities and transitions, a missing common activity, an unusual start hour."""
-    rare_activity = ""
-    a_share = float(row.min_activity_share)
-    if a_share < RARE_ACTIVITY_SHARE:
-        rare_activity = str(row.rarest_activity)
-        k = round(a_share * n_cases)
-        text = (
-            f"unknown activity '{rare_activity}' (in no other case)"
-            if k <= 1
-            else f"rare activity '{rare_activity}' ({k} cases, {_share_text(a_share)})"
-        )
-        r.add(a_share, text, bonus=0.5)
-    t_share = float(row.min_transition_share)
-    src, tgt = str(row.rarest_transition_source), str(row.rarest_transition_target)
-    if t_share < RARE_TRANSITION_SHARE and rare_activity not in (src, tgt):
-        share = _share_text(t_share)
-        if src == START:
-            text = f"unusual first activity '{tgt}' ({share} of cases)"
-        elif tgt == END:
-            text = f"unusual last activity '{src}' ({share} of cases)"
-        else:
-            text = f"rare transition '{src}' -> '{tgt}' ({share} of cases)"
-        r.add(t_share, text)
-    if row.missing_common_count > 0 and row.missing_common_activity:
-        present = activity_share.get(str(row.missing_common_activity), 0.0)
-        r.add(
-            1.0 - present,
-            f"activity '{row.missing_common_activity}' missing "
-            f"(present in {_share_text(present)} of cases)",
-        )
-    hour_share = float(row.start_hour_share)
-    if hour_share < UNUSUAL_HOUR_SHARE:
-        r.add(
-            hour_share,
-            f"started at {int(row.start_hour):02d}:00 UTC, outside usual hours "
-            f"({_share_text(hour_share)} of cases start in that hour)",
-        )
-
-
-def _case_reasons(
-    row: Any, tails: dict[str, _Tails], n_cases: int, activity_share: dict[str, float]
-) -> list[str]:
-    """Reasons for one flagged case, strongest first (strength = -log10 of the tail share)."""
-    r = _Reasons(tails)
-    _duration_reasons(r, row)
-    _count_reasons(r, row)
-    _rarity_reasons(r, row, n_cases, activity_share)
-    found = sorted(r.found, key=lambda f: -f[0])
-    if any(text.startswith("took ") for _, text in found):
-        # the path-relative delay says more than the plain duration; keep one of them
-        found = [(v, text) for v, text in found if not text.startswith("duration ")]
-    reasons = [text for _, text in found[:MAX_REASONS]]
-    if not reasons and r.weakest is not None:
-        # no single feature is extreme: name the least common one ("; " separates reasons)
-        reasons = [f"unusual combination of features, most unusual: {r.weakest[1]}"]
-    return reasons
-
-
-def _reference_events(
-    events: pd.DataFrame, features: CaseFeatures, rng: np.random.Generator
-) -> pd.DataFrame | None:
-    """Normal-by-construction cases: real cases of frequent variants, waits redrawn from the
-    inter-quartile range of each transition's observed waits. None if no variant is frequent."""
-    table = features.table
-    frequent = np.flatnonzero(
-        (table["variant_share"].to_numpy() >= FREQUENT_VARIANT_SHARE)
-        & (table["variant_share"].to_numpy() * len(table) >= 2)
-    )
-    if len(frequent) == 0:
-        return None
-    cases = events[CASE].to_numpy()
-    same = np.r_[False, cases[1:] == cases[:-1]]
-    starts = np.flatnonzero(~same)
-    ends = np.r_[starts[1:], len(events)]
-    secs = event_seconds(events)
-    codes, _ = pd.factorize(events[ACTIVITY])
-    width = int(codes.max()) + 1
-    edge = np.where(same, np.r_[0, codes[:-1]] * width + codes, -1)
-    gaps = secs - np.r_[secs[:1], secs[:-1]]
-    inner = same.nonzero()[0]
-    quart = (
-        pd.DataFrame({"e": edge[inner], "g": gaps[inner]})
-        .groupby("e")["g"]
-        .quantile(np.array([0.25, 0.75]))
-        .unstack()
-    )
-    picked = np.sort(rng.choice(frequent, size=min(REFERENCE_CASES, 4 * len(table)), replace=True))
-    lengths = ends[picked] - starts[picked]
-    offsets = np.repeat(starts[picked] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
-    rows = np.arange(int(lengths.sum())) + offsets
-    ref_case = np.repeat(np.arange(len(picked)), lengths)
-    first = np.r_[True, ref_case[1:] != ref_case[:-1]]
-    q = quart.reindex(edge[rows])
-    # single-event cases have no transitions, hence no quartile columns
-    lo = np.nan_to_num(q[0.25].to_numpy(dtype=np.float64)) if 0.25 in q else np.zeros(len(rows))
-    hi = np.nan_to_num(q[0.75].to_numpy(dtype=np.float64)) if 0.75 in q else np.zeros(len(rows))
-    wait = np.where(first, 0.0, rng.uniform(lo, hi))
-    # cumulative waits restarted at each case's real start time
-    total = np.cumsum(wait)
-    base = np.repeat(total[first] - wait[first], lengths)
-    new_secs = np.repeat(secs[starts[picked]], lengths) + (total - base)
-    ref = pd.DataFrame(
-        {
-            CASE: np.char.add("ref-", np.char.zfill(ref_case.astype(str), 6)),
-            ACTIVITY: events[ACTIVITY].to_numpy()[rows],
-            TIMESTAMP: pd.to_datetime(
-                np.round(new_secs * 1e6).astype(np.int64), unit="us", utc=True
-            ),
-            ROW: np.arange(len(rows), dtype=np.int64),
-        }
-    )
-    if RESOURCE in events.columns:
-        ref[RESOURCE] = events[RESOURCE].to_numpy()[rows]
-    return ref
+    if share < 0.001:
+        return f"{share * 100:.2f} %"
+    return f"{share * 100:.1f} %"
 
 
 def _skipped(n_cases: int) -> AnomalyResult:
@@ -386,26 +228,209 @@ def _detector(n_cases: int, random_state: int) -> Pipeline:
     )
 
 
-def _explain(features: CaseFeatures, flagged: np.ndarray) -> list[list[str]]:
-    """The reasons of each flagged case (rows of the feature table), in `flagged`'s order."""
-    table = features.table
-    tail_columns = [
-        "duration_hours",
-        "log_delay_ratio",
-        "max_gap_hours",
-        "max_repeat",
-        "event_count",
-    ]
-    if features.stats.has_resources:
-        tail_columns.append("resource_changes")
-    tails = {c: _Tails(table[c].to_numpy(dtype=np.float64)) for c in tail_columns}
-    activity_share = dict(
-        zip(features.stats.activities, features.stats.activity_case_share.tolist(), strict=True)
+def calibrate(raw: np.ndarray) -> np.ndarray:
+    """E = -log10(share of cases with a raw value >= this one's); 0 outside the top 10 %."""
+    n = len(raw)
+    if n == 0:
+        return np.zeros(0)
+    ordered = np.sort(raw)
+    at_least = n - np.searchsorted(ordered, raw, "left")
+    e = -np.log10(at_least / n)
+    out: np.ndarray = np.where(e >= NOTABLE, e, 0.0)
+    return out
+
+
+def _evidence_matrix(ev: Evidence, forest: np.ndarray) -> tuple[list[str], np.ndarray]:
+    kinds = [*ev.raw, "forest"]
+    rows = []
+    for kind, raw in ev.raw.items():
+        e = np.maximum(raw, calibrate(raw)) if kind in ABSOLUTE else calibrate(raw)
+        if kind in MIN_RAW:
+            e = np.where(raw >= MIN_RAW[kind], e, 0.0)
+        rows.append(KIND_WEIGHT.get(kind, 1.0) * e)
+    rows.append(FOREST_WEIGHT * calibrate(forest))
+    return kinds, np.vstack(rows)
+
+
+def _combine_with_nearmiss(kinds: list[str], matrix: np.ndarray) -> np.ndarray:
+    """The near-miss combines with the other kinds' evidence at weight NEARMISS_WEIGHT."""
+    j = kinds.index("nearmiss")
+    rest = _combine(np.delete(matrix, j, axis=0))
+    near = matrix[j]
+    out: np.ndarray = np.maximum(rest, near) + NEARMISS_WEIGHT * np.minimum(rest, near)
+    return out
+
+
+def _combine(matrix: np.ndarray) -> np.ndarray:
+    if matrix.shape[0] < 2:
+        combined: np.ndarray = matrix.max(axis=0)
+        return combined
+    top2 = -np.partition(-matrix, 1, axis=0)[:2]
+    result: np.ndarray = top2[0] + SECOND_WEIGHT * top2[1]
+    return result
+
+
+def _hard(ev: Evidence) -> np.ndarray:
+    hard: np.ndarray = (ev.activity_cases <= 1) | (ev.raw["wait"] >= HARD_WAIT)
+    return hard
+
+
+def _strong(kinds: list[str], matrix: np.ndarray, ev: Evidence) -> np.ndarray:
+    """Cases with some evidence past the severity floor (see STRONG_RAW)."""
+    strong = _hard(ev)
+    for j, kind in enumerate(kinds):
+        if kind == "forest":
+            continue
+        counts = matrix[j] > 0
+        if kind in STRONG_RAW:
+            rare = calibrate(ev.raw[kind]) >= STRONG_RARE
+            counts &= (ev.raw[kind] >= STRONG_RAW[kind]) | rare
+        strong = strong | counts
+    return strong
+
+
+def _severities(
+    combined: np.ndarray, hard: np.ndarray, strong: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(order of flagged cases, their severities): hard evidence first, then by evidence."""
+    n = len(combined)
+    if strong is None:
+        strong = np.ones(n, dtype=bool)
+    key = combined + np.where(hard, HARD_BONUS, 0.0)
+    order = np.lexsort((np.arange(n), -key))
+    cap = max(math.floor(FLAG_SHARE * n), 1)  # a tiny log may still show its one case
+    all_cap = math.floor(ALL_SHARE * n)
+    candidate = hard[order] | ((combined[order] >= MEDIUM_EVIDENCE) & strong[order])
+    flag_rank = np.cumsum(candidate)
+    top = candidate & (flag_rank <= cap)
+    high = top & (hard[order] | (combined[order] >= HIGH_EVIDENCE))
+    low = ~top & (combined[order] >= LOW_EVIDENCE)
+    low &= np.cumsum(low) <= max(all_cap - int(top.sum()), 0)
+    keep = top | low
+    severity = np.where(high, "high", np.where(top, "medium", "low"))
+    # high and medium first (a case below the floor may outrank them by evidence), then low
+    kept = np.flatnonzero(keep)
+    kept = kept[np.argsort(~top[kept], kind="stable")]
+    return order[kept], severity[kept]
+
+
+def _wait_text(ev: Evidence, i: int) -> str:
+    src, tgt = ev.wait_source[i], ev.wait_target[i]
+    n = int(ev.wait_context_count[i])
+    context = {2: f"waits before '{tgt}' after '{src}'", 1: f"waits before '{tgt}'"}.get(
+        int(ev.wait_context[i]), "waits of the log"
     )
-    return [
-        _case_reasons(row, tails, len(table), activity_share)
-        for row in table.iloc[flagged].itertuples(index=False)
-    ]
+    return (
+        f"waits {hours_text(float(ev.wait_hours[i]))} before '{tgt}' (after '{src}'); "
+        f"99th percentile of the {n:,} {context}: {hours_text(float(ev.wait_bound_hours[i]))}"
+    )
+
+
+def _transition_text(ev: Evidence, i: int) -> str:
+    src, tgt = str(ev.transition_source[i]), str(ev.transition_target[i])
+    k = int(ev.transition_cases[i])
+    seen = f"seen in {k:,} case{'s' if k != 1 else ''} ({_share_text(k / ev.n_cases)})"
+    if src == "[start]":
+        return f"starts with '{tgt}', {seen}"
+    if tgt == "[end]":
+        return f"ends with '{src}', {seen}"
+    after = _share_text(float(ev.transition_prob[i]))
+    return (
+        f"'{tgt}' directly follows '{src}', {seen}; after '{src}' it comes next {after} of the time"
+    )
+
+
+def _nearmiss_text(ev: Evidence, i: int) -> str:
+    a, b = f"'{ev.nearmiss_first[i]}'", f"'{ev.nearmiss_second[i]}'"
+    what = {
+        "skip": f"{a} is skipped",
+        "repeat": f"{a} is repeated",
+        "insert": f"{a} is inserted",
+        "swap": f"{a} and {b} are swapped",
+        "substitute": f"{b} replaces {a}",
+    }[str(ev.nearmiss_edit[i])]
+    k, base = int(ev.variant_cases[i]), int(ev.nearmiss_cases[i])
+    return (
+        f"follows the frequent path '{ev.nearmiss_path[i]}' ({base:,} cases) except that {what}"
+        f" ({k:,} case{'s' if k != 1 else ''} deviate{'' if k != 1 else 's'} so)"
+    )
+
+
+def _order2_text(ev: Evidence, i: int) -> str:
+    before, src, tgt = str(ev.order2_before[i]), str(ev.order2_source[i]), str(ev.order2_target[i])
+    share = _share_text(float(ev.order2_prob[i]))
+    if src == "[start]":
+        return f"starts with '{tgt}', as {share} of cases do"
+    after = (
+        f"after starting with '{src}'" if before == "[start]" else f"after '{before}' then '{src}'"
+    )
+    nxt = "the case ends" if tgt == "[end]" else f"'{tgt}' comes next"
+    return f"{after}, {nxt} {share} of the time"
+
+
+def _reason(kind: str, ev: Evidence, i: int, forest: float, forest_e: float) -> str:
+    n = ev.n_cases
+    if kind == "activity":
+        k = int(ev.activity_cases[i])
+        name = ev.activity_name[i]
+        if k <= 1:
+            return f"activity '{name}' never seen in the log outside this case"
+        return f"rare activity '{name}', in {k:,} cases ({_share_text(k / n)})"
+    if kind == "transition":
+        return _transition_text(ev, i)
+    if kind == "order2":
+        return _order2_text(ev, i)
+    if kind == "repeat":
+        return (
+            f"'{ev.repeat_name[i]}' occurs {int(ev.repeat_count[i])} times; "
+            f"{_share_text(float(ev.repeat_share[i]))} of the cases with it have it that often"
+        )
+    if kind == "missing":
+        return (
+            f"'{ev.missing_name[i]}' missing, present in "
+            f"{_share_text(float(ev.missing_presence[i]))} of cases"
+        )
+    if kind == "wait":
+        return _wait_text(ev, i)
+    if kind == "nearmiss":
+        return _nearmiss_text(ev, i)
+    if kind == "slow" and ev.variant_cases[i] >= MIN_PATH_CASES:
+        return (
+            f"takes {hours_text(float(ev.duration_hours[i]))} where the "
+            f"{int(ev.variant_cases[i]):,} cases with the same activity sequence take a median "
+            f"{hours_text(float(ev.path_median_hours[i]))}"
+        )
+    if kind in ("duration", "slow"):
+        return (
+            f"takes {hours_text(float(ev.duration_hours[i]))} where 99 % of cases take under "
+            f"{hours_text(float(ev.duration_bound_hours[i]))}"
+        )
+    return (
+        f"unusual combination of case features (Isolation Forest score {forest:.3f}, "
+        f"top {_share_text(10 ** (-forest_e / FOREST_WEIGHT))} of cases)"
+    )
+
+
+def _explain(
+    kinds: list[str], matrix: np.ndarray, ev: Evidence, forest: np.ndarray, flagged: np.ndarray
+) -> list[list[str]]:
+    out = []
+    forest_row = kinds.index("forest")
+    for i in flagged:
+        col = matrix[:, i]
+        picked = [k for k in np.argsort(-col, kind="stable") if col[k] > 0][:MAX_REASONS]
+        texts: list[str] = []
+        for k in picked:
+            text = _reason(kinds[k], ev, int(i), float(forest[i]), float(matrix[forest_row, i]))
+            # the same step may come from the first- and the second-order kind
+            if not any(t.split(",")[0] == text.split(",")[0] for t in texts):
+                texts.append(text)
+        if ev.activity_cases[i] <= 1 and not any(t.startswith("activity '") for t in texts):
+            texts.insert(0, _reason("activity", ev, int(i), 0.0, 0.0))
+        if ev.raw["wait"][i] >= HARD_WAIT and not any(t.startswith("waits ") for t in texts):
+            texts.insert(0, _wait_text(ev, int(i)))
+        out.append(texts[:MAX_REASONS])
+    return out
 
 
 def detect_anomalies(
@@ -417,17 +442,13 @@ def detect_anomalies(
     progress = progress or Progress()
     steps = 5
     progress.update(0, steps, "Building case features")
-    if features is None:
-        n_cases = int(events[CASE].nunique()) if len(events) else 0
-        if n_cases < MIN_CASES:
-            progress.update(steps, steps, "Anomaly detection skipped")
-            return _skipped(n_cases)
-        features = build_case_features(events)
-    table = features.table
-    n_cases = len(table)
+    n_cases = int(events[CASE].nunique()) if len(events) else 0
     if n_cases < MIN_CASES:
         progress.update(steps, steps, "Anomaly detection skipped")
         return _skipped(n_cases)
+    if features is None:
+        features = build_case_features(events)
+    table = features.table
     columns = [
         c
         for c in DETECTOR_FEATURES
@@ -437,26 +458,31 @@ def detect_anomalies(
     x = table[columns].to_numpy(dtype=np.float64)
     with progress.heartbeat(1, steps, f"Fitting the Isolation Forest on {n_cases:,} cases"):
         model.fit(x)
-    progress.update(2, steps, "Scoring cases")
-    # rounded once, so the reported score, the flag and the severity always agree
-    score = np.round(-model.score_samples(x), 4)
-    flagged = np.flatnonzero(score >= LOW)
-    flagged = flagged[np.argsort(-score[flagged], kind="stable")]
-    severity = _severity(score[flagged])
+    forest = -model.score_samples(x)
+    progress.update(2, steps, "Measuring control-flow and time evidence")
+    ev = case_evidence(events)
+    # the feature table and the evidence list cases in the same (frame) order
+    forest_by_case = pd.Series(forest, index=table.index.astype(str))
+    forest_aligned = forest_by_case.reindex(ev.case_ids).to_numpy(dtype=np.float64)
+    kinds, matrix = _evidence_matrix(ev, forest_aligned)
+    combined = _combine_with_nearmiss(kinds, matrix)
+    hard = _hard(ev)
+    flagged, severity = _severities(combined, hard, _strong(kinds, matrix, ev))
+    key = combined + np.where(hard, HARD_BONUS, 0.0)
+    score = np.round(key / (key + 1.0), 4)
 
     progress.update(3, steps, f"Explaining {len(flagged)} anomalous cases")
-    reasons = _explain(features, flagged)
+    reasons = _explain(kinds, matrix, ev, forest_aligned, flagged)
     cases = pd.DataFrame(
         {
-            "caseId": table.index.to_numpy()[flagged].astype(str),
+            "caseId": ev.case_ids[flagged].astype(str),
             "score": score[flagged],
             "severity": severity,
             "reasons": ["; ".join(r) for r in reasons],
         }
     )
-
-    progress.update(4, steps, "Estimating the false-positive rate")
-    fpr, fpr_method = _false_positive_rate(events, features, model, columns, random_state)
+    progress.update(4, steps, "Measuring the false-positive rate")
+    fpr, fpr_method = _false_positive_rate(ev, flagged, severity)
     progress.update(steps, steps, "Anomaly detection done")
     return AnomalyResult(
         detected=len(flagged),
@@ -471,25 +497,21 @@ def detect_anomalies(
         model=model,
         feature_names=columns,
         top_reasons=reasons[:TOP],
+        forest_scores=forest_by_case,
     )
 
 
 def _false_positive_rate(
-    events: pd.DataFrame,
-    features: CaseFeatures,
-    model: Pipeline,
-    columns: list[str],
-    random_state: int,
+    ev: Evidence, flagged: np.ndarray, severity: np.ndarray
 ) -> tuple[float | None, str]:
-    rng = np.random.default_rng(random_state)
-    ref = _reference_events(events, features, rng)
-    if ref is None:
+    reference = (ev.variant_share >= FREQUENT_VARIANT_SHARE) & (ev.variant_share * ev.n_cases >= 2)
+    n_ref = int(reference.sum())
+    if n_ref == 0:
         return None, (
-            "not estimated: no variant covers "
-            f">= {FREQUENT_VARIANT_SHARE:.0%} of cases (and 2 cases), so there is no "
-            "reference of normal behaviour"
+            f"not measured: no variant covers >= {FREQUENT_VARIANT_SHARE:.0%} of cases (and 2 "
+            "cases), so the log offers no reference of normal behaviour"
         )
-    ref_features = case_features_with(ref, features.stats).table
-    ref_score = np.round(-model.score_samples(ref_features[columns].to_numpy(dtype=np.float64)), 4)
-    n_ref = len(ref_score)
-    return float((ref_score >= LOW).mean()), f"{FPR_METHOD} ({n_ref} reference cases)"
+    high_medium = np.zeros(ev.n_cases, dtype=bool)
+    high_medium[flagged[severity != "low"]] = True
+    fpr = float((high_medium & reference).sum() / n_ref)
+    return fpr, f"{FPR_METHOD} ({n_ref:,} reference cases)"
