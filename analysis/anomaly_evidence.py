@@ -205,7 +205,7 @@ def _robust(values: pd.Series, groups: np.ndarray) -> tuple[pd.Series, pd.Series
     return median, scale, grouped.size()
 
 
-def case_evidence(events: pd.DataFrame) -> Evidence:
+def case_evidence(events: pd.DataFrame) -> Evidence:  # whole: one pass sharing ~20 arrays
     """Evidence of every case of `events` (the canonical frame: sorted by case, then time)."""
     cases = events[CASE].to_numpy()
     n = len(cases)
