@@ -183,6 +183,15 @@ operation_counts = Table(
     Column("n", Integer, nullable=False),
 )
 
+# the projects with Initiated work (fair dispatch) without scanning every scope's counters
+ix_op_counts_status = Index(
+    "ix_op_counts_status",
+    operation_counts.c.status,
+    operation_counts.c.tenant_id,
+    operation_counts.c.project_id,
+    operation_counts.c.n,
+)
+
 idempotency = Table(
     "idempotency_keys",
     metadata,
