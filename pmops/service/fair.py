@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from pmops.store import operations as op_store
 from pmops.store import queue
 from pmops.store.queue import Project
 
@@ -70,3 +71,17 @@ class FairQueue:
     def dispatched(self, row: dict[str, Any]) -> None:
         """Record the turn of an operation whose run was created."""
         self.turns[(row["tenant_id"], row["project_id"])] = next(self._clock)
+
+
+def seconds_ahead(conn: Connection, tenant_id: str, project_id: str, min_rank: int) -> float:
+    """Estimated seconds of queued work a new operation of this project and priority rank waits
+    for under the rule above: its own project's operations of equal or higher priority, and
+    from each other project at most as many operations as it has ahead plus one (one per slot
+    turn), at that project's average estimate."""
+    own, own_seconds = op_store.queued_in_project_ahead(conn, tenant_id, project_id, min_rank)
+    turns = own + 1
+    others = 0.0
+    for project, (n, seconds) in op_store.queued_per_project(conn).items():
+        if project != (tenant_id, project_id) and n:
+            others += seconds * min(n, turns) / n
+    return own_seconds + others

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from pmops.contract.requests import PRIORITY_RANK
 from pmops.service.dispatcher import Dispatcher
+from pmops.service.fair import seconds_ahead
 from pmops.service.orchestrator import OperationRunSpec, Orchestrator
 from pmops.settings import Settings
 from pmops.store.engine import transaction, utc_now
@@ -162,3 +163,19 @@ def test_b_alone_never_waits_for_a_backlog(engine: Engine) -> None:
     finish(engine, b_ops[0])
     d.dispatch_once()
     assert fake.created[-1] == b_ops[1]  # B holds fewer (0 against 1)
+
+
+def test_the_wait_estimate_counts_one_turn_per_other_project(engine: Engine) -> None:
+    """A new High operation of B waits for B's own work of equal or higher priority and, from
+    A's flood, for one operation per turn it waits (not for all 2,000 Critical ones)."""
+    a, b = scope(), scope()
+    queue_many(engine, a, 2000, "Critical", estimated_seconds=10.0)
+    queue_many(engine, b, 2, "High", estimated_seconds=5.0)
+    queue_many(engine, b, 1, "Low", estimated_seconds=7.0)
+    with engine.connect() as conn:
+        # B: two High ahead (10 s), so three turns: three of A's (30 s)
+        assert seconds_ahead(conn, *b, PRIORITY_RANK["High"]) == 40.0
+        # A: its own 2,000 Critical; B's three queued (17 s) all go in that many turns
+        assert seconds_ahead(conn, *a, PRIORITY_RANK["Critical"]) == 20_000.0 + 17.0
+        # a third project: one turn of each
+        assert seconds_ahead(conn, *scope(), PRIORITY_RANK["Low"]) == 10.0 + 17.0 / 3
