@@ -7,7 +7,9 @@ then B queues and slots free one at a time (the oldest running operation complet
 A's dispatches before B's, and the selection's time (what dispatch_once reads when slots are
 free: the slots held per project, the projects with Initiated work, the chosen project's head)
 as the median/max of `--n` selections with two slots free; the old global query (highest
-priority then oldest over all projects) is timed alongside for comparison. PostgreSQL gets a
+priority then oldest over all projects) is timed alongside for comparison. Also timed: a start's
+queue-wait estimate for B (fair.seconds_ahead: a GROUP BY over the queued rows) against the old
+one (the queued seconds at equal or higher priority). PostgreSQL gets a
 fresh database (127.0.0.1:5432, trust auth as postgres), ANALYZEd after the load, dropped at
 the end.
 
@@ -34,12 +36,12 @@ from sqlalchemy.engine import Engine
 
 from pmops.contract.requests import PRIORITY_RANK
 from pmops.service.dispatcher import Dispatcher
-from pmops.service.fair import FairQueue
+from pmops.service.fair import FairQueue, seconds_ahead
 from pmops.service.orchestrator import OperationRunSpec, Orchestrator
 from pmops.settings import Settings
 from pmops.store import queue
 from pmops.store.engine import make_engine, transaction, utc_now
-from pmops.store.operations import update_operation
+from pmops.store.operations import queued_seconds_ahead, update_operation
 from pmops.store.tables import operations
 
 
@@ -167,6 +169,14 @@ def measure(engine: Engine, backend: str, args: argparse.Namespace) -> dict[str,
             queue.count_active_runs(conn)
             queue.list_queued_operations(conn, 2)
 
+    def fair_estimate() -> None:
+        with engine.connect() as conn:
+            seconds_ahead(conn, *b, PRIORITY_RANK["High"])
+
+    def global_estimate() -> None:
+        with engine.connect() as conn:
+            queued_seconds_ahead(conn, PRIORITY_RANK["High"])
+
     fair_select()
     global_select()
     return {
@@ -177,6 +187,8 @@ def measure(engine: Engine, backend: str, args: argparse.Namespace) -> dict[str,
         "a_dispatches_before_b": a_before_b,
         "fair_selection": timed(fair_select, args.n),
         "old_global_selection": timed(global_select, args.n),
+        "start_wait_estimate": timed(fair_estimate, args.n),
+        "old_start_wait_estimate": timed(global_estimate, args.n),
     }
 
 
