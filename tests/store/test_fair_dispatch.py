@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import insert, inspect
 from sqlalchemy.engine import Engine
 
 from pmops.contract.requests import PRIORITY_RANK
@@ -17,7 +17,7 @@ from pmops.service.dispatcher import Dispatcher
 from pmops.service.fair import seconds_ahead
 from pmops.service.orchestrator import OperationRunSpec, Orchestrator
 from pmops.settings import Settings
-from pmops.store.engine import transaction, utc_now
+from pmops.store.engine import make_engine, transaction, utc_now
 from pmops.store.operations import update_operation
 from pmops.store.tables import operations
 from tests.store.helpers import operation_row, scope
@@ -179,3 +179,21 @@ def test_the_wait_estimate_counts_one_turn_per_other_project(engine: Engine) -> 
         assert seconds_ahead(conn, *a, PRIORITY_RANK["Critical"]) == 20_000.0 + 17.0
         # a third project: one turn of each
         assert seconds_ahead(conn, *scope(), PRIORITY_RANK["Low"]) == 10.0 + 17.0 / 3
+
+
+def test_a_store_made_before_gets_the_indexes(engine: Engine) -> None:
+    """make_engine creates the fair dispatch's indexes on a store that lacks them."""
+    names = ("ix_ops_project_queue", "ix_ops_active_runs", "ix_op_counts_status")
+    with transaction(engine) as conn:
+        for name in names:
+            conn.exec_driver_sql(f"DROP INDEX {name}")
+    again = make_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        present = {
+            ix["name"]
+            for t in ("operations", "operation_counts")
+            for ix in inspect(again).get_indexes(t)
+        }
+        assert set(names) <= present
+    finally:
+        again.dispose()
