@@ -1,8 +1,11 @@
 """Starts queued operations as runs of the orchestrator, and sweeps operations nobody will finish.
 
 The API keeps its own queue (the operations table, pmops/store/queue.py): a run is created only
-when a worker slot is free, highest priority first, then oldest. So Prefect's SQLite server
-(which answers 503 under bursts) never sees a burst, and priority decides what starts next. The
+when a worker slot is free. Slots are shared fairly across projects (round robin: the project
+holding the fewest slots, then the one whose last dispatch is oldest) and, within the project,
+go to the highest priority, then the oldest (pmops/service/fair.py). So Prefect's SQLite server
+(which answers 503 under bursts) never sees a burst, priority decides what starts next in a
+project, and a flood in one project delays another's operation by at most one slot turn. The
 orchestrator (pmops/service/orchestrator.py; Prefect in api/prefect_orchestrator.py) creates runs
 idempotently per operation, so a crash between "created" and "recorded" is harmless.
 
@@ -32,6 +35,7 @@ from sqlalchemy.engine import Engine
 from pmops.service.batch_progress import advance
 from pmops.service.batches import take_submissions
 from pmops.service.events import emit
+from pmops.service.fair import FairQueue
 from pmops.service.orchestrator import (
     BatchRunSpec,
     OperationRunSpec,
@@ -85,6 +89,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
         self._orchestrator_down = False
+        self.fair = FairQueue()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="pmops-dispatcher", daemon=True)
@@ -137,19 +142,20 @@ class Dispatcher:
     def dispatch_once(self) -> int:
         self.start_batch_runs()  # a batch's parent run first: its operations are its subflows
         with self.engine.connect() as conn:
-            free = self.settings.worker_limit - queue.count_active_runs(conn)
+            active = queue.count_active_runs_by_project(conn)
+            free = self.settings.worker_limit - sum(active.values())
             if free <= 0:
                 return 0
-            specs = [
-                OperationRunSpec.from_row(row) for row in queue.list_queued_operations(conn, free)
-            ]
+            rows = self.fair.select(conn, active, free)  # round robin over projects
+            specs = [OperationRunSpec.from_row(row) for row in rows]
             parents = queue.read_batch_runs(conn, {s.batch_id for s in specs if s.batch_id})
         started = 0
-        for spec in specs:
+        for row, spec in zip(rows, specs, strict=True):
             parent = parents.get(spec.batch_id) if spec.batch_id else None
             run_id = self.orchestrator.create_run(spec, parent_run_id=parent)
             with transaction(self.engine) as conn:
                 queue.set_operation_run(conn, spec.operation_id, run_id)
+            self.fair.dispatched(row)
             started += 1
         return started
 

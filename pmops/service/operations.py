@@ -24,7 +24,7 @@ from analysis.params import (
 )
 from analysis.phases import PHASES
 from pmops.contract.requests import PRIORITY_RANK, CancelRequest, OperationCreate, Status
-from pmops.service import events
+from pmops.service import events, fair
 from pmops.service.errors import Problem, analysis_problem
 from pmops.service.estimates import estimate_seconds, resources
 from pmops.service.events import emit
@@ -191,7 +191,7 @@ def prepare_operation(
             source: dict[str, Any] = {"datasetId": None, "events": events_hint}
         else:
             source = _validate_parameters(conn, scope, body)
-        queued = _queue_wait_seconds(conn, settings, body.priority.value)
+        queued = _queue_wait_seconds(conn, settings, scope, body.priority.value)
         like = {"operation_type": body.operationType.value, "priority": body.priority.value}
         listening = matching_webhooks(
             conn, scope.tenant_id, scope.project_id, like, events.CALLBACK_FOR
@@ -353,9 +353,11 @@ def retry_after(seconds_left: float) -> int:
     return int(min(30, max(1, round(seconds_left / 10))))
 
 
-def _queue_wait_seconds(conn: Connection, settings: Settings, priority: str) -> float:
-    """Estimated seconds before a new operation of this priority gets a worker slot."""
-    ahead = op_store.queued_seconds_ahead(conn, PRIORITY_RANK[priority])
+def _queue_wait_seconds(conn: Connection, settings: Settings, scope: Scope, priority: str) -> float:
+    """Estimated seconds before a new operation of this project and priority gets a worker
+    slot (fair dispatch: pmops/service/fair.py)."""
+    rank = PRIORITY_RANK[priority]
+    ahead = fair.seconds_ahead(conn, scope.tenant_id, scope.project_id, rank)
     # what holds the worker slots now (the dispatcher counts the same), and how long it still needs
     busy = op_store.list_busy_operations(conn)
     if len(busy) < settings.worker_limit and not ahead:

@@ -19,14 +19,24 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import CreateIndex
 
-from pmops.store.tables import _utc, metadata, tokens
+from pmops.store.tables import (
+    _utc,
+    ix_op_counts_status,
+    ix_ops_active_runs,
+    ix_ops_project_queue,
+    metadata,
+    tokens,
+)
 
 WRITE_OPTION = "pmops_write"
 
 OBSOLETE_INDEXES = ("ix_operations_list", "ix_operations_status", "ix_operations_type")
 # columns added after stores were first made; `create_all` makes missing tables, never columns
 ADDED_COLUMNS = ((tokens, "expires_at"), (tokens, "max_priority"))
+# nor indexes of tables that exist: these are made (IF NOT EXISTS) on stores made before them
+ADDED_INDEXES = (ix_ops_project_queue, ix_ops_active_runs, ix_op_counts_status)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -67,6 +77,9 @@ def make_engine(url: str) -> Engine:
         for name in OBSOLETE_INDEXES:  # replaced by covering ones; only stores made before 0.1
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     add_missing_columns(engine)
+    with transaction(engine) as conn:  # IF NOT EXISTS: processes starting together
+        for index in ADDED_INDEXES:
+            conn.execute(CreateIndex(index, if_not_exists=True))
     install_counters(engine)
     return engine
 

@@ -144,6 +144,39 @@ def queued_seconds_ahead(conn: Connection, min_rank: int) -> float:
     return float(ahead or 0.0)
 
 
+def queued_per_project(conn: Connection) -> dict[tuple[str, str], tuple[int, float]]:
+    """(tenant, project) -> (operations, estimated seconds) waiting for a worker, per project."""
+    c = operations.c
+    rows = conn.execute(
+        select(
+            c.tenant_id,
+            c.project_id,
+            func.count(),
+            func.coalesce(func.sum(c.estimated_seconds), 0.0),
+        )
+        .where(c.status == "Initiated", c.flow_run_id.is_(None))
+        .group_by(c.tenant_id, c.project_id)
+    )
+    return {(t, p): (int(n), float(s or 0.0)) for t, p, n, s in rows}
+
+
+def queued_in_project_ahead(
+    conn: Connection, tenant_id: str, project_id: str, min_rank: int
+) -> tuple[int, float]:
+    """(operations, estimated seconds) of the project's queue at priority rank >= min_rank."""
+    c = operations.c
+    n, s = conn.execute(
+        select(func.count(), func.coalesce(func.sum(c.estimated_seconds), 0.0)).where(
+            c.tenant_id == tenant_id,
+            c.project_id == project_id,
+            c.status == "Initiated",
+            c.priority_rank >= min_rank,
+            c.flow_run_id.is_(None),
+        )
+    ).one()
+    return int(n), float(s or 0.0)
+
+
 def list_busy_operations(conn: Connection) -> list[tuple[float | None, datetime | None]]:
     """(estimated_seconds, started_at) of what holds the worker slots now."""
     rows = conn.execute(

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
-from pmops.store.tables import batches, operations
+from pmops.store.tables import batches, operation_counts, operations
 
 UNFINISHED = ("Initiated", "Running")
 
@@ -38,6 +38,50 @@ def list_queued_operations(conn: Connection, limit: int) -> list[dict[str, Any]]
         select(operations)
         .where(operations.c.status == "Initiated", operations.c.flow_run_id.is_(None))
         .order_by(operations.c.priority_rank.desc(), operations.c.created_at.asc())
+        .limit(limit)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+Project = tuple[str, str]  # (tenant_id, project_id): the unit of fair dispatch
+
+
+def count_active_runs_by_project(conn: Connection) -> dict[Project, int]:
+    """Worker slots held per project (as count_active_runs); projects holding none are absent.
+    Read from ix_ops_active_runs alone."""
+    c = operations.c
+    rows = conn.execute(
+        select(c.tenant_id, c.project_id, func.count())
+        .where(c.status.in_(UNFINISHED), c.flow_run_id.is_not(None))
+        .group_by(c.tenant_id, c.project_id)
+    )
+    return {(t, p): int(n) for t, p, n in rows}
+
+
+def list_projects_with_initiated(conn: Connection) -> list[Project]:
+    """Projects that may have queued work: an Initiated operation (with or without a run), read
+    from the status counters (a few rows per project), not from the operations."""
+    c = operation_counts.c
+    rows = conn.execute(
+        select(c.tenant_id, c.project_id)
+        .where(c.status == "Initiated", c.n > 0)
+        .group_by(c.tenant_id, c.project_id)
+        .order_by(c.tenant_id, c.project_id)
+    )
+    return [(t, p) for t, p in rows]
+
+
+def list_project_queue(
+    conn: Connection, tenant_id: str, project_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """A project's next `limit` operations waiting for a run: highest priority first, then
+    oldest (ix_ops_project_queue, read in order and stopped at `limit`)."""
+    c = operations.c
+    rows = conn.execute(
+        select(operations)
+        .where(c.tenant_id == tenant_id, c.project_id == project_id)
+        .where(c.status == "Initiated", c.flow_run_id.is_(None))
+        .order_by(c.priority_rank.desc(), c.created_at.asc())
         .limit(limit)
     ).mappings()
     return [dict(row) for row in rows]

@@ -137,6 +137,24 @@ operations = Table(
     ),
     Index("ix_operations_queue", "status", "priority_rank", "created_at"),
 )
+# Fair dispatch (pmops/service/fair.py): a project's queue head, highest priority then oldest,
+# read from the index in order; and the runs holding worker slots, per project, from the index
+# alone (status IN (Initiated, Running) AND flow_run_id IS NOT NULL is a short range).
+ix_ops_project_queue = Index(
+    "ix_ops_project_queue",
+    operations.c.tenant_id,
+    operations.c.project_id,
+    operations.c.status,
+    operations.c.priority_rank.desc(),
+    operations.c.created_at,
+)
+ix_ops_active_runs = Index(
+    "ix_ops_active_runs",
+    operations.c.status,
+    operations.c.flow_run_id,
+    operations.c.tenant_id,
+    operations.c.project_id,
+)
 
 # one row per completed run: what start-time estimates are computed from (api/estimates.py)
 throughput = Table(
@@ -163,6 +181,15 @@ operation_counts = Table(
     Column("priority", String(10), primary_key=True),
     Column("status", String(20), primary_key=True),
     Column("n", Integer, nullable=False),
+)
+
+# the projects with Initiated work (fair dispatch) without scanning every scope's counters
+ix_op_counts_status = Index(
+    "ix_op_counts_status",
+    operation_counts.c.status,
+    operation_counts.c.tenant_id,
+    operation_counts.c.project_id,
+    operation_counts.c.n,
 )
 
 idempotency = Table(
