@@ -55,12 +55,11 @@ def cjk_font_path(candidates: Iterable[str] | None = None) -> Path | None:
 
 @functools.cache
 def codepoints(path: Path) -> frozenset[int]:
-    """The characters a TrueType font has glyphs for."""
-    from fontTools.ttLib import TTFont
+    """The characters a TrueType font has glyphs for (FreeType's Unicode cmap, read by
+    matplotlib's FT2Font: 1 ms where fontTools' import and parse took ~0.1-0.3 s)."""
+    from matplotlib.ft2font import FT2Font
 
-    with TTFont(str(path), lazy=True) as font:
-        cmap = font.getBestCmap() or {}
-    return frozenset(cmap)
+    return frozenset(FT2Font(str(path)).get_charmap())
 
 
 def needs_cjk(*texts: str) -> bool:

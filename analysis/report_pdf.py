@@ -22,6 +22,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import pandas as pd
+from reportlab import rl_config
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, StyleSheet1, getSampleStyleSheet
@@ -56,6 +57,10 @@ from analysis.recommendations import (
     phase_results,
     quality_sentence,
 )
+
+# images go into the PDF as binary Flate streams, not ASCII85 text: reportlab's ASCII85 encoder
+# is pure Python here (~0.3 s for the report's images) and makes the file ~25 % larger
+rl_config.useA85 = 0
 
 LOADING = "Data Loading and Validation"
 DISCOVERY = "Process Discovery"

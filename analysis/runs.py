@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -324,9 +325,32 @@ class ProcessMiningRun(OperationRun):
         from analysis.report_pdf import write_analysis_report
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
+            with (
+                tempfile.TemporaryDirectory(prefix="pmops-report-") as tmp,
+                ThreadPoolExecutor(1, thread_name_prefix="pmops-map") as pool,
+            ):
+                return reports(progress, Path(tmp), pool)
+
+        def reports(
+            progress: Progress, work_dir: Path, pool: ThreadPoolExecutor
+        ) -> tuple[int, dict[str, Any]]:
             p, events = self.params, self.events
             dfg = self.discovery.dfg if self.discovery is not None else None
             total = 4
+            wants_pdf = p.generate_reports and "PDF" in p.export_formats and dfg is not None
+            pdf_map: Future[Any] | None = None
+            if wants_pdf and p.create_visualizations and dfg is not None:
+                # the PDF's map (a printed page holds fewer arrows than a zoomable SVG) is laid
+                # out by `dot` subprocesses in a thread while this one goes on (overlap only:
+                # the same files as drawing it just before the PDF)
+                pdf_map = pool.submit(
+                    render_process_map,
+                    dfg,
+                    work_dir / "map.svg",
+                    work_dir / "process-map.png",
+                    max_edges=PDF_MAP_EDGES,
+                    title=self.name,
+                )
             progress.update(0, total, "Deriving recommendations")
             if p.recommendations:
                 self.recommendations = recommend(events, self.partial_document())
@@ -356,30 +380,24 @@ class ProcessMiningRun(OperationRun):
                     "Anomalous cases with score, severity and reasons",
                 )
             reports = 0
-            if p.generate_reports and "PDF" in p.export_formats and dfg is not None:
+            if wants_pdf and dfg is not None:
                 progress.update(3, total, "Writing the PDF report")
                 pdf = self.out_dir / "report.pdf"
                 anomalies = self.anomalies.cases if self.anomalies is not None else None
-                with tempfile.TemporaryDirectory(prefix="pmops-report-") as tmp:
-                    work_dir = Path(tmp)
-                    png = None
-                    if p.create_visualizations:
-                        # a printed page holds fewer arrows than a zoomable SVG
-                        png = work_dir / "process-map.png"
-                        render_process_map(
-                            dfg, work_dir / "map.svg", png, max_edges=PDF_MAP_EDGES, title=self.name
-                        )
-                    with progress.heartbeat(3, total, "Writing the PDF report"):
-                        write_analysis_report(
-                            pdf,
-                            self.partial_document(),
-                            events,
-                            dfg,
-                            png,
-                            anomalies,
-                            work_dir,
-                            lang=p.report_language,
-                        )
+                png = None
+                if pdf_map is not None:
+                    png = pdf_map.result().png_path
+                with progress.heartbeat(3, total, "Writing the PDF report"):
+                    write_analysis_report(
+                        pdf,
+                        self.partial_document(),
+                        events,
+                        dfg,
+                        png,
+                        anomalies,
+                        work_dir,
+                        lang=p.report_language,
+                    )
                 self._artifact(
                     "Process Mining Analysis Report",
                     "Report",

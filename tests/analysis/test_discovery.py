@@ -76,6 +76,33 @@ def test_fast_uvcl_dfg_is_identical_and_restored(receipt: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize(
+    "log",
+    [
+        Counter(),
+        Counter({(): 3}),
+        Counter({(): 3, ("a",): 2, ("a", "b", "a"): 1, ("b",): 4}),
+        Counter({("a", "a"): 5, ("b", "a", "a", "c"): 2, ("c",): 1, (): 1, ("c", "b"): 7}),
+    ],
+)
+def test_fast_uvcl_dfg_edge_cases(log: Counter[tuple[str, ...]]) -> None:
+    fast, slow = _uvcl_dfg(log), comut.discover_dfg_uvcl(log)
+    assert list(fast.graph.items()) == list(slow.graph.items())
+    assert all(type(v) is int for v in fast.graph.values())
+    assert list(fast.start_activities.items()) == list(slow.start_activities.items())
+    assert list(fast.end_activities.items()) == list(slow.end_activities.items())
+
+
+def test_activity_concurrent_patch_is_restored() -> None:
+    from pm4py.algo.discovery.inductive.fall_through.activity_concurrent import (
+        ActivityConcurrentUVCL,
+    )
+
+    original = ActivityConcurrentUVCL.__dict__["_process_candidate"]
+    inductive_tree([(("a", "b", "c"), 3), (("b", "a", "c"), 2), (("c", "a"), 1)])
+    assert ActivityConcurrentUVCL.__dict__["_process_candidate"] is original
+
+
+@pytest.mark.parametrize(
     ("algorithm", "expected"),
     [
         ("inductive", "inductive miner infrequent"),
