@@ -24,6 +24,7 @@ from analysis.caps import (
 )
 from analysis.columns import CASE
 from analysis.csvsafe import neutralise
+from analysis.dfg import DirectlyFollows
 from analysis.eventlog import (
     ColumnMapping,
     LoadResult,
@@ -319,6 +320,36 @@ class ProcessMiningRun(OperationRun):
 
         return self._run_phase(phases.MACHINE_LEARNING, work)
 
+    def _write_svg_map(self, dfg: DirectlyFollows) -> None:
+        """The results' zoomable process map (capped on wide logs, said in its description)."""
+        from analysis.process_map import render_process_map
+
+        svg = self.out_dir / "process-map.svg"
+        drawn = render_process_map(
+            dfg, svg, max_activities=MAP_ACTIVITIES, max_edges=MAP_EDGES, title=self.name
+        )
+        self._artifact(
+            "Process Model Visualization",
+            "Visualization",
+            "SVG",
+            svg,
+            "Process map (directly-follows graph) with frequencies and mean waiting times"
+            + _map_cap_text(drawn),
+        )
+
+    def _write_anomalies_csv(self) -> None:
+        """anomalies.csv, formula cells neutralised (analysis.csvsafe)."""
+        assert self.anomalies is not None
+        csv = self.out_dir / "anomalies.csv"
+        neutralise(self.anomalies.cases).to_csv(csv, index=False)  # csvsafe
+        self._artifact(
+            "Anomaly Detection Results",
+            "Dataset",
+            "CSV",
+            csv,
+            "Anomalous cases with score, severity and reasons",
+        )
+
     def run_reports(self) -> dict[str, Any]:
         from analysis.process_map import render_process_map
         from analysis.recommendations import recommend
@@ -356,29 +387,10 @@ class ProcessMiningRun(OperationRun):
                 self.recommendations = recommend(events, self.partial_document())
             if p.create_visualizations and dfg is not None:
                 progress.update(1, total, "Drawing the process map")
-                svg = self.out_dir / "process-map.svg"
-                drawn = render_process_map(
-                    dfg, svg, max_activities=MAP_ACTIVITIES, max_edges=MAP_EDGES, title=self.name
-                )
-                self._artifact(
-                    "Process Model Visualization",
-                    "Visualization",
-                    "SVG",
-                    svg,
-                    "Process map (directly-follows graph) with frequencies and mean waiting times"
-                    + _map_cap_text(drawn),
-                )
+                self._write_svg_map(dfg)
             if self.anomalies is not None and "CSV" in p.export_formats:
                 progress.update(2, total, "Writing the anomalies table")
-                csv = self.out_dir / "anomalies.csv"
-                neutralise(self.anomalies.cases).to_csv(csv, index=False)  # csvsafe
-                self._artifact(
-                    "Anomaly Detection Results",
-                    "Dataset",
-                    "CSV",
-                    csv,
-                    "Anomalous cases with score, severity and reasons",
-                )
+                self._write_anomalies_csv()
             reports = 0
             if wants_pdf and dfg is not None:
                 progress.update(3, total, "Writing the PDF report")
