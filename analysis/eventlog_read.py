@@ -592,6 +592,7 @@ def _read_parquet(
     except pa.ArrowException:
         raise _corrupt("The Parquet file is corrupt or uses unsupported types.") from None
     del parts, table
+    frame.columns = pd.Index(_unique_names([str(c) for c in frame.columns]))
     for name in frame.columns:
         dtype = frame[name].dtype
         if isinstance(dtype, pd.DatetimeTZDtype):
@@ -1157,7 +1158,7 @@ def _canonical(frame: pd.DataFrame, source_format: str, mapping: ColumnMapping) 
     row: a `start` at its start time (when it has one) and a `complete` at its end time, as an
     XES log records them. Lifecycle values are trimmed, and the XES standard ones lower-cased.
     """
-    columns = [str(c) for c in frame.columns]
+    columns = _unique_names([str(c) for c in frame.columns])
     frame.columns = pd.Index(columns)
     resolved = resolve_mapping(columns, mapping, frame)
     if source_format == "xes" and mapping.start_timestamp is None:
@@ -1227,3 +1228,17 @@ def _free_name(name: str, taken: list[str]) -> str:
     while candidate in taken:
         candidate, n = f"{name} {n}", n + 1
     return candidate
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Column names made unique as pandas reads a CSV header ("a", "a.1"): a Parquet file may
+    name two columns alike, and a frame with a repeated name answers a table for a column."""
+    seen: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            candidate, n = f"{name}.{n}", n + 1
+        seen.add(candidate)
+        unique.append(candidate)
+    return unique
