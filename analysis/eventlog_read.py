@@ -587,7 +587,7 @@ def _read_parquet(
         for i in range(meta.num_row_groups):
             parts.append(pf.read_row_group(i, columns=columns))
             progress.update(i + 1, meta.num_row_groups, "Reading Parquet")
-        table = pa.concat_tables(parts)
+        table = _binary_as_text(pa.concat_tables(parts))
         frame = table.to_pandas()
     except pa.ArrowException:
         raise _corrupt("The Parquet file is corrupt or uses unsupported types.") from None
@@ -600,6 +600,29 @@ def _read_parquet(
     raw = _canonical(frame, "parquet", mapping)
     raw.columns_note = note
     return raw
+
+
+def _binary_as_text(table: Any) -> Any:
+    """Binary columns as UTF-8 text (undecodable bytes replaced): pandas' text conversions
+    raise UnicodeDecodeError on bytes that are not UTF-8."""
+    import pyarrow as pa
+
+    for i, fld in enumerate(table.schema):
+        kind = fld.type
+        if (
+            pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind)
+            or pa.types.is_fixed_size_binary(kind)
+        ):
+            text = pa.array(
+                [
+                    None if v is None else v.decode("utf-8", "replace")
+                    for v in table.column(i).to_pylist()
+                ],
+                pa.large_string(),
+            )
+            table = table.set_column(i, fld.name, text)
+    return table
 
 
 # --------------------------------------------------------------------------- CSV
@@ -683,7 +706,13 @@ def _capped_columns(
     """Positions of the columns to read when the header has more than `limits.max_columns`
     (the role columns, then the first others), with the sentence saying so; (None, "") else."""
     with open(path, encoding=encoding, newline="") as fh:
-        header = next(csv.reader(fh, delimiter=delimiter), [])
+        try:
+            header = next(csv.reader(fh, delimiter=delimiter), [])
+        except csv.Error:  # a header field past csv's limit (131,072 characters)
+            raise _corrupt(
+                f"The CSV header is malformed: a column name is longer than "
+                f"{csv.field_size_limit():,} characters (or a quote in it is never closed)."
+            ) from None
     if len(header) <= limits.max_columns:
         return None, ""
     header = [h.removeprefix("\ufeff") for h in header]
