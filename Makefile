@@ -67,7 +67,7 @@ bench: setup
 RELIABILITY_RUNS ?= 1
 RELIABILITY_LOG := .reliability/results.jsonl
 # fuzzed files per loader strategy (tests/analysis/test_fuzz_loader.py: 5 strategies, so 10,000+
-# inputs; a tenth of it uploaded through the app); `make test` runs 40 of each
+# inputs; a tenth of it uploaded through the app); `make test` runs 25 of each
 FUZZ_EXAMPLES ?= 2000
 reliability: setup
 	@rm -f $(RELIABILITY_LOG); status=0; \

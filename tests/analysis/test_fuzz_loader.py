@@ -2,7 +2,7 @@
 returns a summary or raises an AnalysisError (a 422 problem naming the field); any other
 exception, a panic of the Rust XES reader included, would be a 5xx and fails the test.
 
-PMOPS_FUZZ_EXAMPLES examples per strategy (default 40, so `make test` stays short);
+PMOPS_FUZZ_EXAMPLES examples per strategy (default 25, so `make test` stays short);
 `make reliability` sets it (FUZZ_EXAMPLES in the Makefile) so that they add up to more than
 10,000. The crashes found are kept as regressions in tests/analysis/test_fuzz_regressions.py.
 """
@@ -32,7 +32,7 @@ from tests.analysis.fuzz_inputs import (
 
 pytestmark = pytest.mark.security
 
-EXAMPLES = int(os.environ.get("PMOPS_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("PMOPS_FUZZ_EXAMPLES", "25"))
 BOMBS = max(EXAMPLES // 100, 3)  # a few MB each to decompress
 
 

@@ -18,7 +18,7 @@ from tests.api.conftest import Client
 
 pytestmark = pytest.mark.security
 
-UPLOADS = max(int(os.environ.get("PMOPS_FUZZ_EXAMPLES", "40")) // 10, 10)
+UPLOADS = max(int(os.environ.get("PMOPS_FUZZ_EXAMPLES", "25")) // 10, 10)
 NAMES = ("log.csv", "log.xes", "log.xes.gz", "log.parquet", "upload")
 
 
