@@ -595,11 +595,21 @@ def _read_parquet(
     frame.columns = pd.Index(_unique_names([str(c) for c in frame.columns]))
     for name in frame.columns:
         dtype = frame[name].dtype
+        nested = isinstance(dtype, np.dtype) and dtype.kind == "O"
+        if nested and pd.api.types.infer_dtype(frame[name], skipna=True) != "string":
+            frame[name] = frame[name].map(_hashable)  # structs, lists, maps: their text
         if isinstance(dtype, pd.DatetimeTZDtype):
             frame[name] = frame[name].dt.tz_convert("UTC")
     raw = _canonical(frame, "parquet", mapping)
     raw.columns_note = note
     return raw
+
+
+def _hashable(value: object) -> object:
+    """A nested Parquet value (dict, list, array) as its text, so it can be grouped and compared."""
+    if isinstance(value, dict | list | tuple | np.ndarray):
+        return str(value.tolist() if isinstance(value, np.ndarray) else value)
+    return value
 
 
 def _binary_as_text(table: Any) -> Any:

@@ -92,3 +92,18 @@ def test_csv_header_longer_than_the_csv_field_limit_is_a_corrupt_file(
         inspect_event_log(path)
     assert err.value.code == "corrupt_file" and err.value.field == "file"
     assert "longer than 131,072 characters" in err.value.message
+
+
+def test_parquet_nested_case_and_activity_values_are_read_as_text(tmp_path: Path) -> None:
+    # was TypeError: unhashable type: 'dict' (a struct activity column)
+    path = _parquet(
+        tmp_path,
+        [
+            pa.array([[1, 2], [1, 2]]),
+            pa.array([{"x": 0}, {"x": 0}]),
+            pa.array(["2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z"]),
+        ],
+        ["case_id", "activity", "timestamp"],
+    )
+    result = load_event_log(path)
+    assert result.records_loaded == 2 and result.cases == 1 and result.activities == 1
