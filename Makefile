@@ -66,10 +66,13 @@ bench: setup
 # (failures included: the document is written either way; the target fails if a test did).
 RELIABILITY_RUNS ?= 1
 RELIABILITY_LOG := .reliability/results.jsonl
+# fuzzed files per loader strategy (tests/analysis/test_fuzz_loader.py: 5 strategies, so 10,000+
+# inputs; a tenth of it uploaded through the app); `make test` runs 25 of each
+FUZZ_EXAMPLES ?= 2000
 reliability: setup
 	@rm -f $(RELIABILITY_LOG); status=0; \
 	for run in $$(seq 1 $(RELIABILITY_RUNS)); do \
-	  $(BIN)/python -m pytest -n 2 --dist loadgroup -m "fault or security" -p tests.reliability \
+	  PMOPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n 2 --dist loadgroup -m "fault or security" -p tests.reliability \
 	    --reliability-log $(RELIABILITY_LOG) --reliability-run $$run || status=1; \
 	done; \
 	$(BIN)/python -m tests.reliability $(RELIABILITY_LOG) RELIABILITY.md \

@@ -587,18 +587,52 @@ def _read_parquet(
         for i in range(meta.num_row_groups):
             parts.append(pf.read_row_group(i, columns=columns))
             progress.update(i + 1, meta.num_row_groups, "Reading Parquet")
-        table = pa.concat_tables(parts)
+        table = _binary_as_text(pa.concat_tables(parts))
         frame = table.to_pandas()
     except pa.ArrowException:
         raise _corrupt("The Parquet file is corrupt or uses unsupported types.") from None
     del parts, table
+    frame.columns = pd.Index(_unique_names([str(c) for c in frame.columns]))
     for name in frame.columns:
         dtype = frame[name].dtype
+        nested = isinstance(dtype, np.dtype) and dtype.kind == "O"
+        if nested and pd.api.types.infer_dtype(frame[name], skipna=True) != "string":
+            frame[name] = frame[name].map(_hashable)  # structs, lists, maps: their text
         if isinstance(dtype, pd.DatetimeTZDtype):
             frame[name] = frame[name].dt.tz_convert("UTC")
     raw = _canonical(frame, "parquet", mapping)
     raw.columns_note = note
     return raw
+
+
+def _hashable(value: object) -> object:
+    """A nested Parquet value (dict, list, array) as its text, so it can be grouped and compared."""
+    if isinstance(value, dict | list | tuple | np.ndarray):
+        return str(value.tolist() if isinstance(value, np.ndarray) else value)
+    return value
+
+
+def _binary_as_text(table: Any) -> Any:
+    """Binary columns as UTF-8 text (undecodable bytes replaced): pandas' text conversions
+    raise UnicodeDecodeError on bytes that are not UTF-8."""
+    import pyarrow as pa
+
+    for i, fld in enumerate(table.schema):
+        kind = fld.type
+        if (
+            pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind)
+            or pa.types.is_fixed_size_binary(kind)
+        ):
+            text = pa.array(
+                [
+                    None if v is None else v.decode("utf-8", "replace")
+                    for v in table.column(i).to_pylist()
+                ],
+                pa.large_string(),
+            )
+            table = table.set_column(i, fld.name, text)
+    return table
 
 
 # --------------------------------------------------------------------------- CSV
@@ -682,7 +716,13 @@ def _capped_columns(
     """Positions of the columns to read when the header has more than `limits.max_columns`
     (the role columns, then the first others), with the sentence saying so; (None, "") else."""
     with open(path, encoding=encoding, newline="") as fh:
-        header = next(csv.reader(fh, delimiter=delimiter), [])
+        try:
+            header = next(csv.reader(fh, delimiter=delimiter), [])
+        except csv.Error:  # a header field past csv's limit (131,072 characters)
+            raise _corrupt(
+                f"The CSV header is malformed: a column name is longer than "
+                f"{csv.field_size_limit():,} characters (or a quote in it is never closed)."
+            ) from None
     if len(header) <= limits.max_columns:
         return None, ""
     header = [h.removeprefix("\ufeff") for h in header]
@@ -1157,7 +1197,7 @@ def _canonical(frame: pd.DataFrame, source_format: str, mapping: ColumnMapping) 
     row: a `start` at its start time (when it has one) and a `complete` at its end time, as an
     XES log records them. Lifecycle values are trimmed, and the XES standard ones lower-cased.
     """
-    columns = [str(c) for c in frame.columns]
+    columns = _unique_names([str(c) for c in frame.columns])
     frame.columns = pd.Index(columns)
     resolved = resolve_mapping(columns, mapping, frame)
     if source_format == "xes" and mapping.start_timestamp is None:
@@ -1227,3 +1267,17 @@ def _free_name(name: str, taken: list[str]) -> str:
     while candidate in taken:
         candidate, n = f"{name} {n}", n + 1
     return candidate
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Column names made unique as pandas reads a CSV header ("a", "a.1"): a Parquet file may
+    name two columns alike, and a frame with a repeated name answers a table for a column."""
+    seen: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            candidate, n = f"{name}.{n}", n + 1
+        seen.add(candidate)
+        unique.append(candidate)
+    return unique

@@ -248,7 +248,7 @@ def parse_timestamps(
         return ParsedTimes(
             ints, missing, np.zeros(len(ints), dtype=bool), method, ~flags & ~missing, flags
         )
-    text = values.astype("str") if not _is_string(dtype) else values
+    text = _as_text(values)
     text = text.fillna("").str.strip()
     missing = (text == "").to_numpy(dtype=bool)
     n = len(text)
@@ -501,6 +501,30 @@ def _fill_mixed(
                 "tells which. Give timestampFormat (e.g. %d/%m/%Y %H:%M or %m/%d/%Y %H:%M).",
                 field="timestampFormat",
             )
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """The values as strings (missing ones kept missing): an object column may hold anything
+    (Parquet nulls, bytes, lists, dicts), which `.str` refuses unless every value is a str."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return values
+    if not _is_string(dtype):
+        return values.astype("str")
+    if pd.api.types.infer_dtype(values, skipna=True) == "string":
+        return values
+    present = values.notna().to_numpy(dtype=bool)
+    return pd.Series(
+        [_text_of(v) if keep else "" for v, keep in zip(values.to_numpy(), present, strict=True)],
+        index=values.index,
+        dtype=object,
+    )
+
+
+def _text_of(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 def _is_string(dtype: object) -> bool:
