@@ -46,6 +46,9 @@ __all__ = [
 
 MISSING_TIMESTAMP = "Missing Timestamp"
 UNPARSEABLE_TIMESTAMP = "Unparseable Timestamp"
+# microseconds since the epoch of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z
+_FIRST_US = -62_135_596_800_000_000
+_LAST_US = 253_402_300_799_999_999
 MISSING_CASE = "Missing Case ID"
 MISSING_ACTIVITY = "Missing Activity"
 DUPLICATE_EVENT = "Duplicate Event"
@@ -213,6 +216,12 @@ def validate_event_log(
     total = 2 * n  # timestamps, then the other checks and the frame
     progress.update(0, total, "Validating records")
     times = _parse_times(raw, progress, total)
+    # a value read as a year before 1 or after 9999 (e.g. "-1") is no timestamp Python can hold
+    out_of_range = ~times.missing & ~times.unparseable & (
+        (times.utc_us < _FIRST_US) | (times.utc_us > _LAST_US)
+    )
+    if out_of_range.any():
+        times.unparseable = times.unparseable | out_of_range
     missing_case = _blank(frame[CASE])
     missing_activity = _blank(frame[ACTIVITY])
     progress.update(n + n // 4, total, "Checking case IDs and activities")

@@ -107,3 +107,16 @@ def test_parquet_nested_case_and_activity_values_are_read_as_text(tmp_path: Path
     )
     result = load_event_log(path)
     assert result.records_loaded == 2 and result.cases == 1 and result.activities == 1
+
+
+def test_a_timestamp_read_as_a_year_before_1_is_unparseable(tmp_path: Path) -> None:
+    # was ValueError: year -1 is out of range (the value "-1" read as a year)
+    path = tmp_path / "log.csv"
+    path.write_bytes(
+        b"case_id,activity,timestamp\nc1,a,2000-01-01T00:00:00\nc1,b,-1\n"
+        b"c2,a,2000-01-02T00:00:00\n"
+    )
+    result = load_event_log(path)
+    assert result.records_loaded == 3
+    unparseable = [i for i in result.issues if i.type == "Unparseable Timestamp"]
+    assert unparseable and unparseable[0].count == 1
