@@ -217,8 +217,10 @@ def validate_event_log(
     progress.update(0, total, "Validating records")
     times = _parse_times(raw, progress, total)
     # a value read as a year before 1 or after 9999 (e.g. "-1") is no timestamp Python can hold
-    out_of_range = ~times.missing & ~times.unparseable & (
-        (times.utc_us < _FIRST_US) | (times.utc_us > _LAST_US)
+    out_of_range = (
+        ~times.missing
+        & ~times.unparseable
+        & ((times.utc_us < _FIRST_US) | (times.utc_us > _LAST_US))
     )
     if out_of_range.any():
         times.unparseable = times.unparseable | out_of_range

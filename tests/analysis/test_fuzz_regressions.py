@@ -113,10 +113,9 @@ def test_a_timestamp_read_as_a_year_before_1_is_unparseable(tmp_path: Path) -> N
     # was ValueError: year -1 is out of range (the value "-1" read as a year)
     path = tmp_path / "log.csv"
     path.write_bytes(
-        b"case_id,activity,timestamp\nc1,a,2000-01-01T00:00:00\nc1,b,-1\n"
-        b"c2,a,2000-01-02T00:00:00\n"
+        b"case_id,activity,timestamp\nc1,a,2000-01-01T00:00:00\nc1,b,-1\nc2,a,2000-01-02T00:00:00\n"
     )
     result = load_event_log(path)
     assert result.records_loaded == 3
-    unparseable = [i for i in result.issues if i.type == "Unparseable Timestamp"]
+    unparseable = [i for i in result.validation_errors if i.type == "Unparseable Timestamp"]
     assert unparseable and unparseable[0].count == 1
