@@ -281,6 +281,15 @@ def test_a_receiver_that_fails_for_a_while_gets_every_event(
     register(project, http.url(f"/{p}/steady"), events=ALL_EVENTS[:1] + ALL_EVENTS[2:])
     done = run(project)
     op_id = done["id"]
+
+    def both_completed() -> bool:
+        # deliveries are made from the events after the run has ended: wait for the last one
+        return all(
+            any(e["type"] == "operation.completed" for e in of_operation(http.events(path), op_id))
+            for path in (f"/{p}/steady", f"/{p}/flaky")
+        )
+
+    assert wait_until(both_completed, 120), "operation.completed never reached both receivers"
     logged = settled(project, f"/async/webhooks/{hook['webhookId']}/deliveries")
     assert all(d["status"] == "Delivered" for d in logged), logged
     steady = of_operation(http.events(f"/{p}/steady"), op_id)
