@@ -180,6 +180,10 @@ NOTE_ONLY: tuple[tuple[str, str], ...] = (
     ("anomaly", "Planted anomalies in real logs (issue #14)"),
     ("predict", "Predictions beside their baselines (issue #14)"),
     ("quality", "Model quality: fitness, precision, F-score (issue #14)"),
+    ("speed", "bpic2012 comprehensive after issue #14: A/B and the final check"),
+    ("memory", "Wide and large logs (issue #14): the figures kept by hand"),
+    ("fair", "Fair dispatch across projects (issue #16)"),
+    ("fuzz", "Loader fuzzing (issue #16)"),
 )
 
 
