@@ -196,6 +196,18 @@ def inspect_event_log(
 # --------------------------------------------------------------------------- validation
 
 
+def _refuse_out_of_range(times: ParsedTimes) -> None:
+    """A value read as a year before 1 or after 9999 (e.g. "-1") is no timestamp Python can
+    hold: it counts as unparseable."""
+    out_of_range = (
+        ~times.missing
+        & ~times.unparseable
+        & ((times.utc_us < _FIRST_US) | (times.utc_us > _LAST_US))
+    )
+    if out_of_range.any():
+        times.unparseable = times.unparseable | out_of_range
+
+
 def validate_event_log(
     raw: RawLog,
     time_window: TimeWindow | None = None,
@@ -216,14 +228,7 @@ def validate_event_log(
     total = 2 * n  # timestamps, then the other checks and the frame
     progress.update(0, total, "Validating records")
     times = _parse_times(raw, progress, total)
-    # a value read as a year before 1 or after 9999 (e.g. "-1") is no timestamp Python can hold
-    out_of_range = (
-        ~times.missing
-        & ~times.unparseable
-        & ((times.utc_us < _FIRST_US) | (times.utc_us > _LAST_US))
-    )
-    if out_of_range.any():
-        times.unparseable = times.unparseable | out_of_range
+    _refuse_out_of_range(times)
     missing_case = _blank(frame[CASE])
     missing_activity = _blank(frame[ACTIVITY])
     progress.update(n + n // 4, total, "Checking case IDs and activities")
