@@ -228,7 +228,6 @@ def validate_event_log(
     total = 2 * n  # timestamps, then the other checks and the frame
     progress.update(0, total, "Validating records")
     times = _parse_times(raw, progress, total)
-    _refuse_out_of_range(times)
     missing_case = _blank(frame[CASE])
     missing_activity = _blank(frame[ACTIVITY])
     progress.update(n + n // 4, total, "Checking case IDs and activities")
@@ -335,7 +334,7 @@ def _parse_times(raw: RawLog, progress: Progress, total: int) -> ParsedTimes:
     column = str(mapping.timestamp)
     if mapping.start_timestamp is not None:
         column = f"{mapping.start_timestamp}/{mapping.timestamp}"
-    return parse_timestamps(
+    times = parse_timestamps(
         raw.frame[TIMESTAMP],
         progress,
         0,
@@ -344,6 +343,8 @@ def _parse_times(raw: RawLog, progress: Progress, total: int) -> ParsedTimes:
         timezone=mapping.timezone,
         column=column,
     )
+    _refuse_out_of_range(times)
+    return times
 
 
 def _mixed_offsets(
