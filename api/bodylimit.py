@@ -17,22 +17,40 @@ from pmops.service.errors import Problem
 from pmops.settings import get_settings
 
 
-def too_large(limit: int) -> Problem:
+def too_large(limit: int, field: str = "body", what: str = "the request body") -> Problem:
+    """The 413 of a body past `limit` bytes; `field` names what was too large."""
+    setting = " (PMOPS_MAX_JSON_BYTES)" if field == "body" else ""
     return Problem(
         413,
-        f"the request body is larger than the limit of {limit:,} bytes (PMOPS_MAX_JSON_BYTES)",
-        errors=[{"field": "body", "message": "too large"}],
+        f"{what} is larger than the limit of {limit:,} bytes{setting}",
+        errors=[{"field": field, "message": "too large"}],
         headers={"Connection": "close"},
     )
 
 
-class JsonBodyTooLarge(StarletteHTTPException):
+class BodyTooLarge(StarletteHTTPException):
     """Raised from the body stream: FastAPI passes an HTTPException from body parsing through
     (anything else becomes a 400), and the problem handler answers with `problem`."""
 
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.status, problem.detail, headers=problem.headers)
         self.problem = problem
+
+
+def counted(receive: Receive, most: int, problem: Problem) -> Receive:
+    """`receive`, stopped with `problem` once more than `most` body bytes have come in."""
+    received = 0
+
+    async def counting() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > most:
+                raise BodyTooLarge(problem)
+        return message
+
+    return counting
 
 
 def is_upload(scope: ASGIScope) -> bool:
@@ -53,19 +71,4 @@ class JsonBodyLimit:
         if length.isdigit() and int(length) > limit:
             await problem_response(Request(scope), too_large(limit))(scope, receive, send)
             return
-        await self.app(scope, _counted(receive, limit), send)
-
-
-def _counted(receive: Receive, limit: int) -> Receive:
-    received = 0
-
-    async def counted() -> Message:
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise JsonBodyTooLarge(too_large(limit))
-        return message
-
-    return counted
+        await self.app(scope, counted(receive, limit, too_large(limit)), send)

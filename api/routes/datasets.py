@@ -8,12 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from analysis.errors import AnalysisError
 from analysis.eventlog import ColumnMapping
+from api.bodylimit import counted
+from api.bodylimit import too_large as body_too_large
 from api.deps import EngineDep, ScopeDep, SettingsDep
 from api.problems import problem_response
 from api.routes.answers import typed
@@ -57,42 +58,13 @@ class UploadSizeGuard:
             if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
                 await problem_response(Request(scope), too_large(limit))(scope, receive, send)
                 return
-            await self.app(scope, _counted(receive, limit + MULTIPART_SLACK, limit), send)
+            await self.app(scope, counted(receive, limit + MULTIPART_SLACK, too_large(limit)), send)
             return
         await self.app(scope, receive, send)
 
 
 def too_large(limit: int) -> Problem:
-    return Problem(
-        413,
-        f"the file is larger than the limit of {limit:,} bytes",
-        errors=[{"field": "file", "message": "too large"}],
-        headers={"Connection": "close"},
-    )
-
-
-class BodyTooLarge(StarletteHTTPException):
-    """Raised from the body stream: FastAPI passes an HTTPException from body parsing through
-    (anything else becomes a 400), and the problem handler answers with `problem`."""
-
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.status, problem.detail, headers=problem.headers)
-        self.problem = problem
-
-
-def _counted(receive: Receive, most: int, limit: int) -> Receive:
-    received = 0
-
-    async def counted() -> Message:
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > most:
-                raise BodyTooLarge(too_large(limit))
-        return message
-
-    return counted
+    return body_too_large(limit, "file", "the file")
 
 
 def upload_name(raw: str | None) -> str:
