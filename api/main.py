@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -14,6 +15,7 @@ from api.deps import settings_dep
 from api.routes import batches, datasets, health, operations, ui, webhooks
 from api.stream import EventFeed
 from pmops.service.dispatcher import Dispatcher
+from pmops.service.inspection import Inspector
 from pmops.service.limits import Limits
 from pmops.service.orchestrator import Orchestrator
 from pmops.settings import Settings, get_settings
@@ -42,6 +44,9 @@ def lifespan_with(
         feed = EventFeed(engine, config.stream_poll_seconds)
         app.state.orchestrator, app.state.dispatcher, app.state.feed = used, dispatcher, feed
         app.state.limits = Limits.from_settings(config)  # counted per API process
+        # uploads are read in worker processes (pmops.service.inspection), not in this one
+        inspector = Inspector(config.inspect_workers)
+        app.state.inspector = inspector
         dispatcher.start()
         await feed.start()
         # what start-up created (Prefect, SQLAlchemy, pydantic: millions of objects) lives as
@@ -50,12 +55,14 @@ def lifespan_with(
         if orchestrator is None:
             gc.collect()
             gc.freeze()
+            threading.Thread(target=inspector.warm, name="inspector-warm", daemon=True).start()
         try:
             yield
         finally:
             await feed.stop()
             dispatcher.stop()
             used.close()
+            inspector.close()
 
     return lifespan
 

@@ -92,6 +92,18 @@ class Settings(BaseSettings):
         description="event streams (GET .../events) one bearer token may hold open at once, per "
         "API process; one more is 429",
     )
+    uploads_per_project: int = Field(
+        default=4,
+        ge=1,
+        description="uploads of one project being read at once, per API process; one more is "
+        "429 naming `file` (each upload is read in a worker process: pmops.service.inspection)",
+    )
+    inspect_workers: int = Field(
+        default=2,
+        ge=1,
+        description="worker processes reading uploads at once, per API process (each ends "
+        "after one file, giving its memory back)",
+    )
     heartbeat_stale_seconds: float = Field(
         default=30.0,
         description="a Running operation whose flow-run process has not written a heartbeat "

@@ -22,7 +22,10 @@ from pmops.contract.requests import MAX_PAGE
 from pmops.contract.responses import Dataset, DatasetList
 from pmops.service import datasets as ds
 from pmops.service.errors import Problem, analysis_problem
+from pmops.service.inspection import Inspector
+from pmops.service.limits import hold_upload
 from pmops.service.operations import idempotent_lookup, store_idempotent
+from pmops.service.registration import inspect_here
 from pmops.settings import get_settings
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}", tags=["datasets"])
@@ -81,6 +84,7 @@ def upload_name(raw: str | None) -> str:
 
 @router.post("/datasets", status_code=201, response_model=Dataset)
 def upload_dataset(
+    request: Request,
     scope: ScopeDep,
     engine: EngineDep,
     settings: SettingsDep,
@@ -134,7 +138,14 @@ def upload_dataset(
         if replay is not None:
             return typed(Dataset, replay[1], replay[0], replay[2])
     name = upload_name(file.filename)
-    view = ds.create_dataset(engine, settings, scope, file.file, name, mapping)
+    state = request.app.state
+    release = hold_upload(getattr(state, "limits", None), f"{scope.tenant_id}/{scope.project_id}")
+    try:
+        inspector: Inspector | None = getattr(state, "inspector", None)
+        inspect = inspector.inspect if inspector is not None else inspect_here
+        view = ds.create_dataset(engine, settings, scope, file.file, name, mapping, inspect)
+    finally:
+        release()
     headers = {"Location": view["url"]}
     if idempotency_key and digest:
         mine = view["datasetId"]

@@ -14,7 +14,7 @@ from analysis.errors import AnalysisError
 from analysis.eventlog import ColumnMapping
 from pmops.service.errors import Problem, analysis_problem
 from pmops.service.operations import base_path
-from pmops.service.registration import register_dataset
+from pmops.service.registration import Inspect, inspect_here, register_dataset
 from pmops.service.scope import Scope
 from pmops.service.storage import refusal
 from pmops.service.views import iso
@@ -87,7 +87,10 @@ def create_dataset(
     upload: BinaryIO,
     file_name: str,
     mapping: ColumnMapping,
+    inspect: Inspect = inspect_here,
 ) -> dict[str, Any]:
+    """Save the upload, read it (with `inspect`: the API's is a worker process) and record it;
+    nothing is left behind when it cannot be read."""
     dataset_id = str(uuid.uuid4())
     safe_name = Path(file_name or "upload").name[:200] or "upload"
     folder = settings.uploads_dir.resolve() / scope.tenant_id / dataset_id
@@ -102,6 +105,7 @@ def create_dataset(
             path=target,
             file_name=safe_name,
             mapping=mapping,
+            inspect=inspect,
         )
     except AnalysisError as exc:
         shutil.rmtree(folder, ignore_errors=True)

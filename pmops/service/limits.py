@@ -96,6 +96,7 @@ def _next_slot_seconds(conn: Connection, settings: Settings) -> float:
 Clock = Callable[[], float]
 MAX_KEYS = 100_000  # tokens or addresses remembered at once; idle ones are forgotten first
 STREAM_RETRY_SECONDS = 5.0  # a slot frees when one of the token's streams closes: a guess
+UPLOAD_RETRY_SECONDS = 2.0  # a slot frees when one of the project's uploads has been read
 
 
 def too_many(detail: str, field: str, limit: str, wait: float) -> Problem:
@@ -236,6 +237,7 @@ class Limits:
     requests: TokenBuckets
     auth_failures: FailureWindows
     streams: Slots
+    uploads: Slots
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = time.monotonic) -> Limits:
@@ -245,6 +247,7 @@ class Limits:
                 settings.auth_failures_per_address, settings.auth_failure_window_seconds, clock
             ),
             Slots(settings.streams_per_token),
+            Slots(settings.uploads_per_project),
         )
 
     def check_address(self, address: str) -> None:
@@ -281,3 +284,20 @@ class Limits:
                 STREAM_RETRY_SECONDS,
             )
         return release
+
+
+def hold_upload(limits: Limits | None, project_key: str) -> Callable[[], None]:
+    """One of the project's upload-reading slots and its release (a no-op without limits); 429
+    naming `file` when the project has `uploads_per_project` uploads being read."""
+    if limits is None:
+        return lambda: None
+    release = limits.uploads.hold(project_key)
+    if release is None:
+        raise too_many(
+            f"this project has {limits.uploads.limit} uploads being read, the most it may at "
+            "once: send the next when one is done",
+            "file",
+            "PMOPS_UPLOADS_PER_PROJECT",
+            UPLOAD_RETRY_SECONDS,
+        )
+    return release

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,13 @@ from sqlalchemy.engine import Engine
 from analysis.eventlog import ColumnMapping, inspect_event_log
 from pmops.store.datasets import insert_dataset
 from pmops.store.engine import transaction, utc_now
+
+Inspect = Callable[[Path, ColumnMapping | None], dict[str, Any]]
+
+
+def inspect_here(path: Path, mapping: ColumnMapping | None) -> dict[str, Any]:
+    """Read the file in this process (flows; the API reads uploads in pmops.service.inspection)."""
+    return inspect_event_log(path, mapping).to_dict()
 
 
 def register_dataset(
@@ -22,13 +30,14 @@ def register_dataset(
     file_name: str,
     mapping: ColumnMapping | None = None,
     source_operation_id: str | None = None,
+    inspect: Inspect = inspect_here,
 ) -> dict[str, Any]:
     """Inspect the file (cases, events, activities, time range) and record it.
 
     Raises analysis.errors.EventLogError when the file is not a usable event log; nothing is
     recorded then.
     """
-    summary = inspect_event_log(path, mapping).to_dict()
+    summary = inspect(path, mapping)
     with transaction(engine) as conn:
         insert_dataset(
             conn,

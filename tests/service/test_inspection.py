@@ -1,0 +1,75 @@
+"""Uploads are read in worker processes (pmops.service.inspection): the same summary as reading
+in process, an error naming the field comes back as raised, a worker that dies is a clear
+EventLogError naming `file`, and the pool goes on after it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analysis.errors import EventLogError
+from analysis.eventlog import ColumnMapping
+from pmops.service.inspection import Inspector
+from pmops.service.registration import inspect_here
+
+
+@pytest.fixture(scope="module")
+def inspector() -> Any:
+    pool = Inspector(2)
+    yield pool
+    pool.close()
+
+
+def test_the_summary_equals_reading_in_process(inspector: Inspector, datasets: Path) -> None:
+    for name in ("running-example.xes", "sepsis.csv"):
+        assert inspector.inspect(datasets / name, None) == inspect_here(datasets / name, None)
+    mapping = ColumnMapping.from_dict({"timezone": "Europe/Amsterdam"})
+    path = datasets / "sepsis.csv"
+    assert inspector.inspect(path, mapping) == inspect_here(path, mapping)
+
+
+def test_each_file_is_read_in_another_process(inspector: Inspector, datasets: Path) -> None:
+    pids = {inspector._executor().submit(os.getpid).result() for _ in range(3)}
+    assert os.getpid() not in pids
+    assert len(pids) == 3  # one file per worker: its memory goes back to the system at once
+
+
+def test_an_unreadable_file_names_its_field(inspector: Inspector, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(EventLogError) as caught:
+        inspector.inspect(bad, None)
+    assert caught.value.field is not None
+    assert caught.value.message == _in_process_error(bad).message
+
+
+def _in_process_error(path: Path) -> EventLogError:
+    try:
+        inspect_here(path, None)
+    except EventLogError as e:
+        return e
+    raise AssertionError("read in process")
+
+
+def _die(path: str, mapping: object) -> dict[str, Any]:
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("not reached")
+
+
+def test_a_worker_that_dies_is_an_event_log_error_and_the_next_upload_works(
+    datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = Inspector(1)
+    try:
+        monkeypatch.setattr("pmops.service.inspection._inspect", _die)
+        with pytest.raises(EventLogError) as caught:
+            pool.inspect(datasets / "running-example.xes", None)
+        assert caught.value.field == "file" and "ended" in caught.value.message
+        monkeypatch.undo()
+        assert pool.inspect(datasets / "running-example.xes", None)["cases"] == 6
+    finally:
+        pool.close()
