@@ -69,10 +69,17 @@ RELIABILITY_LOG := .reliability/results.jsonl
 # fuzzed files per loader strategy (tests/analysis/test_fuzz_loader.py: 5 strategies, so 10,000+
 # inputs; a tenth of it uploaded through the app); `make test` runs 25 of each
 FUZZ_EXAMPLES ?= 2000
+# the abuse drills of issue #16 at full size (tests/stack/test_abuse.py, tests/service/
+# test_cancel_race.py); `make test` runs them small
+CANCEL_RACES ?= 50
+CANCEL_RACES_IN_PROCESS ?= 1000
+FLOOD_OPERATIONS ?= 2000
 reliability: setup
 	@rm -f $(RELIABILITY_LOG); status=0; \
 	for run in $$(seq 1 $(RELIABILITY_RUNS)); do \
-	  PMOPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n 2 --dist loadgroup -m "fault or security" -p tests.reliability \
+	  PMOPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PMOPS_CANCEL_RACES=$(CANCEL_RACES) \
+	  PMOPS_CANCEL_RACES_IN_PROCESS=$(CANCEL_RACES_IN_PROCESS) PMOPS_FLOOD_OPERATIONS=$(FLOOD_OPERATIONS) \
+	  $(BIN)/python -m pytest -n 2 --dist loadgroup -m "fault or security" -p tests.reliability \
 	    --reliability-log $(RELIABILITY_LOG) --reliability-run $$run || status=1; \
 	done; \
 	$(BIN)/python -m tests.reliability $(RELIABILITY_LOG) RELIABILITY.md \

@@ -4,6 +4,7 @@ stored status and the events always agree. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from collections.abc import Iterator
@@ -142,14 +143,25 @@ def race_once(engine: Engine, force: bool) -> tuple[str, str]:
     return op_id, answers[0]
 
 
-def test_cancel_racing_completion_200_times(engine: Engine) -> None:
-    """Completion and cancel (graceful with a short wait, or forced) started together, 200 times
-    (100 on PostgreSQL, slower per round): every answer is the final stored status, with exactly
-    its one terminal event."""
+# `make reliability` races 1,000 times on each store (issue #16's goal: 0 cancel answers that
+# disagree with the final status in 1,000 races); `make test` 200 on SQLite and 100 on PostgreSQL
+RACES = int(os.environ.get("PMOPS_CANCEL_RACES_IN_PROCESS", "0"))
+
+
+@pytest.mark.security
+def test_cancel_racing_completion(engine: Engine, record_property: Any) -> None:
+    """Tried: the run's completion and a cancel (graceful with a short wait, or forced) started
+    together, 200 times on SQLite and 100 on PostgreSQL (`make reliability`: 1,000 on each).
+    Every answer is the final stored status, with exactly its one terminal event."""
     rng = random.Random(16)
     outcomes: dict[str, int] = {}
-    for _ in range(200 if engine.dialect.name == "sqlite" else 100):
+    rounds = RACES or (200 if engine.dialect.name == "sqlite" else 100)
+    for _ in range(rounds):
         op_id, answer = race_once(engine, force=rng.random() < 0.5)
         agree(engine, op_id, answer)
         outcomes[answer] = outcomes.get(answer, 0) + 1
     assert set(outcomes) <= {"Cancelled", "Completed"}, outcomes
+    record_property("tried", rounds)
+    record_property(
+        "observed", f"{engine.dialect.name}: {outcomes}; 0 answers disagreed with the status"
+    )
