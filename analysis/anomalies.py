@@ -249,7 +249,24 @@ def _evidence_matrix(ev: Evidence, forest: np.ndarray) -> tuple[list[str], np.nd
             e = np.where(raw >= MIN_RAW[kind], e, 0.0)
         rows.append(KIND_WEIGHT.get(kind, 1.0) * e)
     rows.append(FOREST_WEIGHT * calibrate(forest))
-    return kinds, np.vstack(rows)
+    matrix = np.vstack(rows)
+    _count_once(kinds, matrix, ev)
+    return kinds, matrix
+
+
+def _count_once(kinds: list[str], matrix: np.ndarray, ev: Evidence) -> None:
+    """One measurement is one voice (in place): where fewer than MIN_PATH_CASES cases share the
+    path, `slow` falls back to the duration against all cases, so `duration` is the same
+    measurement; where the second-order kind's step is the first-order kind's least likely
+    step, both describe one step and only the larger counts."""
+    no_path = ev.variant_cases < MIN_PATH_CASES
+    matrix[kinds.index("duration"), no_path] = 0.0
+    same_step = (ev.order2_source == ev.transition_source) & (
+        ev.order2_target == ev.transition_target
+    )
+    t, o = kinds.index("transition"), kinds.index("order2")
+    matrix[t] = np.where(same_step, np.maximum(matrix[t], matrix[o]), matrix[t])
+    matrix[o] = np.where(same_step, 0.0, matrix[o])
 
 
 def _combine_with_nearmiss(kinds: list[str], matrix: np.ndarray) -> np.ndarray:
