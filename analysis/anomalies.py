@@ -11,7 +11,9 @@ E_k = -log10(share of cases at least as unusual in kind k) (0 below the top 10 %
 is used as log10(cases of the path / cases of the deviation) when that is larger. The combined
 evidence is the largest E_k plus 0.3 x the second largest, so one strong deviation counts most
 and a second one adds to it; the near-miss adds in full (it measures the whole path, the others
-single steps).
+single steps). One measurement is one voice: where `slow` falls back to the duration against all
+cases (fewer than 10 cases share the path) `duration` is dropped, and a second-order step on the
+transition kind's own least likely step counts once (the larger of the two).
 
 Severities: only cases past a floor of absolute strength can be high or medium (see
 STRONG_RAW), so a clean log shows far fewer than 5 %; among them high + medium are at most 5 %
