@@ -11,9 +11,10 @@ E_k = -log10(share of cases at least as unusual in kind k) (0 below the top 10 %
 is used as log10(cases of the path / cases of the deviation) when that is larger. The combined
 evidence is the largest E_k plus 0.3 x the second largest, so one strong deviation counts most
 and a second one adds to it; the near-miss adds in full (it measures the whole path, the others
-single steps). One measurement is one voice: where `slow` falls back to the duration against all
-cases (fewer than 10 cases share the path) `duration` is dropped, and a second-order step on the
-transition kind's own least likely step counts once (the larger of the two).
+single steps). One measurement is one voice: the case duration against all cases and against
+the cases with the same path count once (the larger; where fewer than 10 cases share the path
+both baselines are all cases), and a second-order step on the transition kind's own least likely
+step counts once (the larger of the two).
 
 Severities: only cases past a floor of absolute strength can be high or medium (see
 STRONG_RAW), so a clean log shows far fewer than 5 %; among them high + medium are at most 5 %
@@ -52,9 +53,9 @@ MAX_REASONS = 3
 NOTABLE = 1.0  # an evidence kind counts when the case is in its top 10 %
 SECOND_WEIGHT = 0.3
 FOREST_WEIGHT = 0.75  # the forest summarises the same features: one more, weaker voice
-# the duration against all cases overlaps the duration against the same path: a weaker voice
-# (at full weight it flags more cases of frequent paths for time alone: helpdesk's
-# falsePositiveRate 0.0016 -> 0.0034 on the planted logs, see bench/notes/anomaly.md)
+# the duration against all cases is the weaker baseline of the case duration (`_count_once`
+# keeps the larger of it and `slow`); at full weight it flagged more cases of frequent paths for
+# time alone (helpdesk's falsePositiveRate 0.0016 -> 0.0034, see bench/notes/anomaly.md)
 KIND_WEIGHT = {"duration": 0.6}
 # severities
 FLAG_SHARE = 0.05  # high + medium: at most this share of cases
@@ -113,9 +114,8 @@ METHOD = (
     "often); missing common activities (present in >= 50 % of cases); longest wait against the "
     "99th percentile of the same transition's waits (the target activity's when the transition "
     "has < 10 waits); case duration against median + MAD of all cases (weight "
-    f"{KIND_WEIGHT['duration']}) and of the cases with the same activity sequence (>= 10 cases; "
-    "where fewer share it, only the latter, which then falls back to all cases, counts); "
-    "Isolation "
+    f"{KIND_WEIGHT['duration']}) or of the cases with the same activity sequence (>= 10 cases), "
+    "the larger of the two; Isolation "
     f"Forest ({N_ESTIMATORS} trees, subsample {MAX_SAMPLES}) on robust-scaled case features "
     f"(weight {FOREST_WEIGHT}); near-miss of a frequent path (a variant of <= 9 cases one "
     "skip, insertion, repeat, adjacent swap or substitution from a variant of >= 1 % and >= 10 "
@@ -261,12 +261,15 @@ def _evidence_matrix(ev: Evidence, forest: np.ndarray) -> tuple[list[str], np.nd
 
 
 def _count_once(kinds: list[str], matrix: np.ndarray, ev: Evidence) -> None:
-    """One measurement is one voice (in place): where fewer than MIN_PATH_CASES cases share the
-    path, `slow` falls back to the duration against all cases, so `duration` is the same
-    measurement; where the second-order kind's step is the first-order kind's least likely
-    step, both describe one step and only the larger counts."""
-    no_path = ev.variant_cases < MIN_PATH_CASES
-    matrix[kinds.index("duration"), no_path] = 0.0
+    """One measurement is one voice (in place): `duration` and `slow` measure the same case
+    duration against two baselines (all cases, the cases with the same path; where fewer than
+    MIN_PATH_CASES share the path `slow` falls back to all cases too), so only the larger
+    counts; where the second-order kind's step is the first-order kind's least likely step,
+    both describe one step and only the larger counts."""
+    d, s = kinds.index("duration"), kinds.index("slow")
+    by_path = matrix[s] >= matrix[d]
+    matrix[d] = np.where(by_path, 0.0, matrix[d])
+    matrix[s] = np.where(by_path, matrix[s], 0.0)
     same_step = (ev.order2_source == ev.transition_source) & (
         ev.order2_target == ev.transition_target
     )
