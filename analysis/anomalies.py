@@ -309,8 +309,10 @@ def _strong(kinds: list[str], matrix: np.ndarray, ev: Evidence) -> np.ndarray:
             continue
         counts = matrix[j] > 0
         if kind in STRONG_RAW:
-            rare = calibrate(ev.raw[kind]) >= STRONG_RARE
-            counts &= (ev.raw[kind] >= STRONG_RAW[kind]) | rare
+            # a time kind on its own calibration: `_count_once` may have merged its voice into
+            # the other baseline's, which does not move the floor
+            e = calibrate(ev.raw[kind])
+            counts = (e > 0) & ((ev.raw[kind] >= STRONG_RAW[kind]) | (e >= STRONG_RARE))
         strong = strong | counts
     return strong
 
