@@ -16,6 +16,7 @@ from analysis.anomalies import (
     HIGH,
     LOW,
     MEDIUM,
+    _evidence_matrix,
     detect_anomalies,
 )
 from analysis.anomaly_evidence import case_evidence, near_misses, path_text
@@ -137,6 +138,26 @@ def test_near_miss_is_rare_among_real_cases(datasets: Path) -> None:
     share = float((ev.raw["nearmiss"] > 0).mean())
     print(f"\nreceipt: {share:.2%} of real cases are near-misses of a frequent path")
     assert 0 < share <= 0.02
+
+
+def test_one_measurement_counts_once(datasets: Path) -> None:
+    # the case duration against two baselines (all cases, its path's cases; for a rare path both
+    # are all cases) is one voice; a second-order step on the transition's own least likely step
+    # is one voice, not two
+    events = canonical_frame(datasets / "sepsis.csv")
+    ev = case_evidence(events)
+    forest = np.zeros(ev.n_cases)
+    kinds, matrix = _evidence_matrix(ev, forest)
+    no_path = ev.variant_cases < 10
+    duration, slow = matrix[kinds.index("duration")], matrix[kinds.index("slow")]
+    assert no_path.any() and (slow[no_path] > 0).any()
+    assert not ((duration > 0) & (slow > 0)).any()
+    same = (ev.order2_source == ev.transition_source) & (ev.order2_target == ev.transition_target)
+    assert same.any() and (matrix[kinds.index("order2"), same] == 0).all()
+    result = detect_anomalies(events, random_state=0)
+    for reasons in result.cases["reasons"]:
+        parts = reasons.split("; ")
+        assert len(parts) == len(set(parts)), reasons
 
 
 def test_clean_log_flags_well_below_the_cap() -> None:
