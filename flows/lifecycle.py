@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import traceback
 from collections.abc import Callable, Sequence
@@ -18,6 +19,8 @@ from typing import Any
 
 from prefect import runtime
 from prefect.client.schemas.objects import State
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 from prefect.states import Cancelled, Failed
 from sqlalchemy.engine import Engine
 
@@ -37,10 +40,11 @@ from pmops.service.lifecycle import (
 )
 from pmops.service.runlimits import (
     Applied,
-    apply_logged,
+    apply,
     exhausted,
     exhausted_error,
     limits_for,
+    memory_peaks,
     release,
 )
 from pmops.service.storage import refusal
@@ -73,10 +77,16 @@ def run_operation(
     if row is None:
         return Cancelled(message=f"{operation_id} was not waiting to start (cancelled or done)")
     # before any phase (and the threads the reporter and the phases start)
-    applied = apply_logged(limits_for(settings, row["request"]), operation_id, settings)
+    applied = apply(limits_for(settings, row["request"]), operation_id, settings)
+    logger = _logger()
+    limits = applied.limits
+    logger.info(
+        "limits: memoryGB %s, cpuUnits %g: %s", limits.describe(), limits.cpu_units, applied.detail
+    )
     try:
         return _run_claimed(engine, row, run_cls, phases, on_complete, settings, applied)
     finally:
+        logger.info("memory: %s", memory_peaks())
         release(applied)
 
 
@@ -242,6 +252,14 @@ def storage_error(exc: OSError) -> dict[str, Any] | None:
         "phases are kept where they could be written; retry once the storage is fixed.",
         "field": None,
     }
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The flow run's logger (its lines reach Prefect and the runner's output)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("pmops.flows")
 
 
 def _lower_priority(niceness: int) -> None:

@@ -190,11 +190,11 @@ class Settings(BaseSettings):
         "rlimit) or off",
     )
     run_address_space_extra_gb: float = Field(
-        default=2.0,
+        default=1.25,
         ge=0,
         description="PMOPS_RUN_LIMITS=rlimit: the address space a flow-run process may reserve "
         "beyond memoryGB (RLIMIT_AS = memoryGB + this; thread stacks, malloc arenas, BLAS "
-        "buffers and libraries reserve ~1.7 GB they never touch, docs/limits.md)",
+        "buffers and libraries reserve ~0.9 GB they never touch, docs/limits.md)",
     )
     run_cgroup_dir: Path = Field(
         default=Path("/sys/fs/cgroup/pmops"),

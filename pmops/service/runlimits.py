@@ -15,9 +15,9 @@ The flow-run process applies them to itself when the flow starts, before any pha
   space a flow-run process reserves without touching it (thread stacks, malloc arenas, BLAS
   buffers, mapped libraries; measured, see docs/limits.md). An allocation past it raises
   MemoryError in the phase, and the operation ends Failed `resource_exhausted`
-  (exhausted_error). glibc's malloc arenas are capped at MALLOC_ARENAS first so the reserve
-  stays small and steady. CPU units become a CPU affinity (`sched_setaffinity`, ceil(cpuUnits)
-  CPUs).
+  (exhausted_error). glibc's malloc arenas are capped at MALLOC_ARENAS and pyarrow uses the
+  system allocator (its mimalloc pool reserves 1 GiB at once) so the reserve stays small. CPU
+  units become a CPU affinity (`sched_setaffinity`, ceil(cpuUnits) CPUs).
 
 Limits apply only in a process of its own (a flow-run child of the runner:
 `multiprocessing.parent_process()` is set); a flow run in the caller's process (tests,
@@ -35,6 +35,7 @@ import math
 import multiprocessing
 import os
 import resource
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ class RunLimits:
     memory_gb: float
     cpu_units: float
     # the address space a process reserves beyond what it touches (RLIMIT_AS only)
-    address_space_extra_gb: float = 2.0
+    address_space_extra_gb: float = 1.25
 
     @property
     def memory_bytes(self) -> int:
@@ -148,20 +149,6 @@ def apply(
     return _apply_rlimit(limits)
 
 
-def apply_logged(
-    limits: RunLimits, operation_id: str, settings: Settings, root: Path = CGROUP_ROOT
-) -> Applied:
-    applied = apply(limits, operation_id, settings, root)
-    log.info(
-        "%s: memoryGB %s, cpuUnits %g: %s",
-        operation_id,
-        limits.describe(),
-        limits.cpu_units,
-        applied.detail,
-    )
-    return applied
-
-
 def cgroup_usable(root: Path = CGROUP_ROOT) -> bool:
     """cgroup v2 mounted at `root` with the memory controller."""
     try:
@@ -211,7 +198,7 @@ def _own_cgroup(root: Path) -> Path | None:
 
 
 def _apply_rlimit(limits: RunLimits) -> Applied:
-    _cap_malloc_arenas()
+    _small_reserves()
     previous = resource.getrlimit(resource.RLIMIT_AS)
     soft = limits.address_space_bytes
     hard = previous[1]
@@ -228,8 +215,19 @@ def _apply_rlimit(limits: RunLimits) -> Applied:
     return Applied(limits, "rlimit", detail, previous_rlimit=previous, cpus=cpus)
 
 
+def _small_reserves() -> None:
+    """Allocators that reserve address space they may never use, made to reserve less: glibc's
+    malloc arenas (64 MB each per thread that uses one) capped, and pyarrow's pool (mimalloc /
+    jemalloc reserve 1 GiB on first use) replaced by the system allocator."""
+    _cap_malloc_arenas()
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"  # where pyarrow is imported later
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        with contextlib.suppress(Exception):
+            arrow.set_memory_pool(arrow.system_memory_pool())
+
+
 def _cap_malloc_arenas() -> None:
-    """Fewer glibc malloc arenas: each reserves 64 MB of address space per thread that uses it."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)  # glibc: in the process already
 
@@ -243,6 +241,18 @@ def _apply_affinity(cpu_units: float) -> list[int]:
     except OSError:
         return []
     return cpus
+
+
+def memory_peaks() -> str:
+    """This process's peak address space and peak resident memory (VmPeak, VmHWM)."""
+    try:
+        fields = dict(
+            line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines()
+        )
+        peak, hwm = (int(fields[k].split()[0]) * 1024 / GIB for k in ("VmPeak", "VmHWM"))
+    except (OSError, KeyError, ValueError):
+        return "peaks unknown"
+    return f"peak address space {peak:.2f} GiB, peak resident {hwm:.2f} GiB"
 
 
 def release(applied: Applied) -> None:
@@ -288,7 +298,7 @@ def remove_cgroup(base: Path, operation_id: str) -> None:
 
 def exhausted(exc: BaseException) -> bool:
     """The exception, or one it was raised from or during, says memory ran out: MemoryError,
-    a thread or process that could not start for want of memory (ENOMEM)."""
+    a thread, process or shared library that could not start or load for want of memory."""
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -302,6 +312,8 @@ def exhausted(exc: BaseException) -> bool:
             return True
         if isinstance(e, RuntimeError) and "can't start new thread" in str(e):
             return True
+        if isinstance(e, ImportError) and "failed to map segment" in str(e):
+            return True  # a library loaded late (matplotlib's backend) found no address space
         todo += [e.__cause__, e.__context__]
     return False
 

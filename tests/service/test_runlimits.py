@@ -67,6 +67,8 @@ def test_out_of_memory_is_recognised_through_wrapping() -> None:
     assert runlimits.exhausted(_raised(_too_large))  # the reader's too_large, from a MemoryError
     assert runlimits.exhausted(OSError(errno.ENOMEM, "Cannot allocate memory"))
     assert runlimits.exhausted(RuntimeError("can't start new thread"))
+    assert runlimits.exhausted(ImportError("x.so: failed to map segment from shared object"))
+    assert not runlimits.exhausted(ImportError("No module named 'x'"))
     assert not runlimits.exhausted(OSError(errno.ENOSPC, "No space left on device"))
     assert not runlimits.exhausted(ValueError("bad"))
     assert not runlimits.exhausted(EventLogError("corrupt", code="corrupt_file"))
