@@ -186,8 +186,8 @@ class Settings(BaseSettings):
         default="auto",
         description="how a flow-run process is held to memoryGB and cpuUnits "
         "(pmops/service/runlimits.py): cgroup (v2 memory.max, cpu.max), rlimit (RLIMIT_AS = "
-        "memoryGB + 1.5 GB of address space, CPU affinity), auto (cgroup where usable, else "
-        "rlimit) or off",
+        "memoryGB + PMOPS_RUN_ADDRESS_SPACE_EXTRA_GB, CPU affinity), auto (cgroup where "
+        "usable, else rlimit) or off",
     )
     run_address_space_extra_gb: float = Field(
         default=1.25,
