@@ -94,7 +94,9 @@ def run_under(limit: float, log: Path) -> dict[str, Any]:
         if sampler is not None:
             sampler.stop.set()
             sampler.join(5)
-        doc = httpx.get(f"{url}/results", headers=stack.headers, timeout=60).json()
+        doc = httpx.get(
+            f"{url}/results", params={"format": "detailed"}, headers=stack.headers, timeout=60
+        ).json()
         phases = [
             ((p.get("resourceUsage") or {}).get("peakMemoryBytes") or 0)
             for p in doc.get("phaseResults", [])
