@@ -17,7 +17,8 @@ The flow-run process applies them to itself when the flow starts, before any pha
   MemoryError in the phase, and the operation ends Failed `resource_exhausted`
   (exhausted_error). glibc's malloc arenas are capped at MALLOC_ARENAS and pyarrow uses the
   system allocator (its mimalloc pool reserves 1 GiB at once) so the reserve stays small. CPU
-  units become a CPU affinity (`sched_setaffinity`, ceil(cpuUnits) CPUs).
+  units become a CPU affinity (`sched_setaffinity`, ceil(cpuUnits) CPUs: those the fewest
+  other flow runs are pinned to).
 
 Limits apply only in a process of its own (a flow-run child of the runner:
 `multiprocessing.parent_process()` is set); a flow run in the caller's process (tests,
@@ -36,9 +37,12 @@ import multiprocessing
 import os
 import resource
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from pmops.service.lineage import allocated_settings
 from pmops.settings import Settings
@@ -119,15 +123,41 @@ def run_cgroup(base: Path, operation_id: str) -> Path:
     return base / f"run-{operation_id}"
 
 
-def choose_cpus(cpu_units: float, available: list[int], seed: int) -> list[int]:
-    """ceil(cpuUnits) of the available CPUs, starting at `seed` (the pid) so that concurrent
-    runs spread over the machine; all of them when it asks for at least as many."""
+def choose_cpus(
+    cpu_units: float, available: list[int], seed: int, taken: Mapping[int, int] | None = None
+) -> list[int]:
+    """ceil(cpuUnits) of the available CPUs: those the fewest other flow runs are pinned to
+    (`taken`: CPU -> runs), ties broken starting at `seed` (the pid) so that concurrent runs
+    spread over the machine; all of them when it asks for at least as many."""
     want = max(1, math.ceil(cpu_units))
     cpus = sorted(available)
     if want >= len(cpus):
         return cpus
+    taken = taken or {}
     start = seed % len(cpus)
-    return sorted(cpus[(start + i) % len(cpus)] for i in range(want))
+    order = sorted(range(len(cpus)), key=lambda i: (taken.get(cpus[i], 0), (i - start) % len(cpus)))
+    return sorted(cpus[i] for i in order[:want])
+
+
+def pinned_siblings(available: list[int]) -> dict[int, int]:
+    """CPU -> how many other flow runs (this process's siblings: the runner's or forkserver's
+    other children) are pinned to it; a sibling allowed every CPU is not counted."""
+    taken: dict[int, int] = {}
+    try:
+        me = psutil.Process()
+        parent = me.parent()
+        siblings = parent.children() if parent is not None else []
+    except psutil.Error:
+        return taken
+    for sibling in siblings:
+        if sibling.pid == me.pid:
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            cpus = sibling.cpu_affinity() or []
+            if 0 < len(cpus) < len(available):
+                for cpu in cpus:
+                    taken[cpu] = taken.get(cpu, 0) + 1
+    return taken
 
 
 # -- applying -----------------------------------------------------------------------------------
@@ -236,7 +266,9 @@ def _apply_affinity(cpu_units: float) -> list[int]:
     if not hasattr(os, "sched_setaffinity"):
         return []
     try:
-        cpus = choose_cpus(cpu_units, sorted(os.sched_getaffinity(0)), os.getpid())
+        available = sorted(os.sched_getaffinity(0))
+        taken = pinned_siblings(available)
+        cpus = choose_cpus(cpu_units, available, os.getpid(), taken)
         os.sched_setaffinity(0, cpus)
     except OSError:
         return []

@@ -9,6 +9,7 @@ import errno
 import multiprocessing
 import os
 import resource
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,41 @@ def test_cpu_units_map_to_cpu_max_and_an_affinity() -> None:
     assert runlimits.choose_cpus(1, [0, 1, 2, 3], seed=6) == [2]
     assert runlimits.choose_cpus(1.5, [0, 1, 2, 3], seed=3) == [0, 3]
     assert runlimits.choose_cpus(8, [0, 1], seed=5) == [0, 1]
+    # another flow run is pinned to CPU 0: this one takes 1, whatever its pid
+    assert runlimits.choose_cpus(1, [0, 1], seed=4, taken={0: 1}) == [1]
+    assert runlimits.choose_cpus(2, [0, 1, 2, 3], seed=0, taken={0: 1, 1: 2}) == [2, 3]
+
+
+def test_siblings_pinned_to_a_cpu_are_counted() -> None:
+    """Flow runs are siblings (children of the forkserver): one pinned to CPU 0 is seen by the
+    next."""
+    ctx = multiprocessing.get_context("forkserver")
+    go, out = ctx.Event(), ctx.Queue()
+    pinned = ctx.Process(target=_pinned_until, args=([0], go))
+    pinned.start()
+    try:
+        looker = ctx.Process(target=_look, args=(out,))
+        looker.start()
+        assert out.get(timeout=120) == {0: 1}
+        looker.join(30)
+    finally:
+        go.set()
+        pinned.join(30)
+
+
+def _look(out: Any) -> None:
+    """Wait until the pinned sibling has pinned itself, then report what is seen."""
+    seen: dict[int, int] = {}
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not seen:
+        seen = runlimits.pinned_siblings([0, 1, 2])
+        time.sleep(0.1)
+    out.put(seen)
+
+
+def _pinned_until(cpus: list[int], go: Any) -> None:
+    os.sched_setaffinity(0, cpus)
+    go.wait(60)
 
 
 def _raised(make: Any) -> BaseException:
