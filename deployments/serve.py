@@ -13,6 +13,7 @@ forkserver that already imported prefect and the flows (deployments/warmstart.py
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from prefect import Flow
@@ -45,6 +46,11 @@ def deployment_path(operation_type: str) -> str:
 
 def main() -> None:
     settings = get_settings()
+    # pyarrow's default pool (mimalloc) reserves 1 GiB of address space on first use: with the
+    # flow runs' address-space limit (pmops/service/runlimits.py) that is memory they could not
+    # use; the system allocator reserves only what it hands out. Read by pyarrow's C++ side when
+    # the pool is first made, so set before any flow-run process starts.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     if settings.warm_start:
         from deployments import warmstart
 

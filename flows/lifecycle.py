@@ -8,7 +8,10 @@ maps exceptions to the operation's outcome and the flow run's state.
 from __future__ import annotations
 
 import contextlib
+import gc
+import logging
 import os
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +19,8 @@ from typing import Any
 
 from prefect import runtime
 from prefect.client.schemas.objects import State
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 from prefect.states import Cancelled, Failed
 from sqlalchemy.engine import Engine
 
@@ -32,6 +37,15 @@ from pmops.service.lifecycle import (
     resume_plan,
     set_result_dir,
     stamp_times,
+)
+from pmops.service.runlimits import (
+    Applied,
+    apply,
+    exhausted,
+    exhausted_error,
+    limits_for,
+    memory_peaks,
+    release,
 )
 from pmops.service.storage import refusal
 from pmops.settings import Settings, get_settings
@@ -62,6 +76,30 @@ def run_operation(
     row = claim(engine, operation_id, str(flow_run_id) if flow_run_id else None, worker_node())
     if row is None:
         return Cancelled(message=f"{operation_id} was not waiting to start (cancelled or done)")
+    # before any phase (and the threads the reporter and the phases start)
+    applied = apply(limits_for(settings, row["request"]), operation_id, settings)
+    logger = _logger()
+    limits = applied.limits
+    logger.info(
+        "limits: memoryGB %s, cpuUnits %g: %s", limits.describe(), limits.cpu_units, applied.detail
+    )
+    try:
+        return _run_claimed(engine, row, run_cls, phases, on_complete, settings, applied)
+    finally:
+        logger.info("memory: %s", memory_peaks())
+        release(applied)
+
+
+def _run_claimed(
+    engine: Engine,
+    row: dict[str, Any],
+    run_cls: RunFactory,
+    phases: Sequence[PhaseTask],
+    on_complete: OnComplete | None,
+    settings: Settings,
+    applied: Applied,
+) -> State | dict[str, Any]:
+    operation_id = row["operation_id"]
     out_dir = settings.results_dir.resolve() / operation_id
     set_result_dir(engine, operation_id, out_dir)
     reporter = OperationReporter(
@@ -86,7 +124,7 @@ def run_operation(
         _finish(engine, row, reporter, "Completed", document, ended)
         return {"operationId": operation_id, "status": "Completed"}
     except Exception as exc:
-        state = _record_stop(engine, row, reporter, exc)
+        state = _record_stop(engine, row, reporter, exc, applied)
         if state is None:
             # recorded as the operation's failure, and raised again so that Prefect keeps the
             # traceback
@@ -135,13 +173,25 @@ def _run_phases(
 
 
 def _record_stop(
-    engine: Engine, row: dict[str, Any], reporter: OperationReporter, exc: Exception
+    engine: Engine,
+    row: dict[str, Any],
+    reporter: OperationReporter,
+    exc: Exception,
+    applied: Applied,
 ) -> State | None:
     """Record how the run stopped; the flow run's state, or None for an unexpected error."""
     if isinstance(exc, OperationCancelled):
         status = "Timeout" if reporter.timed_out else "Cancelled"
         _finish_partial(engine, row, reporter, status, None)
         return Cancelled(message=f"{status}: {exc}")
+    # out of memory: under an enforced limit always (even where the reader said too_large)
+    if exhausted(exc) and (applied.enforced or not isinstance(exc, AnalysisError)):
+        # the failed phase's frames hold what filled the memory: free it before recording
+        traceback.clear_frames(exc.__traceback__)
+        gc.collect()
+        lack = exhausted_error(applied.limits, applied.enforced)
+        _finish_partial(engine, row, reporter, "Failed", lack)
+        return Failed(message=lack["message"])
     if isinstance(exc, AnalysisError):
         _finish_partial(engine, row, reporter, "Failed", exc.to_dict())
         return Failed(message=exc.message)
@@ -202,6 +252,14 @@ def storage_error(exc: OSError) -> dict[str, Any] | None:
         "phases are kept where they could be written; retry once the storage is fixed.",
         "field": None,
     }
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The flow run's logger (its lines reach Prefect and the runner's output)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("pmops.flows")
 
 
 def _lower_priority(niceness: int) -> None:

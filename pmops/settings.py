@@ -185,11 +185,33 @@ class Settings(BaseSettings):
     )
     cpu_units: int = Field(
         default=1,
-        description="vCPUs a flow run is allowed; reported as resourcesAllocated.cpuUnits",
+        description="vCPUs a flow run is allowed, applied to its process (PMOPS_RUN_LIMITS); "
+        "reported as resourcesAllocated.cpuUnits",
     )
     memory_gb: float = Field(
         default=2.0,
-        description="memory (GB) a flow run is allowed; reported as resourcesAllocated.memoryGB",
+        gt=0,
+        description="memory (GB) a flow run is allowed, enforced on its process (PMOPS_RUN_LIMITS)"
+        "; reported as resourcesAllocated.memoryGB",
+    )
+    run_limits: Literal["auto", "cgroup", "rlimit", "off"] = Field(
+        default="auto",
+        description="how a flow-run process is held to memoryGB and cpuUnits "
+        "(pmops/service/runlimits.py): cgroup (v2 memory.max, cpu.max), rlimit (RLIMIT_AS = "
+        "memoryGB + PMOPS_RUN_ADDRESS_SPACE_EXTRA_GB, CPU affinity), auto (cgroup where "
+        "usable, else rlimit) or off",
+    )
+    run_address_space_extra_gb: float = Field(
+        default=1.25,
+        ge=0,
+        description="PMOPS_RUN_LIMITS=rlimit: the address space a flow-run process may reserve "
+        "beyond memoryGB (RLIMIT_AS = memoryGB + this; thread stacks, malloc arenas, BLAS "
+        "buffers and libraries reserve ~0.9 GB they never touch, docs/limits.md)",
+    )
+    run_cgroup_dir: Path = Field(
+        default=Path("/sys/fs/cgroup/pmops"),
+        description="the cgroup v2 directory each flow run's own cgroup is made in "
+        "(run-<operationId>) when PMOPS_RUN_LIMITS is cgroup or auto",
     )
 
     # -- webhooks, callbacks and notifications (pmops/delivery/) -----------------------------

@@ -10,7 +10,9 @@ orchestrator (pmops/service/orchestrator.py; Prefect in api/prefect_orchestrator
 idempotently per operation, so a crash between "created" and "recorded" is harmless.
 
 The sweep marks Failed a Running operation whose flow-run process stopped writing heartbeats
-(killed: the orchestrator may still show its run Running, the service trusts its own heartbeat),
+(killed: the orchestrator may still show its run Running, the service trusts its own heartbeat;
+`resource_exhausted` when the OOM killer ended it in its memory-limited cgroup, else
+`worker_lost`),
 and Timeout an operation still waiting at its timeoutAt. It also watches dispatched operations
 that no run has claimed yet: when their run ended without starting them (Crashed, Cancelled,
 Failed: e.g. its process could not reach a restarting Prefect server), or sits Pending/Running
@@ -32,6 +34,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from pmops.service import runlimits
 from pmops.service.batch_progress import advance
 from pmops.service.batches import take_submissions
 from pmops.service.events import emit
@@ -184,7 +187,7 @@ class Dispatcher:
         with transaction(self.engine) as conn:
             dead = queue.list_silent_operations(conn, stale)
             for op_id, _, beat in dead:
-                error = worker_lost((now - beat).total_seconds())
+                error = self.lost_error(op_id, (now - beat).total_seconds())
                 if queue.fail_operation(conn, op_id, error, now, expect_status="Running"):
                     emit(conn, op_id, "operation.failed")
         # a transaction of its own: on PostgreSQL the status counters' rows are then always
@@ -201,6 +204,22 @@ class Dispatcher:
                 except Exception:
                     log.warning("could not cancel flow run %s", run_id)
         self.sweep_unstarted(now)
+
+    def lost_error(self, operation_id: str, silent_seconds: float) -> dict[str, Any]:
+        """worker_lost, or resource_exhausted when the OOM killer ended the run in its cgroup
+        (its memory limit, pmops.service.runlimits); the run's cgroup is removed either way."""
+        base = self.settings.run_cgroup_dir
+        if self.settings.run_limits not in ("auto", "cgroup"):
+            return worker_lost(silent_seconds)
+        kills, limit_gb = (
+            runlimits.oom_kills(base, operation_id),
+            runlimits.cgroup_limit_gb(base, operation_id),
+        )
+        runlimits.remove_cgroup(base, operation_id)
+        if kills and limit_gb is not None:
+            limits = runlimits.RunLimits(memory_gb=limit_gb, cpu_units=self.settings.cpu_units)
+            return runlimits.exhausted_error(limits, True, killed=True)
+        return worker_lost(silent_seconds)
 
     # -- dispatched, never started --------------------------------------------------------------
     def sweep_unstarted(self, now: datetime | None = None) -> int:
