@@ -337,6 +337,29 @@ def heartbeat(engine: Engine, owner: str) -> set[str]:
         return store.beat_deliverer(conn, owner, now, now - timedelta(seconds=OWNER_STALE_SECONDS))
 
 
+@dataclass
+class Slots:
+    """What the deliverer can still start: `free` attempts in all, `room` per endpoint in flight
+    (others: `per_endpoint`), `held` per project (tenant_id, project_id) in flight; `capacity`
+    and `reserve` make the per-project share; `blocked` endpoints are not leased (their
+    circuit breaker is open)."""
+
+    free: int
+    per_endpoint: int
+    room: dict[str, int] = field(default_factory=dict)
+    held: dict[tuple[str, str], int] = field(default_factory=dict)
+    capacity: int = 0
+    reserve: int = 0
+    blocked: set[str] = field(default_factory=set)
+
+    def share(self, projects: int) -> int:
+        """Slots one of `projects` projects with work may hold: (capacity - reserve) split
+        evenly, at least 1; the reserve is at most a quarter of the capacity."""
+        capacity = self.capacity or self.free
+        reserve = min(self.reserve, capacity // 4)
+        return max(1, (capacity - reserve) // max(1, projects))
+
+
 def lease_due(
     engine: Engine,
     owner: str,
@@ -344,14 +367,20 @@ def lease_due(
     room: dict[str, int],
     default_room: int,
     limit: int,
+    slots: Slots | None = None,
 ) -> list[Due]:
     """Lease up to `limit` due deliveries, at most room[endpoint] (else default_room) per
-    endpoint; endpoints with no room are skipped in the query itself."""
+    endpoint, and, with `slots`, at most each project's share of the slots (round-robin across
+    projects, so one project's backlog cannot starve another's deliveries). Full and blocked
+    endpoints are skipped in the query itself."""
+    slots = slots or Slots(free=limit, per_endpoint=default_room, room=room)
     now = utc_now()
-    full = [key for key, n in room.items() if n <= 0]
+    full = sorted({key for key, n in slots.room.items() if n <= 0} | slots.blocked)
     with transaction(engine) as conn:
-        candidates = store.list_due_deliveries(conn, now, live, full, limit * 4)
-        chosen = _within_room(candidates, room, default_room, limit)
+        candidates = store.list_due_deliveries(
+            conn, now, live, full, limit * 4, per_endpoint=default_room, per_project=limit
+        )
+        chosen = _within_room(candidates, slots, limit)
         if not chosen:
             return []
         store.lease_deliveries(conn, [r["delivery_id"] for r in chosen], owner)
@@ -383,16 +412,23 @@ def lease_due(
 
 
 def _within_room(
-    candidates: list[dict[str, Any]], room: dict[str, int], default_room: int, limit: int
+    candidates: list[dict[str, Any]], slots: Slots, limit: int
 ) -> list[dict[str, Any]]:
-    """The first `limit` candidates that fit each endpoint's room."""
+    """The candidates (round-robin across projects already) that fit each endpoint's room and
+    each project's share, the first `limit` of them."""
+    projects = {(r["tenant_id"], r["project_id"]) for r in candidates}
+    projects.update(scope for scope, n in slots.held.items() if n > 0)
+    share = slots.share(len(projects))
     taken: Counter[str] = Counter()
+    held: Counter[tuple[str, str]] = Counter(slots.held)
     chosen = []
     for row in candidates:
         key = row["endpoint_key"]
-        if taken[key] >= room.get(key, default_room):
+        scope = (row["tenant_id"], row["project_id"])
+        if taken[key] >= slots.room.get(key, slots.per_endpoint) or held[scope] >= share:
             continue
         taken[key] += 1
+        held[scope] += 1
         chosen.append(row)
         if len(chosen) >= limit:
             break
@@ -429,6 +465,7 @@ class Outcome:
     retry_after: float | None = None
     address: str | None = None
     detail: str | None = None  # e.g. the SMTP server's answer
+    timed_out: bool = False  # no answer within the attempt's time (the breaker counts these)
 
     @property
     def gone(self) -> bool:

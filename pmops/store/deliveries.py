@@ -188,26 +188,65 @@ LEASE_COLUMNS = (
 
 
 def list_due_deliveries(
-    conn: Connection, now: datetime, live: set[str], full: list[str], limit: int
+    conn: Connection,
+    now: datetime,
+    live: set[str],
+    full: list[str],
+    limit: int,
+    per_endpoint: int | None = None,
+    per_project: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` open deliveries due by `now`, in the order they are due, not leased by a
-    live deliverer, not to the `full` endpoints. On PostgreSQL the rows are locked and rows
-    another deliverer is leasing are skipped (FOR UPDATE SKIP LOCKED)."""
+    """Up to `limit` open deliveries due by `now`, not leased by a live deliverer, not to the
+    `full` endpoints; at most `per_endpoint` of one endpoint and `per_project` of one project
+    (the first due of each), taken round-robin across projects: every project's first due
+    delivery, then every project's second, ... (each round in the order they are due). So one
+    project's backlog, however old, never hides another project's deliveries. On PostgreSQL
+    the rows are locked and rows another deliverer is leasing are skipped (FOR UPDATE SKIP
+    LOCKED)."""
     d = deliveries.c
+    due_order = (d.next_attempt_at, d.delivery_id)
+    where: list[ColumnElement[bool]] = [
+        d.next_attempt_at <= now,
+        d.status.in_(OPEN),
+        or_(d.lease_owner.is_(None), d.lease_owner.not_in(list(live))),
+    ]
+    if full:
+        where.append(d.endpoint_key.not_in(full))
+    ranked = (
+        select(
+            d.delivery_id,
+            d.tenant_id,
+            d.project_id,
+            d.next_attempt_at,
+            func.row_number().over(partition_by=d.endpoint_key, order_by=due_order).label("nth"),
+        )
+        .where(*where)
+        .subquery("ranked")
+    )
+    r = ranked.c
+    per_project_rank = (
+        select(
+            r.delivery_id,
+            func.row_number()
+            .over(
+                partition_by=(r.tenant_id, r.project_id),
+                order_by=(r.next_attempt_at, r.delivery_id),
+            )
+            .label("round"),
+        )
+        .where(r.nth <= (per_endpoint or limit))
+        .subquery("rounds")
+    )
+    p = per_project_rank.c
     query = (
         select(*LEASE_COLUMNS)
-        .where(
-            d.next_attempt_at <= now,
-            d.status.in_(OPEN),
-            or_(d.lease_owner.is_(None), d.lease_owner.not_in(list(live))),
-        )
-        .order_by(d.next_attempt_at)
+        .select_from(deliveries.join(per_project_rank, p.delivery_id == d.delivery_id))
+        .where(p["round"] <= (per_project or limit))
+        .order_by(p["round"], d.next_attempt_at, d.delivery_id)
         .limit(limit)
     )
-    if full:
-        query = query.where(d.endpoint_key.not_in(full))
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update(of=deliveries, skip_locked=True)
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
