@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -295,3 +296,83 @@ def test_purge_keeps_what_is_open_and_drops_what_is_old(engine: Engine, settings
     assert outbox.purge(engine, settings) == 1  # the delivered event; the open one stays
     left = rows(engine, deliveries.c.operation_id == op_id)
     assert [d["delivery_id"] for d in left] == [second.delivery_id]
+
+
+def _flood(engine: Engine, settings: Settings, tenant: str, projects: int, hooks: int) -> None:
+    """`projects` projects of `tenant`, each with `hooks` webhooks and 5 progress events."""
+    for _ in range(projects):
+        project = str(uuid.uuid4())
+        for _ in range(hooks):
+            add_webhook(engine, tenant, project, events=["operation.progress"])
+        op_id = add_operation(engine, tenant, project)
+        for pct in range(1, 6):
+            move(engine, op_id, "operation.progress", percentage=float(pct * 10))
+    outbox.fan_out(engine, settings)
+
+
+def test_an_old_backlog_of_one_tenant_does_not_hide_another_tenants_deliveries(
+    engine: Engine, settings: Settings
+) -> None:
+    """Tenant A's 3 projects hold 150 due deliveries, all older than B's 2; a lease of 8 still
+    takes B's first (round-robin across projects), and each project gets its turn."""
+    _flood(engine, settings, str(uuid.uuid4()), projects=3, hooks=10)
+    tenant_b, project_b = scope()
+    hook_b = add_webhook(engine, tenant_b, project_b, events=["operation.progress"])
+    op_b = add_operation(engine, tenant_b, project_b)
+    move(engine, op_b, "operation.progress", percentage=50.0)
+    move(engine, op_b, "operation.progress", percentage=90.0)
+    outbox.fan_out(engine, settings)
+    assert len(rows(engine, deliveries.c.status == "Pending")) == 152
+
+    leased = outbox.lease_due(engine, "o", {"o"}, {}, 8, 8)
+    assert len(leased) == 8
+    assert [d.webhook_id for d in leased].count(hook_b) == 2
+    projects = Counter(d.project_id for d in leased)
+    assert len(projects) == 4 and max(projects.values()) == 2  # two rounds over 4 projects
+    # B's two come in the order they were made (one endpoint, one operation)
+    assert [d.event()["sequence"] for d in leased if d.webhook_id == hook_b] == [1, 2]
+
+
+def test_a_project_holds_at_most_its_share_and_the_reserve_waits_for_a_newcomer(
+    engine: Engine, settings: Settings
+) -> None:
+    """With 40 slots and a reserve of 8, one project with work may hold 32; a second project
+    that comes due gets the reserve at once while the first holds more than its new share."""
+    tenant_a = str(uuid.uuid4())
+    _flood(engine, settings, tenant_a, projects=1, hooks=20)
+    slots = outbox.Slots(free=40, per_endpoint=8, capacity=40, reserve=8)
+    first = outbox.lease_due(engine, "o", {"o"}, {}, 8, 40, slots)
+    assert len(first) == 32  # (40 - 8) / 1 project
+    (project_a,) = {d.project_id for d in first}
+
+    tenant_b, project_b = scope()
+    add_webhook(engine, tenant_b, project_b, events=["operation.progress"])
+    op_b = add_operation(engine, tenant_b, project_b)
+    move(engine, op_b, "operation.progress", percentage=50.0)
+    outbox.fan_out(engine, settings)
+    held = {(tenant_a, project_a): 32}
+    slots = outbox.Slots(free=8, per_endpoint=8, held=held, capacity=40, reserve=8)
+    second = outbox.lease_due(engine, "o", {"o"}, {}, 8, 8, slots)
+    # A is over its share of 16 now: only B's delivery is leased
+    assert [(d.tenant_id, d.project_id) for d in second] == [(tenant_b, project_b)]
+
+
+def test_blocked_endpoints_are_not_leased_and_keep_their_attempts(
+    engine: Engine, settings: Settings
+) -> None:
+    """An endpoint with no room (its breaker open) is skipped: its deliveries stay due and
+    untried, and the other endpoints' are leased as usual."""
+    tenant, project = scope()
+    tripped = add_webhook(engine, tenant, project, events=["operation.progress"])
+    other = add_webhook(engine, tenant, project, events=["operation.progress"])
+    op_id = add_operation(engine, tenant, project)
+    for pct in (10.0, 20.0, 30.0):
+        move(engine, op_id, "operation.progress", percentage=pct)
+    outbox.fan_out(engine, settings)
+    slots = outbox.Slots(free=10, per_endpoint=8, room={tripped: 0}, capacity=10)
+    leased = outbox.lease_due(engine, "o", {"o"}, slots.room, 8, 10, slots)
+    assert {d.webhook_id for d in leased} == {other} and len(leased) == 3
+    waiting = rows(engine, deliveries.c.webhook_id == tripped)
+    assert [(r["status"], r["attempt_count"], r["lease_owner"]) for r in waiting] == [
+        ("Pending", 0, None)
+    ] * 3
