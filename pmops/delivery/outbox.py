@@ -340,9 +340,12 @@ def heartbeat(engine: Engine, owner: str) -> set[str]:
 @dataclass
 class Slots:
     """What the deliverer can still start: `free` attempts in all, `room` per endpoint in flight
-    (others: `per_endpoint`), `held` per project (tenant_id, project_id) in flight; `capacity`
-    and `reserve` make the per-project share; `blocked` endpoints are not leased (their
-    circuit breaker is open)."""
+    (others: `per_endpoint`), `held` per project (tenant_id, project_id) in flight.
+
+    Fair shares: of the `capacity` slots, `reserve` (at most a quarter) are kept for quiet
+    tenants, those holding fewer than `reserve_per_tenant()` slots, so a tenant whose first
+    deliveries come due while another tenant's attempts hang in every other slot starts at once.
+    The rest are shared by the projects with work: each holds at most `share()` of them."""
 
     free: int
     per_endpoint: int
@@ -350,14 +353,23 @@ class Slots:
     held: dict[tuple[str, str], int] = field(default_factory=dict)
     capacity: int = 0
     reserve: int = 0
-    blocked: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> int:
+        return self.capacity or self.free
+
+    @property
+    def kept(self) -> int:
+        return min(self.reserve, self.total // 4)
 
     def share(self, projects: int) -> int:
-        """Slots one of `projects` projects with work may hold: (capacity - reserve) split
-        evenly, at least 1; the reserve is at most a quarter of the capacity."""
-        capacity = self.capacity or self.free
-        reserve = min(self.reserve, capacity // 4)
-        return max(1, (capacity - reserve) // max(1, projects))
+        """Slots one of `projects` projects with work may hold: the shared slots split evenly,
+        at least 1."""
+        return max(1, (self.total - self.kept) // max(1, projects))
+
+    def reserve_per_tenant(self) -> int:
+        """A tenant holding fewer than this many slots may be given reserved ones."""
+        return max(1, self.kept // 4)
 
 
 def lease_due(
@@ -371,11 +383,12 @@ def lease_due(
 ) -> list[Due]:
     """Lease up to `limit` due deliveries, at most room[endpoint] (else default_room) per
     endpoint, and, with `slots`, at most each project's share of the slots (round-robin across
-    projects, so one project's backlog cannot starve another's deliveries). Full and blocked
-    endpoints are skipped in the query itself."""
+    projects, so one project's backlog cannot starve another's deliveries; reserved slots for
+    quiet tenants: Slots). Endpoints with no room (full, or their circuit breaker open) are
+    skipped in the query itself."""
     slots = slots or Slots(free=limit, per_endpoint=default_room, room=room)
     now = utc_now()
-    full = sorted({key for key, n in slots.room.items() if n <= 0} | slots.blocked)
+    full = sorted(key for key, n in slots.room.items() if n <= 0)
     with transaction(engine) as conn:
         candidates = store.list_due_deliveries(
             conn, now, live, full, limit * 4, per_endpoint=default_room, per_project=limit
@@ -415,20 +428,34 @@ def _within_room(
     candidates: list[dict[str, Any]], slots: Slots, limit: int
 ) -> list[dict[str, Any]]:
     """The candidates (round-robin across projects already) that fit each endpoint's room and
-    each project's share, the first `limit` of them."""
+    each project's share, the first `limit` of them; reserved slots only for quiet tenants."""
     projects = {(r["tenant_id"], r["project_id"]) for r in candidates}
     projects.update(scope for scope, n in slots.held.items() if n > 0)
     share = slots.share(len(projects))
-    taken: Counter[str] = Counter()
     held: Counter[tuple[str, str]] = Counter(slots.held)
+    by_tenant: Counter[str] = Counter()
+    for (tenant, _), n in slots.held.items():
+        by_tenant[tenant] += n
+    in_flight = slots.total - slots.free
+    shared = max(0, slots.total - slots.kept - in_flight)  # free slots outside the reserve
+    reserved = min(slots.free, slots.kept)
+    quiet = slots.reserve_per_tenant()
+    taken: Counter[str] = Counter()
     chosen = []
     for row in candidates:
         key = row["endpoint_key"]
         scope = (row["tenant_id"], row["project_id"])
         if taken[key] >= slots.room.get(key, slots.per_endpoint) or held[scope] >= share:
             continue
+        if shared > 0:
+            shared -= 1
+        elif reserved > 0 and by_tenant[scope[0]] < quiet:
+            reserved -= 1
+        else:
+            continue
         taken[key] += 1
         held[scope] += 1
+        by_tenant[scope[0]] += 1
         chosen.append(row)
         if len(chosen) >= limit:
             break

@@ -204,7 +204,7 @@ def list_due_deliveries(
     the rows are locked and rows another deliverer is leasing are skipped (FOR UPDATE SKIP
     LOCKED)."""
     d = deliveries.c
-    due_order = (d.next_attempt_at, d.delivery_id)
+    due_order = (d.next_attempt_at, d.event_id, d.delivery_id)  # ties: in event order
     where: list[ColumnElement[bool]] = [
         d.next_attempt_at <= now,
         d.status.in_(OPEN),
@@ -218,6 +218,7 @@ def list_due_deliveries(
             d.tenant_id,
             d.project_id,
             d.next_attempt_at,
+            d.event_id,
             func.row_number().over(partition_by=d.endpoint_key, order_by=due_order).label("nth"),
         )
         .where(*where)
@@ -230,7 +231,7 @@ def list_due_deliveries(
             func.row_number()
             .over(
                 partition_by=(r.tenant_id, r.project_id),
-                order_by=(r.next_attempt_at, r.delivery_id),
+                order_by=(r.next_attempt_at, r.event_id, r.delivery_id),
             )
             .label("round"),
         )
@@ -242,7 +243,7 @@ def list_due_deliveries(
         select(*LEASE_COLUMNS)
         .select_from(deliveries.join(per_project_rank, p.delivery_id == d.delivery_id))
         .where(p["round"] <= (per_project or limit))
-        .order_by(p["round"], d.next_attempt_at, d.delivery_id)
+        .order_by(p["round"], *due_order)
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":

@@ -333,11 +333,12 @@ def test_an_old_backlog_of_one_tenant_does_not_hide_another_tenants_deliveries(
     assert [d.event()["sequence"] for d in leased if d.webhook_id == hook_b] == [1, 2]
 
 
-def test_a_project_holds_at_most_its_share_and_the_reserve_waits_for_a_newcomer(
+def test_a_project_holds_at_most_its_share_and_the_reserve_waits_for_a_quiet_tenant(
     engine: Engine, settings: Settings
 ) -> None:
-    """With 40 slots and a reserve of 8, one project with work may hold 32; a second project
-    that comes due gets the reserve at once while the first holds more than its new share."""
+    """With 40 slots and a reserve of 8, one project with work may hold 32. Then a second
+    project of the same (busy) tenant and a project of a quiet tenant come due: only the quiet
+    tenant's delivery gets a reserved slot."""
     tenant_a = str(uuid.uuid4())
     _flood(engine, settings, tenant_a, projects=1, hooks=20)
     slots = outbox.Slots(free=40, per_endpoint=8, capacity=40, reserve=8)
@@ -345,6 +346,7 @@ def test_a_project_holds_at_most_its_share_and_the_reserve_waits_for_a_newcomer(
     assert len(first) == 32  # (40 - 8) / 1 project
     (project_a,) = {d.project_id for d in first}
 
+    _flood(engine, settings, tenant_a, projects=1, hooks=5)  # A's second project
     tenant_b, project_b = scope()
     add_webhook(engine, tenant_b, project_b, events=["operation.progress"])
     op_b = add_operation(engine, tenant_b, project_b)
@@ -353,8 +355,11 @@ def test_a_project_holds_at_most_its_share_and_the_reserve_waits_for_a_newcomer(
     held = {(tenant_a, project_a): 32}
     slots = outbox.Slots(free=8, per_endpoint=8, held=held, capacity=40, reserve=8)
     second = outbox.lease_due(engine, "o", {"o"}, {}, 8, 8, slots)
-    # A is over its share of 16 now: only B's delivery is leased
     assert [(d.tenant_id, d.project_id) for d in second] == [(tenant_b, project_b)]
+    # once A's attempts end, its second project gets its share like any other
+    slots = outbox.Slots(free=39, per_endpoint=8, held={(tenant_b, project_b): 1}, capacity=40)
+    third = outbox.lease_due(engine, "o", {"o"}, {}, 8, 39, slots)
+    assert len({d.project_id for d in third} - {project_a}) == 1
 
 
 def test_blocked_endpoints_are_not_leased_and_keep_their_attempts(
