@@ -52,6 +52,8 @@ from pmops.store.engine import engine_for, utc_now
 
 log = logging.getLogger("pmops.delivery.deliverer")
 HEARTBEAT_SECONDS = 1.0
+# how often, at most, the projects with due deliveries are read again under a backlog
+PROJECTS_REFRESH_SECONDS = 0.25
 PURGE_SECONDS = 3600.0
 USER_AGENT = "pmops-webhooks/0.1"
 
@@ -76,6 +78,7 @@ class Deliverer:
         )
         self.in_flight: Counter[str] = Counter()  # per endpoint
         self.held: Counter[tuple[str, str]] = Counter()  # per project (tenant_id, project_id)
+        self.projects = outbox.DueProjects(PROJECTS_REFRESH_SECONDS)
         self.tasks: set[asyncio.Task[None]] = set()
         self.outcomes: list[outbox.Outcome] = []
         self.wake = asyncio.Event()
@@ -141,6 +144,7 @@ class Deliverer:
             held=dict(self.held),
             capacity=self.settings.delivery_concurrency,
             reserve=self.settings.delivery_reserve,
+            projects=self.projects,
         )
 
     async def _drain(self) -> None:

@@ -184,7 +184,20 @@ LEASE_COLUMNS = (
     deliveries.c.operation_id,
     deliveries.c.event_type,
     deliveries.c.event_id,
+    deliveries.c.next_attempt_at,
 )
+
+
+def _due(now: datetime, live: set[str], full: list[str]) -> list[ColumnElement[bool]]:
+    d = deliveries.c
+    where: list[ColumnElement[bool]] = [
+        d.next_attempt_at <= now,
+        d.status.in_(OPEN),
+        or_(d.lease_owner.is_(None), d.lease_owner.not_in(list(live))),
+    ]
+    if full:
+        where.append(d.endpoint_key.not_in(full))
+    return where
 
 
 def list_due_deliveries(
@@ -193,62 +206,39 @@ def list_due_deliveries(
     live: set[str],
     full: list[str],
     limit: int,
-    per_endpoint: int | None = None,
-    per_project: int | None = None,
+    scope: tuple[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` open deliveries due by `now`, not leased by a live deliverer, not to the
-    `full` endpoints; at most `per_endpoint` of one endpoint and `per_project` of one project
-    (the first due of each), taken round-robin across projects: every project's first due
-    delivery, then every project's second, ... (each round in the order they are due). So one
-    project's backlog, however old, never hides another project's deliveries. On PostgreSQL
-    the rows are locked and rows another deliverer is leasing are skipped (FOR UPDATE SKIP
-    LOCKED)."""
+    """Up to `limit` open deliveries due by `now`, in the order they are due (ties in event
+    order), not leased by a live deliverer, not to the `full` endpoints; only the project
+    `scope` (tenant_id, project_id) if given. On PostgreSQL the rows are locked and rows another
+    deliverer is leasing are skipped (FOR UPDATE SKIP LOCKED)."""
     d = deliveries.c
-    due_order = (d.next_attempt_at, d.event_id, d.delivery_id)  # ties: in event order
-    where: list[ColumnElement[bool]] = [
-        d.next_attempt_at <= now,
-        d.status.in_(OPEN),
-        or_(d.lease_owner.is_(None), d.lease_owner.not_in(list(live))),
-    ]
-    if full:
-        where.append(d.endpoint_key.not_in(full))
-    ranked = (
-        select(
-            d.delivery_id,
-            d.tenant_id,
-            d.project_id,
-            d.next_attempt_at,
-            d.event_id,
-            func.row_number().over(partition_by=d.endpoint_key, order_by=due_order).label("nth"),
-        )
-        .where(*where)
-        .subquery("ranked")
-    )
-    r = ranked.c
-    per_project_rank = (
-        select(
-            r.delivery_id,
-            func.row_number()
-            .over(
-                partition_by=(r.tenant_id, r.project_id),
-                order_by=(r.next_attempt_at, r.event_id, r.delivery_id),
-            )
-            .label("round"),
-        )
-        .where(r.nth <= (per_endpoint or limit))
-        .subquery("rounds")
-    )
-    p = per_project_rank.c
+    where = _due(now, live, full)
+    if scope is not None:
+        where += [d.tenant_id == scope[0], d.project_id == scope[1]]
     query = (
         select(*LEASE_COLUMNS)
-        .select_from(deliveries.join(per_project_rank, p.delivery_id == d.delivery_id))
-        .where(p["round"] <= (per_project or limit))
-        .order_by(p["round"], *due_order)
+        .where(*where)
+        .order_by(d.next_attempt_at, d.event_id, d.delivery_id)
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=deliveries, skip_locked=True)
+        query = query.with_for_update(skip_locked=True)
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def list_due_projects(conn: Connection, now: datetime) -> list[tuple[str, str]]:
+    """The projects (tenant_id, project_id) with open deliveries due by `now` (leased ones
+    too), the one whose oldest is due first first. Read from ix_deliveries_project_due alone:
+    only open deliveries have a next attempt."""
+    d = deliveries.c
+    query = (
+        select(d.tenant_id, d.project_id)
+        .where(d.next_attempt_at <= now)
+        .group_by(d.tenant_id, d.project_id)
+        .order_by(func.min(d.next_attempt_at))
+    )
+    return [(r.tenant_id, r.project_id) for r in conn.execute(query)]
 
 
 def lease_deliveries(conn: Connection, delivery_ids: list[str], owner: str) -> None:
