@@ -184,6 +184,7 @@ NOTE_ONLY: tuple[tuple[str, str], ...] = (
     ("memory", "Wide and large logs (issue #14): the figures kept by hand"),
     ("fair", "Fair dispatch across projects (issue #16)"),
     ("fuzz", "Loader fuzzing (issue #16)"),
+    ("delivery_flood", "Fair delivery: a webhook flood and a hanging DNS host (issue #16)"),
 )
 
 
