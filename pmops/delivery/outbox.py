@@ -381,8 +381,8 @@ class Slots:
 
 class DueProjects:
     """The projects with due deliveries (tenant_id, project_id), the longest waiting first, read
-    again at most every `every` seconds and at least 5 x as long as reading them took (it reads
-    every due delivery: with a backlog of 100,000 it takes tens of milliseconds)."""
+    again at most every `every` seconds and at least 5 x as long as reading them took (a few
+    index seeks per project with open deliveries: store.list_due_projects)."""
 
     def __init__(self, every: float = 0.25) -> None:
         self.every = every

@@ -381,3 +381,37 @@ def test_blocked_endpoints_are_not_leased_and_keep_their_attempts(
     assert [(r["status"], r["attempt_count"], r["lease_owner"]) for r in waiting] == [
         ("Pending", 0, None)
     ] * 3
+
+
+def test_due_projects_are_found_by_their_oldest_due_delivery(
+    engine: Engine, settings: Settings
+) -> None:
+    """store.list_due_projects: the projects with due deliveries, the longest waiting first;
+    one whose deliveries are all finished or all due later is not listed."""
+    from pmops.store.deliveries import list_due_projects
+
+    made = []
+    for _ in range(4):
+        tenant, project = scope()
+        add_webhook(engine, tenant, project, events=["operation.progress"])
+        op_id = add_operation(engine, tenant, project)
+        move(engine, op_id, "operation.progress", percentage=50.0)
+        made.append((tenant, project))
+    outbox.fan_out(engine, settings)
+    now = utc_now()
+    due_at = {made[0]: -5, made[1]: -60, made[2]: 3600}  # made[3]: finished
+    with transaction(engine) as conn:
+        for (tenant, project), seconds in due_at.items():
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.tenant_id == tenant, deliveries.c.project_id == project)
+                .values(next_attempt_at=now + timedelta(seconds=seconds))
+            )
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.tenant_id == made[3][0])
+            .values(status="Delivered", next_attempt_at=None)
+        )
+    with transaction(engine) as conn:
+        listed = [p for p in list_due_projects(conn, utc_now()) if p in made]
+    assert listed == [made[1], made[0]]
