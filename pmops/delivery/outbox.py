@@ -462,7 +462,10 @@ def lease_due(
 
 
 def _round_robin(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every project's first due, then every project's second, ...; each round in due order."""
+    """Every project's first due, then every project's second, ...; each round in due order.
+    One project (the common case): as they are, already in due order."""
+    if len({(r["tenant_id"], r["project_id"]) for r in candidates}) <= 1:
+        return candidates
     nth: Counter[tuple[str, str]] = Counter()
     ranked: list[tuple[int, tuple[datetime, int, str], dict[str, Any]]] = []
     for row in sorted(candidates, key=_due_order):
