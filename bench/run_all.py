@@ -185,6 +185,7 @@ NOTE_ONLY: tuple[tuple[str, str], ...] = (
     ("fair", "Fair dispatch across projects (issue #16)"),
     ("fuzz", "Loader fuzzing (issue #16)"),
     ("api_memory", "API memory under abuse (issue #16)"),
+    ("delivery_flood", "Fair delivery: a webhook flood and a hanging DNS host (issue #16)"),
 )
 
 

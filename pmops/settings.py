@@ -232,6 +232,37 @@ class Settings(BaseSettings):
     delivery_per_endpoint: int = Field(
         default=8, ge=1, description="delivery attempts in flight at once per receiving endpoint"
     )
+    delivery_reserve: int = Field(
+        default=32,
+        ge=0,
+        description="delivery slots kept free for a project that has deliveries due and none in "
+        "flight (at most a quarter of PMOPS_DELIVERY_CONCURRENCY): each project with work may "
+        "hold (concurrency - reserve) / projects-with-work slots, so a newcomer starts at once",
+    )
+    delivery_breaker_timeouts: int = Field(
+        default=3,
+        ge=0,
+        description="an endpoint whose attempts timed out this many times in a row is put behind "
+        "a circuit breaker: its due deliveries wait, unsent and uncounted, then one probe goes; "
+        "0: no breaker",
+    )
+    delivery_breaker_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long a tripped endpoint waits before its probe; doubled after each "
+        "probe that times out too, up to 10 minutes",
+    )
+    delivery_dns_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long a new delivery connection may wait for its host to resolve",
+    )
+    delivery_dns_ttl_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="how long a resolved and checked webhook address is reused for new "
+        "connections to that host (0: resolve for every new connection)",
+    )
     delivery_poll_seconds: float = Field(
         default=0.05,
         gt=0,

@@ -6,6 +6,13 @@ at most `PMOPS_DELIVERY_CONCURRENCY` in all and `PMOPS_DELIVERY_PER_ENDPOINT` pe
 endpoint, so a slow or dead receiver holds only its own slots: it never delays deliveries to
 others, and never the operation (which only wrote an event).
 
+Fairness between tenants: due deliveries are leased round-robin across projects, and a project
+holds at most its share of the slots, (concurrency - `PMOPS_DELIVERY_RESERVE`) / projects with
+work, so the reserve is free for a project whose first delivery comes due while another floods
+the slots (hundreds of webhooks to receivers that never answer). An endpoint whose attempts keep
+timing out is put behind a circuit breaker (`pmops.delivery.breaker`): its deliveries wait,
+unsent, instead of spending slots.
+
 Webhooks and callbacks are POSTed by `pmops.delivery.httpsend` (connecting only to the address that
 `pmops.delivery.netguard` checked), email goes through SMTP in a worker thread, Slack through the
 project's
@@ -30,6 +37,7 @@ from sqlalchemy.engine import Engine
 
 from pmops.contract.signing import signature_headers
 from pmops.delivery import notify, outbox
+from pmops.delivery.breaker import Breakers
 from pmops.delivery.httpsend import HttpSender, InvalidHeader, SendError, retry_after_seconds
 from pmops.delivery.netguard import (
     BlockedAddress,
@@ -44,6 +52,8 @@ from pmops.store.engine import engine_for, utc_now
 
 log = logging.getLogger("pmops.delivery.deliverer")
 HEARTBEAT_SECONDS = 1.0
+# how often, at most, the projects with due deliveries are read again under a backlog
+PROJECTS_REFRESH_SECONDS = 0.25
 PURGE_SECONDS = 3600.0
 USER_AGENT = "pmops-webhooks/0.1"
 
@@ -60,8 +70,15 @@ class Deliverer:
             user_agent=USER_AGENT,
             # many webhooks may share one receiving host: keep a connection per attempt slot
             max_idle_per_origin=settings.delivery_concurrency,
+            dns_timeout=settings.delivery_dns_timeout_seconds,
+            dns_ttl=settings.delivery_dns_ttl_seconds,
         )
-        self.in_flight: Counter[str] = Counter()
+        self.breakers = Breakers(
+            settings.delivery_breaker_timeouts, settings.delivery_breaker_seconds
+        )
+        self.in_flight: Counter[str] = Counter()  # per endpoint
+        self.held: Counter[tuple[str, str]] = Counter()  # per project (tenant_id, project_id)
+        self.projects = outbox.DueProjects(PROJECTS_REFRESH_SECONDS)
         self.tasks: set[asyncio.Task[None]] = set()
         self.outcomes: list[outbox.Outcome] = []
         self.wake = asyncio.Event()
@@ -89,19 +106,16 @@ class Deliverer:
                     busy = True
                 free = settings.delivery_concurrency - len(self.tasks)
                 if free > 0:
-                    room = {
-                        key: settings.delivery_per_endpoint - n
-                        for key, n in self.in_flight.items()
-                        if n
-                    }
+                    slots = self._slots(free)
                     due = await asyncio.to_thread(
                         outbox.lease_due,
                         self.engine,
                         self.owner,
                         live,
-                        room,
+                        slots.room,
                         settings.delivery_per_endpoint,
                         free,
+                        slots,
                     )
                     for item in due:
                         self._start(item)
@@ -115,6 +129,23 @@ class Deliverer:
                 self.wake.clear()
         finally:
             await self._drain()
+
+    def _slots(self, free: int) -> outbox.Slots:
+        """What may be leased now: per endpoint what its in-flight attempts and its breaker
+        leave, per project its share."""
+        per_endpoint = self.settings.delivery_per_endpoint
+        room = {key: per_endpoint - n for key, n in self.in_flight.items() if n}
+        for key, cap in self.breakers.limits().items():
+            room[key] = min(room.get(key, per_endpoint), cap - self.in_flight[key])
+        return outbox.Slots(
+            free=free,
+            per_endpoint=per_endpoint,
+            room=room,
+            held=dict(self.held),
+            capacity=self.settings.delivery_concurrency,
+            reserve=self.settings.delivery_reserve,
+            projects=self.projects,
+        )
 
     async def _drain(self) -> None:
         if self.tasks:
@@ -130,6 +161,7 @@ class Deliverer:
 
     def _start(self, due: outbox.Due) -> None:
         self.in_flight[due.endpoint_key] += 1
+        self.held[(due.tenant_id, due.project_id)] += 1
         task = asyncio.create_task(self._attempt(due))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -149,6 +181,16 @@ class Deliverer:
             self.in_flight[due.endpoint_key] -= 1
             if self.in_flight[due.endpoint_key] <= 0:
                 del self.in_flight[due.endpoint_key]
+            scope = (due.tenant_id, due.project_id)
+            self.held[scope] -= 1
+            if self.held[scope] <= 0:
+                del self.held[scope]
+        if due.kind != "email" and self.breakers.record(due.endpoint_key, outcome.timed_out):
+            log.warning(
+                "endpoint %s timed out %d times in a row: its deliveries wait (circuit breaker)",
+                due.endpoint_key,
+                self.settings.delivery_breaker_timeouts,
+            )
         if not outcome.success:  # one line per failed attempt; its reason, no traceback
             log.warning(
                 "delivery %s (%s, attempt %d) failed: %s",
@@ -164,12 +206,12 @@ class Deliverer:
         started = utc_now()
         try:
             response = await self.sender.post(due.target, headers, body)
-        except (BlockedAddress, ResolveFailed, UnsafeUrl, InvalidHeader) as exc:
+        except ResolveFailed as exc:
+            return outbox.Outcome(due, started, False, error=exc.message, timed_out=exc.timed_out)
+        except (BlockedAddress, UnsafeUrl, InvalidHeader) as exc:
             return outbox.Outcome(due, started, False, error=exc.message)
         except SendError as exc:
-            return outbox.Outcome(
-                due, started, False, error=str(exc), response_ms=None, address=None
-            )
+            return outbox.Outcome(due, started, False, error=str(exc), timed_out=exc.timed_out)
         ok = 200 <= response.status < 300
         return outbox.Outcome(
             due,
@@ -247,8 +289,8 @@ def serve(settings: Settings | None = None) -> None:
     async def main() -> None:
         deliverer = Deliverer(settings)
         loop = asyncio.get_running_loop()
-        # each send resolves its host afresh (no DNS-rebinding window) in the default executor,
-        # which the store calls share: 6 threads on 2 CPUs would cap sends by DNS latency
+        # the store calls run in the default executor (DNS lookups have the NetGuard's threads):
+        # 6 threads on 2 CPUs would cap the leases and settles
         loop.set_default_executor(ThreadPoolExecutor(64, thread_name_prefix="pmops-deliver"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, deliverer.stop)

@@ -10,18 +10,24 @@ connection. See bench/bench_httpsend.py for the figures.
 
 How a POST goes (`HttpSender.post`):
 
-* `parse_target` and `NetGuard.pick_address` resolve the host *now* and refuse it if any address
-  is private; the connection then goes to exactly that IP (`create_connection` with a numeric
-  host does no lookup). There is no second DNS lookup between the check and the connect, so no
-  DNS-rebinding window. For https, SNI and certificate verification use the URL's host name
-  (`server_hostname`), not the IP.
+* An idle kept-alive connection to the URL's origin (scheme, host, port) is reused as it is: it
+  goes to an address the guard checked when it was made, so a send on it needs no DNS at all.
+* Only a new connection needs an address: `NetGuard.pick_address` resolves the host (in the
+  guard's own lookup threads, one lookup per host at a time, within `dns_timeout`) and refuses
+  it if any address is private; the connection then goes to exactly that IP
+  (`create_connection` with a numeric host does no lookup). The picked address is kept for
+  `dns_ttl` seconds for the next new connections to that host (dropped when connecting to it
+  fails). Only checked addresses are kept and the connect never looks the name up again, so no
+  DNS-rebinding window; a host whose DNS hangs delays only its own sends. For https, SNI and
+  certificate verification use the URL's host name (`server_hostname`), not the IP.
 * Redirects are never followed: a 3xx is returned like any status, since following one would
   send a signed delivery to a URL nobody registered (and past the registration check).
-* Keep-alive: idle connections are pooled per (scheme, ip, port, host), at most
+* Keep-alive: idle connections are pooled per origin (scheme, host, port), at most
   `max_idle_per_origin` each, and not reused after 30 s idle. A pooled connection the server
   closed just as we reused it (EOF or reset before any byte of the status line) is retried once
   on a fresh connection; any other failure drops the connection and is reported.
-* The whole attempt (resolve, connect, TLS, send, response) is bounded by `timeout`.
+* The whole attempt (resolve, connect, TLS, send, response) is bounded by `timeout`; a timeout
+  is a SendError with `timed_out` set (the deliverer's circuit breaker counts those).
 * At most `max_body` response bytes are kept; the rest of a framed body is read and dropped (up to
   1 MiB, beyond that the connection is closed instead), an unframed one ends the connection.
 """
@@ -41,6 +47,9 @@ from typing import cast
 from pmops.contract.headers import TOKEN, header_error
 from pmops.delivery.netguard import DEFAULT_PORTS, NetGuard, Target, parse_target
 
+DNS_TIMEOUT = 5.0  # seconds a new connection may wait for its host to resolve
+DNS_TTL = 30.0  # seconds a picked (checked) address is reused for new connections
+MAX_CACHED_HOSTS = 4096
 IDLE_REUSE_LIMIT = 30.0  # seconds; servers commonly drop idle connections after 5-60 s
 MAX_HEAD = 64 * 1024
 DRAIN_LIMIT = 1024 * 1024  # dropping more than this is slower than a new connection
@@ -73,10 +82,11 @@ class InvalidHeader(ValueError):
 class SendError(Exception):
     """A delivery attempt that got no usable response; `message` says why."""
 
-    def __init__(self, message: str, elapsed_ms: float = 0.0) -> None:
+    def __init__(self, message: str, elapsed_ms: float = 0.0, timed_out: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.elapsed_ms = elapsed_ms
+        self.timed_out = timed_out  # the attempt ran out of time (no answer within timeout)
 
 
 class _BadResponse(Exception):
@@ -368,6 +378,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[_Parser] | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.address = ""  # the (checked) IP it is connected to
         self.lost: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -439,7 +450,7 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-_Key = tuple[str, str, int, str]
+_Origin = tuple[str, str, int]  # scheme, host, port
 
 
 class HttpSender:
@@ -453,14 +464,19 @@ class HttpSender:
         ssl_context: ssl.SSLContext | None = None,
         max_idle_per_origin: int = 16,
         user_agent: str = "pmops-webhooks/0.1",
+        dns_timeout: float = DNS_TIMEOUT,
+        dns_ttl: float = DNS_TTL,
     ) -> None:
         self.guard = guard
         self.timeout = timeout
+        self.dns_timeout = min(dns_timeout, timeout)
+        self.dns_ttl = dns_ttl
+        self._addresses: dict[tuple[str, int], tuple[float, str]] = {}
         self.max_body = max_body
         self.max_idle_per_origin = max_idle_per_origin
         self.user_agent = user_agent
         self._ssl_context = ssl_context
-        self._idle: dict[_Key, list[_Connection]] = {}
+        self._idle: dict[_Origin, list[_Connection]] = {}
         self._active: set[_Connection] = set()
         self._closed = False
         self._next_sweep = 0.0
@@ -487,20 +503,17 @@ class HttpSender:
         """
         if self._closed:
             raise RuntimeError("HttpSender is closed")
-        started = time.perf_counter()
         target = parse_target(url)
         payload = self._request_bytes(target, headers, body)
-        ip = str(await self.guard.pick_address(target, self.timeout))
-        key = (target.scheme, ip, target.port, target.host)
         t0 = time.perf_counter()
-        deadline = asyncio.timeout(self.timeout - (t0 - started))
+        deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline:
-                parser = await self._exchange(key, payload)
+                parser, ip = await self._exchange(target, payload)
         except TimeoutError as e:
             ms = (time.perf_counter() - t0) * 1000
             if deadline.expired():
-                raise SendError(f"timed out after {self.timeout:g} s", ms) from None
+                raise SendError(f"timed out after {self.timeout:g} s", ms, timed_out=True) from None
             raise SendError(_os_error_text(e), ms) from None
         except (_BadResponse, _NoResponse) as e:
             prefix = "bad response: " if isinstance(e, _BadResponse) else ""
@@ -561,13 +574,14 @@ class HttpSender:
         parts.append("\r\n")
         return "".join(parts).encode() + body
 
-    async def _exchange(self, key: _Key, payload: bytes) -> _Parser:
+    async def _exchange(self, target: Target, payload: bytes) -> tuple[_Parser, str]:
+        key = (target.scheme, target.host, target.port)
         fresh = False
         while True:
             conn = None if fresh else self._take_idle(key)
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(key)
+                conn = await self._connect(target)
             self._active.add(conn)
             try:
                 parser = await conn.request(payload)
@@ -584,25 +598,47 @@ class HttpSender:
             finally:
                 self._active.discard(conn)
             self._release(key, conn, parser.keep_alive)
-            return parser
+            return parser, conn.address
 
-    async def _connect(self, key: _Key) -> _Connection:
-        scheme, ip, port, host = key
+    async def _address(self, target: Target) -> str:
+        """The checked IP for a new connection to `target`: kept from a recent pick, or picked
+        now (ResolveFailed, BlockedAddress)."""
+        now = asyncio.get_running_loop().time()
+        name = (target.host, target.port)
+        kept = self._addresses.get(name)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        ip = str(await self.guard.pick_address(target, self.dns_timeout))
+        if self.dns_ttl > 0 and ip != target.host:
+            if len(self._addresses) >= MAX_CACHED_HOSTS:
+                self._addresses.clear()
+            self._addresses[name] = (now + self.dns_ttl, ip)
+        return ip
+
+    async def _connect(self, target: Target) -> _Connection:
+        ip = await self._address(target)
         loop = asyncio.get_running_loop()
         max_body = self.max_body
-        if scheme == "https":
-            _, conn = await loop.create_connection(
-                lambda: _Connection(loop, max_body),
-                ip,
-                port,
-                ssl=self.ssl_context,
-                server_hostname=host,
-            )
-        else:
-            _, conn = await loop.create_connection(lambda: _Connection(loop, max_body), ip, port)
+        try:
+            if target.scheme == "https":
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop, max_body),
+                    ip,
+                    target.port,
+                    ssl=self.ssl_context,
+                    server_hostname=target.host,
+                )
+            else:
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop, max_body), ip, target.port
+                )
+        except BaseException:  # refused, unreachable, timed out: look the name up next time
+            self._addresses.pop((target.host, target.port), None)
+            raise
+        conn.address = ip
         return conn
 
-    def _take_idle(self, key: _Key) -> _Connection | None:
+    def _take_idle(self, key: _Origin) -> _Connection | None:
         stack = self._idle.get(key)
         if not stack:
             return None
@@ -614,7 +650,7 @@ class HttpSender:
             conn.close()
         return None
 
-    def _release(self, key: _Key, conn: _Connection, keep_alive: bool) -> None:
+    def _release(self, key: _Origin, conn: _Connection, keep_alive: bool) -> None:
         if not keep_alive or conn.closed or self._closed:
             conn.close()
             return
@@ -631,6 +667,9 @@ class HttpSender:
     def _sweep(self, now: float) -> None:
         # Origins no longer posted to would otherwise hold their idle connections forever.
         self._next_sweep = now + IDLE_REUSE_LIMIT
+        for name, (expires, _ip) in list(self._addresses.items()):
+            if expires <= now:
+                del self._addresses[name]
         for key, stack in list(self._idle.items()):
             keep = []
             for conn in stack:

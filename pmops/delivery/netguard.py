@@ -7,11 +7,17 @@ tenant make us talk to cloud metadata or internal services. The rules:
 * At registration (`NetGuard.check_registration`) the URL must be http(s), carry a host and no
   credentials, and every address the host resolves to *right now* must be public. A host that does
   not resolve is accepted: DNS may not be set up yet, and the check that matters is at send time.
-* At every send (`NetGuard.pick_address`) the host is resolved again, every address is checked,
-  and the caller connects to exactly the address returned, never looking the name up a second
-  time. Checking one lookup and then letting the connect do its own would leave a DNS-rebinding
-  window (a name answering a public address to the check and 127.0.0.1 to the connect), which is
-  why DNS answers are never cached here and why the sender takes an IP, not a name.
+* Before a new connection (`NetGuard.pick_address`) the host is resolved, every address is
+  checked, and the caller connects to exactly the address returned, never looking the name up a
+  second time. Checking one lookup and then letting the connect do its own would leave a
+  DNS-rebinding window (a name answering a public address to the check and 127.0.0.1 to the
+  connect), which is why the sender takes an IP, not a name, and why what it may keep (a
+  connection, or the picked address for a few seconds: pmops.delivery.httpsend) is only ever an
+  address this guard checked. Raw DNS answers are never cached here.
+* Lookups run in the guard's own few daemon threads (`LookupThreads`), one at a time per host:
+  callers asking for a host already being looked up wait for that lookup (each up to its own
+  timeout) instead of starting another. So a host whose DNS hangs holds one thread, not every
+  thread, and never the event loop's default executor that store calls use.
 * If any address of a name is blocked the name is refused, even if another address is public: a
   name mixing both is either misconfigured or an attack, and refusing it keeps the rule simple.
 
@@ -25,13 +31,15 @@ tests) overrides all of it. Standard library only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
+import queue
 import socket
 import string
 import threading
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,9 +94,10 @@ class BlockedAddress(Exception):
 class ResolveFailed(Exception):
     """At send time the host did not resolve (error or timeout)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, timed_out: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -232,11 +241,77 @@ def _ipv6_reason(ip: ipaddress.IPv6Address) -> str | None:
     return None
 
 
-class NetGuard:
-    """Resolves webhook hosts and refuses private addresses; `allow` networks are exempt."""
+GetAddrInfo = Callable[..., list[tuple[Any, ...]]]
+LOOKUP_THREADS = 32
 
-    def __init__(self, allow: Iterable[Network] = ()) -> None:
+
+class LookupThreads:
+    """A few daemon threads running blocking lookups for event loops (started as needed, at most
+    `size`). Daemon threads: a lookup that hangs never holds up interpreter exit."""
+
+    def __init__(self, size: int = LOOKUP_THREADS) -> None:
+        self.size = size
+        self._jobs: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # an idle thread takes it
+            elif self._threads < self.size:
+                self._threads += 1
+                threading.Thread(target=self._work, name="pmops-dns", daemon=True).start()
+        self._jobs.put((loop, future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            loop, future, fn, args = self._jobs.get()
+            try:
+                result, error = fn(*args), None
+            except BaseException as e:  # handed to the waiting coroutine
+                result, error = None, e
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle_future, future, result, error)
+            with self._lock:
+                self._idle += 1
+
+
+def _settle_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # every waiter may have given up (timed out): the outcome must not be reported as lost
+    if not future.cancelled():
+        future.exception()
+
+
+class NetGuard:
+    """Resolves webhook hosts and refuses private addresses; `allow` networks are exempt.
+
+    `getaddrinfo` is socket.getaddrinfo unless given (tests give one that hangs for a host)."""
+
+    def __init__(
+        self,
+        allow: Iterable[Network] = (),
+        getaddrinfo: GetAddrInfo | None = None,
+        threads: LookupThreads | None = None,
+    ) -> None:
         self.allow: tuple[Network, ...] = tuple(allow)
+        self._getaddrinfo: GetAddrInfo = getaddrinfo or socket.getaddrinfo
+        self._threads = threads
+        # lookups under way, per loop and (host, port): later callers join them
+        self._lookups: dict[tuple[int, str, int], asyncio.Future[Any]] = {}
         # Verdicts per address (not per name): a pure function of the address and the allow
         # list, cached because the range checks cost microseconds on every send.
         self._verdicts: dict[Address, str | None] = {}
@@ -294,7 +369,7 @@ class NetGuard:
 
         def lookup() -> None:
             try:
-                infos = socket.getaddrinfo(
+                infos = self._getaddrinfo(
                     host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
                 )
                 result.extend(_addresses(infos))
@@ -311,7 +386,8 @@ class NetGuard:
         return result
 
     async def resolve_async(self, host: str, port: int, timeout: float) -> list[Address]:
-        """resolve() for the event loop. Names are looked up every time (no DNS cache)."""
+        """resolve() for the event loop: a fresh lookup, or the one of this host under way (no
+        DNS cache). TimeoutError after `timeout` (the lookup itself goes on for later callers)."""
         literal = _literal(host)
         if literal is not None:
             return [literal]
@@ -321,11 +397,25 @@ class NetGuard:
             except (OSError, UnicodeError):
                 return list(_LOOPBACKS)
         loop = asyncio.get_running_loop()
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP),
-            timeout,
-        )
+        key = (id(loop), host, port)
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            if self._threads is None:
+                self._threads = LookupThreads()
+            lookup = self._threads.submit(self._lookup, host, port)
+            self._lookups[key] = lookup
+            lookup.add_done_callback(_retrieve)
+            lookup.add_done_callback(lambda done: self._forget(key, done))
+        addresses: list[Address] = await asyncio.wait_for(asyncio.shield(lookup), timeout)
+        return addresses
+
+    def _lookup(self, host: str, port: int) -> list[Address]:
+        infos = self._getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
         return _addresses(infos)
+
+    def _forget(self, key: tuple[int, str, int], done: asyncio.Future[Any]) -> None:
+        if self._lookups.get(key) is done:
+            del self._lookups[key]
 
     def check_registration(self, url: str, field: str) -> Target:
         """The parsed URL, or UnsafeUrl naming `field` if it is unusable or resolves privately."""
@@ -345,7 +435,9 @@ class NetGuard:
         try:
             addresses = await self.resolve_async(target.host, target.port, timeout)
         except TimeoutError:
-            raise ResolveFailed(f"{target.host} did not resolve within {timeout:g} s") from None
+            raise ResolveFailed(
+                f"{target.host} did not resolve within {timeout:g} s", timed_out=True
+            ) from None
         except (OSError, UnicodeError) as e:
             detail = getattr(e, "strerror", None) or str(e)
             raise ResolveFailed(f"{target.host} does not resolve ({detail})") from None

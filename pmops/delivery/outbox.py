@@ -13,7 +13,9 @@ Every step is one short write transaction, so a deliverer killed at any point lo
 from __future__ import annotations
 
 import json
+import math
 import random
+import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -43,6 +45,9 @@ OWNER_STALE_SECONDS = 10.0
 # a Retry-After longer than this is taken as this (a day)
 MAX_RETRY_AFTER_SECONDS = 86_400.0
 KEEP_ATTEMPTS = 50
+# a lease also reads the oldest due deliveries of at most this many projects that have none
+# among the oldest due overall (the longest waiting first)
+MISSING_PROJECTS = 64
 
 
 def callback_policy(settings: Settings) -> dict[str, float]:
@@ -337,6 +342,63 @@ def heartbeat(engine: Engine, owner: str) -> set[str]:
         return store.beat_deliverer(conn, owner, now, now - timedelta(seconds=OWNER_STALE_SECONDS))
 
 
+@dataclass
+class Slots:
+    """What the deliverer can still start: `free` attempts in all, `room` per endpoint in flight
+    (others: `per_endpoint`), `held` per project (tenant_id, project_id) in flight.
+
+    Fair shares: of the `capacity` slots, `reserve` (at most a quarter) are kept for quiet
+    tenants, those holding fewer than `reserve_per_tenant()` slots, so a tenant whose first
+    deliveries come due while another tenant's attempts hang in every other slot starts at once.
+    The rest are shared by the projects with work: each holds at most `share()` of them."""
+
+    free: int
+    per_endpoint: int
+    room: dict[str, int] = field(default_factory=dict)
+    held: dict[tuple[str, str], int] = field(default_factory=dict)
+    capacity: int = 0
+    reserve: int = 0
+    # the projects with due deliveries, read at most so often; None: read in each lease
+    projects: DueProjects | None = None
+
+    @property
+    def total(self) -> int:
+        return self.capacity or self.free
+
+    @property
+    def kept(self) -> int:
+        return min(self.reserve, self.total // 4)
+
+    def share(self, projects: int) -> int:
+        """Slots one of `projects` projects with work may hold: the shared slots split evenly,
+        at least 1."""
+        return max(1, (self.total - self.kept) // max(1, projects))
+
+    def reserve_per_tenant(self) -> int:
+        """A tenant holding fewer than this many slots may be given reserved ones."""
+        return max(1, self.kept // 4)
+
+
+class DueProjects:
+    """The projects with due deliveries (tenant_id, project_id), the longest waiting first, read
+    again at most every `every` seconds and at least 5 x as long as reading them took (a few
+    index seeks per project with open deliveries: store.list_due_projects)."""
+
+    def __init__(self, every: float = 0.25) -> None:
+        self.every = every
+        self.wait = every
+        self.at = -math.inf
+        self.value: list[tuple[str, str]] = []
+
+    def read(self, conn: Connection, now: datetime) -> list[tuple[str, str]]:
+        clock = time.monotonic()
+        if clock - self.at >= self.wait:
+            self.value = store.list_due_projects(conn, now)
+            self.at = time.monotonic()
+            self.wait = max(self.every, 5 * (self.at - clock))
+        return self.value
+
+
 def lease_due(
     engine: Engine,
     owner: str,
@@ -344,14 +406,30 @@ def lease_due(
     room: dict[str, int],
     default_room: int,
     limit: int,
+    slots: Slots | None = None,
 ) -> list[Due]:
     """Lease up to `limit` due deliveries, at most room[endpoint] (else default_room) per
-    endpoint; endpoints with no room are skipped in the query itself."""
+    endpoint, and, with `slots`, at most each project's share of the slots.
+
+    The candidates: the oldest due (4 x limit) and, when there are more due than those, the
+    oldest of each project with due deliveries that has none among them (up to
+    MISSING_PROJECTS of them), taken round-robin across projects, so one project's backlog,
+    however old, cannot hide another's deliveries.
+    Reserved slots go to quiet tenants only (Slots). Endpoints with no room (full, or their
+    circuit breaker open) are skipped in the queries themselves."""
+    slots = slots or Slots(free=limit, per_endpoint=default_room, room=room)
     now = utc_now()
-    full = [key for key, n in room.items() if n <= 0]
+    full = sorted(key for key, n in slots.room.items() if n <= 0)
     with transaction(engine) as conn:
         candidates = store.list_due_deliveries(conn, now, live, full, limit * 4)
-        chosen = _within_room(candidates, room, default_room, limit)
+        projects: list[tuple[str, str]] = []
+        if len(candidates) >= limit * 4:  # a backlog: other projects' may be behind it
+            projects = (slots.projects or DueProjects(0.0)).read(conn, now)
+        seen = {(r["tenant_id"], r["project_id"]) for r in candidates}
+        missing = [scope for scope in projects if scope not in seen][:MISSING_PROJECTS]
+        for scope in missing:
+            candidates += store.list_due_deliveries(conn, now, live, full, limit, scope)
+        chosen = _within_room(_round_robin(candidates), slots, limit, projects)
         if not chosen:
             return []
         store.lease_deliveries(conn, [r["delivery_id"] for r in chosen], owner)
@@ -366,6 +444,7 @@ def lease_due(
     due = []
     for r in chosen:
         message_id, body = bodies[r.pop("event_id")]
+        del r["next_attempt_at"]
         hook = hooks.get(r["webhook_id"] or "", {})
         scope = (r["tenant_id"], r["project_id"])
         secrets = [hook["secret"]] if hook.get("secret") else signing.get(scope, [])
@@ -382,17 +461,61 @@ def lease_due(
     return due
 
 
+def _round_robin(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every project's first due, then every project's second, ...; each round in due order.
+    One project (the common case): as they are, already in due order."""
+    if len({(r["tenant_id"], r["project_id"]) for r in candidates}) <= 1:
+        return candidates
+    nth: Counter[tuple[str, str]] = Counter()
+    ranked: list[tuple[int, tuple[datetime, int, str], dict[str, Any]]] = []
+    for row in sorted(candidates, key=_due_order):
+        scope = (row["tenant_id"], row["project_id"])
+        ranked.append((nth[scope], _due_order(row), row))
+        nth[scope] += 1
+    ranked.sort(key=lambda item: (item[0], item[1]))
+    return [row for _, _, row in ranked]
+
+
+def _due_order(row: dict[str, Any]) -> tuple[datetime, int, str]:
+    return (row["next_attempt_at"], row["event_id"], row["delivery_id"])
+
+
 def _within_room(
-    candidates: list[dict[str, Any]], room: dict[str, int], default_room: int, limit: int
+    candidates: list[dict[str, Any]],
+    slots: Slots,
+    limit: int,
+    due_projects: list[tuple[str, str]],
 ) -> list[dict[str, Any]]:
-    """The first `limit` candidates that fit each endpoint's room."""
+    """The candidates (round-robin across projects already) that fit each endpoint's room and
+    each project's share, the first `limit` of them; reserved slots only for quiet tenants."""
+    projects = {(r["tenant_id"], r["project_id"]) for r in candidates}
+    projects.update(due_projects)
+    projects.update(scope for scope, n in slots.held.items() if n > 0)
+    share = slots.share(len(projects))
+    held: Counter[tuple[str, str]] = Counter(slots.held)
+    by_tenant: Counter[str] = Counter()
+    for (tenant, _), n in slots.held.items():
+        by_tenant[tenant] += n
+    in_flight = slots.total - slots.free
+    shared = max(0, slots.total - slots.kept - in_flight)  # free slots outside the reserve
+    reserved = min(slots.free, slots.kept)
+    quiet = slots.reserve_per_tenant()
     taken: Counter[str] = Counter()
     chosen = []
     for row in candidates:
         key = row["endpoint_key"]
-        if taken[key] >= room.get(key, default_room):
+        scope = (row["tenant_id"], row["project_id"])
+        if taken[key] >= slots.room.get(key, slots.per_endpoint) or held[scope] >= share:
+            continue
+        if shared > 0:
+            shared -= 1
+        elif reserved > 0 and by_tenant[scope[0]] < quiet:
+            reserved -= 1
+        else:
             continue
         taken[key] += 1
+        held[scope] += 1
+        by_tenant[scope[0]] += 1
         chosen.append(row)
         if len(chosen) >= limit:
             break
@@ -429,6 +552,7 @@ class Outcome:
     retry_after: float | None = None
     address: str | None = None
     detail: str | None = None  # e.g. the SMTP server's answer
+    timed_out: bool = False  # no answer within the attempt's time (the breaker counts these)
 
     @property
     def gone(self) -> bool:

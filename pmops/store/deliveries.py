@@ -7,7 +7,17 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -184,31 +194,91 @@ LEASE_COLUMNS = (
     deliveries.c.operation_id,
     deliveries.c.event_type,
     deliveries.c.event_id,
+    deliveries.c.next_attempt_at,
 )
 
 
-def list_due_deliveries(
-    conn: Connection, now: datetime, live: set[str], full: list[str], limit: int
-) -> list[dict[str, Any]]:
-    """Up to `limit` open deliveries due by `now`, in the order they are due, not leased by a
-    live deliverer, not to the `full` endpoints. On PostgreSQL the rows are locked and rows
-    another deliverer is leasing are skipped (FOR UPDATE SKIP LOCKED)."""
+def _due(now: datetime, live: set[str], full: list[str]) -> list[ColumnElement[bool]]:
     d = deliveries.c
+    where: list[ColumnElement[bool]] = [
+        d.next_attempt_at <= now,
+        d.status.in_(OPEN),
+        or_(d.lease_owner.is_(None), d.lease_owner.not_in(list(live))),
+    ]
+    if full:
+        where.append(d.endpoint_key.not_in(full))
+    return where
+
+
+def list_due_deliveries(
+    conn: Connection,
+    now: datetime,
+    live: set[str],
+    full: list[str],
+    limit: int,
+    scope: tuple[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Up to `limit` open deliveries due by `now`, in the order they are due (ties in event
+    order), not leased by a live deliverer, not to the `full` endpoints; only the project
+    `scope` (tenant_id, project_id) if given. On PostgreSQL the rows are locked and rows another
+    deliverer is leasing are skipped (FOR UPDATE SKIP LOCKED)."""
+    d = deliveries.c
+    where = _due(now, live, full)
+    if scope is not None:
+        where += [d.tenant_id == scope[0], d.project_id == scope[1]]
     query = (
         select(*LEASE_COLUMNS)
-        .where(
-            d.next_attempt_at <= now,
-            d.status.in_(OPEN),
-            or_(d.lease_owner.is_(None), d.lease_owner.not_in(list(live))),
-        )
-        .order_by(d.next_attempt_at)
+        .where(*where)
+        .order_by(d.next_attempt_at, d.event_id, d.delivery_id)
         .limit(limit)
     )
-    if full:
-        query = query.where(d.endpoint_key.not_in(full))
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def list_due_projects(conn: Connection, now: datetime, most: int = 1000) -> list[tuple[str, str]]:
+    """The projects (tenant_id, project_id) with open deliveries due by `now` (leased ones
+    too), the one whose oldest is due first first; at most `most` projects with open
+    deliveries are looked at. A skip scan of ix_deliveries_project_due (only open deliveries
+    have a next attempt): a few index seeks per project with open deliveries, however many
+    deliveries each has."""
+    found: list[tuple[datetime, str, str]] = []
+    scope = _next_open_project(conn, None)
+    while scope is not None and most > 0:
+        most -= 1
+        d = deliveries.c
+        oldest = conn.execute(
+            select(d.next_attempt_at)
+            .where(
+                d.next_attempt_at.is_not(None), d.tenant_id == scope[0], d.project_id == scope[1]
+            )
+            .order_by(d.next_attempt_at)
+            .limit(1)
+        ).scalar()
+        if oldest is not None and oldest <= now:
+            found.append((oldest, *scope))
+        scope = _next_open_project(conn, scope)
+    return [(tenant, project) for _, tenant, project in sorted(found)]
+
+
+def _next_open_project(conn: Connection, after: tuple[str, str] | None) -> tuple[str, str] | None:
+    """The first project with open deliveries after `after` in (tenant_id, project_id) order.
+    Two plain range seeks rather than a row-value comparison, which SQLite answers by stepping
+    over every entry of `after`."""
+    d = deliveries.c
+    base = select(d.tenant_id, d.project_id).where(d.next_attempt_at.is_not(None)).limit(1)
+    tries = [base.order_by(d.tenant_id, d.project_id)]
+    if after is not None:
+        tries = [
+            base.where(d.tenant_id == after[0], d.project_id > after[1]).order_by(d.project_id),
+            base.where(d.tenant_id > after[0]).order_by(d.tenant_id, d.project_id),
+        ]
+    for query in tries:
+        row = conn.execute(query).first()
+        if row is not None:
+            return (row.tenant_id, row.project_id)
+    return None
 
 
 def lease_deliveries(conn: Connection, delivery_ids: list[str], owner: str) -> None:

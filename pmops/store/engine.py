@@ -23,6 +23,7 @@ from sqlalchemy.schema import CreateIndex
 
 from pmops.store.tables import (
     _utc,
+    ix_deliveries_project_due,
     ix_op_counts_status,
     ix_ops_active_runs,
     ix_ops_project_queue,
@@ -36,7 +37,12 @@ OBSOLETE_INDEXES = ("ix_operations_list", "ix_operations_status", "ix_operations
 # columns added after stores were first made; `create_all` makes missing tables, never columns
 ADDED_COLUMNS = ((tokens, "expires_at"), (tokens, "max_priority"))
 # nor indexes of tables that exist: these are made (IF NOT EXISTS) on stores made before them
-ADDED_INDEXES = (ix_ops_project_queue, ix_ops_active_runs, ix_op_counts_status)
+ADDED_INDEXES = (
+    ix_ops_project_queue,
+    ix_ops_active_runs,
+    ix_op_counts_status,
+    ix_deliveries_project_due,
+)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

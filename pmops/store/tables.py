@@ -369,6 +369,18 @@ deliveries = Table(
     Index("ix_deliveries_operation", "operation_id", "kind", "event_type", "status"),
     Index("ix_deliveries_event", "event_id"),
 )
+# Fair delivery (pmops/delivery/outbox.py): one project's due deliveries in the order they are
+# due, read from the index in order however many other projects have due before them. Partial:
+# open deliveries only (finished ones have no next attempt), so the projects with due
+# deliveries are found among the open ones, not among the month of finished ones kept
+ix_deliveries_project_due = Index(
+    "ix_deliveries_project_due",
+    deliveries.c.tenant_id,
+    deliveries.c.project_id,
+    deliveries.c.next_attempt_at,
+    sqlite_where=deliveries.c.next_attempt_at.is_not(None),
+    postgresql_where=deliveries.c.next_attempt_at.is_not(None),
+)
 
 # per receiver and operation, the percentage of the last progress event sent
 # (a webhook's filters.minProgressIncrement)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -295,3 +296,122 @@ def test_purge_keeps_what_is_open_and_drops_what_is_old(engine: Engine, settings
     assert outbox.purge(engine, settings) == 1  # the delivered event; the open one stays
     left = rows(engine, deliveries.c.operation_id == op_id)
     assert [d["delivery_id"] for d in left] == [second.delivery_id]
+
+
+def _flood(engine: Engine, settings: Settings, tenant: str, projects: int, hooks: int) -> None:
+    """`projects` projects of `tenant`, each with `hooks` webhooks and 5 progress events."""
+    for _ in range(projects):
+        project = str(uuid.uuid4())
+        for _ in range(hooks):
+            add_webhook(engine, tenant, project, events=["operation.progress"])
+        op_id = add_operation(engine, tenant, project)
+        for pct in range(1, 6):
+            move(engine, op_id, "operation.progress", percentage=float(pct * 10))
+    outbox.fan_out(engine, settings)
+
+
+def test_an_old_backlog_of_one_tenant_does_not_hide_another_tenants_deliveries(
+    engine: Engine, settings: Settings
+) -> None:
+    """Tenant A's 3 projects hold 150 due deliveries, all older than B's 2; a lease of 8 still
+    takes B's first (round-robin across projects), and each project gets its turn."""
+    _flood(engine, settings, str(uuid.uuid4()), projects=3, hooks=10)
+    tenant_b, project_b = scope()
+    hook_b = add_webhook(engine, tenant_b, project_b, events=["operation.progress"])
+    op_b = add_operation(engine, tenant_b, project_b)
+    move(engine, op_b, "operation.progress", percentage=50.0)
+    move(engine, op_b, "operation.progress", percentage=90.0)
+    outbox.fan_out(engine, settings)
+    assert len(rows(engine, deliveries.c.status == "Pending")) == 152
+
+    leased = outbox.lease_due(engine, "o", {"o"}, {}, 8, 8)
+    assert len(leased) == 8
+    assert [d.webhook_id for d in leased].count(hook_b) == 2
+    projects = Counter(d.project_id for d in leased)
+    assert len(projects) == 4 and max(projects.values()) == 2  # two rounds over 4 projects
+    # B's two come in the order they were made (one endpoint, one operation)
+    assert [d.event()["sequence"] for d in leased if d.webhook_id == hook_b] == [1, 2]
+
+
+def test_a_project_holds_at_most_its_share_and_the_reserve_waits_for_a_quiet_tenant(
+    engine: Engine, settings: Settings
+) -> None:
+    """With 40 slots and a reserve of 8, one project with work may hold 32. Then a second
+    project of the same (busy) tenant and a project of a quiet tenant come due: only the quiet
+    tenant's delivery gets a reserved slot."""
+    tenant_a = str(uuid.uuid4())
+    _flood(engine, settings, tenant_a, projects=1, hooks=20)
+    slots = outbox.Slots(free=40, per_endpoint=8, capacity=40, reserve=8)
+    first = outbox.lease_due(engine, "o", {"o"}, {}, 8, 40, slots)
+    assert len(first) == 32  # (40 - 8) / 1 project
+    (project_a,) = {d.project_id for d in first}
+
+    _flood(engine, settings, tenant_a, projects=1, hooks=5)  # A's second project
+    tenant_b, project_b = scope()
+    add_webhook(engine, tenant_b, project_b, events=["operation.progress"])
+    op_b = add_operation(engine, tenant_b, project_b)
+    move(engine, op_b, "operation.progress", percentage=50.0)
+    outbox.fan_out(engine, settings)
+    held = {(tenant_a, project_a): 32}
+    slots = outbox.Slots(free=8, per_endpoint=8, held=held, capacity=40, reserve=8)
+    second = outbox.lease_due(engine, "o", {"o"}, {}, 8, 8, slots)
+    assert [(d.tenant_id, d.project_id) for d in second] == [(tenant_b, project_b)]
+    # once A's attempts end, its second project gets its share like any other
+    slots = outbox.Slots(free=39, per_endpoint=8, held={(tenant_b, project_b): 1}, capacity=40)
+    third = outbox.lease_due(engine, "o", {"o"}, {}, 8, 39, slots)
+    assert len({d.project_id for d in third} - {project_a}) == 1
+
+
+def test_blocked_endpoints_are_not_leased_and_keep_their_attempts(
+    engine: Engine, settings: Settings
+) -> None:
+    """An endpoint with no room (its breaker open) is skipped: its deliveries stay due and
+    untried, and the other endpoints' are leased as usual."""
+    tenant, project = scope()
+    tripped = add_webhook(engine, tenant, project, events=["operation.progress"])
+    other = add_webhook(engine, tenant, project, events=["operation.progress"])
+    op_id = add_operation(engine, tenant, project)
+    for pct in (10.0, 20.0, 30.0):
+        move(engine, op_id, "operation.progress", percentage=pct)
+    outbox.fan_out(engine, settings)
+    slots = outbox.Slots(free=10, per_endpoint=8, room={tripped: 0}, capacity=10)
+    leased = outbox.lease_due(engine, "o", {"o"}, slots.room, 8, 10, slots)
+    assert {d.webhook_id for d in leased} == {other} and len(leased) == 3
+    waiting = rows(engine, deliveries.c.webhook_id == tripped)
+    assert [(r["status"], r["attempt_count"], r["lease_owner"]) for r in waiting] == [
+        ("Pending", 0, None)
+    ] * 3
+
+
+def test_due_projects_are_found_by_their_oldest_due_delivery(
+    engine: Engine, settings: Settings
+) -> None:
+    """store.list_due_projects: the projects with due deliveries, the longest waiting first;
+    one whose deliveries are all finished or all due later is not listed."""
+    from pmops.store.deliveries import list_due_projects
+
+    made = []
+    for _ in range(4):
+        tenant, project = scope()
+        add_webhook(engine, tenant, project, events=["operation.progress"])
+        op_id = add_operation(engine, tenant, project)
+        move(engine, op_id, "operation.progress", percentage=50.0)
+        made.append((tenant, project))
+    outbox.fan_out(engine, settings)
+    now = utc_now()
+    due_at = {made[0]: -5, made[1]: -60, made[2]: 3600}  # made[3]: finished
+    with transaction(engine) as conn:
+        for (tenant, project), seconds in due_at.items():
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.tenant_id == tenant, deliveries.c.project_id == project)
+                .values(next_attempt_at=now + timedelta(seconds=seconds))
+            )
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.tenant_id == made[3][0])
+            .values(status="Delivered", next_attempt_at=None)
+        )
+    with transaction(engine) as conn:
+        listed = [p for p in list_due_projects(conn, utc_now()) if p in made]
+    assert listed == [made[1], made[0]]
