@@ -6,6 +6,7 @@ Each `*Run` keeps what earlier phases produced in memory for later ones; `run_al
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import tempfile
@@ -32,6 +33,7 @@ from analysis.eventlog import (
     parse_time_window,
     read_event_log,
 )
+from analysis.forked import Forked
 from analysis.params import (
     AnalysisParams,
     EnrichmentParams,
@@ -131,6 +133,20 @@ def discover_capped(
         variant_counts=variants,
         dfg=dfg,
     )
+
+
+def _detect_anomalies(events: pd.DataFrame, random_state: int) -> Any:
+    """The anomaly detection, as the Machine Learning phase's forked child runs it."""
+    from analysis.anomalies import detect_anomalies
+
+    return detect_anomalies(events, random_state=random_state)
+
+
+def _prerender_charts(*args: Any) -> dict[str, Any]:
+    """The analysis report's charts, as the Report Generation phase's forked child draws them."""
+    from analysis.report_pdf import prerender_charts
+
+    return prerender_charts(*args)
 
 
 def _parts(progress: Progress, shares: dict[str, float]) -> dict[str, Progress]:
@@ -236,16 +252,18 @@ class ProcessMiningRun(OperationRun):
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             events = self.events
             dfg = compute_dfg(events)
-            self.discovery = discover_capped(
-                events,
-                dfg,
-                self.params.algorithm,
-                self.params.discovery_optimization,
-                progress.part(0.0, DISCOVERY_SHARE),
-            )
-            self.perf = compute_performance(
-                events, dfg=dfg, progress=progress.part(DISCOVERY_SHARE, 1.0)
-            )
+            # the performance figures in a forked child (the second core) beside the mining
+            with Forked(compute_performance, events, dfg) as perf:
+                self.discovery = discover_capped(
+                    events,
+                    dfg,
+                    self.params.algorithm,
+                    self.params.discovery_optimization,
+                    progress.part(0.0, DISCOVERY_SHARE),
+                )
+                perf_progress = progress.part(DISCOVERY_SHARE, 1.0)
+                perf_progress.update(0, 1, "Measuring performance")
+                self.perf = perf.result(perf_progress)
             results = self.discovery.to_dict()
             results["performanceMetrics"] = self.perf.to_dict()
             return len(events), results
@@ -253,46 +271,34 @@ class ProcessMiningRun(OperationRun):
         return self._run_phase(phases.DISCOVERY, work)
 
     def run_machine_learning(self) -> dict[str, Any]:
-        from analysis.anomalies import detect_anomalies
         from analysis.patterns import find_patterns
-        from analysis.prediction import predict_cycle_time, predict_next_activity, save_models
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             events, p = self.events, self.params
             results: dict[str, Any] = {}
+            # the anomalies are computed in a forked child (the second core) while this process
+            # trains the predictors: their parts come after the predictions' in the progress
             steps = [
-                ("anomalies", p.runs_anomalies),
                 ("cycle", p.runs_predictions),
                 ("next", p.runs_predictions),
+                ("anomalies", p.runs_anomalies),
                 ("patterns", p.variant_analysis),
             ]
             part = _parts(progress, {name: ML_SHARES[name] for name, on in steps if on})
             self.models_completed = 0
-            if p.runs_anomalies:
-                self.anomalies = detect_anomalies(
-                    events, random_state=p.random_state, progress=part["anomalies"]
-                )
-                self.models_completed += 1
-                results["anomalies"] = self.anomalies.to_dict()
+            with contextlib.ExitStack() as stack:
+                child = None
+                if p.runs_anomalies:
+                    child = stack.enter_context(Forked(_detect_anomalies, events, p.random_state))
+                if p.runs_predictions:
+                    self._predict(part)
+                if child is not None:
+                    part["anomalies"].update(0, 1, "Detecting anomalies")
+                    self.anomalies = child.result(part["anomalies"])
+                    self.models_completed += 1
+                    part["anomalies"].update(1, 1, "Anomaly detection done")
+                    results["anomalies"] = self.anomalies.to_dict()
             if p.runs_predictions:
-                # the next-activity classifier keeps one probability per class in every tree
-                # node: a wide log's rare activities are grouped first (said in `method`)
-                ml_events, cap = group_rare_activities(events, PREDICTION_ACTIVITIES)
-                self.cycle = _with_cap(
-                    predict_cycle_time(
-                        ml_events, random_state=p.random_state, progress=part["cycle"]
-                    ),
-                    cap,
-                )
-                self.models_completed += 1
-                self.path_pred = _with_cap(
-                    predict_next_activity(
-                        ml_events, random_state=p.random_state, progress=part["next"]
-                    ),
-                    cap,
-                )
-                self.models_completed += 1
-                del ml_events
                 results["predictions"] = {
                     "cycleTimePrediction": self.cycle.to_dict(),
                     "pathPrediction": self.path_pred.to_dict(),
@@ -305,6 +311,8 @@ class ProcessMiningRun(OperationRun):
                 results["patterns"] = self.patterns.to_dict()
             fitted = [r for r in (self.anomalies, self.cycle, self.path_pred) if r is not None]
             if fitted:
+                from analysis.prediction import save_models
+
                 path = self.out_dir / "models.pkl"
                 self.models_saved = save_models(path, *fitted)
                 if self.models_saved:
@@ -319,6 +327,25 @@ class ProcessMiningRun(OperationRun):
             return len(events), results
 
         return self._run_phase(phases.MACHINE_LEARNING, work)
+
+    def _predict(self, part: dict[str, Progress]) -> None:
+        """The cycle-time and next-activity predictions (self.cycle, self.path_pred)."""
+        from analysis.prediction import predict_cycle_time, predict_next_activity
+
+        p = self.params
+        # the next-activity classifier keeps one probability per class in every tree node: a
+        # wide log's rare activities are grouped first (said in `method`)
+        ml_events, cap = group_rare_activities(self.events, PREDICTION_ACTIVITIES)
+        self.cycle = _with_cap(
+            predict_cycle_time(ml_events, random_state=p.random_state, progress=part["cycle"]),
+            cap,
+        )
+        self.models_completed += 1
+        self.path_pred = _with_cap(
+            predict_next_activity(ml_events, random_state=p.random_state, progress=part["next"]),
+            cap,
+        )
+        self.models_completed += 1
 
     def _write_svg_map(self, dfg: DirectlyFollows) -> None:
         """The results' zoomable process map (capped on wide logs, said in its description)."""
@@ -353,17 +380,37 @@ class ProcessMiningRun(OperationRun):
     def run_reports(self) -> dict[str, Any]:
         from analysis.process_map import render_process_map
         from analysis.recommendations import recommend
-        from analysis.report_pdf import write_analysis_report
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             with (
                 tempfile.TemporaryDirectory(prefix="pmops-report-") as tmp,
-                ThreadPoolExecutor(1, thread_name_prefix="pmops-map") as pool,
+                contextlib.ExitStack() as stack,
             ):
-                return reports(progress, Path(tmp), pool)
+                p = self.params
+                dfg = self.discovery.dfg if self.discovery is not None else None
+                charts = None
+                if p.generate_reports and "PDF" in p.export_formats and dfg is not None:
+                    # the PDF's charts (matplotlib: its import and the drawing) in a forked child
+                    # (the second core) while this process derives the recommendations and
+                    # writes the other files; forked before the map thread starts
+                    charts = stack.enter_context(
+                        Forked(
+                            _prerender_charts,
+                            self.partial_document(),
+                            self.events,
+                            dfg,
+                            Path(tmp),
+                            p.report_language,
+                        )
+                    )
+                pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="pmops-map"))
+                return reports(progress, Path(tmp), pool, charts)
 
         def reports(
-            progress: Progress, work_dir: Path, pool: ThreadPoolExecutor
+            progress: Progress,
+            work_dir: Path,
+            pool: ThreadPoolExecutor,
+            charts: Forked[dict[str, Any]] | None,
         ) -> tuple[int, dict[str, Any]]:
             p, events = self.params, self.events
             dfg = self.discovery.dfg if self.discovery is not None else None
@@ -400,15 +447,12 @@ class ProcessMiningRun(OperationRun):
                 if pdf_map is not None:
                     png = pdf_map.result().png_path
                 with progress.heartbeat(3, total, "Writing the PDF report"):
+                    from analysis.report_pdf import write_analysis_report
+
+                    doc = self.partial_document()
+                    drawn = charts.result(progress) if charts is not None else None
                     write_analysis_report(
-                        pdf,
-                        self.partial_document(),
-                        events,
-                        dfg,
-                        png,
-                        anomalies,
-                        work_dir,
-                        lang=p.report_language,
+                        pdf, doc, events, dfg, png, anomalies, work_dir, p.report_language, drawn
                     )
                 self._artifact(
                     "Process Mining Analysis Report",
