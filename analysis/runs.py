@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import tempfile
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -135,6 +136,22 @@ def discover_capped(
     )
 
 
+def _fit_models(
+    events: pd.DataFrame, random_state: int, anomalies: bool, predictions: bool
+) -> tuple[Any, Any, Any]:
+    """The Machine Learning phase's models (anomalies, cycle time, next activity; None where
+    not asked), as the forked child started with the Process Discovery phase fits them."""
+    anomaly = _detect_anomalies(events, random_state) if anomalies else None
+    cycle = path_pred = None
+    if predictions:
+        from analysis.prediction import predict_cycle_time, predict_next_activity
+
+        ml_events, cap = group_rare_activities(events, PREDICTION_ACTIVITIES)
+        cycle = _with_cap(predict_cycle_time(ml_events, random_state=random_state), cap)
+        path_pred = _with_cap(predict_next_activity(ml_events, random_state=random_state), cap)
+    return anomaly, cycle, path_pred
+
+
 def _detect_anomalies(events: pd.DataFrame, random_state: int) -> Any:
     """The anomaly detection, as the Machine Learning phase's forked child runs it."""
     from analysis.anomalies import detect_anomalies
@@ -211,6 +228,9 @@ class ProcessMiningRun(OperationRun):
         self.models_saved = 0
         # the scikit-learn models of the Machine Learning phase whose training has ended
         self.models_completed = 0
+        # the Machine Learning phase's models, fitted in a forked child started with the
+        # Process Discovery phase (the second core), collected by the Machine Learning phase
+        self._models: Forked[tuple[Any, Any, Any]] | None = None
 
     @property
     def models_planned(self) -> int:
@@ -251,6 +271,7 @@ class ProcessMiningRun(OperationRun):
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             events = self.events
+            self._start_models()
             dfg = compute_dfg(events)
             # the performance figures in a forked child (the second core) beside the mining
             with Forked(compute_performance, events, dfg) as perf:
@@ -268,7 +289,33 @@ class ProcessMiningRun(OperationRun):
             results["performanceMetrics"] = self.perf.to_dict()
             return len(events), results
 
-        return self._run_phase(phases.DISCOVERY, work)
+        try:
+            return self._run_phase(phases.DISCOVERY, work)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_models(self) -> None:
+        """Start fitting the Machine Learning phase's models (anomalies, predictions: they need
+        only the events) in a forked child, beside the discovery; the phase collects them (its
+        record is charged with the child's CPU and memory) or fits them itself without it."""
+        p = self.params
+        self.close()
+        if p.runs_anomalies or p.runs_predictions:
+            child = Forked(
+                _fit_models, self.events, p.random_state, p.runs_anomalies, p.runs_predictions
+            )
+            weakref.finalize(self, child.close)
+            self._models = child
+
+    def close(self) -> None:
+        child, self._models = self._models, None
+        if child is not None:
+            child.close()
+
+    def fail_phase(self, phase: str, error: BaseException) -> None:
+        self.close()
+        super().fail_phase(phase, error)
 
     def run_machine_learning(self) -> dict[str, Any]:
         from analysis.patterns import find_patterns
@@ -276,8 +323,9 @@ class ProcessMiningRun(OperationRun):
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             events, p = self.events, self.params
             results: dict[str, Any] = {}
-            # the anomalies are computed in a forked child (the second core) while this process
-            # trains the predictors: their parts come after the predictions' in the progress
+            # the models come from the child started with the discovery (_start_models), or
+            # are fitted here, the anomalies in a forked child while this process trains the
+            # predictors: the anomalies' part comes after the predictions' in the progress
             steps = [
                 ("cycle", p.runs_predictions),
                 ("next", p.runs_predictions),
@@ -286,18 +334,19 @@ class ProcessMiningRun(OperationRun):
             ]
             part = _parts(progress, {name: ML_SHARES[name] for name, on in steps if on})
             self.models_completed = 0
-            with contextlib.ExitStack() as stack:
-                child = None
-                if p.runs_anomalies:
-                    child = stack.enter_context(Forked(_detect_anomalies, events, p.random_state))
-                if p.runs_predictions:
-                    self._predict(part)
-                if child is not None:
-                    part["anomalies"].update(0, 1, "Detecting anomalies")
-                    self.anomalies = child.result(part["anomalies"])
-                    self.models_completed += 1
-                    part["anomalies"].update(1, 1, "Anomaly detection done")
-                    results["anomalies"] = self.anomalies.to_dict()
+            models, self._models = self._models, None
+            if models is not None:
+                # fitted beside the discovery (_start_models)
+                with models:
+                    progress.update(0, 1, "Fitting the models (started with the discovery)")
+                    self.anomalies, cycle, path_pred = models.result(progress)
+                    if p.runs_predictions:
+                        self.cycle, self.path_pred = cycle, path_pred
+                    self.models_completed = self.models_planned
+            else:
+                self._fit_here(part)
+            if self.anomalies is not None and p.runs_anomalies:
+                results["anomalies"] = self.anomalies.to_dict()
             if p.runs_predictions:
                 results["predictions"] = {
                     "cycleTimePrediction": self.cycle.to_dict(),
@@ -326,7 +375,26 @@ class ProcessMiningRun(OperationRun):
             results["modelsTrained"] = self.models_saved
             return len(events), results
 
-        return self._run_phase(phases.MACHINE_LEARNING, work)
+        try:
+            return self._run_phase(phases.MACHINE_LEARNING, work)
+        finally:
+            self.close()  # restored or failed: the models fitted ahead are not needed
+
+    def _fit_here(self, part: dict[str, Progress]) -> None:
+        """The models fitted in this phase: the anomalies in a forked child while this process
+        trains the predictors."""
+        p = self.params
+        with contextlib.ExitStack() as stack:
+            child = None
+            if p.runs_anomalies:
+                child = stack.enter_context(Forked(_detect_anomalies, self.events, p.random_state))
+            if p.runs_predictions:
+                self._predict(part)
+            if child is not None:
+                part["anomalies"].update(0, 1, "Detecting anomalies")
+                self.anomalies = child.result(part["anomalies"])
+                self.models_completed += 1
+                part["anomalies"].update(1, 1, "Anomaly detection done")
 
     def _predict(self, part: dict[str, Progress]) -> None:
         """The cycle-time and next-activity predictions (self.cycle, self.path_pred)."""
@@ -515,10 +583,13 @@ class ProcessMiningRun(OperationRun):
         return doc
 
     def run_all(self) -> dict[str, Any]:
-        self.run_load()
-        self.run_discovery()
-        self.run_machine_learning()
-        self.run_reports()
+        try:
+            self.run_load()
+            self.run_discovery()
+            self.run_machine_learning()
+            self.run_reports()
+        finally:
+            self.close()
         doc = self.document()
         self.write_document(doc)
         return doc
