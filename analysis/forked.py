@@ -10,7 +10,8 @@ nothing is serialised on the way in, only the result on the way out.
 `with` block without having collected the result (an exception, a cancellation) kills the child
 (SIGKILL) and reaps it, and the child is also killed by the kernel if the caller's process dies
 (PR_SET_PDEATHSIG on Linux), so no child outlives its phase. The child's CPU seconds and the
-memory it added are charged to the phase being measured (analysis.measure.add_child_usage).
+memory it added (its RSS growth or its private pages, whichever is larger) are charged to the
+phase being measured (analysis.measure.add_child_usage).
 
 Where fork is unavailable (or fails), the call runs inline in `result()`: same value, no overlap.
 The child must not report progress or log through the caller's sinks (they belong to threads
@@ -28,6 +29,7 @@ import struct
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from analysis.measure import add_child_usage, current_rss
@@ -36,6 +38,7 @@ from analysis.progress import Progress
 T = TypeVar("T")
 
 _HEADER = struct.Struct("<Q")
+_SMAPS = Path("/proc/self/smaps_rollup")
 POLL_SECONDS = 0.2  # how often the wait checks the cancel token
 
 
@@ -57,18 +60,36 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _private_bytes() -> int:
+    """The memory only this process holds (its private pages, copies of inherited pages it
+    wrote included): Private_Clean + Private_Dirty + Swap of /proc/self/smaps_rollup; 0 where
+    there is none."""
+    try:
+        text = _SMAPS.read_text()
+    except OSError:
+        return 0
+    total = 0
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Private_Clean", "Private_Dirty", "Swap"):
+            total += int(rest.split()[0]) * 1024
+    return total
+
+
 def _child(write_fd: int, parent: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     code = 0
     try:
         _die_with_parent(parent)
         try:
-            payload = pickle.dumps((True, fn(*args)), pickle.HIGHEST_PROTOCOL)
+            value = fn(*args)
+            payload = pickle.dumps((True, value, _private_bytes()), pickle.HIGHEST_PROTOCOL)
         except BaseException as exc:
             try:
-                payload = pickle.dumps((False, exc), pickle.HIGHEST_PROTOCOL)
+                payload = pickle.dumps((False, exc, _private_bytes()), pickle.HIGHEST_PROTOCOL)
             except Exception:
                 text = "".join(traceback.format_exception(exc))
-                payload = pickle.dumps((False, ChildFailed(text)), pickle.HIGHEST_PROTOCOL)
+                failed = (False, ChildFailed(text), 0)
+                payload = pickle.dumps(failed, pickle.HIGHEST_PROTOCOL)
         with os.fdopen(write_fd, "wb") as out:
             out.write(_HEADER.pack(len(payload)))
             out.write(payload)
@@ -123,12 +144,15 @@ class Forked(Generic[T]):
             os.close(self._read)
             self._read = None
 
-    def _reap(self) -> int:
+    def _reap(self, private: int = 0) -> int:
         assert self.pid is not None
         _, status, usage = os.wait4(self.pid, 0)
         self._done = True
-        peak = int(usage.ru_maxrss) * 1024  # KiB on Linux
-        add_child_usage(usage.ru_utime + usage.ru_stime, max(0, peak - self._rss_at_fork))
+        # the child's memory beyond what it shares with this process: its RSS growth over the
+        # RSS it inherited, or its private pages at the end (inherited pages it wrote are
+        # copies, not RSS growth), whichever is larger
+        grown = int(usage.ru_maxrss) * 1024 - self._rss_at_fork  # ru_maxrss: KiB on Linux
+        add_child_usage(usage.ru_utime + usage.ru_stime, max(0, grown, private))
         return status
 
     def _read_all(self, progress: Progress | None) -> bytes:
@@ -155,10 +179,11 @@ class Forked(Generic[T]):
             raise ChildFailed("the result was already collected")
         data = self._read_all(progress)
         self._close_pipe()
-        status = self._reap()
         if len(data) < _HEADER.size or len(data) != _HEADER.size + _HEADER.unpack_from(data)[0]:
+            status = self._reap()
             raise ChildFailed(f"the worker process ended without a result (wait status {status})")
-        ok, value = pickle.loads(data[_HEADER.size :])
+        ok, value, private = pickle.loads(data[_HEADER.size :])
+        self._reap(private)
         if not ok:
             raise value
         return value  # type: ignore[no-any-return]

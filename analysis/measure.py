@@ -4,9 +4,10 @@ Peak memory is the process's resident-set high-water mark during the phase. On L
 kernel's counter (VmHWM) is reset at phase start by writing "5" to /proc/self/clear_refs, so the
 figure is the true peak of this phase; elsewhere a 50 ms sampling thread approximates it.
 
-Work a phase hands to a forked child (analysis.forked) is charged to it: the child's CPU seconds
-are added, and the memory the child added beyond what it inherited (its peak RSS less the RSS at
-the fork) is added to the phase's peak: an upper bound of the two processes' joint peak.
+Work a phase hands to a forked child (analysis.forked) is charged to the phase that collects it:
+the child's CPU seconds are added, and so is the memory the child held beyond what it shares with
+this process (its peak RSS less the RSS at the fork, or its private pages at its end, whichever is
+larger) to the phase's peak: an estimate from above of the two processes' joint peak.
 """
 
 from __future__ import annotations

@@ -391,9 +391,7 @@ def test_analysis_report_pdf(receipt, tmp_path: Path):
     }
 
 
-def test_prerendered_charts_are_used_when_their_inputs_match(
-    receipt, tmp_path: Path, monkeypatch
-):
+def test_prerendered_charts_are_used_when_their_inputs_match(receipt, tmp_path: Path, monkeypatch):
     """The Report Generation phase draws the charts in a forked child (prerender_charts) from
     the document without recommendations; the PDF takes them and prints the same pages."""
     from analysis import report_pdf
