@@ -113,3 +113,19 @@ def test_works_inside_a_daemonic_process(tmp_path: Path, method: str) -> None:
     proc.join(60)
     assert proc.exitcode == 0
     assert out.read_text() == "42"
+
+
+def _counts(n: int, progress: Progress) -> int:
+    time.sleep(0.3)  # the caller sets forward() first
+    for i in range(n + 1):
+        progress.update(i, n, f"step {i}")
+    return n
+
+
+def test_the_child_progress_is_passed_on() -> None:
+    seen: list[tuple[int, int, str]] = []
+    with Forked(_counts, 5, progress=True) as child:
+        child.forward(Progress(sink=lambda d, t, a: seen.append((d, t, a)), min_interval=0))
+        assert child.result() == 5
+    assert seen[-1] == (5, 5, "step 5")
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
