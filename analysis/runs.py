@@ -475,6 +475,19 @@ class ProcessMiningRun(OperationRun):
             "Anomalous cases with score, severity and reasons",
         )
 
+    def _start_charts(
+        self, stack: contextlib.ExitStack, work_dir: Path
+    ) -> Forked[dict[str, Any]] | None:
+        """The PDF's charts (matplotlib) drawn in a forked child (the second core) while this
+        process derives the recommendations and writes the other files; None without a PDF."""
+        p = self.params
+        dfg = self.discovery.dfg if self.discovery is not None else None
+        if not (p.generate_reports and "PDF" in p.export_formats and dfg is not None):
+            return None
+        doc, lang = self.partial_document(), p.report_language
+        child = Forked(_prerender_charts, doc, self.events, dfg, work_dir, lang)
+        return stack.enter_context(child)
+
     def run_reports(self) -> dict[str, Any]:
         from analysis.process_map import render_process_map
         from analysis.recommendations import recommend
@@ -484,23 +497,8 @@ class ProcessMiningRun(OperationRun):
                 tempfile.TemporaryDirectory(prefix="pmops-report-") as tmp,
                 contextlib.ExitStack() as stack,
             ):
-                p = self.params
-                dfg = self.discovery.dfg if self.discovery is not None else None
-                charts = None
-                if p.generate_reports and "PDF" in p.export_formats and dfg is not None:
-                    # the PDF's charts (matplotlib: its import and the drawing) in a forked child
-                    # (the second core) while this process derives the recommendations and
-                    # writes the other files; forked before the map thread starts
-                    charts = stack.enter_context(
-                        Forked(
-                            _prerender_charts,
-                            self.partial_document(),
-                            self.events,
-                            dfg,
-                            Path(tmp),
-                            p.report_language,
-                        )
-                    )
+                # forked before the map thread starts
+                charts = self._start_charts(stack, Path(tmp))
                 pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="pmops-map"))
                 return reports(progress, Path(tmp), pool, charts)
 
