@@ -26,7 +26,7 @@ from analysis.dfg import event_seconds
 from analysis.formatting import hours_text
 from analysis.i18n import register_ja, tr, tr_duration
 
-DPI = 110
+DPI = fonts.IMAGE_DPI
 _BLUE, _RED, _ORANGE, _GREY = "#2b6cb0", "#c53030", "#dd8a1e", "#718096"
 _BASE_STYLE: dict[str, Any] = {
     "font.size": 9,

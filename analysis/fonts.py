@@ -16,6 +16,9 @@ from pathlib import Path
 
 import matplotlib
 
+# the resolution the report images (charts, process map) are drawn at: a PDF never enlarges them
+IMAGE_DPI = 110
+
 # first existing TrueType file wins (Debian package in the comment)
 CJK_FONT_CANDIDATES: tuple[str, ...] = (
     "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf",  # fonts-ipaexfont-gothic

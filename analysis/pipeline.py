@@ -252,6 +252,10 @@ class OperationRun:
 
         self._run_phase(phase, work)
 
+    def close(self) -> None:
+        """Release what the run holds beyond its phases (a ProcessMiningRun: a worker process
+        started ahead of its phase); the run's records and outputs stay. Idempotent."""
+
     def drop_checkpoints(self) -> None:
         """A completed run is never resumed: its checkpoints only take disk space."""
         shutil.rmtree(self.out_dir / STATE_DIR, ignore_errors=True)

@@ -45,7 +45,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from analysis import charts, fonts
+from analysis import fonts
 from analysis.columns import CASE
 from analysis.dfg import DirectlyFollows
 from analysis.formatting import hours_text
@@ -626,7 +626,7 @@ def picture(path: Path, max_width: float, max_height: float) -> Image:
     """An image scaled to fit the box, aspect ratio kept."""
     img = Image(str(path))
     # never enlarge past the size the image was drawn for (charts and map are 110 dpi)
-    scale = min(max_width / img.imageWidth, max_height / img.imageHeight, 72 / charts.DPI)
+    scale = min(max_width / img.imageWidth, max_height / img.imageHeight, 72 / fonts.IMAGE_DPI)
     img.drawWidth, img.drawHeight = img.imageWidth * scale, img.imageHeight * scale
     return img
 
@@ -803,11 +803,115 @@ def _map_pages(
     return story
 
 
+def _variants_chart(results: Mapping[str, Any], events: pd.DataFrame | None) -> Any:
+    """The variants chart's inputs: the log's variants when events are given, else the frequent
+    ones of the results."""
+    from analysis import charts
+
+    if events is not None and len(events):
+        variants = charts.variant_counts(events)
+        return variants, len(variants)
+    frequent = (phase_results(results, ML).get("patterns") or {}).get("frequent") or []
+    variants = [
+        (tuple(map(str, f.get("variant") or [])), int(f.get("cases") or 0)) for f in frequent
+    ]
+    model = phase_results(results, DISCOVERY).get("processModel") or {}
+    return variants, model.get("variants")
+
+
+def _bottleneck_rows(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    perf = phase_results(results, DISCOVERY).get("performanceMetrics") or {}
+    return [b for b in perf.get("bottlenecks") or [] if isinstance(b, Mapping)]
+
+
+def _severities(results: Mapping[str, Any]) -> dict[str, Any]:
+    anomaly = phase_results(results, ML).get("anomalies") or {}
+    if not anomaly:
+        return {}
+    return {
+        "high": anomaly.get("highSeverity") or 0,
+        "medium": anomaly.get("mediumSeverity") or 0,
+        "low": anomaly.get("lowSeverity") or 0,
+    }
+
+
+# the report's charts, in drawing order
+CHARTS = ("variants", "cycle_time", "bottlenecks", "anomalies")
+
+
+class ChartSet:
+    """The analysis report's charts (PNG files in `workdir`), each drawn on first use, or taken
+    from `drawn` (prerender_charts, on the same events) when its key, the plain data it is drawn
+    from besides the events, is the same."""
+
+    def __init__(
+        self,
+        results: Mapping[str, Any],
+        events: pd.DataFrame | None,
+        workdir: Path,
+        lang: str,
+        drawn: Mapping[str, tuple[Any, Path | None]] | None = None,
+    ) -> None:
+        self.results, self.events, self.workdir, self.lang = results, events, workdir, lang
+        self._drawn = dict(drawn or {})
+        self._got: dict[str, Path | None] = {}
+
+    def key(self, name: str) -> Any:
+        """Everything the chart `name` is drawn from but the events (which do not change)."""
+        results, has_events = self.results, self.events is not None and len(self.events) > 0
+        cases = case_count(results, self.events)
+        if name == "variants":
+            frequent = None if has_events else _variants_chart(results, None)
+            return (self.lang, has_events, cases, frequent)
+        if name == "cycle_time":
+            return (self.lang, has_events)
+        if name == "bottlenecks":
+            return (self.lang, _bottleneck_rows(results))
+        return (self.lang, cases, _severities(results))
+
+    def get(self, name: str) -> Path | None:
+        """The chart's PNG, or None when there is nothing to draw."""
+        if name not in self._got:
+            drawn = self._drawn.get(name)
+            if drawn is not None and drawn[0] == self.key(name):
+                path = drawn[1]
+                self._got[name] = path if path is None or path.is_file() else self._draw(name)
+            else:
+                self._got[name] = self._draw(name)
+        return self._got[name]
+
+    def _draw(self, name: str) -> Path | None:
+        from analysis import charts
+
+        results, events, lang = self.results, self.events, self.lang
+        path = self.workdir / f"{name}.png"
+        if name == "variants":
+            variants, total = _variants_chart(results, events)
+            if not variants:
+                return None
+            cases = case_count(results, events)
+            return charts.variants_chart(
+                variants, path, total_cases=cases, total_variants=total, lang=lang
+            )
+        if name == "cycle_time":
+            if events is None or not len(events):
+                return None
+            return charts.cycle_time_chart(charts.case_durations_hours(events), path, lang=lang)
+        if name == "bottlenecks":
+            rows = _bottleneck_rows(results)
+            return charts.bottleneck_chart(rows, path, lang=lang) if rows else None
+        severities = _severities(results)
+        if not severities:
+            return None
+        return charts.anomaly_severity_chart(
+            severities, path, total_cases=case_count(results, events), lang=lang
+        )
+
+
 def _variant_pages(
     results: Mapping[str, Any],
-    events: pd.DataFrame | None,
     model: Mapping[str, Any],
-    workdir: Path,
+    figures: ChartSet,
     sheet: StyleSheet1,
     lang: str = "en",
 ) -> list[Flowable]:
@@ -816,16 +920,6 @@ def _variant_pages(
         PageBreak(),
         Paragraph(text(tr("Process variants", lang)), sheet["Heading1"]),
     ]
-    cases = case_count(results, events)
-    if events is not None and len(events):
-        variants = charts.variant_counts(events)
-        total_variants: int | None = len(variants)
-    else:
-        frequent = (phase_results(results, ML).get("patterns") or {}).get("frequent") or []
-        variants = [
-            (tuple(map(str, f.get("variant") or [])), int(f.get("cases") or 0)) for f in frequent
-        ]
-        total_variants = model.get("variants")
     if model:
         line = tr(
             "{variants} variants (distinct activity sequences); model complexity {complexity} "
@@ -838,14 +932,8 @@ def _variant_pages(
             transitions=num(model.get("transitions"), lang=lang),
         )
         story.append(Paragraph(text(line), sheet["Normal"]))
-    if variants:
-        png = charts.variants_chart(
-            variants,
-            workdir / "variants.png",
-            total_cases=cases,
-            total_variants=total_variants,
-            lang=lang,
-        )
+    png = figures.get("variants")
+    if png is not None:
         story.append(picture(png, _frame_width(), 9 * cm))
     else:
         story.append(Paragraph(text(tr("Variants were not computed.", lang)), sheet["Note"]))
@@ -853,11 +941,7 @@ def _variant_pages(
 
 
 def _cycle_time(
-    perf: Mapping[str, Any],
-    events: pd.DataFrame | None,
-    workdir: Path,
-    sheet: StyleSheet1,
-    lang: str = "en",
+    perf: Mapping[str, Any], figures: ChartSet, sheet: StyleSheet1, lang: str = "en"
 ) -> list[Flowable]:
     story: list[Flowable] = [Paragraph(text(tr("Cycle time", lang)), sheet["Heading1"])]
     if perf:
@@ -873,10 +957,8 @@ def _cycle_time(
             else tr("Process efficiency was not computed.", lang),
         ]
         story.append(Paragraph(text(sentences(parts, lang)), sheet["Normal"]))
-    if events is not None and len(events):
-        png = charts.cycle_time_chart(
-            charts.case_durations_hours(events), workdir / "cycle_time.png", lang=lang
-        )
+    png = figures.get("cycle_time")
+    if png is not None:
         story.append(picture(png, _frame_width(), 7.5 * cm))
     elif not perf:
         story.append(Paragraph(text(tr("Cycle times were not computed.", lang)), sheet["Note"]))
@@ -884,12 +966,12 @@ def _cycle_time(
 
 
 def _bottlenecks(
-    perf: Mapping[str, Any], workdir: Path, sheet: StyleSheet1, lang: str = "en"
+    perf: Mapping[str, Any], figures: ChartSet, sheet: StyleSheet1, lang: str = "en"
 ) -> list[Flowable]:
     heading = Paragraph(text(tr("Bottlenecks", lang)), sheet["Heading1"])
     bottlenecks = [b for b in perf.get("bottlenecks") or [] if isinstance(b, Mapping)]
-    if bottlenecks:
-        png = charts.bottleneck_chart(bottlenecks, workdir / "bottlenecks.png", lang=lang)
+    png = figures.get("bottlenecks")
+    if png is not None:
         header = [
             "Activity",
             "Mean wait",
@@ -927,10 +1009,9 @@ def _bottlenecks(
 
 def _discovery_section(
     results: Mapping[str, Any],
-    events: pd.DataFrame | None,
     dfg: DirectlyFollows | None,
     process_map_png: Path | None,
-    workdir: Path,
+    figures: ChartSet,
     sheet: StyleSheet1,
     lang: str = "en",
 ) -> list[Flowable]:
@@ -939,9 +1020,9 @@ def _discovery_section(
     perf = discovery.get("performanceMetrics") or {}
     return (
         _map_pages(dfg, process_map_png, sheet, lang)
-        + _variant_pages(results, events, model, workdir, sheet, lang)
-        + _cycle_time(perf, events, workdir, sheet, lang)
-        + _bottlenecks(perf, workdir, sheet, lang)
+        + _variant_pages(results, model, figures, sheet, lang)
+        + _cycle_time(perf, figures, sheet, lang)
+        + _bottlenecks(perf, figures, sheet, lang)
     )
 
 
@@ -993,9 +1074,8 @@ def _anomaly_rows(
 
 def _anomaly_block(
     results: Mapping[str, Any],
-    events: pd.DataFrame | None,
     anomalies: pd.DataFrame | None,
-    workdir: Path,
+    figures: ChartSet,
     sheet: StyleSheet1,
     lang: str = "en",
 ) -> list[Flowable]:
@@ -1017,16 +1097,8 @@ def _anomaly_block(
             rate=num(anomaly.get("falsePositiveRate"), lang=lang),
         )
         story.append(Paragraph(text(line), sheet["Normal"]))
-        png = charts.anomaly_severity_chart(
-            {
-                "high": anomaly.get("highSeverity") or 0,
-                "medium": anomaly.get("mediumSeverity") or 0,
-                "low": anomaly.get("lowSeverity") or 0,
-            },
-            workdir / "anomalies.png",
-            total_cases=case_count(results, events),
-            lang=lang,
-        )
+        png = figures.get("anomalies")
+        assert png is not None
         story.append(picture(png, _frame_width() * 0.7, 6 * cm))
     rows = _anomaly_rows(results, anomalies, lang=lang)
     if len(rows) > 1:
@@ -1085,15 +1157,14 @@ def _pattern_block(ml: Mapping[str, Any], sheet: StyleSheet1, lang: str = "en") 
 
 def _ml_section(
     results: Mapping[str, Any],
-    events: pd.DataFrame | None,
     anomalies: pd.DataFrame | None,
-    workdir: Path,
+    figures: ChartSet,
     sheet: StyleSheet1,
     lang: str = "en",
 ) -> list[Flowable]:
     ml = phase_results(results, ML)
     return (
-        _anomaly_block(results, events, anomalies, workdir, sheet, lang)
+        _anomaly_block(results, anomalies, figures, sheet, lang)
         + _prediction_block(ml, sheet, lang)
         + _pattern_block(ml, sheet, lang)
     )
@@ -1175,6 +1246,30 @@ def _closing_sections(
     return story
 
 
+def _report_language(
+    results: Mapping[str, Any], dfg: DirectlyFollows, lang: str
+) -> tuple[str, list[str]]:
+    names = [*document_texts(results), *map(str, dfg.activity_counts)]
+    return report_language(lang, *names)
+
+
+def prerender_charts(
+    results: Mapping[str, Any],
+    events: pd.DataFrame,
+    dfg: DirectlyFollows,
+    workdir: Path,
+    lang: str = "en",
+) -> dict[str, tuple[Any, Path | None]]:
+    """Every chart of the analysis report, drawn now into `workdir` from `results` (the document
+    so far: recommendations may still be missing) and `events`; `write_analysis_report(...,
+    drawn=...)` takes each one whose inputs are still the same. The Report Generation phase runs
+    this in a forked child while it derives the recommendations and writes the other files."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    figures = ChartSet(results, events, workdir, _report_language(results, dfg, lang)[0])
+    return {name: (figures.key(name), figures.get(name)) for name in CHARTS}
+
+
 def write_analysis_report(
     pdf_path: Path,
     results: dict[str, Any],
@@ -1184,16 +1279,19 @@ def write_analysis_report(
     anomalies: pd.DataFrame | None,
     workdir: Path,
     lang: str = "en",
+    drawn: Mapping[str, tuple[Any, Path | None]] | None = None,
 ) -> Path:
-    """Write the full analysis report in `lang` ("en" or "ja"); chart PNGs go to `workdir`."""
+    """Write the full analysis report in `lang` ("en" or "ja"); chart PNGs go to `workdir`
+    (those in `drawn`, from prerender_charts on the same events, are used when their inputs are
+    the same)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    names = [*document_texts(results), *map(str, dfg.activity_counts)]
-    lang, notes = report_language(lang, *names)
+    lang, notes = _report_language(results, dfg, lang)
+    figures = ChartSet(results, events, workdir, lang, drawn)
     sheet = styles(lang)
     story = _summary_section(results, events, sheet, lang)
-    story += _discovery_section(results, events, dfg, process_map_png, workdir, sheet, lang)
-    story += _ml_section(results, events, anomalies, workdir, sheet, lang)
+    story += _discovery_section(results, dfg, process_map_png, figures, sheet, lang)
+    story += _ml_section(results, anomalies, figures, sheet, lang)
     story += _closing_sections(results, sheet, lang, notes)
     name = results.get("operationName") or tr("analysis", lang)
     title = tr("Process Mining Analysis Report — {name}", lang).format(name=name)

@@ -6,9 +6,11 @@ Each `*Run` keeps what earlier phases produced in memory for later ones; `run_al
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import tempfile
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +34,7 @@ from analysis.eventlog import (
     parse_time_window,
     read_event_log,
 )
+from analysis.forked import Forked
 from analysis.params import (
     AnalysisParams,
     EnrichmentParams,
@@ -133,6 +136,45 @@ def discover_capped(
     )
 
 
+def _load_log(
+    source: Path, mapping: ColumnMapping, window: Any, drop_duplicates: bool, progress: Progress
+) -> LoadResult:
+    """The load phase's reading and validation, as its forked child runs it."""
+    return load_event_log(
+        source, mapping, window, progress=progress, drop_duplicates=drop_duplicates
+    )
+
+
+def _fit_models(
+    events: pd.DataFrame, random_state: int, anomalies: bool, predictions: bool
+) -> tuple[Any, Any, Any]:
+    """The Machine Learning phase's models (anomalies, cycle time, next activity; None where
+    not asked), as the forked child started with the Process Discovery phase fits them."""
+    anomaly = _detect_anomalies(events, random_state) if anomalies else None
+    cycle = path_pred = None
+    if predictions:
+        from analysis.prediction import predict_cycle_time, predict_next_activity
+
+        ml_events, cap = group_rare_activities(events, PREDICTION_ACTIVITIES)
+        cycle = _with_cap(predict_cycle_time(ml_events, random_state=random_state), cap)
+        path_pred = _with_cap(predict_next_activity(ml_events, random_state=random_state), cap)
+    return anomaly, cycle, path_pred
+
+
+def _detect_anomalies(events: pd.DataFrame, random_state: int) -> Any:
+    """The anomaly detection, as the Machine Learning phase's forked child runs it."""
+    from analysis.anomalies import detect_anomalies
+
+    return detect_anomalies(events, random_state=random_state)
+
+
+def _prerender_charts(*args: Any) -> dict[str, Any]:
+    """The analysis report's charts, as the Report Generation phase's forked child draws them."""
+    from analysis.report_pdf import prerender_charts
+
+    return prerender_charts(*args)
+
+
 def _parts(progress: Progress, shares: dict[str, float]) -> dict[str, Progress]:
     """One Progress per step, each over its share of the phase, so the phase never restarts."""
     whole = sum(shares.values()) or 1.0
@@ -195,6 +237,9 @@ class ProcessMiningRun(OperationRun):
         self.models_saved = 0
         # the scikit-learn models of the Machine Learning phase whose training has ended
         self.models_completed = 0
+        # the Machine Learning phase's models, fitted in a forked child started with the
+        # Process Discovery phase (the second core), collected by the Machine Learning phase
+        self._models: Forked[tuple[Any, Any, Any]] | None = None
 
     @property
     def models_planned(self) -> int:
@@ -217,16 +262,37 @@ class ProcessMiningRun(OperationRun):
             window = parse_time_window(*self.params.time_window)
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
-            self.load = load_event_log(
+            # the log is read in a forked child (the second core) while this process imports
+            # what the later phases need (pm4py, scikit-learn, matplotlib and reportlab: ~2 s)
+            with Forked(
+                _load_log,
                 self.source,
                 self.mapping,
                 window,
-                progress=progress,
-                drop_duplicates=self.params.remove_duplicates,
-            )
+                self.params.remove_duplicates,
+                progress=True,
+            ) as child:
+                child.forward(progress)
+                self._import_for_phases()
+                self.load = child.result(progress)
             return self.load.records_loaded, self.load.to_dict()
 
         return self._run_phase(phases.LOAD, work)
+
+    def _import_for_phases(self) -> None:
+        """Import the libraries the later phases use (their first import costs ~2 s), so that
+        the children forked later inherit them."""
+        import analysis.discovery
+        import analysis.performance
+
+        p = self.params
+        if p.runs_anomalies:
+            import analysis.anomalies
+        if p.runs_predictions:
+            import analysis.prediction
+        if p.generate_reports and "PDF" in p.export_formats:
+            import analysis.charts
+            import analysis.report_pdf  # noqa: F401 - reportlab
 
     def run_discovery(self) -> dict[str, Any]:
         import analysis.discovery  # noqa: F401 - pm4py's import stays outside the phase's time
@@ -235,64 +301,83 @@ class ProcessMiningRun(OperationRun):
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             events = self.events
+            self._start_models()
             dfg = compute_dfg(events)
-            self.discovery = discover_capped(
-                events,
-                dfg,
-                self.params.algorithm,
-                self.params.discovery_optimization,
-                progress.part(0.0, DISCOVERY_SHARE),
-            )
-            self.perf = compute_performance(
-                events, dfg=dfg, progress=progress.part(DISCOVERY_SHARE, 1.0)
-            )
+            # the performance figures in a forked child (the second core) beside the mining
+            with Forked(compute_performance, events, dfg) as perf:
+                self.discovery = discover_capped(
+                    events,
+                    dfg,
+                    self.params.algorithm,
+                    self.params.discovery_optimization,
+                    progress.part(0.0, DISCOVERY_SHARE),
+                )
+                perf_progress = progress.part(DISCOVERY_SHARE, 1.0)
+                perf_progress.update(0, 1, "Measuring performance")
+                self.perf = perf.result(perf_progress)
             results = self.discovery.to_dict()
             results["performanceMetrics"] = self.perf.to_dict()
             return len(events), results
 
-        return self._run_phase(phases.DISCOVERY, work)
+        try:
+            return self._run_phase(phases.DISCOVERY, work)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_models(self) -> None:
+        """Start fitting the Machine Learning phase's models (anomalies, predictions: they need
+        only the events) in a forked child, beside the discovery; the phase collects them (its
+        record is charged with the child's CPU and memory) or fits them itself without it."""
+        p = self.params
+        self.close()
+        if p.runs_anomalies or p.runs_predictions:
+            child = Forked(
+                _fit_models, self.events, p.random_state, p.runs_anomalies, p.runs_predictions
+            )
+            weakref.finalize(self, child.close)
+            self._models = child
+
+    def close(self) -> None:
+        child, self._models = self._models, None
+        if child is not None:
+            child.close()
+
+    def fail_phase(self, phase: str, error: BaseException) -> None:
+        self.close()
+        super().fail_phase(phase, error)
 
     def run_machine_learning(self) -> dict[str, Any]:
-        from analysis.anomalies import detect_anomalies
         from analysis.patterns import find_patterns
-        from analysis.prediction import predict_cycle_time, predict_next_activity, save_models
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             events, p = self.events, self.params
             results: dict[str, Any] = {}
+            # the models come from the child started with the discovery (_start_models), or
+            # are fitted here, the anomalies in a forked child while this process trains the
+            # predictors: the anomalies' part comes after the predictions' in the progress
             steps = [
-                ("anomalies", p.runs_anomalies),
                 ("cycle", p.runs_predictions),
                 ("next", p.runs_predictions),
+                ("anomalies", p.runs_anomalies),
                 ("patterns", p.variant_analysis),
             ]
             part = _parts(progress, {name: ML_SHARES[name] for name, on in steps if on})
             self.models_completed = 0
-            if p.runs_anomalies:
-                self.anomalies = detect_anomalies(
-                    events, random_state=p.random_state, progress=part["anomalies"]
-                )
-                self.models_completed += 1
+            models, self._models = self._models, None
+            if models is not None:
+                # fitted beside the discovery (_start_models)
+                with models:
+                    progress.update(0, 1, "Fitting the models (started with the discovery)")
+                    self.anomalies, cycle, path_pred = models.result(progress)
+                    if p.runs_predictions:
+                        self.cycle, self.path_pred = cycle, path_pred
+                    self.models_completed = self.models_planned
+            else:
+                self._fit_here(part)
+            if self.anomalies is not None and p.runs_anomalies:
                 results["anomalies"] = self.anomalies.to_dict()
             if p.runs_predictions:
-                # the next-activity classifier keeps one probability per class in every tree
-                # node: a wide log's rare activities are grouped first (said in `method`)
-                ml_events, cap = group_rare_activities(events, PREDICTION_ACTIVITIES)
-                self.cycle = _with_cap(
-                    predict_cycle_time(
-                        ml_events, random_state=p.random_state, progress=part["cycle"]
-                    ),
-                    cap,
-                )
-                self.models_completed += 1
-                self.path_pred = _with_cap(
-                    predict_next_activity(
-                        ml_events, random_state=p.random_state, progress=part["next"]
-                    ),
-                    cap,
-                )
-                self.models_completed += 1
-                del ml_events
                 results["predictions"] = {
                     "cycleTimePrediction": self.cycle.to_dict(),
                     "pathPrediction": self.path_pred.to_dict(),
@@ -305,6 +390,8 @@ class ProcessMiningRun(OperationRun):
                 results["patterns"] = self.patterns.to_dict()
             fitted = [r for r in (self.anomalies, self.cycle, self.path_pred) if r is not None]
             if fitted:
+                from analysis.prediction import save_models
+
                 path = self.out_dir / "models.pkl"
                 self.models_saved = save_models(path, *fitted)
                 if self.models_saved:
@@ -318,7 +405,45 @@ class ProcessMiningRun(OperationRun):
             results["modelsTrained"] = self.models_saved
             return len(events), results
 
-        return self._run_phase(phases.MACHINE_LEARNING, work)
+        try:
+            return self._run_phase(phases.MACHINE_LEARNING, work)
+        finally:
+            self.close()  # restored or failed: the models fitted ahead are not needed
+
+    def _fit_here(self, part: dict[str, Progress]) -> None:
+        """The models fitted in this phase: the anomalies in a forked child while this process
+        trains the predictors."""
+        p = self.params
+        with contextlib.ExitStack() as stack:
+            child = None
+            if p.runs_anomalies:
+                child = stack.enter_context(Forked(_detect_anomalies, self.events, p.random_state))
+            if p.runs_predictions:
+                self._predict(part)
+            if child is not None:
+                part["anomalies"].update(0, 1, "Detecting anomalies")
+                self.anomalies = child.result(part["anomalies"])
+                self.models_completed += 1
+                part["anomalies"].update(1, 1, "Anomaly detection done")
+
+    def _predict(self, part: dict[str, Progress]) -> None:
+        """The cycle-time and next-activity predictions (self.cycle, self.path_pred)."""
+        from analysis.prediction import predict_cycle_time, predict_next_activity
+
+        p = self.params
+        # the next-activity classifier keeps one probability per class in every tree node: a
+        # wide log's rare activities are grouped first (said in `method`)
+        ml_events, cap = group_rare_activities(self.events, PREDICTION_ACTIVITIES)
+        self.cycle = _with_cap(
+            predict_cycle_time(ml_events, random_state=p.random_state, progress=part["cycle"]),
+            cap,
+        )
+        self.models_completed += 1
+        self.path_pred = _with_cap(
+            predict_next_activity(ml_events, random_state=p.random_state, progress=part["next"]),
+            cap,
+        )
+        self.models_completed += 1
 
     def _write_svg_map(self, dfg: DirectlyFollows) -> None:
         """The results' zoomable process map (capped on wide logs, said in its description)."""
@@ -350,20 +475,38 @@ class ProcessMiningRun(OperationRun):
             "Anomalous cases with score, severity and reasons",
         )
 
+    def _start_charts(
+        self, stack: contextlib.ExitStack, work_dir: Path
+    ) -> Forked[dict[str, Any]] | None:
+        """The PDF's charts (matplotlib) drawn in a forked child (the second core) while this
+        process derives the recommendations and writes the other files; None without a PDF."""
+        p = self.params
+        dfg = self.discovery.dfg if self.discovery is not None else None
+        if not (p.generate_reports and "PDF" in p.export_formats and dfg is not None):
+            return None
+        doc, lang = self.partial_document(), p.report_language
+        child = Forked(_prerender_charts, doc, self.events, dfg, work_dir, lang)
+        return stack.enter_context(child)
+
     def run_reports(self) -> dict[str, Any]:
         from analysis.process_map import render_process_map
         from analysis.recommendations import recommend
-        from analysis.report_pdf import write_analysis_report
 
         def work(progress: Progress) -> tuple[int, dict[str, Any]]:
             with (
                 tempfile.TemporaryDirectory(prefix="pmops-report-") as tmp,
-                ThreadPoolExecutor(1, thread_name_prefix="pmops-map") as pool,
+                contextlib.ExitStack() as stack,
             ):
-                return reports(progress, Path(tmp), pool)
+                # forked before the map thread starts
+                charts = self._start_charts(stack, Path(tmp))
+                pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="pmops-map"))
+                return reports(progress, Path(tmp), pool, charts)
 
         def reports(
-            progress: Progress, work_dir: Path, pool: ThreadPoolExecutor
+            progress: Progress,
+            work_dir: Path,
+            pool: ThreadPoolExecutor,
+            charts: Forked[dict[str, Any]] | None,
         ) -> tuple[int, dict[str, Any]]:
             p, events = self.params, self.events
             dfg = self.discovery.dfg if self.discovery is not None else None
@@ -400,15 +543,12 @@ class ProcessMiningRun(OperationRun):
                 if pdf_map is not None:
                     png = pdf_map.result().png_path
                 with progress.heartbeat(3, total, "Writing the PDF report"):
+                    from analysis.report_pdf import write_analysis_report
+
+                    doc = self.partial_document()
+                    drawn = charts.result(progress) if charts is not None else None
                     write_analysis_report(
-                        pdf,
-                        self.partial_document(),
-                        events,
-                        dfg,
-                        png,
-                        anomalies,
-                        work_dir,
-                        lang=p.report_language,
+                        pdf, doc, events, dfg, png, anomalies, work_dir, p.report_language, drawn
                     )
                 self._artifact(
                     "Process Mining Analysis Report",
@@ -471,10 +611,13 @@ class ProcessMiningRun(OperationRun):
         return doc
 
     def run_all(self) -> dict[str, Any]:
-        self.run_load()
-        self.run_discovery()
-        self.run_machine_learning()
-        self.run_reports()
+        try:
+            self.run_load()
+            self.run_discovery()
+            self.run_machine_learning()
+            self.run_reports()
+        finally:
+            self.close()
         doc = self.document()
         self.write_document(doc)
         return doc

@@ -166,10 +166,13 @@ def _run_phases(
     """Each phase as its Prefect task, in order (a fault injected where the request asks)."""
     params = (row["request"] or {}).get("parameters") or {}
     fail_in = (params.get("faultInjection") or {}).get("failPhase")
-    for name, phase in zip(PHASES[row["operation_type"]], phases, strict=True):
-        if fail_in == name and settings.fault_injection:
-            run.fail_phase(name, InjectedFault(f"fault injected in {name}"))
-        phase(run)
+    try:
+        for name, phase in zip(PHASES[row["operation_type"]], phases, strict=True):
+            if fail_in == name and settings.fault_injection:
+                run.fail_phase(name, InjectedFault(f"fault injected in {name}"))
+            phase(run)
+    finally:
+        run.close()  # no worker process outlives the phases (analysis.forked)
 
 
 def _record_stop(

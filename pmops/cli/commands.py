@@ -307,10 +307,17 @@ def project_secret_command(
     raise typer.Exit(project_secret(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pmops.cli import client as cli_client
+# the service's own commands: a command line that starts with one of them runs without the API
+# client's commands and options, whose import (httpx, the SDK) takes ~0.5 s
+LOCAL_COMMANDS = frozenset({"analyze", "up", "deliver", "tokens", "project"})
 
-    cli_client.register(app)
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in LOCAL_COMMANDS:
+        from pmops.cli import client as cli_client
+
+        cli_client.register(app)
     try:
         app(args=argv, prog_name="pmops", standalone_mode=True)
     except SystemExit as exc:

@@ -391,6 +391,62 @@ def test_analysis_report_pdf(receipt, tmp_path: Path):
     }
 
 
+def test_prerendered_charts_are_used_when_their_inputs_match(receipt, tmp_path: Path, monkeypatch):
+    """The Report Generation phase draws the charts in a forked child (prerender_charts) from
+    the document without recommendations; the PDF takes them and prints the same pages."""
+    from analysis import report_pdf
+
+    events, dfg, doc = receipt
+    before = {k: v for k, v in doc.items() if k != "recommendations"}
+    drawn = report_pdf.prerender_charts(before, events, dfg, tmp_path / "pre")
+    assert set(drawn) == set(report_pdf.CHARTS)
+    assert all(path is not None and path.is_file() for _, path in drawn.values())
+    direct = write_analysis_report(
+        tmp_path / "direct.pdf", doc, events, dfg, None, anomaly_frame(doc), tmp_path / "d"
+    )
+
+    def no_drawing(self, name):
+        raise AssertionError(f"{name} drawn again")
+
+    with monkeypatch.context() as m:
+        m.setattr(report_pdf.ChartSet, "_draw", no_drawing)
+        reused = write_analysis_report(
+            tmp_path / "reused.pdf",
+            doc,
+            events,
+            dfg,
+            None,
+            anomaly_frame(doc),
+            tmp_path / "pre",
+            drawn=drawn,
+        )
+    stamp = re.compile(r"generated \S+ \S+ UTC")  # the minute may turn between the two
+    assert stamp.sub("", pdf_text(reused)) == stamp.sub("", pdf_text(direct))
+    for name in report_pdf.CHARTS:
+        png = f"{name}.png"
+        assert (tmp_path / "pre" / png).read_bytes() == (tmp_path / "d" / png).read_bytes()
+
+    # other inputs (here: other bottlenecks) -> that chart is drawn again, the others reused
+    changed = {**doc, "phaseResults": [dict(p) for p in doc["phaseResults"]]}
+    discovery = dict(changed["phaseResults"][1]["results"])
+    perf = dict(discovery["performanceMetrics"])
+    perf["bottlenecks"] = perf["bottlenecks"][:1]
+    discovery["performanceMetrics"] = perf
+    changed["phaseResults"][1] = {**changed["phaseResults"][1], "results": discovery}
+    redrawn: list[str] = []
+    draw = report_pdf.ChartSet._draw
+
+    def counting(self, name):
+        redrawn.append(name)
+        return draw(self, name)
+
+    monkeypatch.setattr(report_pdf.ChartSet, "_draw", counting)
+    write_analysis_report(
+        tmp_path / "changed.pdf", changed, events, dfg, None, None, tmp_path / "c", drawn=drawn
+    )
+    assert redrawn == ["bottlenecks"]
+
+
 def test_report_with_skipped_phases(receipt, tmp_path: Path):
     events, dfg, doc = receipt
     partial = {

@@ -108,6 +108,56 @@ def test_cancel_stops_at_a_checkpoint_and_keeps_completed_phases(
     assert run.load is not None and run.load.records_loaded == 8577
 
 
+def test_models_fitted_beside_the_discovery_are_collected(tmp_path: Path, datasets: Path) -> None:
+    """The Machine Learning phase's models are fitted in a forked child started with Process
+    Discovery; the phase collects them (and is charged their CPU), no process is left over."""
+    import psutil
+
+    def children() -> set[int]:  # those of this test (other fixtures may keep servers)
+        return {c.pid for c in psutil.Process().children()} - before
+
+    before = {c.pid for c in psutil.Process().children()}
+    run = ProcessMiningRun(
+        datasets / "receipt.xes.gz", tmp_path / "a", {"analysisType": "comprehensive"}
+    )
+    run.run_load()
+    run.run_discovery()
+    assert run._models is not None and run._models.pid is not None
+    assert children() == {run._models.pid}
+    ml = run.run_machine_learning()
+    assert run._models is None and children() == set()
+    assert ml["results"]["modelsTrained"] == 3
+    assert ml["resourceUsage"]["cpuSeconds"] > 0.2  # the child's fitting
+
+    # the same models, fitted in the phase itself (no child started with the discovery)
+    here = ProcessMiningRun(
+        datasets / "receipt.xes.gz", tmp_path / "b", {"analysisType": "comprehensive"}
+    )
+    here.load, here.discovery = run.load, run.discovery
+    ml_here = here.run_machine_learning()
+    assert ml_here["results"] == ml["results"]
+
+
+def test_a_failed_discovery_leaves_no_process(
+    tmp_path: Path, datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psutil
+
+    import analysis.runs
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("mining failed")
+
+    monkeypatch.setattr(analysis.runs, "discover_capped", broken)
+    before = {c.pid for c in psutil.Process().children()}  # other fixtures' servers
+    run = ProcessMiningRun(datasets / "receipt.xes.gz", tmp_path, {"analysisType": "comprehensive"})
+    run.run_load()
+    with pytest.raises(RuntimeError, match="mining failed"):
+        run.run_discovery()
+    assert run._models is None
+    assert {c.pid for c in psutil.Process().children()} - before == set()
+
+
 def test_enrichment_writes_a_new_dataset(tmp_path: Path, datasets: Path) -> None:
     doc = DataEnrichmentRun(datasets / "sepsis.csv", tmp_path, {}).run_all()
     assert doc["summary"]["cases"] == 1050

@@ -1,0 +1,131 @@
+"""analysis.forked: a call computed in a forked child, its result, errors, cancellation, no leak."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from analysis.forked import ChildFailed, Forked
+from analysis.measure import PhaseMeter
+from analysis.progress import CancelToken, OperationCancelled, Progress
+
+
+def _busy(seconds: float, value: int) -> dict[str, int]:
+    end = time.process_time() + seconds
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return {"value": value, "pid": os.getpid()}
+
+
+def _fails() -> None:
+    raise ValueError("bad input in the child")
+
+
+def _dies() -> None:
+    os._exit(3)
+
+
+def _sleeps() -> None:
+    time.sleep(60)
+
+
+def _big() -> bytes:
+    return os.urandom(3 << 20)  # more than a pipe buffer
+
+
+def _children() -> list[psutil.Process]:
+    return psutil.Process().children(recursive=True)
+
+
+def test_the_result_comes_back_from_another_process() -> None:
+    with Forked(_busy, 0.01, 7) as child:
+        assert child.pid is not None and child.pid != os.getpid()
+        got = child.result()
+    assert got["value"] == 7 and got["pid"] == child.pid
+    assert _children() == []
+
+
+def test_a_result_larger_than_the_pipe_buffer() -> None:
+    with Forked(_big) as child:
+        assert len(child.result()) == 3 << 20
+
+
+def test_the_child_cpu_and_memory_are_charged_to_the_phase() -> None:
+    with PhaseMeter() as meter, Forked(_busy, 0.3, 1) as child:
+        child.result()
+    assert meter.usage is not None
+    # the parent only waited: the child's ~0.3 CPU-s are in the phase's figure
+    assert meter.usage.cpu_seconds >= 0.25
+    assert meter.usage.peak_memory_bytes > 0
+
+
+def test_the_child_exception_is_raised_in_the_caller() -> None:
+    with Forked(_fails) as child, pytest.raises(ValueError, match="bad input in the child"):
+        child.result()
+    assert _children() == []
+
+
+def test_a_child_dying_without_result_is_an_error() -> None:
+    with Forked(_dies) as child, pytest.raises(ChildFailed):
+        child.result()
+
+
+def test_cancel_while_waiting_kills_the_child() -> None:
+    token = CancelToken()
+    progress = Progress(token=token)
+    with Forked(_sleeps) as child:
+        pid = child.pid
+        token.cancel("user asked")
+        with pytest.raises(OperationCancelled):
+            child.result(progress)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert _children() == []
+
+
+def test_leaving_the_block_on_an_error_kills_the_child() -> None:
+    with pytest.raises(RuntimeError), Forked(_sleeps) as child:
+        pid = child.pid
+        raise RuntimeError("the caller's own work failed")
+    assert pid is not None and not psutil.pid_exists(pid)
+    assert _children() == []
+
+
+def _in_daemon(out: str) -> None:
+    with Forked(_busy, 0.01, 42) as child:
+        Path(out).write_text(str(child.result()["value"]))
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_works_inside_a_daemonic_process(tmp_path: Path, method: str) -> None:
+    """Prefect's flow-run process is a multiprocessing child (deployments.warmstart: from a
+    forkserver); multiprocessing refuses children of daemonic processes, os.fork does not."""
+    out = tmp_path / "out.txt"
+    proc = multiprocessing.get_context(method).Process(
+        target=_in_daemon, args=(str(out),), daemon=True
+    )
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+    assert out.read_text() == "42"
+
+
+def _counts(n: int, progress: Progress) -> int:
+    time.sleep(0.3)  # the caller sets forward() first
+    for i in range(n + 1):
+        progress.update(i, n, f"step {i}")
+    return n
+
+
+def test_the_child_progress_is_passed_on() -> None:
+    seen: list[tuple[int, int, str]] = []
+    with Forked(_counts, 5, progress=True) as child:
+        child.forward(Progress(sink=lambda d, t, a: seen.append((d, t, a)), min_interval=0))
+        assert child.result() == 5
+    assert seen[-1] == (5, 5, "step 5")
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
