@@ -13,7 +13,8 @@ nothing is serialised on the way in, only the result on the way out.
 memory it added (its RSS growth or its private pages, whichever is larger) are charged to the
 phase being measured (analysis.measure.add_child_usage).
 
-Where fork is unavailable (or fails), the call runs inline in `result()`: same value, no overlap.
+Where fork is unavailable (or fails), or the process may use one CPU only (its affinity: a flow
+run held to cpuUnits 1), the call runs inline in `result()`: same value, no overlap.
 The child must not report progress or log through the caller's sinks (they belong to threads
 that do not exist in the child): with `progress=True`, `fn` gets a Progress of its own whose
 updates travel back through the pipe, and a reader thread here passes them on (`forward`).
@@ -116,6 +117,15 @@ def _child(
         os._exit(code)
 
 
+def second_core() -> bool:
+    """Whether this process may run on two CPUs or more. A flow run held to one CPU (its
+    cpuUnits, applied as CPU affinity) computes inline: a child would only share that CPU."""
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) >= 2
+
+
 class Forked(Generic[T]):
     """`with Forked(fn, *args) as child: ...own work...; value = child.result(progress)`.
 
@@ -133,7 +143,7 @@ class Forked(Generic[T]):
         self._ended = threading.Event()
         self._forward: Progress | None = None
         self._reader: threading.Thread | None = None
-        if not hasattr(os, "fork"):
+        if not hasattr(os, "fork") or not second_core():
             return
         read_fd, write_fd = os.pipe()
         parent = os.getpid()

@@ -129,3 +129,15 @@ def test_the_child_progress_is_passed_on() -> None:
         assert child.result() == 5
     assert seen[-1] == (5, 5, "step 5")
     assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+
+
+def test_one_cpu_computes_inline() -> None:
+    """A process held to one CPU (a flow run's cpuUnits 1) does not fork: same value, no child."""
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        child = Forked(pow, 2, 10)
+        assert child.pid is None
+        assert child.result() == 1024
+    finally:
+        os.sched_setaffinity(0, cpus)
