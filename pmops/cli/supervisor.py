@@ -21,17 +21,29 @@ from pathlib import Path
 
 import psutil
 
+from pmops.prefect_auth import auth_file, configured, prefect_auth_string
 from pmops.settings import Settings, get_settings
 from pmops.store.engine import engine_for
 from pmops.store.tokens import create_token
 
 
 def prefect_env(settings: Settings) -> dict[str, str]:
-    """Environment shared by the server, the runner and the API's Prefect client."""
+    """Environment shared by the server, the runner and the API's Prefect client.
+
+    The server requires the auth string (PMOPS_PREFECT_AUTH_STRING, else the one generated once
+    into DATA_DIR/prefect-auth) and every child sends it: the runner, the flow-run processes it
+    starts (they inherit its environment), the API and the deliverer."""
     home = (settings.data_dir / "prefect").resolve()
     home.mkdir(parents=True, exist_ok=True)
+    auth = prefect_auth_string(settings, create=True)
+    assert auth is not None  # created when missing
     env = dict(os.environ)
+    # Prefect's client sends an API key (Prefect Cloud's) instead of the auth string if both are
+    # set: the server would answer 401
+    env.pop("PREFECT_API_KEY", None)
     env.update(
+        PREFECT_SERVER_API_AUTH_STRING=auth,
+        PREFECT_API_AUTH_STRING=auth,
         PREFECT_HOME=str(home),
         PREFECT_API_URL=settings.resolved_prefect_api_url,
         PREFECT_SERVER_API_HOST="127.0.0.1",
@@ -161,12 +173,18 @@ def up(settings: Settings | None = None) -> int:
     if not wait_http(f"{api_url}/health", 60):
         print("pmops: the API did not answer; see its log", file=sys.stderr)
     ui = settings.resolved_prefect_api_url.removesuffix("/api")
+    sign_in = (
+        "PMOPS_PREFECT_AUTH_STRING"
+        if configured(settings) is not None
+        else f"`pmops prefect-auth` or {auth_file(settings).resolve()}"
+    )
     print(
         f"""
 pmops is running.
   API docs     {api_url}/docs
   API base     {api_url}/api/{tenant}/{project}
   Prefect UI   {ui}
+               (it asks for the auth string once: {sign_in})
   dev token    {token}
   (tenant {tenant}, project {project})
 Ctrl-C stops everything; data stays in {settings.data_dir.resolve()}.
