@@ -114,7 +114,9 @@ def test_up_gives_the_server_and_every_child_the_string(
     assert prefect_env(Settings(data_dir=tmp_path))["PREFECT_API_AUTH_STRING"] == auth
     given = Settings(data_dir=tmp_path, prefect_auth_string=SecretStr("ops:elsewhere"))
     env = prefect_env(given)
-    assert env["PREFECT_SERVER_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"] == "ops:elsewhere"
+    assert (
+        env["PREFECT_SERVER_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"] == "ops:elsewhere"
+    )
 
 
 def test_header_is_the_one_prefects_client_sends() -> None:
