@@ -4,6 +4,9 @@ Starts, in order, a Prefect server (SQLite under the data dir), the runner servi
 per operation type, the API (uvicorn) and the deliverer (webhooks, callbacks, email, Slack).
 A child that dies is restarted (at most 5 times a minute); Ctrl-C stops all of them. Data
 stays in the data dir, so the next start keeps it.
+
+Prefect's API is locked with an auth string (pmops/prefect_auth.py): the server requires it, every
+child sends it, and the operator signs in to the Prefect UI with it (`pmops prefect-auth`).
 """
 
 from __future__ import annotations
@@ -124,6 +127,26 @@ def dev_token(settings: Settings) -> tuple[str, str, str]:
     return tenant, project, token
 
 
+def banner(settings: Settings, api_url: str, tenant: str, project: str, token: str) -> str:
+    """What `pmops up` prints once everything answers: where things are and how to sign in."""
+    ui = settings.resolved_prefect_api_url.removesuffix("/api")
+    sign_in = (
+        "PMOPS_PREFECT_AUTH_STRING"
+        if configured(settings) is not None
+        else f"`pmops prefect-auth` or {auth_file(settings).resolve()}"
+    )
+    return f"""
+pmops is running.
+  API docs     {api_url}/docs
+  API base     {api_url}/api/{tenant}/{project}
+  Prefect UI   {ui}
+               (it asks for the auth string once: {sign_in})
+  dev token    {token}
+  (tenant {tenant}, project {project})
+Ctrl-C stops everything; data stays in {settings.data_dir.resolve()}.
+"""
+
+
 def up(settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -172,25 +195,7 @@ def up(settings: Settings | None = None) -> int:
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if not wait_http(f"{api_url}/health", 60):
         print("pmops: the API did not answer; see its log", file=sys.stderr)
-    ui = settings.resolved_prefect_api_url.removesuffix("/api")
-    sign_in = (
-        "PMOPS_PREFECT_AUTH_STRING"
-        if configured(settings) is not None
-        else f"`pmops prefect-auth` or {auth_file(settings).resolve()}"
-    )
-    print(
-        f"""
-pmops is running.
-  API docs     {api_url}/docs
-  API base     {api_url}/api/{tenant}/{project}
-  Prefect UI   {ui}
-               (it asks for the auth string once: {sign_in})
-  dev token    {token}
-  (tenant {tenant}, project {project})
-Ctrl-C stops everything; data stays in {settings.data_dir.resolve()}.
-""",
-        flush=True,
-    )
+    print(banner(settings, api_url, tenant, project, token), flush=True)
     while not stopping:
         time.sleep(0.5)
         for child in children:
