@@ -158,16 +158,18 @@ class PrefectOrchestrator:
     ) -> None:
         """`auth_string`: the Prefect API's basic-auth string (pmops/prefect_auth.py), sent on
         every call; None: Prefect's own setting (PREFECT_API_AUTH_STRING) if any."""
+        from prefect.settings import PREFECT_API_AUTH_STRING
+
         self.api_url = api_url
         self.max_retries = max_retries
         self.timeout = timeout
-        self.auth_string = auth_string
+        self.auth_string = auth_string or PREFECT_API_AUTH_STRING.value() or None
         self._settings: Any = None
         self._clients: dict[Caller, SyncPrefectClient] = {}
         self._deployments: dict[str, UUID] = {}
         self._lock = threading.Lock()
         self._health = httpx.Client(timeout=HEALTH_TIMEOUT_SECONDS)
-        self._http = httpx.Client(timeout=timeout, headers=basic_auth_header(auth_string))
+        self._http = httpx.Client(timeout=timeout, headers=basic_auth_header(self.auth_string))
 
     # -- clients ------------------------------------------------------------------------------
     @contextmanager
