@@ -36,8 +36,11 @@ def lifespan_with(
         checkpoint_in_background(engine)
         if orchestrator is None:
             from api.prefect_orchestrator import PrefectOrchestrator
+            from pmops.prefect_auth import prefect_auth_string
 
-            used: Orchestrator = PrefectOrchestrator(config.resolved_prefect_api_url)
+            used: Orchestrator = PrefectOrchestrator(
+                config.resolved_prefect_api_url, auth_string=prefect_auth_string(config)
+            )
         else:
             used = orchestrator
         dispatcher = Dispatcher(engine, config, used)

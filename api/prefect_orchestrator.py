@@ -29,6 +29,7 @@ from prefect.client.schemas.responses import OrchestrationResult
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling
 
+from pmops.prefect_auth import basic_auth_header
 from pmops.service.orchestrator import (
     BatchRunSpec,
     Caller,
@@ -68,7 +69,9 @@ def prefect_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, (httpx.TransportError, NotServed, OrchestratorUnavailable)):
         return True
     if isinstance(exc, (PrefectHTTPStatusError, httpx.HTTPStatusError)):
-        return exc.response.status_code >= 500
+        # 401: our auth string is not the server's (a configuration to fix, not the operation's
+        # fault): dispatching waits, as for a server that is down
+        return exc.response.status_code >= 500 or exc.response.status_code == 401
     return False
 
 
@@ -81,8 +84,20 @@ def unavailable_as_ours() -> Iterator[None]:
         raise
     except Exception as exc:
         if prefect_unavailable(exc):
-            raise OrchestratorUnavailable(f"Prefect: {type(exc).__name__}: {exc}") from exc
+            raise OrchestratorUnavailable(
+                f"Prefect: {type(exc).__name__}: {exc}{_hint(exc)}"
+            ) from exc
         raise
+
+
+def _hint(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if getattr(response, "status_code", None) != 401:
+        return ""
+    return (
+        " (Prefect refused pmops's auth string: PMOPS_PREFECT_AUTH_STRING, or DATA_DIR/"
+        "prefect-auth, must be the server's PREFECT_SERVER_API_AUTH_STRING)"
+    )
 
 
 def _retry_busy(fn: Callable[[], T]) -> T:
@@ -139,16 +154,22 @@ class PrefectOrchestrator:
         api_url: str,
         max_retries: int = CLIENT_MAX_RETRIES,
         timeout: float = CLIENT_TIMEOUT_SECONDS,
+        auth_string: str | None = None,
     ) -> None:
+        """`auth_string`: the Prefect API's basic-auth string (pmops/prefect_auth.py), sent on
+        every call; None: Prefect's own setting (PREFECT_API_AUTH_STRING) if any."""
+        from prefect.settings import PREFECT_API_AUTH_STRING
+
         self.api_url = api_url
         self.max_retries = max_retries
         self.timeout = timeout
+        self.auth_string = auth_string or PREFECT_API_AUTH_STRING.value() or None
         self._settings: Any = None
         self._clients: dict[Caller, SyncPrefectClient] = {}
         self._deployments: dict[str, UUID] = {}
         self._lock = threading.Lock()
         self._health = httpx.Client(timeout=HEALTH_TIMEOUT_SECONDS)
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, headers=basic_auth_header(self.auth_string))
 
     # -- clients ------------------------------------------------------------------------------
     @contextmanager
@@ -156,6 +177,7 @@ class PrefectOrchestrator:
         """This orchestrator's Prefect settings (API URL, retries) for the calls made inside."""
         from prefect.context import SettingsContext, get_settings_context
         from prefect.settings import (
+            PREFECT_API_AUTH_STRING,
             PREFECT_API_URL,
             PREFECT_CLIENT_MAX_RETRIES,
             PREFECT_CLIENT_RETRY_JITTER_FACTOR,
@@ -163,13 +185,14 @@ class PrefectOrchestrator:
 
         context = get_settings_context()
         if self._settings is None:
-            self._settings = context.settings.copy_with_update(
-                updates={
-                    PREFECT_API_URL: self.api_url,
-                    PREFECT_CLIENT_MAX_RETRIES: self.max_retries,
-                    PREFECT_CLIENT_RETRY_JITTER_FACTOR: 0.2,
-                }
-            )
+            updates: dict[Any, Any] = {
+                PREFECT_API_URL: self.api_url,
+                PREFECT_CLIENT_MAX_RETRIES: self.max_retries,
+                PREFECT_CLIENT_RETRY_JITTER_FACTOR: 0.2,
+            }
+            if self.auth_string:
+                updates[PREFECT_API_AUTH_STRING] = self.auth_string
+            self._settings = context.settings.copy_with_update(updates=updates)
         with SettingsContext(profile=context.profile, settings=self._settings):
             yield
 

@@ -90,6 +90,7 @@ class Stack:
         for name, value in RELAXED_LIMITS.items():
             env.setdefault(name, value)
         env.pop("PMOPS_PREFECT_API_URL", None)
+        env.pop("PMOPS_PREFECT_AUTH_STRING", None)  # the stack's own, generated in its data dir
         env.pop("PREFECT_API_URL", None)
         if self.database_url:
             env["PMOPS_DATABASE_URL"] = self.database_url
@@ -108,6 +109,14 @@ class Stack:
     @property
     def prefect_api(self) -> str:
         return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def prefect_headers(self) -> dict[str, str]:
+        """Basic auth with the Prefect API's auth string `pmops up` keeps in the data dir."""
+        from pmops.prefect_auth import basic_auth_header
+
+        path = self.data_dir / "prefect-auth"
+        return basic_auth_header(path.read_text().strip() if path.exists() else None)
 
     @property
     def base(self) -> str:
@@ -176,7 +185,11 @@ class Stack:
             ok = 0
             for name in DEPLOYMENTS:
                 try:
-                    r = httpx.get(f"{self.prefect_api}/deployments/name/{name}", timeout=2)
+                    r = httpx.get(
+                        f"{self.prefect_api}/deployments/name/{name}",
+                        headers=self.prefect_headers,
+                        timeout=2,
+                    )
                     ok += r.status_code == 200
                 except httpx.HTTPError:
                     pass

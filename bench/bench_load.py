@@ -489,7 +489,7 @@ def prefect_dispatch_times(stack: Stack) -> dict[str, float]:
     """operation id -> creation time (epoch s) of its first Prefect flow run (the dispatch)."""
     out: dict[str, float] = {}
     offset = 0
-    with httpx.Client(timeout=60) as http:
+    with httpx.Client(timeout=60, headers=stack.prefect_headers) as http:
         while True:
             r = http.post(
                 f"{stack.prefect_api}/flow_runs/filter",

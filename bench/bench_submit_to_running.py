@@ -89,10 +89,11 @@ def store_times(db: Path, op_id: str) -> dict[str, Any]:
     }
 
 
-def prefect_times(prefect_api: str, flow_run_id: str) -> dict[str, float | None]:
-    run = httpx.get(f"{prefect_api}/flow_runs/{flow_run_id}", timeout=10).json()
+def prefect_times(stack: Stack, flow_run_id: str) -> dict[str, float | None]:
+    api, auth = stack.prefect_api, stack.prefect_headers
+    run = httpx.get(f"{api}/flow_runs/{flow_run_id}", headers=auth, timeout=10).json()
     states = httpx.get(
-        f"{prefect_api}/flow_run_states/", params={"flow_run_id": flow_run_id}, timeout=10
+        f"{api}/flow_run_states/", params={"flow_run_id": flow_run_id}, headers=auth, timeout=10
     ).json()
     first: dict[str, float] = {}
     for s in sorted(states, key=lambda s: s["timestamp"]):
@@ -144,7 +145,7 @@ def measure_fast(
                 time.sleep(poll)
             final = wait_terminal(client, url, 120)
             st = store_times(db, op_id)
-            pt = prefect_times(stack.prefect_api, st["flow_run_id"]) if st["flow_run_id"] else {}
+            pt = prefect_times(stack, st["flow_run_id"]) if st["flow_run_id"] else {}
             rec = {
                 "operation_id": op_id,
                 "warmup": i < 2,
@@ -212,7 +213,11 @@ def measure_baseline(stack: Stack, dataset_id: str, n: int, budget: float) -> li
         dep = None
         wait = time.monotonic() + 120
         while time.monotonic() < wait:
-            r = httpx.get(f"{stack.prefect_api}/deployments/name/{name}", timeout=5)
+            r = httpx.get(
+                f"{stack.prefect_api}/deployments/name/{name}",
+                headers=stack.prefect_headers,
+                timeout=5,
+            )
             if r.status_code == 200:
                 dep = r.json()["id"]
                 break
@@ -254,6 +259,7 @@ def measure_baseline(stack: Stack, dataset_id: str, n: int, budget: float) -> li
                 fr = httpx.post(
                     f"{stack.prefect_api}/deployments/{dep}/create_flow_run",
                     json={"parameters": {"operation_id": op_id}, "name": f"baseline-{i}"},
+                    headers=stack.prefect_headers,
                     timeout=10,
                 )
                 if fr.status_code == 201:
@@ -274,13 +280,17 @@ def measure_baseline(stack: Stack, dataset_id: str, n: int, budget: float) -> li
             running = None
             limit = time.monotonic() + 90
             while time.monotonic() < limit:
-                state = httpx.get(f"{stack.prefect_api}/flow_runs/{fr['id']}", timeout=10).json()
+                state = httpx.get(
+                    f"{stack.prefect_api}/flow_runs/{fr['id']}",
+                    headers=stack.prefect_headers,
+                    timeout=10,
+                ).json()
                 if state["state_type"] == "RUNNING" and running is None:
                     running = time.time() - t0
                 if state["state_type"] in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
                     break
                 time.sleep(0.05)
-            pt = prefect_times(stack.prefect_api, fr["id"])
+            pt = prefect_times(stack, fr["id"])
             st = store_times(db, op_id)
             rec = {
                 "operation_id": op_id,

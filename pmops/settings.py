@@ -10,7 +10,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     )
     prefect_api_url: str | None = Field(
         default=None, description="another Prefect server instead of the embedded one"
+    )
+    prefect_auth_string: SecretStr | None = Field(
+        default=None,
+        description="the Prefect API's basic-auth string (`user:password`; what the Prefect UI "
+        "asks for at sign-in): the Prefect server requires it and every pmops process sends it. "
+        "Unset: `pmops up` generates one into DATA_DIR/prefect-auth (mode 0600) and reuses it "
+        "on every start (`pmops prefect-auth` prints it); set: this one wins, e.g. the "
+        "PREFECT_SERVER_API_AUTH_STRING of a Prefect server run elsewhere "
+        "(PMOPS_PREFECT_API_URL)",
     )
     worker_limit: int = Field(
         default=2,

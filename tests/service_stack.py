@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 import psutil
 
+from pmops.prefect_auth import basic_auth_header
+
 REPO = Path(__file__).resolve().parents[1]
 PROBLEM = "application/problem+json"
 TERMINAL = {"Completed", "Failed", "Cancelled", "Timeout"}
@@ -198,14 +200,29 @@ class Stack:
         return found[0]
 
     # -- Prefect's own API (what the Prefect UI shows) ----------------------------------------
+    @property
+    def prefect_auth(self) -> str:
+        """The Prefect API's auth string `pmops up` generated into the data dir."""
+        return (self.data_dir / "prefect-auth").read_text().strip()
+
+    @property
+    def prefect_headers(self) -> dict[str, str]:
+        """What the operator's Prefect UI (and every pmops process) sends: basic auth."""
+        return basic_auth_header(self.prefect_auth)
+
     def prefect_api(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        """A call to Prefect's API, asked again while its SQLite server answers 503 ("database
-        is locked", which clears within moments), as Prefect's own client does."""
+        """A call to Prefect's API with the stack's auth string (`auth=False`: without), asked
+        again while its SQLite server answers 503 ("database is locked", which clears within
+        moments), as Prefect's own client does."""
         url = f"http://127.0.0.1:{self.prefect_port}/api{path}"
         timeout = kw.pop("timeout", 10)
         end = time.monotonic() + (15 if kw.pop("busy_retry", True) else 0)
+        headers = {
+            **(self.prefect_headers if kw.pop("auth", True) else {}),
+            **kw.pop("headers", {}),
+        }
         while True:
-            response = httpx.request(method, url, timeout=timeout, **kw)
+            response = httpx.request(method, url, timeout=timeout, headers=headers, **kw)
             if response.status_code != 503 or time.monotonic() > end:
                 return response
             time.sleep(0.2)

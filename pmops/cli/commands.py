@@ -175,6 +175,22 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def prefect_auth(args: argparse.Namespace) -> int:
+    from pmops.prefect_auth import auth_file, prefect_auth_string
+    from pmops.settings import get_settings
+
+    settings = get_settings()
+    auth = prefect_auth_string(settings)
+    if auth is None:
+        print(
+            f"pmops: no Prefect auth string yet ({auth_file(settings)}): `pmops up` makes one",
+            file=sys.stderr,
+        )
+        return 1
+    print(auth)
+    return 0
+
+
 def deliver(args: argparse.Namespace) -> int:
     from pmops.delivery.deliverer import serve
 
@@ -264,6 +280,14 @@ def analyze_command(
 @app.command("up", help="start the whole service (Prefect server, runner, API, deliverer)")
 def up_command() -> None:
     raise typer.Exit(up(argparse.Namespace()))
+
+
+@app.command(
+    "prefect-auth",
+    help="print the Prefect API's auth string: what the Prefect UI asks for at sign-in",
+)
+def prefect_auth_command() -> None:
+    raise typer.Exit(prefect_auth(argparse.Namespace()))
 
 
 @app.command("deliver", help="run a deliverer (webhooks, callbacks, email, Slack)")

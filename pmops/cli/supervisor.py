@@ -4,6 +4,9 @@ Starts, in order, a Prefect server (SQLite under the data dir), the runner servi
 per operation type, the API (uvicorn) and the deliverer (webhooks, callbacks, email, Slack).
 A child that dies is restarted (at most 5 times a minute); Ctrl-C stops all of them. Data
 stays in the data dir, so the next start keeps it.
+
+Prefect's API is locked with an auth string (pmops/prefect_auth.py): the server requires it, every
+child sends it, and the operator signs in to the Prefect UI with it (`pmops prefect-auth`).
 """
 
 from __future__ import annotations
@@ -21,17 +24,29 @@ from pathlib import Path
 
 import psutil
 
+from pmops.prefect_auth import auth_file, configured, prefect_auth_string
 from pmops.settings import Settings, get_settings
 from pmops.store.engine import engine_for
 from pmops.store.tokens import create_token
 
 
 def prefect_env(settings: Settings) -> dict[str, str]:
-    """Environment shared by the server, the runner and the API's Prefect client."""
+    """Environment shared by the server, the runner and the API's Prefect client.
+
+    The server requires the auth string (PMOPS_PREFECT_AUTH_STRING, else the one generated once
+    into DATA_DIR/prefect-auth) and every child sends it: the runner, the flow-run processes it
+    starts (they inherit its environment), the API and the deliverer."""
     home = (settings.data_dir / "prefect").resolve()
     home.mkdir(parents=True, exist_ok=True)
+    auth = prefect_auth_string(settings, create=True)
+    assert auth is not None  # created when missing
     env = dict(os.environ)
+    # Prefect's client sends an API key (Prefect Cloud's) instead of the auth string if both are
+    # set: the server would answer 401
+    env.pop("PREFECT_API_KEY", None)
     env.update(
+        PREFECT_SERVER_API_AUTH_STRING=auth,
+        PREFECT_API_AUTH_STRING=auth,
         PREFECT_HOME=str(home),
         PREFECT_API_URL=settings.resolved_prefect_api_url,
         PREFECT_SERVER_API_HOST="127.0.0.1",
@@ -112,6 +127,26 @@ def dev_token(settings: Settings) -> tuple[str, str, str]:
     return tenant, project, token
 
 
+def banner(settings: Settings, api_url: str, tenant: str, project: str, token: str) -> str:
+    """What `pmops up` prints once everything answers: where things are and how to sign in."""
+    ui = settings.resolved_prefect_api_url.removesuffix("/api")
+    sign_in = (
+        "PMOPS_PREFECT_AUTH_STRING"
+        if configured(settings) is not None
+        else f"`pmops prefect-auth` or {auth_file(settings).resolve()}"
+    )
+    return f"""
+pmops is running.
+  API docs     {api_url}/docs
+  API base     {api_url}/api/{tenant}/{project}
+  Prefect UI   {ui}
+               (it asks for the auth string once: {sign_in})
+  dev token    {token}
+  (tenant {tenant}, project {project})
+Ctrl-C stops everything; data stays in {settings.data_dir.resolve()}.
+"""
+
+
 def up(settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -160,19 +195,7 @@ def up(settings: Settings | None = None) -> int:
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     if not wait_http(f"{api_url}/health", 60):
         print("pmops: the API did not answer; see its log", file=sys.stderr)
-    ui = settings.resolved_prefect_api_url.removesuffix("/api")
-    print(
-        f"""
-pmops is running.
-  API docs     {api_url}/docs
-  API base     {api_url}/api/{tenant}/{project}
-  Prefect UI   {ui}
-  dev token    {token}
-  (tenant {tenant}, project {project})
-Ctrl-C stops everything; data stays in {settings.data_dir.resolve()}.
-""",
-        flush=True,
-    )
+    print(banner(settings, api_url, tenant, project, token), flush=True)
     while not stopping:
         time.sleep(0.5)
         for child in children:

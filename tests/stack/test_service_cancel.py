@@ -34,8 +34,7 @@ LOAD, DISCOVERY, ML, REPORTS = (
 
 
 def prefect_state(stack, flow_run_id: str) -> str:
-    r = httpx.get(f"http://127.0.0.1:{stack.prefect_port}/api/flow_runs/{flow_run_id}")
-    return str(r.json()["state_type"])
+    return str(stack.flow_run(flow_run_id)["state_type"])
 
 
 def assert_progress_never_goes_back(seen: list[dict]) -> None:

@@ -197,9 +197,8 @@ def test_full_lifecycle(api, stack, receipt_dataset) -> None:
         f"http://127.0.0.1:{stack.prefect_port}/runs/flow-run/{flow_run_id}"
     )
     # (the store is written before the flow returns its state to Prefect: give it a moment)
-    url = f"http://127.0.0.1:{stack.prefect_port}/api/flow_runs/{flow_run_id}"
-    assert eventually(lambda: httpx.get(url).json()["state_type"] == "COMPLETED", 60)
-    run = httpx.get(url).json()
+    assert eventually(lambda: stack.flow_run(flow_run_id)["state_type"] == "COMPLETED", 60)
+    run = stack.flow_run(flow_run_id)
     assert f"operation:{op_id}" in run["tags"]
 
     # and the list shows it as completed
@@ -545,10 +544,10 @@ def test_a_run_that_fails_on_its_data(api, stack, receipt_dataset) -> None:
     doc = api.results(op["operationId"]).json()
     assert doc["status"] == "Failed" and doc["success"] is False and doc["error"] == error
     # the store is written before the flow returns its state to Prefect: give Prefect a moment
-    url = f"http://127.0.0.1:{stack.prefect_port}/api/flow_runs/{final['prefect']['flowRunId']}"
+    flow_run_id = final["prefect"]["flowRunId"]
     deadline = time.monotonic() + 60
-    run = httpx.get(url).json()
+    run = stack.flow_run(flow_run_id)
     while run["state_type"] in ("RUNNING", "PENDING", "SCHEDULED") and time.monotonic() < deadline:
         time.sleep(0.5)
-        run = httpx.get(url).json()
+        run = stack.flow_run(flow_run_id)
     assert run["state_type"] == "FAILED"

@@ -8,7 +8,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.service_stack import TERMINAL, running_phase, running_stack
@@ -34,12 +33,7 @@ def busy(tmp_path_factory: pytest.TempPathFactory, prefect_template: Path, datas
 
 
 def flow_runs_of(stack, operation_id: str) -> list[dict]:
-    r = httpx.post(
-        f"http://127.0.0.1:{stack.prefect_port}/api/flow_runs/filter",
-        json={"flow_runs": {"tags": {"all_": [f"operation:{operation_id}"]}}},
-    )
-    r.raise_for_status()
-    return list(r.json())
+    return stack.flow_runs_of(operation_id)
 
 
 def prefect_start(stack, operation_id: str) -> datetime:
