@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import resource
 import signal
 import struct
 import sys
@@ -118,8 +119,13 @@ def _child(
 
 
 def second_core() -> bool:
-    """Whether this process may run on two CPUs or more. A flow run held to one CPU (its
-    cpuUnits, applied as CPU affinity) computes inline: a child would only share that CPU."""
+    """Whether a child may compute beside this process. Not when the process may run on one CPU
+    only (a flow run held to cpuUnits 1, applied as CPU affinity: a child would only share that
+    CPU), nor when its address space is capped (a flow run's memoryGB as RLIMIT_AS: a child
+    would get a cap of its own, so the run could take twice its limit; a cgroup's memory.max
+    covers the children, and sets no RLIMIT_AS)."""
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+        return False
     try:
         return len(os.sched_getaffinity(0)) >= 2
     except (AttributeError, OSError):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -141,3 +143,21 @@ def test_one_cpu_computes_inline() -> None:
         assert child.result() == 1024
     finally:
         os.sched_setaffinity(0, cpus)
+
+
+def _capped_fork_pid(out: Any) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, hard))
+    child = Forked(pow, 2, 10)
+    out.put((child.pid, child.result()))
+
+
+def test_a_capped_address_space_computes_inline() -> None:
+    """A flow run whose memoryGB is applied as RLIMIT_AS does not fork: the child would have a
+    cap of its own and the run could take twice its limit."""
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    p = ctx.Process(target=_capped_fork_pid, args=(out,))
+    p.start()
+    assert out.get(timeout=120) == (None, 1024)
+    p.join(30)
