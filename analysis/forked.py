@@ -118,12 +118,22 @@ def _child(
         os._exit(code)
 
 
+READER_THREAD = "pmops-forked"
+
+
 def second_core() -> bool:
-    """Whether a child may compute beside this process. Not when the process may run on one CPU
-    only (a flow run held to cpuUnits 1, applied as CPU affinity: a child would only share that
-    CPU), nor when its address space is capped (a flow run's memoryGB as RLIMIT_AS: a child
-    would get a cap of its own, so the run could take twice its limit; a cgroup's memory.max
-    covers the children, and sets no RLIMIT_AS)."""
+    """Whether a child may compute beside this process. Only when this thread is the process's
+    only one (besides other children's pipe readers, which hold no lock): a fork copies every
+    lock as it is, and a lock another thread held at that moment (logging, an HTTP client's
+    pool, a library's own) stays held in the child forever: it hung in the test suite's
+    in-process API and would hang in a Prefect flow run (its API log and event threads). So a
+    flow run computes inline; `pmops analyze` uses the second core. Not either when the process
+    may run on one CPU only (a flow run held to cpuUnits 1: a child would only share that CPU),
+    nor when its address space is capped (memoryGB as RLIMIT_AS: a child would get a cap of its
+    own, so the run could take twice its limit)."""
+    me = threading.current_thread()
+    if any(t is not me and t.name != READER_THREAD for t in threading.enumerate()):
+        return False
     if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
         return False
     try:
@@ -165,7 +175,7 @@ class Forked(Generic[T]):
             _child(write_fd, parent, fn, args, progress)
         os.close(write_fd)
         self.pid, self._read = pid, read_fd
-        self._reader = threading.Thread(target=self._read_frames, name="pmops-forked", daemon=True)
+        self._reader = threading.Thread(target=self._read_frames, name=READER_THREAD, daemon=True)
         self._reader.start()
 
     def __enter__(self) -> Forked[T]:
