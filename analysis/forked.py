@@ -119,6 +119,16 @@ def _child(
 
 
 READER_THREAD = "pmops-forked"
+_ALLOWED = [False]
+
+
+def allow_second_core(allowed: bool = True) -> None:
+    """Let this process fork children (`pmops analyze` does, at its start). Off by default: a
+    fork also copies native thread pools as they are (r4pm's Rust reader, OpenMP in
+    scikit-learn): a child that uses one the parent had already started waits for ever. A fresh
+    CLI process forks before its own first use of them; a long-lived process (a test worker, an
+    API) may not."""
+    _ALLOWED[0] = allowed
 
 
 def second_core() -> bool:
@@ -131,6 +141,8 @@ def second_core() -> bool:
     may run on one CPU only (a flow run held to cpuUnits 1: a child would only share that CPU),
     nor when its address space is capped (memoryGB as RLIMIT_AS: a child would get a cap of its
     own, so the run could take twice its limit)."""
+    if not _ALLOWED[0]:
+        return False
     me = threading.current_thread()
     if any(t is not me and t.name != READER_THREAD for t in threading.enumerate()):
         return False

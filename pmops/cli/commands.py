@@ -50,10 +50,12 @@ def analyze(args: argparse.Namespace) -> int:
 
     from analysis.errors import AnalysisError
     from analysis.eventlog import ColumnMapping
+    from analysis.forked import allow_second_core
     from analysis.phases import PHASES
     from analysis.progress import OperationCancelled
     from analysis.runs import RUNS
 
+    allow_second_core()  # a fresh process of its own: children may compute beside it
     err = Console(stderr=True)
     source = Path(args.path)
     if not source.exists():

