@@ -28,6 +28,8 @@ def _alone() -> Iterator[None]:
     others = [t.name for t in threading.enumerate() if t is not me and t.name != READER_THREAD]
     if others:
         pytest.skip(f"other threads live in this test process: {others[:3]}")
+    _BEFORE.clear()
+    _BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
     allow_second_core()  # as `pmops analyze` does
     yield
     allow_second_core(False)
@@ -57,8 +59,12 @@ def _big() -> bytes:
     return os.urandom(3 << 20)  # more than a pipe buffer
 
 
+_BEFORE: set[int] = set()
+
+
 def _children() -> list[psutil.Process]:
-    return psutil.Process().children(recursive=True)
+    """The processes this test started (an earlier test in this worker may have left servers)."""
+    return [p for p in psutil.Process().children(recursive=True) if p.pid not in _BEFORE]
 
 
 def test_the_result_comes_back_from_another_process() -> None:
