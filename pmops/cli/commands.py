@@ -55,9 +55,8 @@ def analyze(args: argparse.Namespace) -> int:
     from analysis.progress import OperationCancelled
     from analysis.runs import RUNS
 
-    allow_second_core()  # a fresh process of its own: children may compute beside it
-    err = Console(stderr=True)
-    source = Path(args.path)
+    allow_second_core()  # a fresh process of its own: children may compute beside it (forked.py)
+    err, source = Console(stderr=True), Path(args.path)
     if not source.exists():
         err.print(f"pmops: no such file: {source}")
         return 2
