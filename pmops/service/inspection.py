@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from analysis.errors import EventLogError
-from analysis.eventlog import ColumnMapping, inspect_event_log
+from analysis.eventlog import ColumnMapping
+from pmops.service.registration import inspect_here
 
 PRELOAD = ["analysis.eventlog"]
 
 
 def _inspect(path: str, mapping: ColumnMapping | None) -> dict[str, Any]:
-    return inspect_event_log(Path(path), mapping).to_dict()
+    return inspect_here(Path(path), mapping)  # in the worker: the same reading as in process
 
 
 class Inspector:
