@@ -10,6 +10,13 @@ outcome (status, error code and message), sampled peak RSS, VmPeak, VmHWM, the p
 
   .venv/bin/python bench/bench_limits.py               # memoryGB 2 (the default) and 0.1
   .venv/bin/python bench/bench_limits.py --limits 2 1 0.5 0.1
+  .venv/bin/python bench/bench_limits.py --together 3 --limits 2 0.5
+
+--together N starts N analyses at once per limit (PMOPS_WORKER_LIMIT=N) and reads, where the
+run limits are cgroups (v1 or v2), the kernel's own count of all runs together: the parent
+`pmops` memory cgroup's peak (v1 `memory.max_usage_in_bytes`, reset at the start; v2
+`memory.current` sampled every 50 ms), against the sum of the N limits. The service's fixed
+processes (API, runner, forkserver, Prefect server) are sampled beside it: they are not runs.
 
 Raw figures go to bench/results/limits.json.
 """
@@ -33,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import wide_logs  # noqa: E402
 from _stack import Stack, machine, write_json  # noqa: E402
+
+from pmops.service import runlimits  # noqa: E402
+from pmops.settings import Settings  # noqa: E402
 
 GIB = 1024**3
 TERMINAL = ("Completed", "Failed", "Cancelled", "Timeout")
@@ -114,20 +124,115 @@ def run_under(limit: float, log: Path) -> dict[str, Any]:
         }
 
 
+class RunsPeak(threading.Thread):
+    """The runs' combined memory as the kernel counts it (the parent `pmops` memory cgroup),
+    and the stack's other processes' RSS, until `stop`."""
+
+    def __init__(self, stack_pid: int) -> None:
+        super().__init__(daemon=True)
+        self.stop, self.stack_pid = threading.Event(), stack_pid
+        found = runlimits.hierarchy(Settings())
+        self.parent = found.memory if found is not None else None
+        self.version = found.version if found is not None else 0
+        self.sampled = self.fixed_rss = 0
+        if self.parent is not None:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):  # v1: reset the high-water mark
+                (self.parent / "memory.max_usage_in_bytes").write_text("0")
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.parent is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    name = "memory.usage_in_bytes" if self.version == 1 else "memory.current"
+                    self.sampled = max(self.sampled, int((self.parent / name).read_text()))
+            self.fixed_rss = max(self.fixed_rss, self._fixed())
+            time.sleep(0.05)
+
+    def _fixed(self) -> int:
+        """RSS of the stack's processes that are not in a run's cgroup."""
+        total = 0
+        with contextlib.suppress(psutil.Error):
+            for proc in [
+                psutil.Process(self.stack_pid),
+                *psutil.Process(self.stack_pid).children(True),
+            ]:
+                with contextlib.suppress(psutil.Error, OSError):
+                    if "/pmops/run-" not in Path(f"/proc/{proc.pid}/cgroup").read_text():
+                        total += proc.memory_info().rss
+        return total
+
+    def kernel_peak(self) -> int | None:
+        if self.parent is None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            if self.version == 1:
+                return int((self.parent / "memory.max_usage_in_bytes").read_text())
+        return self.sampled
+
+
+def run_together(limit: float, n: int, log: Path) -> dict[str, Any]:
+    """N comprehensive analyses of the log at once, each under memoryGB `limit`."""
+    os.environ["PMOPS_MEMORY_GB"] = str(limit)
+    with Stack(worker_limit=n) as stack:
+        dataset = stack.upload(log)
+        assert stack.proc is not None
+        peak = RunsPeak(stack.proc.pid)
+        peak.start()
+        started, ids = time.monotonic(), []
+        for i in range(n):
+            body = stack.start_body(dataset, f"100k activities {i + 1}/{n} under {limit:g} GB")
+            body["parameters"]["analysisType"] = "comprehensive"
+            r = httpx.post(f"{stack.base}/async/operation", headers=stack.headers, json=body)
+            r.raise_for_status()
+            ids.append(r.json()["operationId"])
+        finals = [_wait(stack, op_id) for op_id in ids]
+        peak.stop.set()
+        peak.join(5)
+        runs_peak = peak.kernel_peak()
+        return {
+            "memoryGB": limit,
+            "together": n,
+            "sumOfLimitsGB": round(limit * n, 3),
+            "mechanism": f"cgroup v{peak.version}" if peak.version else "not a cgroup",
+            "runsPeakGB": None if runs_peak is None else round(runs_peak / GIB, 3),
+            "withinSum": None if runs_peak is None else runs_peak <= limit * n * GIB,
+            "fixedProcessesPeakRssGB": round(peak.fixed_rss / GIB, 3),
+            "outcomes": [
+                f["status"] + (f" {f['error']['code']}" if f.get("error") else "") for f in finals
+            ],
+            "wallSeconds": round(time.monotonic() - started, 1),
+        }
+
+
+def _wait(stack: Stack, op_id: str) -> dict[str, Any]:
+    url = f"{stack.base}/async/operation/{op_id}"
+    while True:
+        s: dict[str, Any] = httpx.get(url, headers=stack.headers, timeout=30).json()
+        if s["status"] in TERMINAL:
+            return s
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limits", type=float, nargs="+", default=[2.0, 0.1])
+    parser.add_argument("--together", type=int, default=0, help="N analyses at once per limit")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         log = wide_logs.many_activities(Path(work) / "activities.csv")
         runs = []
         for limit in args.limits:
             load = os.getloadavg()[0]
-            run = run_under(limit, log)
+            if args.together:
+                run = run_together(limit, args.together, log)
+            else:
+                run = run_under(limit, log)
             run["load1"] = [round(load, 2), round(os.getloadavg()[0], 2)]
             runs.append(run)
             print(run, flush=True)
-    path = write_json("limits", {"machine": machine(), "runs": runs})
+    name = "limits_together" if args.together else "limits"
+    path = write_json(name, {"machine": machine(), "runs": runs})
     print(f"raw figures: {path}")
 
 

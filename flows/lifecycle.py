@@ -41,6 +41,7 @@ from pmops.service.lifecycle import (
 from pmops.service.runlimits import (
     Applied,
     apply,
+    cgroup_peak_bytes,
     exhausted,
     exhausted_error,
     limits_for,
@@ -86,7 +87,9 @@ def run_operation(
     try:
         return _run_claimed(engine, row, run_cls, phases, on_complete, settings, applied)
     finally:
-        logger.info("memory: %s", memory_peaks())
+        peak = cgroup_peak_bytes(applied)
+        cgroup = "" if peak is None else f"; the run's cgroup peaked at {peak / 1024**3:.2f} GiB"
+        logger.info("memory: %s%s", memory_peaks(), cgroup)
         release(applied)
 
 

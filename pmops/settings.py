@@ -206,9 +206,10 @@ class Settings(BaseSettings):
     run_limits: Literal["auto", "cgroup", "rlimit", "off"] = Field(
         default="auto",
         description="how a flow-run process is held to memoryGB and cpuUnits "
-        "(pmops/service/runlimits.py): cgroup (v2 memory.max, cpu.max), rlimit (RLIMIT_AS = "
-        "memoryGB + PMOPS_RUN_ADDRESS_SPACE_EXTRA_GB, CPU affinity), auto (cgroup where "
-        "usable, else rlimit) or off",
+        "(pmops/service/runlimits.py): cgroup (v2 memory.max, cpu.max; or v1 "
+        "memory.limit_in_bytes, cpu.cfs_quota_us), rlimit (RLIMIT_AS = memoryGB + "
+        "PMOPS_RUN_ADDRESS_SPACE_EXTRA_GB, CPU affinity), auto (cgroup where usable, else "
+        "rlimit) or off",
     )
     run_address_space_extra_gb: float = Field(
         default=1.25,
@@ -220,7 +221,8 @@ class Settings(BaseSettings):
     run_cgroup_dir: Path = Field(
         default=Path("/sys/fs/cgroup/pmops"),
         description="the cgroup v2 directory each flow run's own cgroup is made in "
-        "(run-<operationId>) when PMOPS_RUN_LIMITS is cgroup or auto",
+        "(run-<operationId>) when PMOPS_RUN_LIMITS is cgroup or auto (cgroup v1: `pmops` under "
+        "the process's own memory and cpu cgroups instead)",
     )
 
     # -- webhooks, callbacks and notifications (pmops/delivery/) -----------------------------

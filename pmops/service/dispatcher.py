@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -84,6 +85,8 @@ def run_not_started(attempts: int, why: str) -> dict[str, Any]:
 
 
 class Dispatcher:
+    cgroup_root: Path = runlimits.CGROUP_ROOT  # where the run cgroups are read (tests: a copy)
+
     def __init__(self, engine: Engine, settings: Settings, orchestrator: Orchestrator) -> None:
         self.engine, self.settings, self.orchestrator = engine, settings, orchestrator
         self.unclaimed_run_seconds = settings.unclaimed_run_seconds
@@ -208,14 +211,16 @@ class Dispatcher:
     def lost_error(self, operation_id: str, silent_seconds: float) -> dict[str, Any]:
         """worker_lost, or resource_exhausted when the OOM killer ended the run in its cgroup
         (its memory limit, pmops.service.runlimits); the run's cgroup is removed either way."""
-        base = self.settings.run_cgroup_dir
         if self.settings.run_limits not in ("auto", "cgroup"):
             return worker_lost(silent_seconds)
+        found = runlimits.hierarchy(self.settings, self.cgroup_root)
+        if found is None:
+            return worker_lost(silent_seconds)
         kills, limit_gb = (
-            runlimits.oom_kills(base, operation_id),
-            runlimits.cgroup_limit_gb(base, operation_id),
+            runlimits.oom_kills(found, operation_id),
+            runlimits.cgroup_limit_gb(found, operation_id),
         )
-        runlimits.remove_cgroup(base, operation_id)
+        runlimits.remove_cgroup(found, operation_id)
         if kills and limit_gb is not None:
             limits = runlimits.RunLimits(memory_gb=limit_gb, cpu_units=self.settings.cpu_units)
             return runlimits.exhausted_error(limits, True, killed=True)

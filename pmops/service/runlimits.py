@@ -11,6 +11,13 @@ The flow-run process applies them to itself when the flow starts, before any pha
   process moves itself in. Past the limit the kernel first reclaims, then the OOM killer ends the
   run; the dispatcher reads `memory.events` (`oom_kill`) when the heartbeats stop and fails the
   operation `resource_exhausted` instead of `worker_lost`.
+- cgroup v1, where /sys/fs/cgroup/memory is the v1 memory controller (a hybrid host: this
+  development machine): the same, in the v1 files: a cgroup `pmops/run-<operationId>` under this
+  process's own memory cgroup with `memory.limit_in_bytes` = memoryGB (and
+  `memory.memsw.limit_in_bytes`, no swap, where the kernel accounts it), and one under its own
+  cpu cgroup with `cpu.cfs_quota_us` = cpuUnits × `cpu.cfs_period_us`; the OOM kill is read
+  from `memory.oom_control` (`oom_kill`). The parent `pmops` memory cgroup counts all runs
+  together (hierarchical accounting), so its `memory.max_usage_in_bytes` is the runs' peak sum.
 - else `RLIMIT_AS` (address space): memoryGB plus PMOPS_RUN_ADDRESS_SPACE_EXTRA_GB, the address
   space a flow-run process reserves without touching it (thread stacks, malloc arenas, BLAS
   buffers, mapped libraries; measured, see docs/limits.md). An allocation past it raises
@@ -22,8 +29,8 @@ The flow-run process applies them to itself when the flow starts, before any pha
 
 Limits apply only in a process of its own (a flow-run child of the runner:
 `multiprocessing.parent_process()` is set); a flow run in the caller's process (tests,
-`prefect_test_harness`) is left alone. PMOPS_RUN_LIMITS picks the mechanism: auto (cgroup v2
-where usable, else rlimit), cgroup, rlimit or off.
+`prefect_test_harness`) is left alone. PMOPS_RUN_LIMITS picks the mechanism: auto (a cgroup,
+v2 or v1, where usable, else rlimit), cgroup, rlimit or off.
 """
 
 from __future__ import annotations
@@ -94,6 +101,8 @@ class Applied:
     origin: Path | None = None  # the cgroup the process came from (moved back at the end)
     previous_rlimit: tuple[int, int] | None = None
     cpus: list[int] = field(default_factory=list)
+    cpu_cgroup: Path | None = None  # cgroup v1: the run's cgroup in the cpu controller
+    cpu_origin: Path | None = None
 
     @property
     def enforced(self) -> bool:
@@ -160,6 +169,55 @@ def pinned_siblings(available: list[int]) -> dict[int, int]:
     return taken
 
 
+# -- where the run cgroups go ------------------------------------------------------------------
+UNLIMITED_V1 = 1 << 62  # v1 reports "no limit" as a page-rounded LONG_MAX
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Where the run cgroups go: cgroup v2 (one directory, memory and cpu together) or v1 (the
+    memory controller's `pmops` directory and the cpu controller's, each under this process's
+    own cgroup of that controller)."""
+
+    version: int
+    memory: Path
+    cpu: Path | None
+
+
+def hierarchy(settings: Settings, root: Path = CGROUP_ROOT) -> Hierarchy | None:
+    """The usable cgroup hierarchy (v2 first), or None."""
+    if cgroup_usable(root):
+        return Hierarchy(2, settings.run_cgroup_dir, settings.run_cgroup_dir)
+    if not (root / "memory" / "memory.limit_in_bytes").exists():
+        return None
+    memory = _v1_own(root, "memory")
+    if memory is None:
+        return None
+    cpu = _v1_own(root, "cpu") if (root / "cpu" / "cpu.cfs_quota_us").exists() else None
+    return Hierarchy(1, _outside_runs(memory) / "pmops", cpu and _outside_runs(cpu) / "pmops")
+
+
+def _v1_own(root: Path, controller: str) -> Path | None:
+    """This process's cgroup of a v1 controller (/proc/self/cgroup: `4:memory:/a/b`)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, names, path = line.split(":", 2)
+        if controller in names.split(","):
+            return root / controller / path.lstrip("/")
+    return None
+
+
+def _outside_runs(group: Path) -> Path:
+    """The cgroup a process in a run's cgroup came from (`…/pmops/run-x` -> `…`)."""
+    parts = group.parts
+    if len(parts) >= 2 and parts[-2] == "pmops" and parts[-1].startswith("run-"):
+        return Path(*parts[:-2])
+    return group
+
+
 # -- applying -----------------------------------------------------------------------------------
 def apply(
     limits: RunLimits, operation_id: str, settings: Settings, root: Path = CGROUP_ROOT
@@ -171,11 +229,16 @@ def apply(
         return Applied(limits, "none", f"not enforced ({why})")
     if mode in ("auto", "cgroup"):
         try:
-            return _apply_cgroup(limits, operation_id, settings.run_cgroup_dir, root)
+            found = hierarchy(settings, root)
+            if found is None:
+                raise OSError(errno.ENOTSUP, f"no cgroup memory controller at {root}")
+            if found.version == 2:
+                return _apply_cgroup(limits, operation_id, found.memory, root)
+            return _apply_cgroup_v1(limits, operation_id, found)
         except OSError as exc:
             if mode == "cgroup":
                 log.warning("%s: cgroup limits unavailable (%s); not enforced", operation_id, exc)
-                return Applied(limits, "none", f"not enforced (cgroup v2 unavailable: {exc})")
+                return Applied(limits, "none", f"not enforced (cgroup unavailable: {exc})")
     return _apply_rlimit(limits)
 
 
@@ -188,8 +251,6 @@ def cgroup_usable(root: Path = CGROUP_ROOT) -> bool:
 
 
 def _apply_cgroup(limits: RunLimits, operation_id: str, base: Path, root: Path) -> Applied:
-    if not cgroup_usable(root):
-        raise OSError(errno.ENOTSUP, f"no cgroup v2 memory controller at {root}")
     _prepare_base(base)
     group = run_cgroup(base, operation_id)
     group.mkdir(exist_ok=True)
@@ -204,6 +265,36 @@ def _apply_cgroup(limits: RunLimits, operation_id: str, base: Path, root: Path) 
     origin = _own_cgroup(root)
     (group / "cgroup.procs").write_text(str(os.getpid()))
     return Applied(limits, "cgroup", detail, cgroup=group, origin=origin)
+
+
+def _apply_cgroup_v1(limits: RunLimits, operation_id: str, found: Hierarchy) -> Applied:
+    """The v1 files: memory (no swap) in the memory controller, the quota in the cpu one."""
+    group = run_cgroup(found.memory, operation_id)
+    group.mkdir(parents=True, exist_ok=True)
+    swap = group / "memory.memsw.limit_in_bytes"
+    with contextlib.suppress(OSError):
+        swap.write_text("-1")  # memsw >= limit at every step: lift it, set the limit, then it
+    (group / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+    with contextlib.suppress(OSError):
+        swap.write_text(str(limits.memory_bytes))
+    with contextlib.suppress(OSError):
+        (group / "memory.swappiness").write_text("0")
+    detail = f"cgroup v1 {group}: memory.limit_in_bytes {limits.memory_bytes}"
+    (group / "cgroup.procs").write_text(str(os.getpid()))
+    applied = Applied(limits, "cgroup", detail, cgroup=group, origin=found.memory.parent)
+    if found.cpu is not None:
+        try:
+            cpu = run_cgroup(found.cpu, operation_id)
+            cpu.mkdir(parents=True, exist_ok=True)
+            quota = max(1000, round(limits.cpu_units * CPU_PERIOD_US))
+            (cpu / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            (cpu / "cpu.cfs_quota_us").write_text(str(quota))
+            (cpu / "cgroup.procs").write_text(str(os.getpid()))
+            applied.cpu_cgroup, applied.cpu_origin = cpu, found.cpu.parent
+            applied.detail += f", cpu.cfs_quota_us {quota} per {CPU_PERIOD_US}"
+        except OSError as exc:
+            applied.detail += f" (cpu quota not applied: {exc})"
+    return applied
 
 
 def _prepare_base(base: Path) -> None:
@@ -293,39 +384,64 @@ def release(applied: Applied) -> None:
     if applied.previous_rlimit is not None:
         with contextlib.suppress(OSError, ValueError):
             resource.setrlimit(resource.RLIMIT_AS, applied.previous_rlimit)
-    if applied.cgroup is not None and applied.origin is not None:
-        with contextlib.suppress(OSError):
-            (applied.origin / "cgroup.procs").write_text(str(os.getpid()))
-            applied.cgroup.rmdir()
+    for group, origin in (
+        (applied.cgroup, applied.origin),
+        (applied.cpu_cgroup, applied.cpu_origin),
+    ):
+        if group is not None and origin is not None:
+            with contextlib.suppress(OSError):
+                (origin / "cgroup.procs").write_text(str(os.getpid()))
+                group.rmdir()
+
+
+def cgroup_peak_bytes(applied: Applied) -> int | None:
+    """The run cgroup's peak memory as the kernel counted it (v1 `memory.max_usage_in_bytes`,
+    v2 `memory.peak`), its children included; None without one."""
+    if applied.cgroup is None:
+        return None
+    for name in ("memory.max_usage_in_bytes", "memory.peak"):
+        with contextlib.suppress(OSError, ValueError):
+            return int((applied.cgroup / name).read_text().split()[0])
+    return None
 
 
 # -- what a run that ran out looks like -------------------------------------------------------
-def oom_kills(base: Path, operation_id: str) -> int:
-    """How often the OOM killer acted in the operation's cgroup (0: never, or no cgroup)."""
-    try:
-        text = (run_cgroup(base, operation_id) / "memory.events").read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "oom_kill" and value.strip().isdigit():
-            return int(value)
+def oom_kills(found: Hierarchy, operation_id: str) -> int:
+    """How often the OOM killer acted in the operation's cgroup (0: never, or no cgroup):
+    `oom_kill` in v2's memory.events or v1's memory.oom_control."""
+    group = run_cgroup(found.memory, operation_id)
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            text = (group / name).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
     return 0
 
 
-def cgroup_limit_gb(base: Path, operation_id: str) -> float | None:
-    """The run cgroup's memory.max in GB (None: no cgroup, or no limit)."""
-    try:
-        text = (run_cgroup(base, operation_id) / "memory.max").read_text().strip()
-    except OSError:
+def cgroup_limit_gb(found: Hierarchy, operation_id: str) -> float | None:
+    """The run cgroup's memory limit in GB (None: no cgroup, or no limit)."""
+    group = run_cgroup(found.memory, operation_id)
+    for name in ("memory.max", "memory.limit_in_bytes"):
+        try:
+            text = (group / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < UNLIMITED_V1:
+            return round(int(text) / GIB, 3)
         return None
-    return round(int(text) / GIB, 3) if text.isdigit() else None
+    return None
 
 
-def remove_cgroup(base: Path, operation_id: str) -> None:
-    """Remove a run's cgroup once its process is gone (rmdir refuses a cgroup still in use)."""
-    with contextlib.suppress(OSError):
-        run_cgroup(base, operation_id).rmdir()
+def remove_cgroup(found: Hierarchy, operation_id: str) -> None:
+    """Remove a run's cgroups once its process is gone (rmdir refuses a cgroup still in use)."""
+    for base in {found.memory, found.cpu}:
+        if base is not None:
+            with contextlib.suppress(OSError):
+                run_cgroup(base, operation_id).rmdir()
 
 
 def exhausted(exc: BaseException) -> bool:

@@ -147,16 +147,62 @@ def test_cgroup_v2_limits_are_written_and_the_process_moved(tmp_path, monkeypatc
     assert (root / "cgroup.subtree_control").read_text() == "+memory +cpu"
     # the kernel's count after an OOM kill: the dispatcher's sweep reads it
     (group / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n")
-    assert runlimits.oom_kills(base, "op-1") == 1
-    assert runlimits.cgroup_limit_gb(base, "op-1") == 0.5
-    assert runlimits.oom_kills(base, "op-2") == 0
+    found = runlimits.hierarchy(settings, root)
+    assert found == runlimits.Hierarchy(2, base, base)
+    assert runlimits.oom_kills(found, "op-1") == 1
+    assert runlimits.cgroup_limit_gb(found, "op-1") == 0.5
+    assert runlimits.oom_kills(found, "op-2") == 0
+
+
+def _fake_cgroup1(root: Path) -> tuple[Path, Path]:
+    """A directory laid out as a v1 hybrid host: memory and cpu controllers, each with this
+    process's own cgroup (as /proc/self/cgroup names it) in it."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        for name in names.split(","):
+            own[name] = path.lstrip("/")
+    memory, cpu = root / "memory" / own.get("memory", ""), root / "cpu" / own.get("cpu", "")
+    for d, files in ((memory, ["memory.limit_in_bytes"]), (cpu, ["cpu.cfs_quota_us"])):
+        d.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            (root / d.relative_to(root).parts[0] / name).write_text("-1")
+    return memory, cpu
+
+
+def test_cgroup_v1_limits_are_written_and_the_process_moved(tmp_path, monkeypatch) -> None:
+    """A hybrid host (cgroup v1 controllers): run cgroups under the process's own memory and
+    cpu cgroups, the memory limit without swap, the CPU quota, the kernel's OOM count read."""
+    root = tmp_path / "cg"
+    memory, cpu = _fake_cgroup1(root)
+    settings = _settings(tmp_path, run_limits="cgroup")
+    monkeypatch.setattr(runlimits, "own_process", lambda: True)
+    found = runlimits.hierarchy(settings, root)
+    assert found == runlimits.Hierarchy(1, memory / "pmops", cpu / "pmops")
+    applied = runlimits.apply(RunLimits(0.5, 1.5), "op-1", settings, root=root)
+    assert applied.mechanism == "cgroup" and "cgroup v1" in applied.detail, applied.detail
+    group = memory / "pmops" / "run-op-1"
+    assert (group / "memory.limit_in_bytes").read_text() == str(GIB // 2)
+    assert (group / "memory.memsw.limit_in_bytes").read_text() == str(GIB // 2)
+    assert (group / "cgroup.procs").read_text() == str(os.getpid())
+    quota = cpu / "pmops" / "run-op-1"
+    assert (quota / "cpu.cfs_quota_us").read_text() == "150000"
+    assert (quota / "cpu.cfs_period_us").read_text() == "100000"
+    assert (quota / "cgroup.procs").read_text() == str(os.getpid())
+    (group / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    assert runlimits.oom_kills(found, "op-1") == 1
+    assert runlimits.cgroup_limit_gb(found, "op-1") == 0.5
+    (group / "memory.limit_in_bytes").write_text("9223372036854771712")  # v1's "no limit"
+    assert runlimits.cgroup_limit_gb(found, "op-1") is None
+    # a process already in a run cgroup finds the same place (the dispatcher, the next run)
+    assert runlimits._outside_runs(group) == memory
 
 
 def test_auto_falls_back_to_rlimit_without_cgroup_v2(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(runlimits, "own_process", lambda: True)
     settings = _settings(tmp_path, run_limits="cgroup", run_cgroup_dir=tmp_path / "x")
     applied = runlimits.apply(RunLimits(1, 1), "op-1", settings, root=tmp_path / "none")
-    assert applied.mechanism == "none" and "cgroup v2 unavailable" in applied.detail
+    assert applied.mechanism == "none" and "cgroup unavailable" in applied.detail
     off = _settings(tmp_path, run_limits="off")
     assert runlimits.apply(RunLimits(1, 1), "op-1", off).mechanism == "none"
 
@@ -174,6 +220,7 @@ def test_the_sweep_tells_an_oom_kill_from_a_lost_worker(tmp_path) -> None:
     settings = _settings(tmp_path, run_limits="auto", run_cgroup_dir=base)
     dispatcher = Dispatcher.__new__(Dispatcher)
     dispatcher.settings = settings
+    dispatcher.cgroup_root = tmp_path / "cg"
     group = runlimits.run_cgroup(base, "op-killed")
     group.mkdir()
     (group / "memory.max").write_text(str(GIB))
@@ -237,3 +284,65 @@ def test_release_gives_the_address_space_back(memory_gb: float, monkeypatch, tmp
     finally:
         runlimits.release(applied)
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+def _real_cgroup_or_skip(tmp_path: Path) -> runlimits.Hierarchy:
+    found = runlimits.hierarchy(_settings(tmp_path, run_limits="cgroup"))
+    if found is None or not os.access(found.memory.parent, os.W_OK):
+        pytest.skip("no writable cgroup memory controller on this machine")
+    return found
+
+
+def _allocate_in_cgroup(memory_gb: float, sizes: list[int], out: Any) -> None:
+    """In a process of its own: apply the cgroup path, then touch each size (report before each
+    allocation: the kernel kills the process, nothing raises)."""
+    import numpy as np
+
+    settings = Settings(run_limits="cgroup")
+    applied = runlimits.apply(RunLimits(memory_gb, 1), "op-kernel", settings)
+    out.put(("applied", applied.mechanism, applied.detail))
+    for size in sizes:
+        out.put(("allocating", size))
+        block = np.ones(size, dtype=np.uint8)  # ones: every page touched
+        out.put(("ok", block.nbytes, runlimits.cgroup_peak_bytes(applied)))
+        del block
+    runlimits.release(applied)
+    out.put(("released", applied.cgroup is not None and not applied.cgroup.exists()))
+
+
+def test_the_kernel_holds_a_run_to_its_cgroup_limit(tmp_path) -> None:
+    """For real, where this machine has a writable cgroup memory controller (v1 or v2): a run
+    under memoryGB 0.25 allocates 100 MB, then 1 GB: the kernel's OOM killer ends it (SIGKILL)
+    in its own cgroup, whose peak never passed the limit; the dispatcher's readers see the kill
+    and the limit; the cgroup is removed after. A run that fits releases its cgroup itself."""
+    found = _real_cgroup_or_skip(tmp_path)
+    ctx = multiprocessing.get_context("forkserver")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_allocate_in_cgroup, args=(0.25, [100 << 20, 1 << 30], out))
+    proc.start()
+    proc.join(120)
+    seen = []
+    while not out.empty():
+        seen.append(out.get(timeout=5))
+    assert proc.exitcode == -9, (proc.exitcode, seen)
+    assert seen[0][:2] == ("applied", "cgroup"), seen
+    assert seen[1:3] == [("allocating", 100 << 20), ("ok", 100 << 20, seen[2][2])], seen
+    assert seen[2][2] is not None and seen[2][2] <= GIB // 4
+    assert seen[3:] == [("allocating", 1 << 30)], seen  # killed inside the 1 GB allocation
+    try:
+        assert runlimits.oom_kills(found, "op-kernel") >= 1
+        assert runlimits.cgroup_limit_gb(found, "op-kernel") == 0.25
+        group = runlimits.run_cgroup(found.memory, "op-kernel")
+        for name in ("memory.max_usage_in_bytes", "memory.peak"):
+            if (group / name).exists():
+                assert int((group / name).read_text().split()[0]) <= GIB // 4
+    finally:
+        runlimits.remove_cgroup(found, "op-kernel")
+    assert not runlimits.run_cgroup(found.memory, "op-kernel").exists()
+
+    fits = ctx.Process(target=_allocate_in_cgroup, args=(0.25, [50 << 20], out))
+    fits.start()
+    fits.join(120)
+    assert fits.exitcode == 0
+    seen = [out.get(timeout=5) for _ in range(4)]
+    assert seen[-1] == ("released", True), seen
