@@ -137,8 +137,11 @@ class RunsPeak(threading.Thread):
         self.sampled = self.fixed_rss = 0
         if self.parent is not None:
             self.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):  # v1: reset the high-water mark
-                (self.parent / "memory.max_usage_in_bytes").write_text("0")
+            # v1: the cache earlier runs' removed cgroups handed up reclaimed, then the
+            # high-water mark reset to what is left
+            for name in ("memory.force_empty", "memory.max_usage_in_bytes"):
+                with contextlib.suppress(OSError):
+                    (self.parent / name).write_text("0")
 
     def run(self) -> None:
         while not self.stop.is_set():
