@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 
-from pmops.store.engine import transaction
+from pmops.store.engine import connect_engine, transaction
 from pmops.store.tables import metadata
 
 if TYPE_CHECKING:
@@ -92,6 +92,24 @@ def ensure_current(engine: Engine, *, upgrade: bool = False) -> tuple[str | None
     return before, HEAD
 
 
+def upgrade_store(url: str) -> tuple[str | None, str]:
+    """Bring the store at `url` to HEAD (`pmops db upgrade`, `pmops up`): (before, after)."""
+    engine = connect_engine(url)
+    try:
+        return ensure_current(engine, upgrade=True)
+    finally:
+        engine.dispose()
+
+
+def check_store(url: str) -> list[str]:
+    """`drift` of the store at `url` (`pmops db check`); never creates or changes anything."""
+    engine = connect_engine(url)
+    try:
+        return drift(engine)
+    finally:
+        engine.dispose()
+
+
 def _known(rev: str) -> bool:
     """Whether every revision in `rev` is one of this pmops's scripts."""
     from alembic.script import ScriptDirectory
@@ -136,7 +154,10 @@ def drift(engine: Engine) -> list[str]:
     with engine.connect() as conn:
         rev = revision(conn)
         if rev != HEAD:
-            found.append(f"revision: {rev or 'none (no alembic_version)'}, head is {HEAD}")
+            found.append(
+                f"revision: {rev or 'none (no alembic_version)'}, head is {HEAD} "
+                "(`pmops db upgrade`)"
+            )
         if rev is None and not _has_tables(conn):
             return [*found, "the database is empty: `pmops db upgrade` creates the store"]
         context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -155,16 +176,23 @@ def _missing_triggers(conn: Connection) -> list[str]:
 
 
 def _describe(diff: Any) -> str:
-    """One line per autogenerate difference (a tuple, or a list of tuples for a column)."""
+    """One line per autogenerate difference (a tuple; a list of them for one column)."""
     if isinstance(diff, list):
         return "; ".join(_describe(d) for d in diff)
-    kind, *rest = diff
-    parts = []
-    for item in rest:
-        name = getattr(item, "name", None)
-        table = getattr(getattr(item, "table", None), "name", None)
-        if name is not None:
-            parts.append(f"{table}.{name}" if table and kind.endswith("index") else str(name))
-        elif item is not None and item != {}:
-            parts.append(str(item))
-    return f"{kind}: {' '.join(parts)}"
+    kind = diff[0]
+    if kind.startswith("modify_"):  # (kind, schema, table, column, existing, database, models)
+        where = f"{diff[2]}.{diff[3]}"
+        return f"{kind}: {where}: {diff[5]!r} in the database, {diff[6]!r} in the models"
+    if kind in ("add_column", "remove_column"):  # (kind, schema, table, column)
+        what = f"{diff[2]}.{diff[3].name}"
+    elif kind in ("add_table", "remove_table"):
+        what = diff[1].name
+    else:  # an index or constraint
+        item = diff[1]
+        columns = ", ".join(c.name for c in getattr(item, "columns", ()))
+        what = f"{item.table.name}.{item.name} ({columns})"
+    if kind.startswith("add_"):
+        return f"{kind}: {what}: in the models, not in the database"
+    if kind.startswith("remove_"):
+        return f"{kind}: {what}: in the database, not in the models"
+    return f"{kind}: {what}"
