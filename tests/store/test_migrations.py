@@ -249,7 +249,7 @@ def test_processes_starting_together_on_an_empty_database_create_it_once(
         engine.dispose()
 
 
-def test_a_store_behind_or_ahead_is_refused_with_what_to_run(urls: tuple[str, str]) -> None:
+def test_a_newer_store_is_refused_and_drift_at_head_reported(urls: tuple[str, str]) -> None:
     url = urls[0]
     make_engine(url).dispose()
     engine = connect_engine(url)
