@@ -27,6 +27,7 @@ import psutil
 from pmops.prefect_auth import auth_file, configured, prefect_auth_string
 from pmops.settings import Settings, get_settings
 from pmops.store.engine import engine_for
+from pmops.store.schema import StoreNotCurrent, upgrade_store
 from pmops.store.tokens import create_token
 
 
@@ -150,6 +151,14 @@ Ctrl-C stops everything; data stays in {settings.data_dir.resolve()}.
 def up(settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # the store's schema first: the processes below refuse a store behind their release
+    try:
+        before, after = upgrade_store(settings.resolved_database_url)
+    except StoreNotCurrent as exc:
+        print(f"pmops: {exc}", file=sys.stderr)
+        return 1
+    if before not in (None, after):
+        print(f"pmops: upgraded the store to revision {after} (from {before})", flush=True)
     logs = settings.data_dir / "logs"
     logs.mkdir(exist_ok=True)
     env = prefect_env(settings)

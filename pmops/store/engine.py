@@ -2,8 +2,8 @@
 
 SQLAlchemy Core over SQLite (default; WAL, busy timeout, every transaction BEGIN IMMEDIATE so a
 read-then-write never loses a race) or PostgreSQL (`postgresql+psycopg://`). The API, the flow
-runs and the supervisor share it; each process opens its own engine. `make_engine` creates the
-schema (metadata.create_all), adds late columns and installs the counting triggers.
+runs and the supervisor share it; each process opens its own engine. `make_engine` makes sure
+the schema is the one this code needs (pmops.store.schema: Alembic revisions, docs/migrations.md).
 """
 
 from __future__ import annotations
@@ -19,30 +19,10 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.schema import CreateIndex
 
-from pmops.store.tables import (
-    _utc,
-    ix_deliveries_project_due,
-    ix_op_counts_status,
-    ix_ops_active_runs,
-    ix_ops_project_queue,
-    metadata,
-    tokens,
-)
+from pmops.store.tables import _utc
 
 WRITE_OPTION = "pmops_write"
-
-OBSOLETE_INDEXES = ("ix_operations_list", "ix_operations_status", "ix_operations_type")
-# columns added after stores were first made; `create_all` makes missing tables, never columns
-ADDED_COLUMNS = ((tokens, "expires_at"), (tokens, "max_priority"))
-# nor indexes of tables that exist: these are made (IF NOT EXISTS) on stores made before them
-ADDED_INDEXES = (
-    ix_ops_project_queue,
-    ix_ops_active_runs,
-    ix_op_counts_status,
-    ix_deliveries_project_due,
-)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -65,7 +45,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
+def connect_engine(url: str) -> Engine:
+    """An engine on the store as it is: no schema check (`pmops db check` and upgrade)."""
     if url.startswith("sqlite"):
         # one pooled connection per request thread (anyio's pool has 40) plus the dispatcher:
         # an overflowing pool would open a connection and run its PRAGMAs per request
@@ -76,89 +57,22 @@ def make_engine(url: str) -> Engine:
             max_overflow=16,
         )
         _sqlite_pragmas(engine)
-    else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        for name in OBSOLETE_INDEXES:  # replaced by covering ones; only stores made before 0.1
-            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
-    add_missing_columns(engine)
-    with transaction(engine) as conn:  # IF NOT EXISTS: processes starting together
-        for index in ADDED_INDEXES:
-            conn.execute(CreateIndex(index, if_not_exists=True))
-    install_counters(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def make_engine(url: str, *, upgrade: bool = False) -> Engine:
+    """An engine on a store at the schema this pmops needs (pmops.store.schema): an empty
+    database is created; one behind is upgraded when `upgrade`, else StoreNotCurrent."""
+    from pmops.store.schema import ensure_current
+
+    engine = connect_engine(url)
+    try:
+        ensure_current(engine, upgrade=upgrade)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
-
-
-def add_missing_columns(engine: Engine) -> None:
-    """ALTER TABLE ... ADD COLUMN for each of ADDED_COLUMNS a store made before lacks (all are
-    nullable). Under the write lock (SQLite) or with IF NOT EXISTS (PostgreSQL), so processes
-    starting together do not both add one."""
-    with transaction(engine) as conn:
-        for table, name in ADDED_COLUMNS:
-            kind = table.c[name].type.compile(dialect=engine.dialect)
-            if engine.dialect.name == "sqlite":
-                present = {r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
-                if name not in present:
-                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
-            else:
-                conn.exec_driver_sql(
-                    f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {name} {kind}"
-                )
-
-
-_COUNT_KEY = "tenant_id, project_id, operation_type, priority, status"
-_COUNT_MATCH = " AND ".join(f"{c} = OLD.{c}" for c in _COUNT_KEY.split(", "))
-_COUNT_NEW = ", ".join(f"NEW.{c}" for c in _COUNT_KEY.split(", "))
-_COUNT_UP = f"""INSERT INTO operation_counts ({_COUNT_KEY}, n) VALUES ({_COUNT_NEW}, 1)
-        ON CONFLICT ({_COUNT_KEY}) DO UPDATE SET n = operation_counts.n + 1;"""
-_COUNT_DOWN = f"UPDATE operation_counts SET n = n - 1 WHERE {_COUNT_MATCH};"
-_COUNT_BACKFILL = f"""INSERT INTO operation_counts ({_COUNT_KEY}, n)
-    SELECT {_COUNT_KEY}, count(*) FROM operations GROUP BY {_COUNT_KEY}"""
-
-SQLITE_COUNTERS = (
-    f"CREATE TRIGGER ops_count_insert AFTER INSERT ON operations BEGIN {_COUNT_UP} END",
-    f"CREATE TRIGGER ops_count_delete AFTER DELETE ON operations BEGIN {_COUNT_DOWN} END",
-    "CREATE TRIGGER ops_count_status AFTER UPDATE OF status ON operations "
-    f"WHEN OLD.status IS NOT NEW.status BEGIN {_COUNT_DOWN} {_COUNT_UP} END",
-)
-POSTGRES_COUNTERS = (
-    f"""CREATE OR REPLACE FUNCTION pmops_count_operations() RETURNS trigger AS $$
-    BEGIN
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN {_COUNT_DOWN} END IF;
-        IF TG_OP IN ('UPDATE', 'INSERT') THEN {_COUNT_UP} END IF;
-        RETURN NULL;
-    END $$ LANGUAGE plpgsql""",
-    "CREATE TRIGGER ops_count_insert_delete AFTER INSERT OR DELETE ON operations "
-    "FOR EACH ROW EXECUTE FUNCTION pmops_count_operations()",
-    "CREATE TRIGGER ops_count_status AFTER UPDATE OF status ON operations FOR EACH ROW "
-    "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION pmops_count_operations()",
-)
-
-
-def install_counters(engine: Engine) -> None:
-    """Create the counting triggers once, and count what the store already holds, atomically:
-    under the write lock (SQLite) or an advisory lock (PostgreSQL), so two processes starting
-    together neither both install nor count twice."""
-    with transaction(engine) as conn:
-        if engine.dialect.name == "sqlite":
-            present = conn.exec_driver_sql(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
-                "AND name = 'ops_count_status'"
-            ).scalar_one()
-            statements = SQLITE_COUNTERS
-        else:
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7210431)")
-            present = conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_trigger WHERE tgname = 'ops_count_status'"
-            ).scalar_one()
-            statements = POSTGRES_COUNTERS
-        if present:
-            return
-        for statement in statements:
-            conn.exec_driver_sql(statement)
-        conn.exec_driver_sql("DELETE FROM operation_counts")
-        conn.exec_driver_sql(_COUNT_BACKFILL)
 
 
 @lru_cache
@@ -179,7 +93,7 @@ def checkpoint_in_background(engine: Engine) -> None:
     def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
-    engine.dispose()  # connections opened before (create_all) are replaced by new ones
+    engine.dispose()  # connections opened before (the schema check) are replaced by new ones
 
 
 def checkpoint(engine: Engine) -> None:

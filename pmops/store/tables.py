@@ -170,8 +170,8 @@ throughput = Table(
 )
 
 # How many operations each scope has per type, priority and status, kept by triggers on
-# `operations` (install_counters): the list's summary reads a few of these rows instead of
-# counting every operation.
+# `operations` (made by a migration: migrations/versions/0001_baseline.py): the list's summary
+# reads a few of these rows instead of counting every operation.
 operation_counts = Table(
     "operation_counts",
     metadata,
@@ -422,8 +422,6 @@ deliverers = Table(
 _MOVED = {
     "WRITE_OPTION": "engine",
     "make_engine": "engine",
-    "add_missing_columns": "engine",
-    "install_counters": "engine",
     "engine_for": "engine",
     "checkpoint_in_background": "engine",
     "checkpoint": "engine",

@@ -2,7 +2,7 @@
 
 PostgreSQL (127.0.0.1:5432, trust auth as postgres) gets one fresh, uniquely named database for
 the session, dropped after; each test starts from empty tables. SQLite gets a new file per test.
-Both schemas are made as the app makes them (make_engine: create_all, columns, counters)."""
+Both schemas are made as the app makes them (make_engine runs the Alembic revisions)."""
 
 from __future__ import annotations
 

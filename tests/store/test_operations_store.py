@@ -236,7 +236,7 @@ def test_tokens(engine: Engine) -> None:
 
 
 def test_a_store_made_before_max_priority_gains_the_column(tmp_path: Path) -> None:
-    """make_engine adds tokens.max_priority to an old store; its tokens read None (High)."""
+    """Upgrading an old store adds tokens.max_priority; its tokens read None (High)."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = create_engine(url)
     with old.begin() as conn:
@@ -249,7 +249,7 @@ def test_a_store_made_before_max_priority_gains_the_column(tmp_path: Path) -> No
             "INSERT INTO tokens VALUES ('h', 't', 'p', 'old', '2026-01-01 00:00:00', NULL)"
         )
     old.dispose()
-    engine = make_engine(url)
+    engine = make_engine(url, upgrade=True)
     try:
         with engine.connect() as conn:
             row = read_token(conn, "h")

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, delete, select, update
 from api.deps import Principal, Scope
 from pmops.service.operations import list_operations
 from pmops.settings import Settings
+from pmops.store.schema import StoreNotCurrent
 from pmops.store.tables import make_engine, metadata, operation_counts, operations, transaction
 
 TYPES = ("ProcessMiningAnalysis", "DataEnrichment")
@@ -74,8 +75,11 @@ def test_counters_follow_every_insert_transition_and_delete(store_url: str) -> N
         conn.execute(operations.insert(), rows(30, T1))
     bare.dispose()
 
-    engine = make_engine(store_url)
-    make_engine(store_url).dispose()  # a second process starting: installs and counts nothing
+    # made before migrations: refused, then upgraded (the baseline installs and counts)
+    with pytest.raises(StoreNotCurrent, match="pmops db upgrade"):
+        make_engine(store_url)
+    engine = make_engine(store_url, upgrade=True)
+    make_engine(store_url).dispose()  # a second process starting: at head, counts nothing
     real, kept = truth(engine)
     assert kept == real and sum(real.values()) == 30
 

@@ -1,0 +1,1 @@
+"""One Alembic revision a file, NNNN_slug.py; docs/migrations.md says how to add one."""
