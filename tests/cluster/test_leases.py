@@ -6,28 +6,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from pmops.delivery import outbox
-from pmops.store.engine import make_engine, transaction
+from pmops.store.engine import transaction
 from pmops.store.tables import deliveries, events
 from tests.store.helpers import add_deliveries, add_event, delivery_row, scope
 
 TRIALS = 20
 DUE = 200
-
-
-@pytest.fixture
-def engines(pg_url: str) -> Iterator[tuple[Engine, Engine]]:
-    """Two engines (two deliverer processes' pools) on one fresh database."""
-    first, second = make_engine(pg_url), make_engine(pg_url)
-    yield first, second
-    first.dispose()
-    second.dispose()
 
 
 def _due_deliveries(engine: Engine, n: int) -> None:
