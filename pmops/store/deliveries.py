@@ -202,7 +202,7 @@ def _due(
     now: datetime, live: set[str], full: list[str], alive_since: datetime | None
 ) -> list[ColumnElement[bool]]:
     d = deliveries.c
-    dead = d.lease_owner.not_in(list(live))
+    dead: ColumnElement[bool] = d.lease_owner.not_in(list(live))
     if alive_since is not None:
         # and not alive by the table either: `live` was read at this deliverer's last heartbeat,
         # so a deliverer that started since is missing from it (its leases would be taken)
