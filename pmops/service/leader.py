@@ -35,7 +35,7 @@ class Leadership:
         engine: Engine,
         healthy: Callable[[], bool] = lambda: True,
         retry_seconds: float = 1.0,
-        dead_seconds: int = 10,
+        dead_seconds: int = 8,
     ) -> None:
         self.engine = engine
         self.healthy = healthy

@@ -39,7 +39,7 @@ class LeaderSession:
     so a holder must `beat` more often than that; a process that froze (stopped, deadlocked)
     stops beating and PostgreSQL closes its session, releasing the lock."""
 
-    def __init__(self, engine: Engine, dead_seconds: int = 10) -> None:
+    def __init__(self, engine: Engine, dead_seconds: int = 8) -> None:
         self.engine = engine
         self.dead_seconds = dead_seconds
         self.conn: Connection | None = None

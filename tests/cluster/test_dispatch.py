@@ -263,7 +263,7 @@ LEADER_SCRIPT = """
 import sys, time
 from pmops.store.engine import make_engine
 from pmops.service.leader import Leadership
-lead = Leadership(make_engine(sys.argv[1]), retry_seconds=0.2)
+lead = Leadership(make_engine(sys.argv[1]), retry_seconds=0.2, dead_seconds=int(sys.argv[2]))
 lead.start()
 assert lead.wait_leading(30)
 print("leading", flush=True)
@@ -271,15 +271,16 @@ time.sleep(600)
 """
 
 
-def test_the_leader_killed_another_process_leads_within_10_s(cluster_url: str) -> None:
+def _fail_over(url: str, kill: signal.Signals, dead_seconds: int) -> float:
+    """Seconds from `kill` of the leading subprocess until this process leads."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen(
-        [sys.executable, "-c", LEADER_SCRIPT, cluster_url],
+        [sys.executable, "-c", LEADER_SCRIPT, url, str(dead_seconds)],
         stdout=subprocess.PIPE,
         env=env,
         cwd=ROOT,
     )
-    engine = make_engine(cluster_url)
+    engine = make_engine(url)
     follower = Leadership(engine, retry_seconds=1.0)
     try:
         assert child.stdout is not None
@@ -288,15 +289,26 @@ def test_the_leader_killed_another_process_leads_within_10_s(cluster_url: str) -
         time.sleep(2.5)  # two tries at least: the lock is held
         assert not follower.leading
         clock = time.monotonic()
-        child.send_signal(signal.SIGKILL)
+        child.send_signal(kill)
         assert follower.wait_leading(FAIL_OVER_SECONDS), "no fail-over within 10 s"
-        took = time.monotonic() - clock
-        print(f"\nleader SIGKILLed: the other process leads after {took:.2f} s")
+        return time.monotonic() - clock
     finally:
         child.kill()
         child.wait(10)
         follower.stop()
         engine.dispose()
+
+
+def test_the_leader_killed_another_process_leads_within_10_s(cluster_url: str) -> None:
+    took = _fail_over(cluster_url, signal.SIGKILL, 8)
+    print(f"\nleader SIGKILLed: the other process leads after {took:.2f} s")
+
+
+def test_a_frozen_leader_loses_its_session(cluster_url: str) -> None:
+    """A leader that stops (SIGSTOP: alive, its socket open, silent) is ended by PostgreSQL's
+    idle-session timeout (here 4 s), and another process leads."""
+    took = _fail_over(cluster_url, signal.SIGSTOP, 4)
+    print(f"\nleader SIGSTOPped: the other process leads after {took:.2f} s")
 
 
 def test_only_the_leader_dispatches(engines: tuple[Engine, Engine]) -> None:
