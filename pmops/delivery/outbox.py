@@ -6,6 +6,9 @@ Every step is one short write transaction, so a deliverer killed at any point lo
 - `lease_due` hands due deliveries to one deliverer (`lease_owner`). A lease is honoured while its
   owner's heartbeat in `deliverers` is fresh; a deliverer that died leaves leases that the next one
   takes over. So a delivery is sent at least once, always with its event's `webhook-id`.
+  Several deliverers may lease at once: on PostgreSQL the candidates are locked FOR UPDATE SKIP
+  LOCKED (one deliverer skips what another is leasing), and an owner counts as alive by the
+  `deliverers` table too, not only by the caller's `live` (read at its last heartbeat).
 - `settle` records the attempts: Delivered, a retry time, or the dead letter (Failed), and the
   webhook's statistics; a 410 or too many failures in a row disable the webhook.
 """
@@ -420,15 +423,16 @@ def lease_due(
     slots = slots or Slots(free=limit, per_endpoint=default_room, room=room)
     now = utc_now()
     full = sorted(key for key, n in slots.room.items() if n <= 0)
+    alive = now - timedelta(seconds=OWNER_STALE_SECONDS)
     with transaction(engine) as conn:
-        candidates = store.list_due_deliveries(conn, now, live, full, limit * 4)
+        candidates = store.list_due_deliveries(conn, now, live, full, limit * 4, None, alive)
         projects: list[tuple[str, str]] = []
         if len(candidates) >= limit * 4:  # a backlog: other projects' may be behind it
             projects = (slots.projects or DueProjects(0.0)).read(conn, now)
         seen = {(r["tenant_id"], r["project_id"]) for r in candidates}
         missing = [scope for scope in projects if scope not in seen][:MISSING_PROJECTS]
         for scope in missing:
-            candidates += store.list_due_deliveries(conn, now, live, full, limit, scope)
+            candidates += store.list_due_deliveries(conn, now, live, full, limit, scope, alive)
         chosen = _within_room(_round_robin(candidates), slots, limit, projects)
         if not chosen:
             return []

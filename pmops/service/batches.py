@@ -326,24 +326,36 @@ def cancel_batch(engine: Engine, scope: Scope, batch_id: str) -> dict[str, Any]:
 
 
 def take_submissions(engine: Engine, settings: Settings) -> int:
-    """Create the batches flows asked for (batch_submissions), as POST /async/batch would."""
-    with engine.connect() as conn:
-        rows = store.list_open_submissions(conn)
-    for row in rows:
-        principal = Principal(row.tenant_id, row.project_id, "monthly pipeline", "Critical")
-        scope = Scope(row.tenant_id, row.project_id, principal)
-        values: dict[str, Any]
-        try:
-            body = BatchCreate.model_validate(row.body)
-            _, answer, _ = create_batch(engine, settings, scope, body, None, row.parent_flow_run_id)
-            values = {"batch_id": answer["batchId"]}
-        except ValidationError as exc:
-            values = {"error": {"detail": str(exc)}}
-        except Problem as exc:
-            values = {"error": {"detail": exc.detail, "errors": exc.errors}}
-        with transaction(engine) as conn:
-            store.set_submission_outcome(conn, row.submission_id, values)
+    """Create the batches flows asked for (batch_submissions), as POST /async/batch would.
+
+    Each submission is claimed first (store.claim_open_submissions), so two callers at once
+    (two API processes) never both make its batch; and the batch is made with the submission's
+    id as its Idempotency-Key, so a caller that stopped between making the batch and recording
+    it hands the same batch to the next one."""
+    with store.claim_open_submissions(engine) as (rows, claim):
+        for row in rows:
+            values = _submit(engine, settings, row)
+            if claim is not None:
+                store.set_submission_outcome(claim, row.submission_id, values)
+                continue
+            with transaction(engine) as conn:
+                store.set_submission_outcome(conn, row.submission_id, values)
     return len(rows)
+
+
+def _submit(engine: Engine, settings: Settings, row: Any) -> dict[str, Any]:
+    """The submission's outcome: its batch's id, or the reason it was refused."""
+    principal = Principal(row.tenant_id, row.project_id, "monthly pipeline", "Critical")
+    scope = Scope(row.tenant_id, row.project_id, principal)
+    key = f"submission:{row.submission_id}"
+    try:
+        body = BatchCreate.model_validate(row.body)
+        _, answer, _ = create_batch(engine, settings, scope, body, key, row.parent_flow_run_id)
+    except ValidationError as exc:
+        return {"error": {"detail": str(exc)}}
+    except Problem as exc:
+        return {"error": {"detail": exc.detail, "errors": exc.errors}}
+    return {"batch_id": answer["batchId"]}
 
 
 def list_batches(engine: Engine, scope: Scope, page: int, page_size: int) -> dict[str, Any]:

@@ -22,6 +22,13 @@ starting its process), the operation is dispatched once more as a new run, and m
 
 While the orchestrator is unavailable (`OrchestratorUnavailable`) the store-only steps go on and
 dispatching resumes once it answers again.
+
+Several API processes on one PostgreSQL store: each runs this thread, but only the leader
+(pmops/service/leader.py: an advisory lock held on a session of its own) dispatches and sweeps;
+the others wait to take over. Each dispatch round also runs in the dispatch section (a
+transaction lock), counting the worker slots held across the cluster in the store, so two
+dispatchers at once (a stuck leader that was replaced) cannot exceed `PMOPS_WORKER_LIMIT`.
+On SQLite every process leads, as before (one machine).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from pmops.service.batch_progress import advance
 from pmops.service.batches import take_submissions
 from pmops.service.events import emit
 from pmops.service.fair import FairQueue
+from pmops.service.leader import Leadership, progress_watch
 from pmops.service.orchestrator import (
     BatchRunSpec,
     OperationRunSpec,
@@ -51,6 +59,7 @@ from pmops.service.orchestrator import (
 from pmops.service.retries import run_due_retries
 from pmops.settings import Settings
 from pmops.store import queue
+from pmops.store.locks import dispatch_section
 from pmops.store.tables import checkpoint, transaction, utc_now
 
 log = logging.getLogger("pmops.dispatcher")
@@ -58,6 +67,9 @@ log = logging.getLogger("pmops.dispatcher")
 # how many runs one operation gets when its runs end without starting it
 MAX_DISPATCH_ATTEMPTS = 2
 WAITING_FOR_RUNNER = (RunStateType.SCHEDULED,)
+# a leader whose dispatch round has not finished for this long gives the lead up (it is stuck,
+# e.g. on a call to Prefect that does not return)
+STUCK_SECONDS = 120.0
 
 
 def worker_lost(silent_seconds: float) -> dict[str, Any]:
@@ -96,8 +108,17 @@ class Dispatcher:
         self._last_sweep = 0.0
         self._orchestrator_down = False
         self.fair = FairQueue()
+        self._progress, healthy = progress_watch(STUCK_SECONDS)
+        self.leadership = Leadership(engine, healthy)
+        self._led = 0  # leadership.changes when this dispatcher last led
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process dispatches (always on SQLite; the leader's on PostgreSQL)."""
+        return self.leadership.leading
 
     def start(self) -> None:
+        self.leadership.start()
         self._thread = threading.Thread(target=self._loop, name="pmops-dispatcher", daemon=True)
         self._thread.start()
 
@@ -106,12 +127,21 @@ class Dispatcher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.leadership.stop()
 
     def wake(self) -> None:
         self._wake.set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._progress()
+            if not self.leading:  # another process dispatches: wait to take over
+                self._wake.wait(self.leadership.retry_seconds)
+                self._wake.clear()
+                continue
+            if self._led != self.leadership.changes:  # led again: every project starts even
+                self._led = self.leadership.changes
+                self.fair = FairQueue()
             failed = False
             for step in (self.dispatch_once, self._sweep_due):
                 try:
@@ -146,6 +176,13 @@ class Dispatcher:
 
     # -- dispatch -----------------------------------------------------------------------------
     def dispatch_once(self) -> int:
+        """Create runs for queued operations while worker slots are free: in the dispatch
+        section (PostgreSQL: 0 when another dispatcher is in it), the slots counted in the
+        store, so across the cluster."""
+        with dispatch_section(self.engine) as mine:
+            return self._dispatch() if mine else 0
+
+    def _dispatch(self) -> int:
         self.start_batch_runs()  # a batch's parent run first: its operations are its subflows
         with self.engine.connect() as conn:
             active = queue.count_active_runs_by_project(conn)

@@ -3,11 +3,13 @@ pmops.service.batch_progress."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from pmops.store.tables import (
     batch_members,
@@ -207,14 +209,32 @@ def read_dataset_events(conn: Connection, tenant_id: str, dataset_id: str) -> in
 
 
 # -- batches flows ask for -----------------------------------------------------------------------
+def _open_submissions() -> Any:
+    s = batch_submissions.c
+    return select(batch_submissions).where(s.batch_id.is_(None), s.error.is_(None))
+
+
 def list_open_submissions(conn: Connection) -> list[Any]:
-    return list(
-        conn.execute(
-            select(batch_submissions).where(
-                batch_submissions.c.batch_id.is_(None), batch_submissions.c.error.is_(None)
-            )
-        ).all()
-    )
+    return list(conn.execute(_open_submissions()).all())
+
+
+@contextmanager
+def claim_open_submissions(engine: Engine) -> Iterator[tuple[list[Any], Connection | None]]:
+    """The open submissions, each claimed by this caller until the block ends.
+
+    PostgreSQL: the rows are locked (FOR UPDATE SKIP LOCKED) in a transaction of the yielded
+    connection, so a concurrent caller skips them, and one that comes after the block sees the
+    outcomes written on that connection (set_submission_outcome), which commit as it ends.
+    SQLite: the open rows as read, and None (one process takes submissions: the dispatcher's,
+    and the outcomes are written in transactions of their own)."""
+    if engine.dialect.name != "postgresql":
+        with engine.connect() as conn:
+            rows = list_open_submissions(conn)
+        yield rows, None
+        return
+    with engine.connect() as conn, conn.begin():
+        query = _open_submissions().with_for_update(skip_locked=True)
+        yield list(conn.execute(query).all()), conn
 
 
 def set_submission_outcome(conn: Connection, submission_id: str, values: dict[str, Any]) -> None:

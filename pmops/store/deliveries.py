@@ -198,12 +198,20 @@ LEASE_COLUMNS = (
 )
 
 
-def _due(now: datetime, live: set[str], full: list[str]) -> list[ColumnElement[bool]]:
+def _due(
+    now: datetime, live: set[str], full: list[str], alive_since: datetime | None
+) -> list[ColumnElement[bool]]:
     d = deliveries.c
+    dead: ColumnElement[bool] = d.lease_owner.not_in(list(live))
+    if alive_since is not None:
+        # and not alive by the table either: `live` was read at this deliverer's last heartbeat,
+        # so a deliverer that started since is missing from it (its leases would be taken)
+        fresh = select(deliverers.c.owner).where(deliverers.c.heartbeat_at >= alive_since)
+        dead = and_(dead, d.lease_owner.not_in(fresh))
     where: list[ColumnElement[bool]] = [
         d.next_attempt_at <= now,
         d.status.in_(OPEN),
-        or_(d.lease_owner.is_(None), d.lease_owner.not_in(list(live))),
+        or_(d.lease_owner.is_(None), dead),
     ]
     if full:
         where.append(d.endpoint_key.not_in(full))
@@ -217,13 +225,16 @@ def list_due_deliveries(
     full: list[str],
     limit: int,
     scope: tuple[str, str] | None = None,
+    alive_since: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Up to `limit` open deliveries due by `now`, in the order they are due (ties in event
-    order), not leased by a live deliverer, not to the `full` endpoints; only the project
+    order), not leased by a live deliverer (one in `live`, or, given `alive_since`, one whose
+    heartbeat in `deliverers` is that recent), not to the `full` endpoints; only the project
     `scope` (tenant_id, project_id) if given. On PostgreSQL the rows are locked and rows another
-    deliverer is leasing are skipped (FOR UPDATE SKIP LOCKED)."""
+    deliverer is leasing are skipped (FOR UPDATE SKIP LOCKED), so two deliverers leasing at once
+    never take the same delivery; SQLite runs one write transaction at a time."""
     d = deliveries.c
-    where = _due(now, live, full)
+    where = _due(now, live, full, alive_since)
     if scope is not None:
         where += [d.tenant_id == scope[0], d.project_id == scope[1]]
     query = (

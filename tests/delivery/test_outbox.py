@@ -21,6 +21,7 @@ from pmops.delivery import outbox
 from pmops.service.events import emit
 from pmops.settings import Settings
 from pmops.store.tables import (
+    deliverers,
     deliveries,
     events,
     make_engine,
@@ -224,6 +225,8 @@ def test_leases_of_a_dead_deliverer_are_taken_over(engine: Engine, settings: Set
     # while "first" is alive its lease holds
     assert outbox.lease_due(engine, "second", {"first", "second"}, {}, 8, 10) == []
     # once its heartbeat is gone, the next deliverer takes the delivery
+    with transaction(engine) as conn:
+        conn.execute(update(deliverers).values(heartbeat_at=utc_now() - timedelta(minutes=1)))
     (taken,) = outbox.lease_due(engine, "second", {"second"}, {}, 8, 10)
     assert taken.message_id.startswith("msg_")
 
