@@ -23,6 +23,21 @@ import sys
 from types import ModuleType
 from typing import Any
 
+ANALYSIS_MODULES = [
+    "analysis.dfg",
+    "analysis.discovery",
+    "analysis.performance",
+    "analysis.anomalies",
+    "analysis.prediction",
+    "analysis.patterns",
+    "analysis.recommendations",
+    "analysis.process_map",
+    "analysis.charts",
+    "analysis.report_pdf",
+    "analysis.executive",
+    "analysis.enrichment",
+]
+
 # imported once in the forkserver; a flow-run child inherits them. Nothing here may open a
 # connection or start a thread at import time (the fork copies neither correctly).
 PRELOAD = [
@@ -31,6 +46,12 @@ PRELOAD = [
     "prefect.flow_engine",
     "prefect.runner",
     "deployments.serve",  # the flows, analysis, pandas; also the child's __mp_main__
+    # what the phases import on first use (pm4py, scikit-learn, matplotlib, reportlab): ~2.3
+    # CPU-seconds a flow run would otherwise spend importing them, 43 % of a quick analysis's
+    # flow-run CPU (py-spy, bench/notes/load.md). pm4py's import starts polars' and jemalloc's
+    # idle background threads; fork() copies only the forkserver's one Python thread and
+    # jemalloc takes its own locks around a fork (pthread_atfork); polars itself is not used here.
+    *ANALYSIS_MODULES,
 ]
 
 PREFECT_VERSION = "3.9.1"  # the internals below are checked against this version (tests)

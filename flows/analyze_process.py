@@ -32,7 +32,10 @@ def generate_reports(run: ProcessMiningRun) -> dict[str, Any]:
     return run.run_reports()
 
 
-@flow(name="ProcessMiningAnalysis", persist_result=False)
+# validate_parameters=False on every operation flow: the one parameter is the operation id the API
+# wrote, and Prefect builds a pydantic model of the signature on every call (~4 % of a quick
+# analysis's flow-run CPU; bench/notes/load.md)
+@flow(name="ProcessMiningAnalysis", persist_result=False, validate_parameters=False)
 def analyze_process(operation_id: str) -> Any:
     return run_operation(
         operation_id,

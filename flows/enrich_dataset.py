@@ -46,7 +46,7 @@ def register_output(engine: Engine, row: dict[str, Any], run: DataEnrichmentRun)
     run.enriched_dataset = {"datasetId": dataset_id, **summary}
 
 
-@flow(name="DataEnrichment", persist_result=False)
+@flow(name="DataEnrichment", persist_result=False, validate_parameters=False)
 def enrich_dataset(operation_id: str) -> Any:
     return run_operation(
         operation_id,

@@ -22,6 +22,6 @@ def write_reports(run: ReportGenerationRun) -> dict[str, Any]:
     return run.run_reports()
 
 
-@flow(name="ReportGeneration", persist_result=False)
+@flow(name="ReportGeneration", persist_result=False, validate_parameters=False)
 def generate_report(operation_id: str) -> Any:
     return run_operation(operation_id, ReportGenerationRun, [collect_source, write_reports])

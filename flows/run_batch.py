@@ -31,6 +31,6 @@ def follow_batch(batch_id: str) -> State:
     return Cancelled(message=message) if status == "Cancelled" else Failed(message=message)
 
 
-@flow(name="Batch", persist_result=False)
+@flow(name="Batch", persist_result=False, validate_parameters=False)
 def run_batch(batch_id: str) -> Any:
     return follow_batch(batch_id)
