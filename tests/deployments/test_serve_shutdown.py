@@ -59,7 +59,11 @@ def test_a_stopped_runner_does_not_pause_the_deployments(tmp_path: Path) -> None
         )
         try:
             end = time.monotonic() + 120
-            while not all(_deployment(api, name) for name in served):
+            # polled (status READY): the runner has started, not only registered them (a
+            # SIGTERM before its start ends it before it could pause anything)
+            while not all(
+                (d := _deployment(api, name)) and d.get("status") == "READY" for name in served
+            ):
                 assert runner.poll() is None, (tmp_path / "runner.log").read_text()
                 assert time.monotonic() < end, (tmp_path / "runner.log").read_text()
                 time.sleep(0.2)
