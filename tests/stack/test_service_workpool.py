@@ -5,6 +5,7 @@ of the runner. Operations submitted through the API complete, each run in its pr
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,9 @@ def test_operations_run_on_the_work_pools_worker_in_their_prioritys_queue(
         deployment = stack.prefect_api("GET", f"/deployments/{run['deployment_id']}").json()
         assert deployment["work_pool_name"] == POOL
         assert deployment["name"] == "pmops"
+        waited = datetime.fromisoformat(run["start_time"]) - datetime.fromisoformat(run["created"])
+        # a figure for README "Scaling out" (not asserted: the machine's load decides it)
+        print(f"workpool: {queue} run created -> Running in {waited.total_seconds():.1f} s")
     # deployments.workpool registered everything, then became `prefect worker start`
     worker = stack.child("prefect worker start")
     assert worker.cmdline()[1:10] == [
