@@ -224,7 +224,7 @@ def start_prefect(
     if server is not None:
         print(f"pmops: starting the Prefect server (logs in {logs})", flush=True)
         server.start(env, logs)
-    elif any(c.name != "prefect-server" for c in children):
+    elif children:
         print(f"pmops: waiting for Prefect at {settings.resolved_prefect_api_url}", flush=True)
     else:
         return True
