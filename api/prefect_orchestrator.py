@@ -9,6 +9,11 @@ otherwise retries 5 times, sleeping 2 + 4 + 8 + 16 + 32 s, while its server rest
 dispatcher and the request handlers use separate clients and no lock is held across a call, and
 the health check is one plain request with a 2 s timeout. Prefect being down, restarting or not
 serving the deployments yet is raised as `OrchestratorUnavailable`.
+
+A deployment in a work pool (PMOPS_EXECUTION=workpool, deployments/workpool.py) gets each run in
+its priority's work queue (Critical -> High, pmops.contract.enums.Priority.work_queue; a batch's
+parent run in High), which its workers serve first to last; the deployment itself says so, so the
+API needs no setting of its own for it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from prefect.client.schemas.responses import OrchestrationResult
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling
 
+from pmops.contract.enums import Priority
 from pmops.prefect_auth import basic_auth_header
 from pmops.service.orchestrator import (
     BatchRunSpec,
@@ -166,7 +172,8 @@ class PrefectOrchestrator:
         self.auth_string = auth_string or PREFECT_API_AUTH_STRING.value() or None
         self._settings: Any = None
         self._clients: dict[Caller, SyncPrefectClient] = {}
-        self._deployments: dict[str, UUID] = {}
+        # operation type -> (deployment id, its work pool: None when a runner serves it)
+        self._deployments: dict[str, tuple[UUID, str | None]] = {}
         self._lock = threading.Lock()
         self._health = httpx.Client(timeout=HEALTH_TIMEOUT_SECONDS)
         self._http = httpx.Client(timeout=timeout, headers=basic_auth_header(self.auth_string))
@@ -213,6 +220,9 @@ class PrefectOrchestrator:
             yield client
 
     def deployment_id(self, operation_type: str) -> UUID:
+        return self._deployment(operation_type)[0]
+
+    def _deployment(self, operation_type: str) -> tuple[UUID, str | None]:
         if operation_type not in self._deployments:
             with self._client("dispatcher") as client:
                 try:
@@ -222,7 +232,7 @@ class PrefectOrchestrator:
                         f"Prefect has no deployment {deployment_path(operation_type)} yet "
                         "(is the runner, deployments/serve.py, running?)"
                     ) from exc
-            self._deployments[operation_type] = dep.id
+            self._deployments[operation_type] = (dep.id, dep.work_pool_name)
         return self._deployments[operation_type]
 
     def _call(self, caller: Caller, fn: Callable[[SyncPrefectClient], T]) -> T:
@@ -260,6 +270,7 @@ class PrefectOrchestrator:
             operation_tags(operation, attempt),
             key,
             parent_task,
+            Priority(operation.priority).work_queue,
         )
 
     def _subflow_task(self, parent_flow_run_id: str, name: str | None, key: str) -> str:
@@ -282,7 +293,8 @@ class PrefectOrchestrator:
             f"batch:{batch.batch_id}",
         ]
         params = {"batch_id": batch.batch_id}
-        return self._create("Batch", params, batch.batch_name, tags, batch.batch_id)
+        queue = Priority.High.work_queue  # a parent only moves its batch on: never behind others
+        return self._create("Batch", params, batch.batch_name, tags, batch.batch_id, None, queue)
 
     def _create(
         self,
@@ -292,7 +304,10 @@ class PrefectOrchestrator:
         tags: list[str],
         key: str,
         parent_task_run_id: str | None = None,
+        work_queue: str | None = None,
     ) -> str:
+        """The flow run of this flow's deployment; in `work_queue` when the deployment is in a
+        work pool (ignored when a runner serves it)."""
         body: dict[str, Any] = {
             "parameters": parameters,
             "name": name[:200],
@@ -305,7 +320,9 @@ class PrefectOrchestrator:
         # a plain request: Prefect's client sleeps 2 s after a 503 even with retries off
         # (prefect/client/base.py), and this call is on every operation's way to Running
         with unavailable_as_ours():
-            deployment = self.deployment_id(flow)
+            deployment, pool = self._deployment(flow)
+        if pool is not None and work_queue is not None:
+            body["work_queue_name"] = work_queue
         return str(self._post(f"/deployments/{deployment}/create_flow_run", body)["id"])
 
     def read_runs(self, run_ids: list[str]) -> dict[str, Run]:

@@ -8,6 +8,10 @@ The flows are added to the Runner in memory (Runner.add_flow, what Flow.serve do
 started by pickling the flow into a child process rather than `python -m prefect.engine`
 re-importing it from its file; with PMOPS_WARM_START (default on) that child is forked from a
 forkserver that already imported prefect and the flows (deployments/warmstart.py).
+
+Several runners (one per machine, `pmops up --only runner`) serve the same deployments; the one
+that stops leaves their schedules active (pause_on_shutdown=False). PMOPS_EXECUTION=workpool
+replaces the runner with a Prefect work pool and its workers (deployments/workpool.py).
 """
 
 from __future__ import annotations
@@ -57,7 +61,12 @@ def main() -> None:
         warmstart.install()
     # the API starts at most worker_limit operations; batch parents come on top
     limit = settings.worker_limit + settings.batch_parent_limit
-    runner = Runner(limit=limit, query_seconds=settings.runner_poll_seconds)
+    # pause_on_shutdown=False: Prefect's Runner otherwise pauses the schedules of every deployment
+    # it served when it stops, and the deployments (the monthly pipelines' schedule too) are
+    # shared by every runner of the service (README "Scaling out")
+    runner = Runner(
+        limit=limit, query_seconds=settings.runner_poll_seconds, pause_on_shutdown=False
+    )
     for op_type, f in FLOWS.items():
         runner.add_flow(f, name=DEPLOYMENT_NAME, tags=["pmops", op_type])
     for pipeline in monthly.configured(settings):

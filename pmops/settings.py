@@ -34,8 +34,32 @@ class Settings(BaseSettings):
         default=4200,
         description="the embedded Prefect server's port (its UI at http://127.0.0.1:4200)",
     )
+    prefect_host: str = Field(
+        default="127.0.0.1",
+        description="the embedded Prefect server's address (0.0.0.0: reachable from the other "
+        "machines, which set PMOPS_PREFECT_API_URL to it)",
+    )
     prefect_api_url: str | None = Field(
-        default=None, description="another Prefect server instead of the embedded one"
+        default=None,
+        description="another Prefect server instead of the embedded one "
+        "(http://host:4200/api): `pmops up` then starts no Prefect server and waits for this "
+        "one's /health",
+    )
+    prefect_database_url: str | None = Field(
+        default=None,
+        description="the embedded Prefect server's database: SQLite under data_dir by default; "
+        "e.g. postgresql+asyncpg://host:5432/prefect for a server on PostgreSQL (a "
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL set in the environment wins)",
+    )
+    execution: Literal["runner", "workpool"] = Field(
+        default="runner",
+        description="how flow runs start: `runner` (one warm runner process serving the "
+        "deployments; the fast default) or `workpool` (deployments in a Prefect `process` work "
+        "pool, queues High/Normal/Low, run by `prefect worker start` on any machine)",
+    )
+    work_pool: str = Field(
+        default="pmops",
+        description="the Prefect work pool's name in workpool execution",
     )
     prefect_auth_string: SecretStr | None = Field(
         default=None,

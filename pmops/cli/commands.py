@@ -123,7 +123,7 @@ def analyze(args: argparse.Namespace) -> int:
 def up(args: argparse.Namespace) -> int:
     from pmops.cli.supervisor import up as run_up
 
-    return run_up()
+    return run_up(only=getattr(args, "only", None))
 
 
 def tokens_create(args: argparse.Namespace) -> int:
@@ -333,8 +333,16 @@ def analyze_command(
 
 
 @app.command("up", help="start the whole service (Prefect server, runner, API, deliverer)")
-def up_command() -> None:
-    raise typer.Exit(up(argparse.Namespace()))
+def up_command(
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="start only these parts, a comma list of prefect, runner, api, deliverer "
+            "(default: all; one machine's share, README 'Scaling out')",
+        ),
+    ] = None,
+) -> None:
+    raise typer.Exit(up(argparse.Namespace(only=only)))
 
 
 @app.command(

@@ -1,9 +1,14 @@
 """`pmops up`: the whole service under one supervising command.
 
-Starts, in order, a Prefect server (SQLite under the data dir), the runner serving one deployment
-per operation type, the API (uvicorn) and the deliverer (webhooks, callbacks, email, Slack).
+Starts, in order, a Prefect server (SQLite under the data dir, or PMOPS_PREFECT_DATABASE_URL),
+the runner serving one deployment per operation type (in workpool execution: a Prefect worker of
+the work pool instead), the API (uvicorn) and the deliverer (webhooks, callbacks, email, Slack).
 A child that dies is restarted (at most 5 times a minute); Ctrl-C stops all of them. Data
 stays in the data dir, so the next start keeps it.
+
+`--only api,runner,deliverer,prefect` starts only those parts (one machine's share when the
+service runs on several, README "Scaling out"). With PMOPS_PREFECT_API_URL set no Prefect server
+is started at all: the children use that one, once its /health answers.
 
 Prefect's API is locked with an auth string (pmops/prefect_auth.py): the server requires it, every
 child sends it, and the operator signs in to the Prefect UI with it (`pmops prefect-auth`).
@@ -50,9 +55,14 @@ def prefect_env(settings: Settings) -> dict[str, str]:
         PREFECT_API_AUTH_STRING=auth,
         PREFECT_HOME=str(home),
         PREFECT_API_URL=settings.resolved_prefect_api_url,
-        PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_API_HOST=settings.prefect_host,
         PREFECT_SERVER_API_PORT=str(settings.prefect_port),
-        PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        # the operator's own Prefect setting wins, then PMOPS_PREFECT_DATABASE_URL
+        PREFECT_SERVER_DATABASE_CONNECTION_URL=os.environ.get(
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+        )
+        or settings.prefect_database_url
+        or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         # SQLite answers "database is locked" under bursts; these services add writes we do
         # not need (the API queues runs itself and marks dead ones)
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -62,6 +72,9 @@ def prefect_env(settings: Settings) -> dict[str, str]:
         PM4PY_SHOW_PROGRESS_BAR="false",
         PMOPS_DATA_DIR=str(settings.data_dir.resolve()),
     )
+    # a Prefect worker (workpool execution) asks for runs as often as the runner does; Prefect's
+    # default of 10 s would add 12-21 s between submit and Running
+    env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(settings.runner_poll_seconds))
     return env
 
 
@@ -148,77 +161,151 @@ Ctrl-C stops everything; data stays in {settings.data_dir.resolve()}.
 """
 
 
-def up(settings: Settings | None = None) -> int:
-    settings = settings or get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # the store's schema first: the processes below refuse a store behind their release
+# the parts `pmops up --only` may name, in the order they start
+PARTS = ("prefect", "runner", "api", "deliverer")
+
+
+def parse_only(text: str | None) -> frozenset[str]:
+    """The parts named by `--only` (a comma list; None or empty: all of them). ValueError naming
+    the unknown ones."""
+    if text is None or not text.strip():
+        return frozenset(PARTS)
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - set(PARTS))
+    if unknown:
+        raise ValueError(
+            f"unknown part{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in --only "
+            f"(the parts are {', '.join(PARTS)})"
+        )
+    return frozenset(names)
+
+
+def plan(settings: Settings, parts: frozenset[str]) -> list[Child]:
+    """The children `pmops up` starts for these parts, in start order. The Prefect server only
+    when it is ours (no PMOPS_PREFECT_API_URL); the runner is a Prefect worker of the work pool
+    in workpool execution (deployments/workpool.py)."""
+    py = sys.executable
+    children: list[Child] = []
+    if "prefect" in parts and not settings.prefect_api_url:
+        children.append(Child("prefect-server", [py, "-m", "prefect", "server", "start"]))
+    if "runner" in parts:
+        if settings.execution == "workpool":
+            children.append(Child("worker", [py, "-m", "deployments.workpool"]))
+        else:
+            children.append(Child("runner", [py, "-m", "deployments.serve"]))
+    if "api" in parts:
+        uvicorn = [py, "-m", "uvicorn", "api.main:app", "--log-level", "warning"]
+        where = ["--host", settings.api_host, "--port", str(settings.api_port)]
+        children.append(Child("api", uvicorn + where))
+    if "deliverer" in parts:
+        children.append(Child("deliverer", [py, "-m", "pmops.delivery.deliverer"]))
+    return children
+
+
+def prepare_store(settings: Settings) -> bool:
+    """The store's schema first: the processes below refuse a store behind their release."""
     try:
         before, after = upgrade_store(settings.resolved_database_url)
     except StoreNotCurrent as exc:
         print(f"pmops: {exc}", file=sys.stderr)
-        return 1
+        return False
     if before not in (None, after):
         print(f"pmops: upgraded the store to revision {after} (from {before})", flush=True)
-    logs = settings.data_dir / "logs"
-    logs.mkdir(exist_ok=True)
-    env = prefect_env(settings)
-    py = sys.executable
-    server = Child("prefect-server", [py, "-m", "prefect", "server", "start"])
-    runner = Child("runner", [py, "-m", "deployments.serve"])
-    api = Child(
-        "api",
-        [
-            py,
-            "-m",
-            "uvicorn",
-            "api.main:app",
-            "--host",
-            settings.api_host,
-            "--port",
-            str(settings.api_port),
-            "--log-level",
-            "warning",
-        ],
-    )
-    deliverer = Child("deliverer", [py, "-m", "pmops.delivery.deliverer"])
-    children = [server, runner, api, deliverer]
-    stopping = False
+    return True
 
-    def stop_all(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGINT, stop_all)
-    signal.signal(signal.SIGTERM, stop_all)
-    print(f"pmops: starting the Prefect server (logs in {logs})", flush=True)
-    server.start(env, logs)
-    if not wait_http(f"{settings.resolved_prefect_api_url}/health", 120):
+def start_prefect(
+    settings: Settings, children: list[Child], env: dict[str, str], logs: Path
+) -> bool:
+    """Our Prefect server started (when it is ours) and answering, or the remote one answering
+    (when anything else is to start); False, said on stderr, when it does not within 120 s."""
+    server = next((c for c in children if c.name == "prefect-server"), None)
+    health = f"{settings.resolved_prefect_api_url.rstrip('/')}/health"
+    if server is not None:
+        print(f"pmops: starting the Prefect server (logs in {logs})", flush=True)
+        server.start(env, logs)
+    elif children:
+        print(f"pmops: waiting for Prefect at {settings.resolved_prefect_api_url}", flush=True)
+    else:
+        return True
+    if wait_http(health, 120):
+        return True
+    if server is not None:
         print("pmops: the Prefect server did not start; see its log", file=sys.stderr)
         server.stop()
-        return 1
-    # before the runner: it schedules the development project's monthly pipeline
-    tenant, project, token = dev_token(settings)
-    runner.start(env, logs)
-    api.start(env, logs)
-    deliverer.start(env, logs)
-    api_url = f"http://{settings.api_host}:{settings.api_port}"
-    if not wait_http(f"{api_url}/health", 60):
-        print("pmops: the API did not answer; see its log", file=sys.stderr)
-    print(banner(settings, api_url, tenant, project, token), flush=True)
-    while not stopping:
+    else:
+        print(f"pmops: Prefect at {health} did not answer", file=sys.stderr)
+    return False
+
+
+class Stopping:
+    """Set by SIGINT/SIGTERM: `pmops up` then stops every child and returns."""
+
+    def __init__(self) -> None:
+        self.set = False
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+
+    def stop(self, *_: object) -> None:
+        self.set = True
+
+
+def supervise(children: list[Child], env: dict[str, str], logs: Path, stop: Stopping) -> None:
+    """Restart a child that died (at most 5 times a minute) until `stop` is set; stop all."""
+    while not stop.set:
         time.sleep(0.5)
         for child in children:
-            if stopping or child.alive():
+            if stop.set or child.alive():
                 continue
             now = time.monotonic()
             child.restarts = [t for t in child.restarts if now - t < 60] + [now]
             if len(child.restarts) > 5:
                 print(f"pmops: {child.name} keeps dying; stopping", file=sys.stderr)
-                stopping = True
+                stop.set = True
                 break
             print(f"pmops: {child.name} exited; restarting it", file=sys.stderr, flush=True)
             child.start(env, logs)
     for child in reversed(children):
         child.stop()
     print("pmops: stopped", flush=True)
+
+
+def up(settings: Settings | None = None, only: str | None = None) -> int:
+    """`pmops up [--only PARTS]`: 0 after Ctrl-C, 1 when a part could not start, 2 on a wrong
+    --only (or nothing to start)."""
+    settings = settings or get_settings()
+    try:
+        parts = parse_only(only)
+    except ValueError as exc:
+        print(f"pmops: {exc}", file=sys.stderr)
+        return 2
+    children = plan(settings, parts)
+    if not children:
+        print(
+            "pmops: nothing to start: the Prefect server is elsewhere (PMOPS_PREFECT_API_URL)",
+            file=sys.stderr,
+        )
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if any(c.name != "prefect-server" for c in children) and not prepare_store(settings):
+        return 1
+    logs = settings.data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    env = prefect_env(settings)
+    stop = Stopping()
+    if not start_prefect(settings, children, env, logs):
+        return 1
+    # before the runner: it schedules the development project's monthly pipeline
+    dev = dev_token(settings) if "api" in parts else None
+    for child in children:
+        if child.name != "prefect-server":
+            child.start(env, logs)
+    if dev is not None:
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        if not wait_http(f"{api_url}/health", 60):
+            print("pmops: the API did not answer; see its log", file=sys.stderr)
+        print(banner(settings, api_url, *dev), flush=True)
+    else:
+        print(f"pmops: running {', '.join(c.name for c in children)}", flush=True)
+    supervise(children, env, logs, stop)
     return 0

@@ -73,8 +73,17 @@ class Priority(StrEnum):
         """0 (Low) to 3 (Critical): what the queue orders by."""
         return _PRIORITY_ORDER.index(self)
 
+    @property
+    def work_queue(self) -> str:
+        """The Prefect work queue of its flow runs in workpool execution (PMOPS_EXECUTION):
+        Critical shares High's queue (the API's own queue still starts it first)."""
+        return "High" if self is Priority.Critical else self.value
+
 
 _PRIORITY_ORDER: tuple[Priority, ...] = tuple(Priority)
+
+# the work pool's queues in workpool execution, first served first (Prefect's queue priority 1..3)
+WORK_QUEUES: tuple[str, ...] = ("High", "Normal", "Low")
 
 
 class RetryMode(StrEnum):
