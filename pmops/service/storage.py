@@ -77,8 +77,8 @@ def is_legacy(ref: str) -> bool:
 
 
 def _check_key(key: str) -> str:
-    parts = PurePosixPath(key).parts
-    if not parts or key.startswith("/") or any(p in ("..", ".", "") for p in parts):
+    parts = key.split("/")
+    if any(p in ("..", ".", "") for p in parts) or "\\" in key:
         raise ValueError(f"not a storage key: {key!r}")
     return key
 
