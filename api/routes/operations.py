@@ -185,10 +185,13 @@ def get_results(
     response_class=FileResponse,
     responses={
         200: {
-            "description": "the file, of the media type its format has (streamed from the "
-            "storage; 307 to the object store's presigned URL with PMOPS_STORAGE_REDIRECT)",
+            "description": "the file, of the media type its format has (streamed from the storage)",
             "content": {media: BINARY for media in sorted(set(results.MEDIA_TYPES.values()))},
-        }
+        },
+        307: {
+            "description": "PMOPS_STORAGE_REDIRECT on s3:// storage: the object store's presigned "
+            "URL of the file, in Location (valid PMOPS_DOWNLOAD_LINK_SECONDS)",
+        },
     },
 )
 def get_artifact(
