@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import uuid
 from pathlib import Path
@@ -100,7 +101,8 @@ def create_dataset(
     """Save the upload, read it (with `inspect`: the API's is a worker process) and record it;
     nothing is left behind when it cannot be read."""
     dataset_id = str(uuid.uuid4())
-    safe_name = Path(file_name or "upload").name[:200] or "upload"
+    name = Path(file_name or "").name[:200]
+    safe_name = name if name.strip(".") else "upload"  # nothing of a path: ".." names no file
     storage = storage_for(settings)
     key = dataset_key(scope.tenant_id, dataset_id, safe_name)
     # file://: written in place, as always; elsewhere read from a scratch copy, then stored
@@ -122,17 +124,25 @@ def create_dataset(
             store_file=lambda: _store(storage, target, key),
         )
     except AnalysisError as exc:
-        storage.delete_tree(dataset_prefix(scope.tenant_id, dataset_id))
+        _discard(storage, dataset_prefix(scope.tenant_id, dataset_id))
         if exc.field in (None, "file") or exc.field.endswith("Column"):
             raise analysis_problem(exc) from None
         raise
     except BaseException:
-        storage.delete_tree(dataset_prefix(scope.tenant_id, dataset_id))
+        _discard(storage, dataset_prefix(scope.tenant_id, dataset_id))
         raise
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return get_dataset_or_404(engine, scope, dataset_id)
+
+
+def _discard(storage: Storage, prefix: str) -> None:
+    """Remove what an upload left; a storage that fails here must not hide why it failed."""
+    try:
+        storage.delete_tree(prefix)
+    except Exception:
+        logging.getLogger(__name__).exception("could not remove %s from the storage", prefix)
 
 
 def _store(storage: Storage, local: Path, key: str) -> None:

@@ -117,3 +117,12 @@ def test_an_unreadable_upload_leaves_nothing_in_the_bucket(
     assert r.status_code == 422, r.text
     assert s3.keys("pmops/datasets") == before
     assert list((served_s3.settings.data_dir / "scratch").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["..", "../..", "."])
+def test_a_file_name_of_dots_is_stored_as_upload(client: Client, s3: S3, name: str) -> None:
+    log = b"case,activity,timestamp\n1,a,2024-01-01 10:00:00\n1,b,2024-01-01 11:00:00\n"
+    r = client.post("/datasets", files={"file": (name, log)})
+    assert r.status_code == 201, r.text
+    dataset_id = r.json()["datasetId"]
+    assert s3.keys(f"pmops/datasets/{client.tenant}/{dataset_id}") == ["upload"]
