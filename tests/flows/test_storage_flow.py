@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -15,12 +16,15 @@ from sqlalchemy import select
 from analysis.eventlog import ColumnMapping
 from analysis.phases import DISCOVERY, LOAD, MACHINE_LEARNING, REPORTS
 from flows.analyze_process import analyze_process
+from flows.enrich_dataset import enrich_dataset
+from flows.generate_report import generate_report
 from pmops.contract.requests import OperationCreate, RetryCreate
 from pmops.service.datasets import create_dataset
 from pmops.service.operations import start_operation
 from pmops.service.retries import create_retry
 from pmops.service.scope import Principal, Scope
 from pmops.settings import Settings, get_settings
+from pmops.store.tables import datasets as datasets_table
 from pmops.store.tables import engine_for, operations
 from tests.s3server import S3
 
@@ -43,7 +47,7 @@ def settings(s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     get_settings.cache_clear()
 
 
-def _row(settings: Settings, operation_id: str) -> dict[str, object]:
+def _row(settings: Settings, operation_id: str) -> dict[str, Any]:
     engine = engine_for(settings.resolved_database_url)
     with engine.connect() as conn:
         found = conn.execute(
@@ -109,3 +113,60 @@ def test_an_analysis_on_s3_storage(settings: Settings, s3: S3, datasets: Path) -
     assert not [k for k in stored if k.startswith("state/")]
     assert list(scratch.iterdir()) == []  # nothing of either run left on the machine
     assert not (settings.data_dir / "operations").exists()
+
+
+def _start(settings: Settings, operation_type: str, parameters: dict[str, object]) -> str:
+    body = {
+        "operationType": operation_type,
+        "operationName": operation_type,
+        "parameters": parameters,
+    }
+    engine = engine_for(settings.resolved_database_url)
+    create = OperationCreate.model_validate(body)
+    return str(start_operation(engine, settings, SCOPE, create, None)[1]["operationId"])
+
+
+def test_enrichment_and_a_report_on_s3_storage(settings: Settings, s3: S3, datasets: Path) -> None:
+    """An enriched dataset is its operation's artifact, by key in the bucket; a report reads the
+    analysis it follows (its results.json and process map) from the bucket."""
+    engine = engine_for(settings.resolved_database_url)
+    with (datasets / "sepsis.csv").open("rb") as upload:
+        dataset = create_dataset(engine, settings, SCOPE, upload, "sepsis.csv", ColumnMapping())
+    enrich = _start(
+        settings,
+        "DataEnrichment",
+        {
+            "datasetId": dataset["datasetId"],
+            "cleaningRules": ["remove_duplicates"],
+            "outputFormat": "processed_csv",
+        },
+    )
+    analysis = _start(settings, "ProcessMiningAnalysis", {"datasetId": dataset["datasetId"]})
+    with prefect_test_harness(server_startup_timeout=120):
+        enrich_dataset(enrich)
+        analyze_process(analysis)
+        report = _start(
+            settings,
+            "ReportGeneration",
+            {
+                "sourceOperationId": analysis,
+                "exportFormats": ["PDF"],
+                "includeVisualizations": True,
+            },
+        )
+        generate_report(report)
+    enriched = _row(settings, enrich)
+    assert enriched["status"] == "Completed", enriched["error"]
+    made = enriched["results"]["summary"]["enrichedDataset"]
+    with engine.connect() as conn:
+        path = conn.execute(
+            select(datasets_table.c.path).where(datasets_table.c.dataset_id == made["datasetId"])
+        ).scalar_one()
+    assert path.startswith(f"operations/{enrich}/") and path.endswith(".csv")
+    assert path.split("/", 2)[2] in s3.keys(f"flows/operations/{enrich}")
+    done = _row(settings, report)
+    assert done["status"] == "Completed", done["error"]
+    artifacts = [a["path"] for a in done["results"]["artifacts"]]
+    assert "executive_summary.pdf" in artifacts
+    assert set(artifacts) <= set(s3.keys(f"flows/operations/{report}"))
+    assert list((settings.data_dir.resolve() / "scratch").iterdir()) == []
