@@ -8,6 +8,7 @@ users' requests and event logs.
 from __future__ import annotations
 
 import csv
+import io
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ from pmops.service.events import TERMINAL_EVENT
 from pmops.service.operations import results_document, tracking_url
 from pmops.service.results import MEDIA_TYPES, artifact_file
 from pmops.service.scope import Principal, Scope
+from pmops.service.storage import Storage, join, storage_for
 from pmops.service.views import TERMINAL, iso, status_view
 from pmops.settings import Settings
 from pmops.store import events as event_store
@@ -218,8 +220,8 @@ def last_event_seq(engine: Engine, operation_id: str) -> int:
 
 
 def artifact_of(
-    engine: Engine, principal: Principal, operation_id: str, name: str
-) -> tuple[Path, str] | None:
+    engine: Engine, settings: Settings, principal: Principal, operation_id: str, name: str
+) -> tuple[str, str] | None:
     """An artifact's file and media type, found as the API's artifact route finds it: only a
     file the results document lists, by its bare name; no part of the request reaches a path."""
     if not name or "/" in name or "\\" in name or name in (".", ".."):
@@ -228,12 +230,10 @@ def artifact_of(
     if row is None:
         return None
     try:
-        path, artifact = artifact_file(row, name)
+        ref, artifact = artifact_file(row, name, storage_for(settings))
     except Problem:
         return None
-    if not path.resolve().is_relative_to(Path(row["result_dir"]).resolve()):
-        return None
-    return path, MEDIA_TYPES.get(artifact.get("format", ""), "application/octet-stream")
+    return ref, MEDIA_TYPES.get(artifact.get("format", ""), "application/octet-stream")
 
 
 # -- shaping ---------------------------------------------------------------------------------
@@ -518,13 +518,13 @@ def _charts(doc: dict[str, Any]) -> tuple[Chart, ...]:
     return tuple(c for c in charts if c is not None)
 
 
-def _anomalies_table(row: dict[str, Any]) -> Table | None:
+def _anomalies_table(row: dict[str, Any], storage: Storage) -> Table | None:
     try:
-        path, _ = artifact_file(row, "anomalies.csv")
+        ref, _ = artifact_file(row, "anomalies.csv", storage)
     except Problem:
         return None
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with io.TextIOWrapper(storage.open(ref), encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh)
             header = tuple(next(reader, ()))
             rows: list[tuple[str, ...]] = []
@@ -552,11 +552,13 @@ def _recommendations(doc: dict[str, Any]) -> tuple[Recommendation, ...]:
     )
 
 
-def _artifacts(row: dict[str, Any], doc: dict[str, Any]) -> tuple[ArtifactLink, ...]:
+def _artifacts(
+    row: dict[str, Any], doc: dict[str, Any], storage: Storage
+) -> tuple[ArtifactLink, ...]:
     links = []
     for a in doc.get("artifacts") or []:
         name = Path(str(a.get("path") or "")).name
-        exists = bool(row.get("result_dir")) and (Path(row["result_dir"]) / a["path"]).is_file()
+        exists = bool(row.get("result_dir")) and storage.exists(join(row["result_dir"], a["path"]))
         links.append(
             ArtifactLink(
                 str(a.get("name") or name),
@@ -569,12 +571,12 @@ def _artifacts(row: dict[str, Any], doc: dict[str, Any]) -> tuple[ArtifactLink, 
     return tuple(links)
 
 
-def _map_url(row: dict[str, Any], doc: dict[str, Any]) -> str | None:
+def _map_url(row: dict[str, Any], doc: dict[str, Any], storage: Storage) -> str | None:
     for a in doc.get("artifacts") or []:
         name = Path(str(a.get("path") or "")).name
         if a.get("format") == "SVG" and name.endswith(".svg"):
             try:
-                artifact_file(row, name)
+                artifact_file(row, name, storage)
             except Problem:
                 continue
             return ui_url(row["operation_id"], "artifacts", name)
@@ -613,6 +615,7 @@ def operation_page(
     if row is None:
         return None
     view = status_view(row, settings)
+    storage = storage_for(settings)
     progress = view["progress"]
     execution = view["execution"]
     terminal = row["status"] in TERMINAL
@@ -647,11 +650,11 @@ def operation_page(
         notice=_notice(row, view),
         completed_phases=tuple(p.name for p in phases if p.status == "Completed"),
         figures=_figures(doc),
-        map_url=_map_url(row, doc) if terminal else None,
+        map_url=_map_url(row, doc, storage) if terminal else None,
         charts=_charts(doc),
-        anomalies=_anomalies_table(row) if terminal else None,
+        anomalies=_anomalies_table(row, storage) if terminal else None,
         recommendations=_recommendations(doc),
-        artifacts=_artifacts(row, doc),
+        artifacts=_artifacts(row, doc, storage),
     )
 
 

@@ -13,6 +13,7 @@ from analysis.phases import CLEANING, EXPORT, LOAD
 from analysis.runs import DataEnrichmentRun
 from flows.lifecycle import run_operation
 from pmops.service.registration import register_dataset
+from pmops.service.storage import join, result_key
 
 
 @task(name=LOAD, cache_policy=NONE)
@@ -31,7 +32,8 @@ def export_dataset(run: DataEnrichmentRun) -> dict[str, Any]:
 
 
 def register_output(engine: Engine, row: dict[str, Any], run: DataEnrichmentRun) -> None:
-    """The enriched file becomes a dataset of the same tenant and project."""
+    """The enriched file becomes a dataset of the same tenant and project: its key is the
+    artifact's (stored when the export phase completed)."""
     artifact = run.artifacts[-1]
     dataset_id = str(uuid.uuid4())
     summary = register_dataset(
@@ -40,6 +42,7 @@ def register_output(engine: Engine, row: dict[str, Any], run: DataEnrichmentRun)
         tenant_id=row["tenant_id"],
         project_id=row["project_id"],
         path=run.out_dir / artifact.path,
+        key=join(result_key(row["operation_id"]), artifact.path),
         file_name=f"{row['operation_name']} (enriched){run.out_dir.joinpath(artifact.path).suffix}",
         source_operation_id=row["operation_id"],
     )

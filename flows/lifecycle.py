@@ -13,8 +13,8 @@ import logging
 import os
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from prefect import runtime
@@ -48,7 +48,7 @@ from pmops.service.runlimits import (
     memory_peaks,
     release,
 )
-from pmops.service.storage import refusal
+from pmops.service.storage import RunFiles, refusal, storage_for
 from pmops.settings import Settings, get_settings
 from pmops.store.tables import engine_for, utc_now
 
@@ -103,42 +103,45 @@ def _run_claimed(
     applied: Applied,
 ) -> State | dict[str, Any]:
     operation_id = row["operation_id"]
-    out_dir = settings.results_dir.resolve() / operation_id
-    set_result_dir(engine, operation_id, out_dir)
-    reporter = OperationReporter(
-        engine,
-        operation_id,
-        row["operation_type"],
-        row["timeout_at"],
-        CancelToken(),
-        interval=settings.heartbeat_interval_seconds,
-    )
-    try:
-        with reporter:
-            run = _start_run(engine, row, out_dir, reporter, settings, run_cls)
-            _run_phases(run, row, phases, settings)
-            if on_complete is not None:
-                on_complete(engine, row, run)
-            document = run.document()
-            ended = utc_now()
-            stamp_times(document, row["started_at"], ended)
-            run.write_document(document)
-            run.drop_checkpoints()
-        _finish(engine, row, reporter, "Completed", document, ended)
-        return {"operationId": operation_id, "status": "Completed"}
-    except Exception as exc:
-        state = _record_stop(engine, row, reporter, exc, applied)
-        if state is None:
-            # recorded as the operation's failure, and raised again so that Prefect keeps the
-            # traceback
-            raise
-        return state
+    # the run's files: in place on file://, a scratch copy (removed when the run ends) elsewhere
+    with RunFiles(storage_for(settings), settings, operation_id) as files:
+        set_result_dir(engine, operation_id, files.key)
+        reporter = OperationReporter(
+            engine,
+            operation_id,
+            row["operation_type"],
+            row["timeout_at"],
+            CancelToken(),
+            interval=settings.heartbeat_interval_seconds,
+        )
+        try:
+            with reporter:
+                run = _start_run(engine, row, files, reporter, settings, run_cls)
+                _run_phases(run, row, phases, settings, files)
+                if on_complete is not None:
+                    on_complete(engine, row, run)
+                document = run.document()
+                ended = utc_now()
+                stamp_times(document, row["started_at"], ended)
+                run.write_document(document)
+                run.drop_checkpoints()
+                files.sync()
+                files.drop_checkpoints()
+            _finish(engine, row, reporter, "Completed", document, ended)
+            return {"operationId": operation_id, "status": "Completed"}
+        except Exception as exc:
+            state = _record_stop(engine, row, reporter, exc, applied, files)
+            if state is None:
+                # recorded as the operation's failure, and raised again so that Prefect keeps
+                # the traceback
+                raise
+            return state
 
 
 def _start_run(
     engine: Engine,
     row: dict[str, Any],
-    out_dir: Path,
+    files: RunFiles,
     reporter: OperationReporter,
     settings: Settings,
     run_cls: RunFactory,
@@ -147,9 +150,11 @@ def _start_run(
     source, mapping = dataset_source(engine, row)
     params = (row["request"] or {}).get("parameters") or {}
     lineage, resume = resume_plan(engine, row["operation_id"])
+    if resume is not None:  # the original's checkpoints, on this machine
+        resume = replace(resume, source_dir=files.resume_dir(str(resume.source_dir)))
     run = run_cls(
-        source,
-        out_dir,
+        files.source(source),
+        files.out_dir,
         params,
         mapping,
         name=row["operation_name"],
@@ -159,14 +164,21 @@ def _start_run(
         resume=resume,
         lineage=lineage,
     )
+    # the source's identity in checkpoint keys is its storage key, not where the copy is
+    run.source_identity = [source, repr(mapping)]
     reporter.run = run
     return run
 
 
 def _run_phases(
-    run: OperationRun, row: dict[str, Any], phases: Sequence[PhaseTask], settings: Settings
+    run: OperationRun,
+    row: dict[str, Any],
+    phases: Sequence[PhaseTask],
+    settings: Settings,
+    files: RunFiles,
 ) -> None:
-    """Each phase as its Prefect task, in order (a fault injected where the request asks)."""
+    """Each phase as its Prefect task, in order (a fault injected where the request asks); what
+    a completed phase wrote (its artifacts, its checkpoint) goes to the storage at once."""
     params = (row["request"] or {}).get("parameters") or {}
     fail_in = (params.get("faultInjection") or {}).get("failPhase")
     try:
@@ -174,6 +186,7 @@ def _run_phases(
             if fail_in == name and settings.fault_injection:
                 run.fail_phase(name, InjectedFault(f"fault injected in {name}"))
             phase(run)
+            files.sync()
     finally:
         run.close()  # no worker process outlives the phases (analysis.forked)
 
@@ -184,11 +197,12 @@ def _record_stop(
     reporter: OperationReporter,
     exc: Exception,
     applied: Applied,
+    files: RunFiles | None = None,
 ) -> State | None:
     """Record how the run stopped; the flow run's state, or None for an unexpected error."""
     if isinstance(exc, OperationCancelled):
         status = "Timeout" if reporter.timed_out else "Cancelled"
-        _finish_partial(engine, row, reporter, status, None)
+        _finish_partial(engine, row, reporter, status, None, files)
         return Cancelled(message=f"{status}: {exc}")
     # out of memory: under an enforced limit always (even where the reader said too_large)
     if exhausted(exc) and (applied.enforced or not isinstance(exc, AnalysisError)):
@@ -196,16 +210,16 @@ def _record_stop(
         traceback.clear_frames(exc.__traceback__)
         gc.collect()
         lack = exhausted_error(applied.limits, applied.enforced)
-        _finish_partial(engine, row, reporter, "Failed", lack)
+        _finish_partial(engine, row, reporter, "Failed", lack, files)
         return Failed(message=lack["message"])
     if isinstance(exc, AnalysisError):
-        _finish_partial(engine, row, reporter, "Failed", exc.to_dict())
+        _finish_partial(engine, row, reporter, "Failed", exc.to_dict(), files)
         return Failed(message=exc.message)
     error = storage_error(exc) if isinstance(exc, OSError) else None
     if error is not None:
-        _finish_partial(engine, row, reporter, "Failed", error)
+        _finish_partial(engine, row, reporter, "Failed", error, files)
         return Failed(message=error["message"])
-    _finish_partial(engine, row, reporter, "Failed", unexpected(exc))
+    _finish_partial(engine, row, reporter, "Failed", unexpected(exc), files)
     return None
 
 
@@ -236,10 +250,17 @@ def _finish_partial(
     reporter: OperationReporter,
     status: str,
     error: dict[str, Any] | None,
+    files: RunFiles | None = None,
 ) -> None:
-    """Cancelled, timed out or failed: what completed phases produced stays downloadable."""
+    """Cancelled, timed out or failed: what completed phases produced stays downloadable (and
+    in the storage: the checkpoints a resume reads)."""
     ended = utc_now()
     document = _partial(reporter.run, status, row["started_at"], ended)
+    if files is not None:
+        try:
+            files.sync()
+        except Exception:  # the store keeps the document; the storage may be what failed
+            _logger().exception("the partial results could not all be stored")
     _finish(engine, row, reporter, status, document, ended, error)
 
 

@@ -28,6 +28,18 @@ class Settings(BaseSettings):
         description="the app store: SQLite under data_dir by default; a postgresql+psycopg:// "
         "URL works too",
     )
+    storage_url: str | None = Field(
+        default=None,
+        description="where uploads, results, checkpoints and artifacts are kept, by key "
+        "(docs/storage.md): `file:///dir`, or `s3://bucket/prefix` with the standard AWS_* "
+        "settings (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+        "AWS_DEFAULT_REGION); unset: the data directory itself (file://DATA_DIR)",
+    )
+    storage_redirect: bool = Field(
+        default=False,
+        description="s3:// storage: an artifact download answers 307 to a presigned URL of the "
+        "object store (valid PMOPS_DOWNLOAD_LINK_SECONDS) instead of streaming it through the API",
+    )
     api_host: str = Field(default="127.0.0.1", description="the API's address")
     api_port: int = Field(default=8000, description="the API's port")
     prefect_port: int = Field(

@@ -129,3 +129,12 @@ def fresh_database(prefix: str = "pmops_test"):
 def pg_url():
     with fresh_database() as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A real S3-compatible server on loopback (moto's), with a bucket: tests/s3server.py."""
+    from tests.s3server import s3_server
+
+    with s3_server() as server:
+        yield server

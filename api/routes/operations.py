@@ -19,6 +19,7 @@ from api.deps import (
     ScopeDep,
     SettingsDep,
 )
+from api.downloads import stored_file
 from api.routes.answers import typed
 from api.stream import event_response, last_seq
 from pmops.contract.enums import (
@@ -46,6 +47,7 @@ from pmops.contract.responses import (
 from pmops.service import operations as ops
 from pmops.service import results
 from pmops.service.retries import create_retry, retry_links
+from pmops.service.storage import storage_for
 from pmops.service.views import elapsed_seconds, remaining_seconds, status_view
 
 router = APIRouter(prefix="/api/{tenantId}/{projectId}/async", tags=["operations"])
@@ -159,6 +161,7 @@ def get_results(
     scope: DownloadScopeDep,
     engine: EngineDep,
     links: LinksDep,
+    settings: SettingsDep,
     format: Annotated[str, Query(pattern="^(summary|detailed|download)$")] = "summary",
     includeArtifacts: bool = True,
     phase: PhaseQuery = None,
@@ -166,8 +169,8 @@ def get_results(
     row = ops.get_operation_or_404(engine, scope, operationId)
     if format == "download":
         results.results_view(row, scope, "detailed", True, None)  # 409 while running
-        return Response(
-            results.results_zip(row),
+        return StreamingResponse(
+            results.results_zip(row, storage_for(settings)),
             media_type="application/zip",
             headers={"Content-Disposition": f'attachment; filename="{operationId}.zip"'},
         )
@@ -182,9 +185,13 @@ def get_results(
     response_class=FileResponse,
     responses={
         200: {
-            "description": "the file, of the media type its format has",
+            "description": "the file, of the media type its format has (streamed from the storage)",
             "content": {media: BINARY for media in sorted(set(results.MEDIA_TYPES.values()))},
-        }
+        },
+        307: {
+            "description": "PMOPS_STORAGE_REDIRECT on s3:// storage: the object store's presigned "
+            "URL of the file, in Location (valid PMOPS_DOWNLOAD_LINK_SECONDS)",
+        },
     },
 )
 def get_artifact(
@@ -192,14 +199,13 @@ def get_artifact(
     name: str,
     scope: DownloadScopeDep,
     engine: EngineDep,
-) -> FileResponse:
+    settings: SettingsDep,
+) -> Response:
     row = ops.get_operation_or_404(engine, scope, operationId)
-    path, artifact = results.artifact_file(row, name)
-    return FileResponse(
-        path,
-        media_type=results.MEDIA_TYPES.get(artifact.get("format", ""), "application/octet-stream"),
-        filename=path.name,
-    )
+    storage = storage_for(settings)
+    ref, artifact = results.artifact_file(row, name, storage)
+    media_type = results.MEDIA_TYPES.get(artifact.get("format", ""), "application/octet-stream")
+    return stored_file(storage, settings, ref, media_type)
 
 
 @router.post("/operation/{operationId}/retry", status_code=202, response_model=RetryStarted)

@@ -10,13 +10,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from api import ui
 from api.deps import EXPIRED, EngineDep, LastEventId, SettingsDep
+from api.downloads import stored_file
 from api.stream import event_response, last_seq
 from pmops.service.errors import Problem
 from pmops.service.scope import Principal
+from pmops.service.storage import storage_for
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -88,25 +90,30 @@ async def operation_page(
 
 
 @router.get("/operations/{operationId}/artifacts/{name}")
-async def artifact(operationId: str, name: str, request: Request, engine: EngineDep) -> Response:
+async def artifact(
+    operationId: str, name: str, request: Request, engine: EngineDep, settings: SettingsDep
+) -> Response:
     principal = await ui.principal_of(request, engine)
     if principal is None:
         return ui.login_redirect(request)
-    found = await run_in_threadpool(ui.artifact_of, engine, principal, operationId, name)
+    found = await run_in_threadpool(ui.artifact_of, engine, settings, principal, operationId, name)
     if found is None:
         return ui.not_found(principal)
-    path, media_type = found
-    return FileResponse(
-        path,
-        media_type=media_type,
-        filename=path.name,
+    ref, media_type = found
+    return await run_in_threadpool(
+        stored_file,
+        storage_for(settings),
+        settings,
+        ref,
+        media_type,
         # the process map is shown in the page; everything else is a download
-        content_disposition_type="inline" if media_type == "image/svg+xml" else "attachment",
-        headers={
+        "inline" if media_type == "image/svg+xml" else "attachment",
+        {
             "Content-Security-Policy": ui.ARTIFACT_CSP,
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "private, no-cache",
         },
+        False,  # served here, under this CSP: never the object store's redirect
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import uuid
 from pathlib import Path
@@ -16,7 +17,15 @@ from pmops.service.errors import Problem, analysis_problem
 from pmops.service.operations import base_path
 from pmops.service.registration import Inspect, inspect_here, register_dataset
 from pmops.service.scope import Scope
-from pmops.service.storage import refusal
+from pmops.service.storage import (
+    Storage,
+    dataset_key,
+    dataset_prefix,
+    is_legacy,
+    make_scratch,
+    refusal,
+    storage_for,
+)
 from pmops.service.views import iso
 from pmops.settings import Settings
 from pmops.store import datasets as dataset_store
@@ -92,9 +101,14 @@ def create_dataset(
     """Save the upload, read it (with `inspect`: the API's is a worker process) and record it;
     nothing is left behind when it cannot be read."""
     dataset_id = str(uuid.uuid4())
-    safe_name = Path(file_name or "upload").name[:200] or "upload"
-    folder = settings.uploads_dir.resolve() / scope.tenant_id / dataset_id
-    target = folder / safe_name
+    name = Path(file_name or "").name[:200]
+    safe_name = name if name.strip(".") else "upload"  # nothing of a path: ".." names no file
+    storage = storage_for(settings)
+    key = dataset_key(scope.tenant_id, dataset_id, safe_name)
+    # file://: written in place, as always; elsewhere read from a scratch copy, then stored
+    in_place = storage.local_path(key)
+    scratch = None if in_place is not None else make_scratch(settings, "upload")
+    target = in_place if in_place is not None else Path(str(scratch)) / safe_name
     try:
         save_upload(upload, target, settings.max_upload_bytes)
         register_dataset(
@@ -106,23 +120,50 @@ def create_dataset(
             file_name=safe_name,
             mapping=mapping,
             inspect=inspect,
+            key=key,
+            store_file=lambda: _store(storage, target, key),
         )
     except AnalysisError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
+        _discard(storage, dataset_prefix(scope.tenant_id, dataset_id))
         if exc.field in (None, "file") or exc.field.endswith("Column"):
             raise analysis_problem(exc) from None
         raise
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        _discard(storage, dataset_prefix(scope.tenant_id, dataset_id))
         raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return get_dataset_or_404(engine, scope, dataset_id)
+
+
+def _discard(storage: Storage, prefix: str) -> None:
+    """Remove what an upload left; a storage that fails here must not hide why it failed."""
+    try:
+        storage.delete_tree(prefix)
+    except Exception:
+        logging.getLogger(__name__).exception("could not remove %s from the storage", prefix)
+
+
+def _store(storage: Storage, local: Path, key: str) -> None:
+    """The upload into the storage (a no-op when it was written in place)."""
+    try:
+        storage.put_file(local, key)
+    except OSError as exc:
+        if (reason := refusal(exc)) is None:
+            raise
+        raise Problem(
+            507,
+            f"the upload could not be stored: {reason}",
+            errors=[{"field": "file", "message": "not stored"}],
+        ) from None
 
 
 def delete_dataset(engine: Engine, settings: Settings, scope: Scope, dataset_id: str) -> None:
     """Remove a dataset and its file (the loser of a concurrent idempotent upload)."""
     with transaction(engine) as conn:
         dataset_store.delete_dataset(conn, scope.tenant_id, dataset_id)
-    shutil.rmtree(settings.uploads_dir.resolve() / scope.tenant_id / dataset_id, ignore_errors=True)
+    storage_for(settings).delete_tree(dataset_prefix(scope.tenant_id, dataset_id))
 
 
 def remove_dataset(engine: Engine, settings: Settings, scope: Scope, dataset_id: str) -> None:
@@ -149,9 +190,14 @@ def remove_dataset(engine: Engine, settings: Settings, scope: Scope, dataset_id:
                 errors=[{"field": "datasetId", "message": f"in use by {user}"}],
                 extensions={"operationId": user},
             )
-    folder = settings.uploads_dir.resolve() / scope.tenant_id / dataset_id
-    if Path(row["path"]).resolve().is_relative_to(folder):
-        shutil.rmtree(folder, ignore_errors=True)
+    prefix = dataset_prefix(scope.tenant_id, dataset_id)
+    ref = str(row["path"])
+    if is_legacy(ref):  # kept before keys: the upload's own folder under the data directory
+        folder = settings.uploads_dir.resolve() / scope.tenant_id / dataset_id
+        if Path(ref).resolve().is_relative_to(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+    elif ref.startswith(prefix + "/"):
+        storage_for(settings).delete_tree(prefix)
 
 
 def _dataset_uuid(dataset_id: str) -> str:

@@ -52,9 +52,10 @@ def claim(
         return {**row, **values}
 
 
-def set_result_dir(engine: Engine, operation_id: str, result_dir: Path) -> None:
+def set_result_dir(engine: Engine, operation_id: str, result_key: str) -> None:
+    """Where the run's results are kept: their storage key (pmops.service.storage)."""
     with transaction(engine) as conn:
-        update_operation(conn, operation_id, {"result_dir": str(result_dir)})
+        update_operation(conn, operation_id, {"result_dir": result_key})
 
 
 def cancel_reason(engine: Engine, operation_id: str) -> str | None:
@@ -164,7 +165,8 @@ def _record_throughput(
 
 
 def resume_plan(engine: Engine, operation_id: str) -> tuple[str, ResumePlan | None]:
-    """(lineage, what a resume retry may restore) from the operation's `retries` row."""
+    """(lineage, what a resume retry may restore) from the operation's `retries` row; the
+    plan's source_dir is the original's storage key (the flow fetches it: RunFiles)."""
     with engine.connect() as conn:
         link = store.read_retry_link(conn, operation_id)
     if link is None:
@@ -175,8 +177,9 @@ def resume_plan(engine: Engine, operation_id: str) -> tuple[str, ResumePlan | No
     return link.lineage, ResumePlan(Path(link.source_dir), link.lineage, link.original_id, phases)
 
 
-def dataset_source(engine: Engine, row: Mapping[str, Any]) -> tuple[Path, ColumnMapping | None]:
-    """The file the operation reads: its dataset, or the results of the operation it follows."""
+def dataset_source(engine: Engine, row: Mapping[str, Any]) -> tuple[str, ColumnMapping | None]:
+    """The storage key of the file the operation reads: its dataset, or the results of the
+    operation it follows (the flow fetches it: RunFiles.source)."""
     params = (row["request"] or {}).get("parameters") or {}
     with engine.connect() as conn:
         if row.get("dataset_id"):
@@ -186,11 +189,11 @@ def dataset_source(engine: Engine, row: Mapping[str, Any]) -> tuple[Path, Column
                     "the dataset of this operation no longer exists", field="parameters.datasetId"
                 )
             path, summary = found
-            return Path(path), ColumnMapping.from_dict(summary.get("columnMapping") or {})
+            return str(path), ColumnMapping.from_dict(summary.get("columnMapping") or {})
         source_op = params.get("sourceOperationId") or params.get("operationId")
         result_dir = store.read_result_dir(conn, source_op) if source_op else None
     if result_dir:
-        return Path(result_dir) / "results.json", None
+        return f"{result_dir.rstrip('/')}/results.json", None
     raise AnalysisError(
         "the operation has no source: give parameters.datasetId", field="parameters.datasetId"
     )

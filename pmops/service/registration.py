@@ -31,13 +31,18 @@ def register_dataset(
     mapping: ColumnMapping | None = None,
     source_operation_id: str | None = None,
     inspect: Inspect = inspect_here,
+    key: str | None = None,
+    store_file: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Inspect the file (cases, events, activities, time range) and record it.
+    """Inspect the local file `path` (cases, events, activities, time range) and record it under
+    its storage `key` (pmops.service.storage); `store_file` puts it there, between the two.
 
     Raises analysis.errors.EventLogError when the file is not a usable event log; nothing is
     recorded then.
     """
     summary = inspect(path, mapping)
+    if store_file is not None:
+        store_file()
     with transaction(engine) as conn:
         insert_dataset(
             conn,
@@ -46,7 +51,7 @@ def register_dataset(
                 "tenant_id": tenant_id,
                 "project_id": project_id,
                 "file_name": file_name,
-                "path": str(Path(path).resolve()),
+                "path": key or str(Path(path).resolve()),
                 "size_bytes": Path(path).stat().st_size,
                 "format": summary.get("format", ""),
                 "summary": summary,

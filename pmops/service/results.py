@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import math
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from analysis.phases import PHASES
 from pmops.service.errors import Problem
 from pmops.service.operations import results_document, tracking_url
 from pmops.service.scope import Scope
+from pmops.service.storage import Storage, join
 from pmops.service.views import TERMINAL, iso
 from pmops.store.keys import read_or_create_secret
 
@@ -240,14 +241,16 @@ def results_view(
     return view
 
 
-def artifact_file(row: dict[str, Any], name: str) -> tuple[Path, dict[str, Any]]:
-    """Only files the document lists can be fetched: no path from the request reaches the disk."""
+def artifact_file(row: dict[str, Any], name: str, storage: Storage) -> tuple[str, dict[str, Any]]:
+    """The artifact's storage key. Only files the document lists can be fetched: no path from
+    the request reaches the storage."""
     doc = row.get("results") or {}
     for artifact in doc.get("artifacts") or []:
-        if Path(artifact["path"]).name == name and row.get("result_dir"):
-            path = Path(row["result_dir"]) / artifact["path"]
-            if path.is_file():
-                return path, artifact
+        inside = not ({"..", ""} & set(str(artifact["path"]).split("/")))
+        if Path(artifact["path"]).name == name and row.get("result_dir") and inside:
+            ref = join(row["result_dir"], artifact["path"])
+            if storage.exists(ref):
+                return ref, artifact
     raise Problem(404, f"artifact {name} not found")
 
 
@@ -263,20 +266,55 @@ MEDIA_TYPES = {
 }
 
 
-def results_zip(row: dict[str, Any]) -> bytes:
-    """results.json and the artifacts; a run killed before it wrote its document gets the one
-    the store keeps (what its completed phases reported)."""
+class _Sink:
+    """Where the streamed zip is written: unseekable (zipfile then writes data descriptors), and
+    emptied by the generator after every write."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+def results_zip(row: dict[str, Any], storage: Storage) -> Iterator[bytes]:
+    """results.json and the artifacts, zipped as they stream from the storage (never built in
+    memory: at most one chunk of a file at a time); a run killed before it wrote its document
+    gets the one the store keeps (what its completed phases reported)."""
     doc = row.get("results") or {}
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        result_dir = Path(row.get("result_dir") or ".")
-        results_json = result_dir / "results.json"
-        if row.get("result_dir") and results_json.is_file():
-            zf.write(results_json, "results.json")
-        else:
-            zf.writestr("results.json", json.dumps(results_document(row), default=str))
-        for artifact in doc.get("artifacts") or []:
-            path = result_dir / artifact["path"]
-            if path.is_file():
-                zf.write(path, Path(artifact["path"]).name)
-    return buffer.getvalue()
+    result_dir = row.get("result_dir")
+    sink = _Sink()
+    stamp = time.localtime()[:6]
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zf:
+        refs = [("results.json", join(result_dir, "results.json") if result_dir else None)]
+        refs += [
+            (Path(a["path"]).name, join(result_dir, a["path"]) if result_dir else None)
+            for a in doc.get("artifacts") or []
+        ]
+        for name, ref in refs:
+            if ref is None or not storage.exists(ref):
+                if name == "results.json":
+                    zf.writestr("results.json", json.dumps(results_document(row), default=str))
+                continue
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.file_size = storage.size(ref)  # zip64 headers when it needs them
+            with zf.open(info, "w") as member:
+                for chunk in storage.iter_bytes(ref):
+                    member.write(chunk)
+                    if data := sink.take():
+                        yield data
+    if data := sink.take():
+        yield data

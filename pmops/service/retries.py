@@ -10,10 +10,8 @@ dispatcher creates when `retry_schedule` says they are due.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,6 +32,7 @@ from pmops.service.operations import (
     store_idempotent,
 )
 from pmops.service.scope import Principal, Scope
+from pmops.service.storage import Storage, join, storage_for
 from pmops.service.views import TERMINAL
 from pmops.settings import Settings
 from pmops.store import retries as store
@@ -69,18 +68,18 @@ def completed_phases(row: dict[str, Any]) -> list[str]:
     return [p["phaseName"] for p in phases if p.get("status") == "Completed"]
 
 
-def _preservable(row: dict[str, Any], params: dict[str, Any]) -> tuple[str, ...]:
+def _preservable(row: dict[str, Any], params: dict[str, Any], storage: Storage) -> tuple[str, ...]:
     """Leading phases of the original a resume can restore: completed, same inputs, and their
-    checkpoint still on disk."""
+    checkpoint still in the storage."""
     op_type = row["operation_type"]
     before = (row["request"] or {}).get("parameters") or {}
     reusable = RUNS[op_type].reusable_phases(completed_phases(row), before, params)
-    out_dir = Path(row["result_dir"]) if row.get("result_dir") else None
+    out_dir: str | None = row.get("result_dir")
     kept = []
     for number, name in enumerate(PHASES[op_type], start=1):
         if name not in reusable or out_dir is None:
             break
-        if not os.path.exists(out_dir / STATE_DIR / f"{number}.pkl"):
+        if not storage.exists(join(out_dir, STATE_DIR, f"{number}.pkl")):
             break
         kept.append(name)
     return tuple(kept)
@@ -205,7 +204,10 @@ def create_retry(
     if isinstance(allocation, dict) and allocation.get("priority") is not None:
         field = "updatedParameters.resourceAllocation.priority"
         check_priority(scope, create.priority.value, field)
-    preserved = _preservable(original, create.parameters) if body.retryMode == "resume" else ()
+    storage = storage_for(settings)
+    preserved = (
+        _preservable(original, create.parameters, storage) if body.retryMode == "resume" else ()
+    )
     weights = PHASE_WEIGHTS[original["operation_type"]]
     saved = sum(weights.get(p, 1.0) for p in preserved) / (sum(weights.values()) or 1.0)
     link, number = _linker(original_id, body, preserved, automatic)

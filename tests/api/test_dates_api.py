@@ -12,6 +12,7 @@ import pytest
 from analysis.eventlog import ColumnMapping
 from analysis.runs import ProcessMiningRun
 from pmops.service.lifecycle import dataset_source
+from pmops.service.storage import storage_for
 from tests.api.conftest import Client, Served
 from tests.service_stack import assert_problem
 
@@ -66,7 +67,9 @@ def test_timestamp_format_and_timezone_at_upload_are_stored(
     row = {"dataset_id": dataset["datasetId"], "request": {"parameters": {}}}
     source, mapping = dataset_source(served.engine, row)
     assert mapping is not None and mapping.timestamp_format == "%d.%m.%Y %H:%M:%S"
-    run = ProcessMiningRun(source, tmp_path / "out", {"analysisType": "quick"}, mapping)
+    local = storage_for(served.settings).local_path(source)  # a key; file:// by default
+    assert local is not None and not source.startswith("/")
+    run = ProcessMiningRun(local, tmp_path / "out", {"analysisType": "quick"}, mapping)
     run.sink = None
     run.run_load()
     assert run.load is not None and run.load.to_dict()["timeRange"] == dataset["timeRange"]
