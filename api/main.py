@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import docs_ui, openapi, problems
+from api import docs_ui, metrics, openapi, problems
 from api.bodylimit import JsonBodyLimit
 from api.deps import settings_dep
 from api.routes import batches, datasets, health, operations, ui, webhooks
@@ -44,6 +44,8 @@ def lifespan_with(
         else:
             used = orchestrator
         dispatcher = Dispatcher(engine, config, used)
+        app.state.metrics = metrics.Metrics(engine)
+        dispatcher.on_dispatched = app.state.metrics.dispatched
         feed = EventFeed(engine, config.stream_poll_seconds)
         app.state.orchestrator, app.state.dispatcher, app.state.feed = used, dispatcher, feed
         app.state.limits = Limits.from_settings(config)  # counted per API process
@@ -95,7 +97,8 @@ def create_app(
     docs_ui.install(app)
     app.add_middleware(datasets.UploadSizeGuard)
     app.add_middleware(JsonBodyLimit)
-    routers = [health, datasets, operations, webhooks, batches, ui]
+    app.add_middleware(metrics.RequestMetrics)  # outermost: times the limits' answers too
+    routers = [health, datasets, operations, webhooks, batches, ui, metrics]
     for module in routers:
         app.include_router(module.router)
     # for the Allow header of a 405 (api/problems.py): FastAPI includes routers as units now

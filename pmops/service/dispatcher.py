@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from pmops.service.orchestrator import (
 from pmops.service.retries import run_due_retries
 from pmops.settings import Settings
 from pmops.store import queue
+from pmops.store.engine import as_utc
 from pmops.store.locks import dispatch_section
 from pmops.store.tables import checkpoint, transaction, utc_now
 
@@ -111,6 +113,9 @@ class Dispatcher:
         self._progress, healthy = progress_watch(STUCK_SECONDS)
         self.leadership = Leadership(engine, healthy)
         self._led = 0  # leadership.changes when this dispatcher last led
+        # told (operation type, seconds from submission to its run's creation) at each first
+        # dispatch: the API's /metrics (api/metrics.py) observes it
+        self.on_dispatched: Callable[[str, float], None] | None = None
 
     @property
     def leading(self) -> bool:
@@ -197,10 +202,18 @@ class Dispatcher:
             parent = parents.get(spec.batch_id) if spec.batch_id else None
             run_id = self.orchestrator.create_run(spec, parent_run_id=parent)
             with transaction(self.engine) as conn:
-                queue.set_operation_run(conn, spec.operation_id, run_id)
+                recorded = queue.set_operation_run(conn, spec.operation_id, run_id)
+            if recorded:
+                self._observe_dispatch(row)
             self.fair.dispatched(row)
             started += 1
         return started
+
+    def _observe_dispatch(self, row: dict[str, Any]) -> None:
+        submitted = as_utc(row.get("created_at"))
+        if self.on_dispatched is not None and submitted is not None:
+            waited = (utc_now() - submitted).total_seconds()
+            self.on_dispatched(str(row["operation_type"]), max(0.0, waited))
 
     def advance_batches(self) -> int:
         """Move unfinished batches on (their parent runs do too; this covers a lost one)."""
