@@ -12,8 +12,10 @@ from fastapi import FastAPI
 from api import docs_ui, metrics, openapi, problems
 from api.bodylimit import JsonBodyLimit
 from api.deps import settings_dep
+from api.observe import Observe
 from api.routes import batches, datasets, health, operations, ui, webhooks
 from api.stream import EventFeed
+from pmops import logs
 from pmops.service.dispatcher import Dispatcher
 from pmops.service.inspection import Inspector
 from pmops.service.limits import Limits
@@ -32,6 +34,9 @@ def lifespan_with(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config = settings or get_settings()
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        if orchestrator is None:  # the real service (tests configure logging themselves)
+            logs.configure(config.log_format, config.log_level)
+            logs.adopt("uvicorn", "uvicorn.error", "uvicorn.access")
         engine = engine_for(config.resolved_database_url)
         checkpoint_in_background(engine)
         if orchestrator is None:
@@ -97,7 +102,7 @@ def create_app(
     docs_ui.install(app)
     app.add_middleware(datasets.UploadSizeGuard)
     app.add_middleware(JsonBodyLimit)
-    app.add_middleware(metrics.RequestMetrics)  # outermost: times the limits' answers too
+    app.add_middleware(Observe)  # outermost: binds ids and times the limits' answers too
     routers = [health, datasets, operations, webhooks, batches, ui, metrics]
     for module in routers:
         app.include_router(module.router)

@@ -4,7 +4,7 @@ Each app has a registry of its own (a test process makes many apps):
 - `pmops_http_request_duration_seconds{method,route,status}`: a histogram per route template
   (`/api/{tenantId}/{projectId}/async/operation/{operationId}`, never the raw path, so no tenant
   or operation id becomes a label; a path no route matches is `route="unmatched"`), measured by
-  `RequestMetrics` from the request's arrival to its response's headers (an event stream or a
+  `api.observe.Observe` from the request's arrival to its response's headers (an event stream or a
   download is counted until its first byte, not while it streams);
 - `pmops_dispatch_latency_seconds{operation_type}`: submission to the creation of the
   operation's first flow run, observed by this process's dispatcher (only the leader's
@@ -20,7 +20,6 @@ Unauthenticated unless PMOPS_METRICS_TOKEN is set: then a bearer token equal to 
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
@@ -31,8 +30,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
-from starlette.types import ASGIApp, Message, Receive, Send
-from starlette.types import Scope as ASGIScope
 
 from api.deps import SettingsDep
 from pmops.service.errors import Problem
@@ -40,7 +37,6 @@ from pmops.service.figures import store_figures
 from pmops.store.engine import utc_now
 
 router = APIRouter(tags=["metrics"], include_in_schema=False)
-UNMATCHED = "unmatched"
 # from a quick status read (milliseconds) to an upload read in a worker process (minutes)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # a free slot dispatches within the dispatch interval; a full queue waits for runs to end
@@ -114,42 +110,6 @@ class Metrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def route_template(scope: ASGIScope) -> str:
-    """The path template of the route that took the request (set by the router)."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED
-
-
-class RequestMetrics:
-    """ASGI middleware timing every HTTP request into the app's `Metrics` (app.state.metrics;
-    none yet before start-up: then nothing is counted)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
-        if scope["type"] != "http" or metrics is None:
-            await self.app(scope, receive, send)
-            return
-        began, status = time.perf_counter(), 500
-        took: float | None = None
-
-        async def timed(message: Message) -> None:
-            nonlocal status, took
-            if message["type"] == "http.response.start":
-                status, took = message["status"], time.perf_counter() - began
-            await send(message)
-
-        try:
-            await self.app(scope, receive, timed)
-        finally:
-            seconds = took if took is not None else time.perf_counter() - began
-            labels = (scope["method"], route_template(scope), str(status))
-            metrics.requests.labels(*labels).observe(seconds)
 
 
 def _allowed(request: Request, token: str) -> bool:

@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import runtime
 from prefect.client.schemas.objects import State
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
@@ -29,7 +28,9 @@ from analysis.errors import AnalysisError
 from analysis.phases import PHASES
 from analysis.pipeline import OperationRun
 from analysis.progress import CancelToken, OperationCancelled
+from flows.observe import flow_run_id, run_logs
 from flows.reporter import OperationReporter, worker_node
+from pmops import logs
 from pmops.service.lifecycle import (
     claim,
     dataset_source,
@@ -71,12 +72,26 @@ def run_operation(
     settings: Settings | None = None,
 ) -> State | dict[str, Any]:
     settings = settings or get_settings()
-    _lower_priority(settings.run_niceness)
-    engine = engine_for(settings.resolved_database_url)
-    flow_run_id = runtime.flow_run.id
-    row = claim(engine, operation_id, str(flow_run_id) if flow_run_id else None, worker_node())
-    if row is None:
-        return Cancelled(message=f"{operation_id} was not waiting to start (cancelled or done)")
+    with run_logs(settings, operationId=operation_id):
+        _lower_priority(settings.run_niceness)
+        engine = engine_for(settings.resolved_database_url)
+        row = claim(engine, operation_id, flow_run_id(), worker_node())
+        if row is None:
+            return Cancelled(message=f"{operation_id} was not waiting to start (cancelled or done)")
+        with logs.bound(tenantId=row["tenant_id"], projectId=row["project_id"]):
+            return _run_limited(engine, row, run_cls, phases, on_complete, settings)
+
+
+def _run_limited(
+    engine: Engine,
+    row: dict[str, Any],
+    run_cls: RunFactory,
+    phases: Sequence[PhaseTask],
+    on_complete: OnComplete | None,
+    settings: Settings,
+) -> State | dict[str, Any]:
+    """The claimed run within its resource limits (pmops.service.runlimits)."""
+    operation_id = row["operation_id"]
     # before any phase (and the threads the reporter and the phases start)
     applied = apply(limits_for(settings, row["request"]), operation_id, settings)
     logger = _logger()

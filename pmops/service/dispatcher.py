@@ -43,6 +43,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from pmops import logs
 from pmops.service import runlimits
 from pmops.service.batch_progress import advance
 from pmops.service.batches import take_submissions
@@ -95,6 +96,16 @@ def run_not_started(attempts: int, why: str) -> dict[str, Any]:
             f"it; the last: {why}. The operation was marked Failed"
         ),
         "field": None,
+    }
+
+
+def operation_ids(row: dict[str, Any]) -> dict[str, Any]:
+    """An operation row's ids as log lines carry them (pmops.logs)."""
+    return {
+        "tenantId": row.get("tenant_id"),
+        "projectId": row.get("project_id"),
+        "operationId": row.get("operation_id"),
+        "flowRunId": row.get("flow_run_id"),
     }
 
 
@@ -290,7 +301,8 @@ class Dispatcher:
             run = runs.get(row["flow_run_id"])
             why = self.why_not_starting(row["flow_run_id"], run, now)
             if why is not None:
-                self.redispatch_or_fail(row, run, why)
+                with logs.bound(**operation_ids(row)):
+                    self.redispatch_or_fail(row, run, why)
                 handled += 1
         return handled
 
