@@ -29,6 +29,7 @@ from analysis.phases import PHASES
 from analysis.pipeline import OperationRun
 from analysis.progress import CancelToken, OperationCancelled
 from flows.observe import flow_run_id, run_logs
+from flows.publish import RunPublisher
 from flows.reporter import OperationReporter, worker_node
 from pmops import logs
 from pmops.service.lifecycle import (
@@ -128,10 +129,13 @@ def _run_claimed(
         CancelToken(),
         interval=settings.heartbeat_interval_seconds,
     )
+    publisher = RunPublisher(row, _logger())
+    reporter.on_finish = lambda status, document: publisher.finished(status, document, reporter.run)
+    publisher.started()
     try:
         with reporter:
             run = _start_run(engine, row, out_dir, reporter, settings, run_cls)
-            _run_phases(run, row, phases, settings)
+            _run_phases(run, row, phases, settings, publisher, reporter)
             if on_complete is not None:
                 on_complete(engine, row, run)
             document = run.document()
@@ -140,6 +144,7 @@ def _run_claimed(
             run.write_document(document)
             run.drop_checkpoints()
         _finish(engine, row, reporter, "Completed", document, ended)
+        publisher.links(engine, settings, run)
         return {"operationId": operation_id, "status": "Completed"}
     except Exception as exc:
         state = _record_stop(engine, row, reporter, exc, applied)
@@ -179,16 +184,27 @@ def _start_run(
 
 
 def _run_phases(
-    run: OperationRun, row: dict[str, Any], phases: Sequence[PhaseTask], settings: Settings
+    run: OperationRun,
+    row: dict[str, Any],
+    phases: Sequence[PhaseTask],
+    settings: Settings,
+    publisher: RunPublisher,
+    reporter: OperationReporter,
 ) -> None:
-    """Each phase as its Prefect task, in order (a fault injected where the request asks)."""
+    """Each phase as its Prefect task, in order (a fault injected where the request asks),
+    its start and end logged and shown in the progress artifact."""
     params = (row["request"] or {}).get("parameters") or {}
     fail_in = (params.get("faultInjection") or {}).get("failPhase")
     try:
         for name, phase in zip(PHASES[row["operation_type"]], phases, strict=True):
-            if fail_in == name and settings.fault_injection:
-                run.fail_phase(name, InjectedFault(f"fault injected in {name}"))
-            phase(run)
+            publisher.phase_started(name, reporter.snapshot()["percentage"])
+            try:
+                if fail_in == name and settings.fault_injection:
+                    run.fail_phase(name, InjectedFault(f"fault injected in {name}"))
+                phase(run)
+            finally:
+                percentage = reporter.snapshot()["percentage"]
+                publisher.phase_ended(name, run.records.get(name), percentage)
     finally:
         run.close()  # no worker process outlives the phases (analysis.forked)
 
@@ -243,6 +259,8 @@ def _finish(
         progress=reporter.snapshot(),
         announcer=reporter.announcer,
     )
+    if reporter.on_finish is not None:
+        reporter.on_finish(status, document)
 
 
 def _finish_partial(

@@ -36,6 +36,7 @@ from pmops.service.errors import Problem
 from pmops.service.operations import results_document, tracking_url
 from pmops.service.scope import Scope
 from pmops.service.views import TERMINAL, iso
+from pmops.settings import Settings
 from pmops.store.keys import read_or_create_secret
 
 LINK_SECRET = "download-links"
@@ -280,3 +281,22 @@ def results_zip(row: dict[str, Any]) -> bytes:
             if path.is_file():
                 zf.write(path, Path(artifact["path"]).name)
     return buffer.getvalue()
+
+
+def signed_artifact_links(
+    engine: Engine,
+    settings: Settings,
+    tenant_id: str,
+    project_id: str,
+    operation_id: str,
+    names: list[str],
+) -> dict[str, str]:
+    """Signed absolute download URLs of these artifacts at PMOPS_PUBLIC_URL (a flow run's link
+    artifacts in the Prefect UI: they open without a token until they expire)."""
+    links = DownloadLinks(
+        settings.resolved_public_url, link_key(engine), settings.download_link_seconds
+    )
+    return {
+        name: links._signed(link_resource(tenant_id, project_id, operation_id, name))
+        for name in names
+    }
