@@ -17,10 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from prefect import runtime
 from prefect.client.schemas.objects import State
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
-from prefect.states import Cancelled, Failed
+from prefect.states import Cancelled, Completed, Failed
 from sqlalchemy.engine import Engine
 
 from analysis.costs import PriceSetting
@@ -32,6 +33,7 @@ from flows.observe import flow_run_id, run_logs
 from flows.publish import RunPublisher
 from flows.reporter import OperationReporter, worker_node
 from pmops import logs
+from pmops.service.errors import Problem
 from pmops.service.lifecycle import (
     claim,
     dataset_source,
@@ -40,6 +42,7 @@ from pmops.service.lifecycle import (
     set_result_dir,
     stamp_times,
 )
+from pmops.service.outside import retry_from_run
 from pmops.service.runlimits import (
     Applied,
     apply,
@@ -78,9 +81,29 @@ def run_operation(
         engine = engine_for(settings.resolved_database_url)
         row = claim(engine, operation_id, flow_run_id(), worker_node())
         if row is None:
-            return Cancelled(message=f"{operation_id} was not waiting to start (cancelled or done)")
+            return _not_claimed(engine, settings, operation_id)
         with logs.bound(tenantId=row["tenant_id"], projectId=row["project_id"]):
             return _run_limited(engine, row, run_cls, phases, on_complete, settings)
+
+
+def _not_claimed(engine: Engine, settings: Settings, operation_id: str) -> State:
+    """The run's state when the operation was not waiting for it. A run that ran before and was
+    started again (the Prefect UI's Retry of an ended run) asks for a pmops retry instead
+    (pmops.service.outside): the new operation, or why not, is its state's message."""
+    run_count = int(runtime.flow_run.run_count or 0)
+    if run_count <= 1:
+        return Cancelled(message=f"{operation_id} was not waiting to start (cancelled or done)")
+    key = f"prefect-retry:{flow_run_id()}:{run_count}"
+    try:
+        new_id = retry_from_run(engine, settings, operation_id, key)
+    except Problem as exc:
+        _logger().warning("not retried in pmops: %s", exc.detail)
+        return Cancelled(message=f"not retried in pmops: {exc.detail}")
+    _logger().info("retried in pmops as operation %s", new_id)
+    return Completed(
+        message=f"retried in pmops as operation {new_id} (a new operation in {operation_id}'s "
+        "retry chain; its own flow run does the work)"
+    )
 
 
 def _run_limited(

@@ -58,6 +58,7 @@ from pmops.service.orchestrator import (
     Run,
     RunStateType,
 )
+from pmops.service.outside import cancelled_outside, watched_runs
 from pmops.service.retries import run_due_retries
 from pmops.settings import Settings
 from pmops.store import queue
@@ -267,6 +268,7 @@ class Dispatcher:
                     self.orchestrator.cancel_run(run_id, caller="dispatcher")
                 except Exception:
                     log.warning("could not cancel flow run %s", run_id)
+        self.sweep_outside()
         self.sweep_unstarted(now)
 
     def lost_error(self, operation_id: str, silent_seconds: float) -> dict[str, Any]:
@@ -286,6 +288,15 @@ class Dispatcher:
             limits = runlimits.RunLimits(memory_gb=limit_gb, cpu_units=self.settings.cpu_units)
             return runlimits.exhausted_error(limits, True, killed=True)
         return worker_lost(silent_seconds)
+
+    # -- cancelled in Prefect by someone else (pmops.service.outside) ---------------------------
+    def sweep_outside(self) -> int:
+        """Cancel the operations whose runs someone cancelled in Prefect (the UI)."""
+        rows = watched_runs(self.engine)
+        if not rows:
+            return 0
+        runs = self.orchestrator.read_runs([row["flow_run_id"] for row in rows])
+        return cancelled_outside(self.engine, rows, runs)
 
     # -- dispatched, never started --------------------------------------------------------------
     def sweep_unstarted(self, now: datetime | None = None) -> int:
