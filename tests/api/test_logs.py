@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pmops import logs
-from tests.api.conftest import Served
+from tests.api.conftest import Served, served_app
 
 STATUS_ROUTE = "/api/{tenantId}/{projectId}/async/operation/{operationId}"
 
@@ -55,11 +55,19 @@ def test_a_request_logs_json_with_its_tenant_and_project(
     assert STATUS_ROUTE in line["message"]
 
 
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[Served]:
+    """An app of its own: its worker slots are free, so an operation is dispatched at once."""
+    with served_app(tmp_path) as served:
+        yield served
+
+
 def test_lines_logged_inside_a_request_carry_its_ids(
-    served: Served, captured: io.StringIO, monkeypatch: pytest.MonkeyPatch, datasets: Path
+    own: Served, captured: io.StringIO, monkeypatch: pytest.MonkeyPatch, datasets: Path
 ) -> None:
     """A line logged by the code handling the request (here the orchestrator's cancel, in the
     route's worker thread) carries the ids bound for the request."""
+    served = own
     api = served.tenant()
     op_id = api.start(api.upload(datasets / "receipt.xes.gz")["datasetId"])["operationId"]
     api.wait(op_id, until=lambda s: op_id in served.orchestrator.created())

@@ -191,7 +191,7 @@ def test_retry_in_the_prefect_ui(
     with engine.connect() as conn:
         pairs = list_retry_pairs(conn, ["op-failed"])
     assert len(pairs) == 1
-    retry_id = [p for p in pairs[0] if p != "op-failed"][0]
+    retry_id = next(p for p in pairs[0] if p != "op-failed")
     assert f"retried in pmops as operation {retry_id}" in (state.message or "")
     assert row(engine, retry_id)["status"] == "Initiated"
     assert prefect.read_flow_run(runs["op-failed"]).state.message == state.message
