@@ -75,6 +75,16 @@ def formatter(fmt: str) -> logging.Formatter:
     )
 
 
+class _Stderr:
+    """Whatever sys.stderr is when a line is written (a test runner swaps it per test)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(
     fmt: str, level: str = "INFO", stream: IO[str] | None = None, replace: tuple[type, ...] = ()
 ) -> logging.Handler:
@@ -86,7 +96,7 @@ def configure(
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _MARK, False) or isinstance(h, replace)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or _Stderr())
     setattr(handler, _MARK, True)
     handler.setFormatter(formatter(fmt))
     root.addHandler(handler)
