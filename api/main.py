@@ -9,11 +9,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import docs_ui, openapi, problems
+from api import docs_ui, metrics, openapi, problems
 from api.bodylimit import JsonBodyLimit
 from api.deps import settings_dep
+from api.observe import Observe
 from api.routes import batches, datasets, health, operations, ui, webhooks
 from api.stream import EventFeed
+from pmops import logs
 from pmops.service.dispatcher import Dispatcher
 from pmops.service.inspection import Inspector
 from pmops.service.limits import Limits
@@ -32,6 +34,9 @@ def lifespan_with(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config = settings or get_settings()
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        if orchestrator is None:  # the real service (tests configure logging themselves)
+            logs.configure(config.log_format, config.log_level)
+            logs.adopt("uvicorn", "uvicorn.error", "uvicorn.access")
         engine = engine_for(config.resolved_database_url)
         checkpoint_in_background(engine)
         if orchestrator is None:
@@ -44,6 +49,8 @@ def lifespan_with(
         else:
             used = orchestrator
         dispatcher = Dispatcher(engine, config, used)
+        app.state.metrics = metrics.Metrics(engine)
+        dispatcher.on_dispatched = app.state.metrics.dispatched
         feed = EventFeed(engine, config.stream_poll_seconds)
         app.state.orchestrator, app.state.dispatcher, app.state.feed = used, dispatcher, feed
         app.state.limits = Limits.from_settings(config)  # counted per API process
@@ -95,7 +102,8 @@ def create_app(
     docs_ui.install(app)
     app.add_middleware(datasets.UploadSizeGuard)
     app.add_middleware(JsonBodyLimit)
-    routers = [health, datasets, operations, webhooks, batches, ui]
+    app.add_middleware(Observe)  # outermost: binds ids and times the limits' answers too
+    routers = [health, datasets, operations, webhooks, batches, ui, metrics]
     for module in routers:
         app.include_router(module.router)
     # for the Allow header of a 405 (api/problems.py): FastAPI includes routers as units now

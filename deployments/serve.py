@@ -31,6 +31,7 @@ from flows.analyze_process import analyze_process
 from flows.enrich_dataset import enrich_dataset
 from flows.generate_report import generate_report
 from flows.monthly_pipeline import monthly_pipeline
+from flows.observe import process_logs
 from flows.run_batch import run_batch
 from pmops.settings import get_settings
 
@@ -50,6 +51,7 @@ def deployment_path(operation_type: str) -> str:
 
 def main() -> None:
     settings = get_settings()
+    process_logs(settings)
     # pyarrow's default pool (mimalloc) reserves 1 GiB of address space on first use: with the
     # flow runs' address-space limit (pmops/service/runlimits.py) that is memory they could not
     # use; the system allocator reserves only what it hands out. Read by pyarrow's C++ side when

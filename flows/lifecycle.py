@@ -21,7 +21,7 @@ from prefect import runtime
 from prefect.client.schemas.objects import State
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
-from prefect.states import Cancelled, Failed
+from prefect.states import Cancelled, Completed, Failed
 from sqlalchemy.engine import Engine
 
 from analysis.costs import PriceSetting
@@ -29,7 +29,11 @@ from analysis.errors import AnalysisError
 from analysis.phases import PHASES
 from analysis.pipeline import OperationRun
 from analysis.progress import CancelToken, OperationCancelled
+from flows.observe import flow_run_id, run_logs
+from flows.publish import RunPublisher
 from flows.reporter import OperationReporter, worker_node
+from pmops import logs
+from pmops.service.errors import Problem
 from pmops.service.lifecycle import (
     claim,
     dataset_source,
@@ -38,6 +42,7 @@ from pmops.service.lifecycle import (
     set_result_dir,
     stamp_times,
 )
+from pmops.service.outside import retry_from_run
 from pmops.service.runlimits import (
     Applied,
     apply,
@@ -71,12 +76,46 @@ def run_operation(
     settings: Settings | None = None,
 ) -> State | dict[str, Any]:
     settings = settings or get_settings()
-    _lower_priority(settings.run_niceness)
-    engine = engine_for(settings.resolved_database_url)
-    flow_run_id = runtime.flow_run.id
-    row = claim(engine, operation_id, str(flow_run_id) if flow_run_id else None, worker_node())
-    if row is None:
+    with run_logs(settings, operationId=operation_id):
+        _lower_priority(settings.run_niceness)
+        engine = engine_for(settings.resolved_database_url)
+        row = claim(engine, operation_id, flow_run_id(), worker_node())
+        if row is None:
+            return _not_claimed(engine, settings, operation_id)
+        with logs.bound(tenantId=row["tenant_id"], projectId=row["project_id"]):
+            return _run_limited(engine, row, run_cls, phases, on_complete, settings)
+
+
+def _not_claimed(engine: Engine, settings: Settings, operation_id: str) -> State:
+    """The run's state when the operation was not waiting for it. A run that ran before and was
+    started again (the Prefect UI's Retry of an ended run) asks for a pmops retry instead
+    (pmops.service.outside): the new operation, or why not, is its state's message."""
+    run_count = int(runtime.flow_run.run_count or 0)
+    if run_count <= 1:
         return Cancelled(message=f"{operation_id} was not waiting to start (cancelled or done)")
+    key = f"prefect-retry:{flow_run_id()}:{run_count}"
+    try:
+        new_id = retry_from_run(engine, settings, operation_id, key)
+    except Problem as exc:
+        _logger().warning("not retried in pmops: %s", exc.detail)
+        return Cancelled(message=f"not retried in pmops: {exc.detail}")
+    _logger().info("retried in pmops as operation %s", new_id)
+    return Completed(
+        message=f"retried in pmops as operation {new_id} (a new operation in {operation_id}'s "
+        "retry chain; its own flow run does the work)"
+    )
+
+
+def _run_limited(
+    engine: Engine,
+    row: dict[str, Any],
+    run_cls: RunFactory,
+    phases: Sequence[PhaseTask],
+    on_complete: OnComplete | None,
+    settings: Settings,
+) -> State | dict[str, Any]:
+    """The claimed run within its resource limits (pmops.service.runlimits)."""
+    operation_id = row["operation_id"]
     # before any phase (and the threads the reporter and the phases start)
     applied = apply(limits_for(settings, row["request"]), operation_id, settings)
     logger = _logger()
@@ -114,10 +153,15 @@ def _run_claimed(
             CancelToken(),
             interval=settings.heartbeat_interval_seconds,
         )
+        publisher = RunPublisher(row, _logger())
+        reporter.on_finish = lambda status, document: publisher.finished(
+            status, document, reporter.run
+        )
+        publisher.started()
         try:
             with reporter:
                 run = _start_run(engine, row, files, reporter, settings, run_cls)
-                _run_phases(run, row, phases, settings, files)
+                _run_phases(run, row, phases, settings, files, publisher, reporter)
                 if on_complete is not None:
                     on_complete(engine, row, run)
                 document = run.document()
@@ -128,6 +172,7 @@ def _run_claimed(
                 files.sync()
                 files.drop_checkpoints()
             _finish(engine, row, reporter, "Completed", document, ended)
+            publisher.links(engine, settings, run)
             return {"operationId": operation_id, "status": "Completed"}
         except Exception as exc:
             state = _record_stop(engine, row, reporter, exc, applied, files)
@@ -176,16 +221,24 @@ def _run_phases(
     phases: Sequence[PhaseTask],
     settings: Settings,
     files: RunFiles,
+    publisher: RunPublisher,
+    reporter: OperationReporter,
 ) -> None:
-    """Each phase as its Prefect task, in order (a fault injected where the request asks); what
-    a completed phase wrote (its artifacts, its checkpoint) goes to the storage at once."""
+    """Each phase as its Prefect task, in order (a fault injected where the request asks), its
+    start and end logged and shown in the progress artifact; what a completed phase wrote (its
+    artifacts, its checkpoint) goes to the storage at once."""
     params = (row["request"] or {}).get("parameters") or {}
     fail_in = (params.get("faultInjection") or {}).get("failPhase")
     try:
         for name, phase in zip(PHASES[row["operation_type"]], phases, strict=True):
-            if fail_in == name and settings.fault_injection:
-                run.fail_phase(name, InjectedFault(f"fault injected in {name}"))
-            phase(run)
+            publisher.phase_started(name, reporter.snapshot()["percentage"])
+            try:
+                if fail_in == name and settings.fault_injection:
+                    run.fail_phase(name, InjectedFault(f"fault injected in {name}"))
+                phase(run)
+            finally:
+                percentage = reporter.snapshot()["percentage"]
+                publisher.phase_ended(name, run.records.get(name), percentage)
             files.sync()
     finally:
         run.close()  # no worker process outlives the phases (analysis.forked)
@@ -242,6 +295,8 @@ def _finish(
         progress=reporter.snapshot(),
         announcer=reporter.announcer,
     )
+    if reporter.on_finish is not None:
+        reporter.on_finish(status, document)
 
 
 def _finish_partial(

@@ -19,9 +19,10 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 from sqlalchemy.engine import Engine
 
+from flows.observe import run_logs
 from flows.run_batch import follow_batch
 from pmops.service.lifecycle import project_uploads, submission_outcome, submit_batch
-from pmops.settings import get_settings
+from pmops.settings import Settings, get_settings
 from pmops.store.tables import engine_for
 
 SUBMISSION_WAIT_SECONDS = 120.0
@@ -86,6 +87,17 @@ def monthly_pipeline(
     analysis_type: str = "standard",
 ) -> State:
     settings = get_settings()
+    with run_logs(settings, tenantId=tenant_id, projectId=project_id):
+        return _monthly(settings, tenant_id, project_id, dataset_ids, analysis_type)
+
+
+def _monthly(
+    settings: Settings,
+    tenant_id: str,
+    project_id: str,
+    dataset_ids: list[str] | None,
+    analysis_type: str,
+) -> State:
     engine = engine_for(settings.resolved_database_url)
     ids = dataset_ids or project_uploads(engine, tenant_id, project_id)
     if not ids:

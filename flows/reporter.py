@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +73,8 @@ class OperationReporter:
         self._cpu_samples: list[float] = []
         # what events have announced so far
         self.announcer = Announcer(operation_id)
+        # told (status, results document) once the run's end is recorded (flows/publish.py)
+        self.on_finish: Callable[[str, dict[str, Any] | None], None] | None = None
 
     # -- analysis Progress sink -------------------------------------------------------------
     def sink(self, phase: str, done: int, total: int, activity: str) -> None:

@@ -12,6 +12,7 @@ from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.states import Cancelled, Completed, Failed
 
+from flows.observe import run_logs
 from pmops.service.batch_progress import BATCH_TERMINAL, advance
 from pmops.settings import get_settings
 from pmops.store.tables import engine_for
@@ -21,10 +22,11 @@ def follow_batch(batch_id: str) -> State:
     """Move the batch on until it ends; its end as this flow run's state."""
     settings = get_settings()
     engine = engine_for(settings.resolved_database_url)
-    status = advance(engine, batch_id)
-    while status not in BATCH_TERMINAL:
-        time.sleep(settings.batch_poll_seconds)
+    with run_logs(settings, batchId=batch_id):
         status = advance(engine, batch_id)
+        while status not in BATCH_TERMINAL:
+            time.sleep(settings.batch_poll_seconds)
+            status = advance(engine, batch_id)
     message = f"batch {batch_id} ended {status}"
     if status == "Completed":
         return Completed(message=message)

@@ -379,6 +379,20 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(default=None, description="SMTP password (optional)")
     smtp_sender: str = Field(default="pmops@localhost", description="From address of notifications")
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, description="SMTP timeout per step")
+    # -- observability (docs/observability.md) ----------------------------------------------
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="a bearer token GET /metrics then requires (401 without it); unset: /metrics "
+        "answers anyone who reaches the API, as Prometheus scrapes by default (it shows counts "
+        "and latencies across all tenants, no tenant or project ids)",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="json: one JSON object per log line (with tenantId, projectId, operationId "
+        "and flowRunId where known) from the API, the deliverer and the flow runs; text: the "
+        "same fields as key=value after a readable line",
+    )
+    log_level: str = Field(default="INFO", description="the lowest level pmops logs")
 
     @cached_property  # read on every request; resolving the path touches the file system
     def resolved_database_url(self) -> str:

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 
+from pmops import logs
 from pmops.contract.signing import signature_headers
 from pmops.delivery import notify, outbox
 from pmops.delivery.breaker import Breakers
@@ -162,7 +163,9 @@ class Deliverer:
     def _start(self, due: outbox.Due) -> None:
         self.in_flight[due.endpoint_key] += 1
         self.held[(due.tenant_id, due.project_id)] += 1
-        task = asyncio.create_task(self._attempt(due))
+        ids = {"tenantId": due.tenant_id, "projectId": due.project_id}
+        with logs.bound(**ids, operationId=due.operation_id, deliveryId=due.delivery_id):
+            task = asyncio.create_task(self._attempt(due))  # the task's lines carry the ids
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -284,7 +287,7 @@ def _http_error(status: int) -> str:
 def serve(settings: Settings | None = None) -> None:
     """Run a deliverer until SIGTERM or SIGINT."""
     settings = settings or get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
 
     async def main() -> None:
         deliverer = Deliverer(settings)

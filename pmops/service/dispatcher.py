@@ -36,12 +36,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from pmops import logs
 from pmops.service import runlimits
 from pmops.service.batch_progress import advance
 from pmops.service.batches import take_submissions
@@ -56,9 +58,11 @@ from pmops.service.orchestrator import (
     Run,
     RunStateType,
 )
+from pmops.service.outside import cancelled_outside, watched_runs
 from pmops.service.retries import run_due_retries
 from pmops.settings import Settings
 from pmops.store import queue
+from pmops.store.engine import as_utc
 from pmops.store.locks import dispatch_section
 from pmops.store.tables import checkpoint, transaction, utc_now
 
@@ -96,6 +100,16 @@ def run_not_started(attempts: int, why: str) -> dict[str, Any]:
     }
 
 
+def operation_ids(row: dict[str, Any]) -> dict[str, Any]:
+    """An operation row's ids as log lines carry them (pmops.logs)."""
+    return {
+        "tenantId": row.get("tenant_id"),
+        "projectId": row.get("project_id"),
+        "operationId": row.get("operation_id"),
+        "flowRunId": row.get("flow_run_id"),
+    }
+
+
 class Dispatcher:
     cgroup_root: Path = runlimits.CGROUP_ROOT  # where the run cgroups are read (tests: a copy)
 
@@ -111,6 +125,9 @@ class Dispatcher:
         self._progress, healthy = progress_watch(STUCK_SECONDS)
         self.leadership = Leadership(engine, healthy)
         self._led = 0  # leadership.changes when this dispatcher last led
+        # told (operation type, seconds from submission to its run's creation) at each first
+        # dispatch: the API's /metrics (api/metrics.py) observes it
+        self.on_dispatched: Callable[[str, float], None] | None = None
 
     @property
     def leading(self) -> bool:
@@ -197,10 +214,18 @@ class Dispatcher:
             parent = parents.get(spec.batch_id) if spec.batch_id else None
             run_id = self.orchestrator.create_run(spec, parent_run_id=parent)
             with transaction(self.engine) as conn:
-                queue.set_operation_run(conn, spec.operation_id, run_id)
+                recorded = queue.set_operation_run(conn, spec.operation_id, run_id)
+            if recorded:
+                self._observe_dispatch(row)
             self.fair.dispatched(row)
             started += 1
         return started
+
+    def _observe_dispatch(self, row: dict[str, Any]) -> None:
+        submitted = as_utc(row.get("created_at"))
+        if self.on_dispatched is not None and submitted is not None:
+            waited = (utc_now() - submitted).total_seconds()
+            self.on_dispatched(str(row["operation_type"]), max(0.0, waited))
 
     def advance_batches(self) -> int:
         """Move unfinished batches on (their parent runs do too; this covers a lost one)."""
@@ -243,6 +268,7 @@ class Dispatcher:
                     self.orchestrator.cancel_run(run_id, caller="dispatcher")
                 except Exception:
                     log.warning("could not cancel flow run %s", run_id)
+        self.sweep_outside()
         self.sweep_unstarted(now)
 
     def lost_error(self, operation_id: str, silent_seconds: float) -> dict[str, Any]:
@@ -263,6 +289,15 @@ class Dispatcher:
             return runlimits.exhausted_error(limits, True, killed=True)
         return worker_lost(silent_seconds)
 
+    # -- cancelled in Prefect by someone else (pmops.service.outside) ---------------------------
+    def sweep_outside(self) -> int:
+        """Cancel the operations whose runs someone cancelled in Prefect (the UI)."""
+        rows = watched_runs(self.engine)
+        if not rows:
+            return 0
+        runs = self.orchestrator.read_runs([row["flow_run_id"] for row in rows])
+        return cancelled_outside(self.engine, rows, runs)
+
     # -- dispatched, never started --------------------------------------------------------------
     def sweep_unstarted(self, now: datetime | None = None) -> int:
         """Dispatch again (or fail) operations whose run will never claim them."""
@@ -277,7 +312,8 @@ class Dispatcher:
             run = runs.get(row["flow_run_id"])
             why = self.why_not_starting(row["flow_run_id"], run, now)
             if why is not None:
-                self.redispatch_or_fail(row, run, why)
+                with logs.bound(**operation_ids(row)):
+                    self.redispatch_or_fail(row, run, why)
                 handled += 1
         return handled
 

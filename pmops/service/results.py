@@ -37,6 +37,7 @@ from pmops.service.operations import results_document, tracking_url
 from pmops.service.scope import Scope
 from pmops.service.storage import Storage, join
 from pmops.service.views import TERMINAL, iso
+from pmops.settings import Settings
 from pmops.store.keys import read_or_create_secret
 
 LINK_SECRET = "download-links"
@@ -318,3 +319,22 @@ def results_zip(row: dict[str, Any], storage: Storage) -> Iterator[bytes]:
                         yield data
     if data := sink.take():
         yield data
+
+
+def signed_artifact_links(
+    engine: Engine,
+    settings: Settings,
+    tenant_id: str,
+    project_id: str,
+    operation_id: str,
+    names: list[str],
+) -> dict[str, str]:
+    """Signed absolute download URLs of these artifacts at PMOPS_PUBLIC_URL (a flow run's link
+    artifacts in the Prefect UI: they open without a token until they expire)."""
+    links = DownloadLinks(
+        settings.resolved_public_url, link_key(engine), settings.download_link_seconds
+    )
+    return {
+        name: links._signed(link_resource(tenant_id, project_id, operation_id, name))
+        for name in names
+    }

@@ -221,3 +221,20 @@ def move_operation_run(conn: Connection, operation_id: str, old_run: str, new_ru
             .values(flow_run_id=new_run)
         ).rowcount
     )
+
+
+def list_operations_with_runs(conn: Connection) -> list[dict[str, Any]]:
+    """Initiated or Running operations that have a run: their ids, scope, status and whether a
+    cancel was asked for (read from ix_ops_active_runs; at most the worker slots held)."""
+    c = operations.c
+    rows = conn.execute(
+        select(
+            c.operation_id,
+            c.tenant_id,
+            c.project_id,
+            c.status,
+            c.flow_run_id,
+            c.cancel_requested,
+        ).where(c.status.in_(UNFINISHED), c.flow_run_id.is_not(None))
+    ).mappings()
+    return [dict(row) for row in rows]
