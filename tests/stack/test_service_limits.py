@@ -60,7 +60,8 @@ def _peak_gb(document: dict[str, Any]) -> float:
 
 
 def test_the_memory_limit_kill(limited, wide_log: Path, record_property) -> None:
-    """A comprehensive analysis of the 100,000-activity CSV under memoryGB 0.1 (RLIMIT_AS: the
+    """A comprehensive analysis of the 100,000-activity CSV under memoryGB 0.1 (the run's own
+    cgroup memory limit where the kernel lets pmops make one, v2 or v1; else RLIMIT_AS, the
     flow-run process's address space capped at memoryGB plus the reserve): Failed with code
     `resource_exhausted` and a message naming the 0.1 GB limit, not `worker_lost`; the results
     say so; a restart retry with resourceAllocation.memoryGB 2 completes within its limit."""
