@@ -27,7 +27,7 @@ Goal (issue #15): THREE APIs: submit -> Running p50 <= 1.0 s, 0 worker-limit ove
 Baseline: ONE API process on the same setup, run right before (same goal shown, for comparison).
 
 Usage: .venv/bin/python bench/bench_cluster_dispatch.py [--apis 3] [--n 1000] [--rate 10]
-    [--limit 8] [--hold 0.5] [--rounds 1] [--no-wait]
+    [--limit 10] [--hold 0.5] [--rounds 1] [--no-wait]
 Raw figures: bench/results/cluster_dispatch.json
 """
 
@@ -350,7 +350,7 @@ def main() -> None:
     parser.add_argument("--apis", type=int, default=3)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=10.0, help="submissions per second")
-    parser.add_argument("--limit", type=int, default=8, help="PMOPS_WORKER_LIMIT")
+    parser.add_argument("--limit", type=int, default=10, help="PMOPS_WORKER_LIMIT")
     parser.add_argument("--hold", type=float, default=0.5, help="stand-in run length, s")
     parser.add_argument("--standin-poll", type=float, default=0.1)
     parser.add_argument("--sample", type=float, default=0.1, help="slot sampling interval, s")
