@@ -13,9 +13,12 @@ webhook; a repeat whose X-Pmops-Attempt is > 1 followed a failed attempt).
 Baseline: ONE deliverer on the same PostgreSQL setup, run right before (no goal).
 
 Store statistics: this machine's PostgreSQL runs with autovacuum off, so a fresh database is never
-analyzed and the lease query (store.list_due_deliveries) sorts the whole backlog each time. A
-service's store has statistics from its history; so before the timed part each configuration
-delivers a warm-up (10 events to the same 100 webhooks) and runs ANALYZE. --no-analyze skips both.
+analyzed. A service's store has statistics from its history, in which nearly every delivery is
+finished (next_attempt_at NULL); so before the timed part each configuration delivers a warm-up
+(10 events to the same 100 webhooks) and runs ANALYZE, which gives exactly such statistics.
+--no-analyze skips both (a never-analyzed store). Either way the lease query
+(store.list_due_deliveries) is planned for a handful of due rows and sorts the whole backlog on
+each lease (bench/notes/cluster.md).
 
 Usage: .venv/bin/python bench/bench_cluster_delivery.py [--deliverers 2] [--rounds 1]
     [--hooks 100] [--events 1000] [--no-analyze] [--no-wait]
@@ -132,9 +135,7 @@ class Cluster(Bench):
 
 def warm_up(bench: Cluster, ops: list[str], hooks: int, events: int = 10) -> None:
     """A store with a history, as in service: `events` events fanned out and delivered, then
-    ANALYZE (this PostgreSQL server runs with autovacuum off; without statistics the planner
-    sorts every due delivery for each lease, about 0.5 s per lease at a 65,000-delivery backlog,
-    where with them it reads the due index in order: ~10 ms)."""
+    ANALYZE (this PostgreSQL server runs with autovacuum off)."""
     for i in range(events):
         bench.emit(ops[i % len(ops)], 0.0)
     got = bench.wait_for("/t/", hooks * events, 120)
