@@ -267,6 +267,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--deliverers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="baseline + cluster pairs")
+    parser.add_argument("--cluster-only", action="store_true", help="no one-deliverer baseline")
     parser.add_argument("--hooks", type=int, default=100)
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument(
@@ -278,7 +279,7 @@ def main() -> None:
         wait_quiet()
     rows = []
     for _ in range(args.rounds):
-        for n in (1, args.deliverers):
+        for n in (1, args.deliverers) if not args.cluster_only else (args.deliverers,):
             rows.append(run(n, args.hooks, args.events, not args.no_analyze))
             print(f"{n} deliverer(s): {rows[-1]}", file=sys.stderr)
     doc = {"command": command_line(), "machine": machine(), "runs": rows, "metrics": metrics(rows)}
