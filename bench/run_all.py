@@ -152,6 +152,24 @@ SCRIPTS: tuple[Script, ...] = (
         "webhooks",
     ),
     Script(
+        "cluster_delivery",
+        "Webhook delivery, two deliverers on one PostgreSQL store (issue #15)",
+        ("bench/bench_cluster_delivery.py", "--no-wait"),
+        "cluster_delivery",
+        max_runs=2,
+        why_capped="each run measures the one-deliverer baseline and the two-deliverer cluster "
+        "(200,000 deliveries, about 2 min).",
+    ),
+    Script(
+        "cluster_dispatch",
+        "Submit → Running, three API processes on one PostgreSQL store (issue #15)",
+        ("bench/bench_cluster_dispatch.py", "--no-wait"),
+        "cluster_dispatch",
+        max_runs=2,
+        why_capped="each run submits 1,000 operations to the one-API baseline and 1,000 to the "
+        "three-API cluster (about 4 min).",
+    ),
+    Script(
         "httpsend",
         "The webhook HTTP client (issue #4, no goal)",
         ("bench/bench_httpsend.py", "--no-wait"),

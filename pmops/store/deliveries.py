@@ -343,8 +343,10 @@ def read_progress_marks(
 
 
 def set_progress_marks(conn: Connection, marks: dict[tuple[str, str], float]) -> None:
-    """Upsert each (endpoint_key, operation_id)'s percentage (ON CONFLICT DO UPDATE)."""
-    for (endpoint, op_id), pct in marks.items():
+    """Upsert each (endpoint_key, operation_id)'s percentage (ON CONFLICT DO UPDATE), in key
+    order: two deliverers fanning out at once then lock the rows they share in the same order
+    (in event order, they deadlocked on PostgreSQL and the loser's process died)."""
+    for (endpoint, op_id), pct in sorted(marks.items()):
         make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         stmt = make(progress_marks).values(
             endpoint_key=endpoint, operation_id=op_id, percentage=pct
