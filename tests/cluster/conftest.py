@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psutil
@@ -82,6 +83,13 @@ class Cluster:
         return None
 
 
+def together(call: Callable[[Stack], object], stacks: Iterable[Stack]) -> None:
+    """`call` on each stack in threads of its own; the first error is raised."""
+    with ThreadPoolExecutor() as pool:
+        for done in [pool.submit(call, stack) for stack in stacks]:
+            done.result()
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, s3: S3) -> Iterator[Cluster]:
     auth = f"pmops:{uuid.uuid4().hex}"
@@ -104,12 +112,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3: S3) -> Iterator[Cluste
             "database_url": store_url,
             "storage_url": s3.url("cluster"),
             "worker_limit": WORKER_LIMIT,
+            "webhook_allow_networks": "127.0.0.0/8",  # the receiver is on loopback
         }
-        nodes: dict[str, Stack] = {}
-        for name in ("a", "b"):  # one after the other: each upgrades the store, deploys the flows
-            node = Stack(tmp_path_factory.mktemp(f"cluster-node-{name}"), only=NODE_PARTS, **shared)
-            running.callback(node.stop)
-            nodes[name] = node.start(deadline=240)
+        nodes = {
+            name: Stack(tmp_path_factory.mktemp(f"cluster-node-{name}"), only=NODE_PARTS, **shared)
+            for name in ("a", "b")
+        }
+        # both at once, as machines start (each upgrades the store under its advisory lock and
+        # deploys the same flows); stopped together too
+        running.callback(lambda: together(Stack.stop, nodes.values()))
+        together(lambda node: node.start(deadline=300), nodes.values())
         c = Cluster(prefect, nodes, store_url, s3)
         first = nodes["a"].create_token()
         c.apis = {

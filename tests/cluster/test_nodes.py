@@ -113,7 +113,7 @@ def test_work_from_either_api_completes_and_downloads_from_both(
 ) -> None:
     apis = cluster.apis
     with Watch(cluster, apis["a"]).running() as watch:
-        ops = {name: start_quick(api, receipt, f"through {name}", 2) for name, api in apis.items()}
+        ops = {name: start_quick(api, receipt, f"through {name}", 1) for name, api in apis.items()}
         finals = {
             name: completed(apis["a" if name == "b" else "b"], op_ids)  # read on the other node
             for name, op_ids in ops.items()
@@ -132,7 +132,7 @@ def test_work_from_either_api_completes_and_downloads_from_both(
     assert eventually(
         lambda: all(
             any(
-                e["type"] == "operation.completed" and e["data"]["operationId"] == op_id
+                e["type"] == "operation.completed" and e.get("operationId") == op_id
                 for e in receiver.events(HOOK).values()
             )
             for op_id in ran
@@ -155,7 +155,7 @@ def test_worker_limit_holds_across_both_nodes(
     with Watch(cluster, apis["b"]).running() as watch:
         op_ids = [
             op
-            for i in range(3)
+            for i in range(2)
             for name, api in apis.items()
             for op in start_quick(api, receipt, f"limit {name} {i}", 1)
         ]
@@ -183,7 +183,7 @@ def test_leader_api_killed_moves_dispatching_to_the_other_node(
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     killed_at = time.monotonic()
-    after = start_quick(api, receipt, "queued after the leader died", 2)
+    after = start_quick(api, receipt, "queued after the leader died", 1)
     # the advisory lock's session ended with the process; the other node's API takes it
     assert eventually(lambda: cluster.leader() == other, 10), cluster.leader()
     print(f"cluster: {other} leads {time.monotonic() - killed_at:.1f} s after {leader}'s API died")
@@ -222,8 +222,8 @@ def test_runner_node_lost_mid_run_resumes_on_the_other_node(
             runner = node.child("deployments.serve")
             runner.send_signal(signal.SIGKILL)
             os.kill(run_pid, signal.SIGKILL)
-            runner.wait(10)
-            assert eventually(lambda: process_gone(run_pid), 30)
+            # (a zombie until the frozen supervisor reaps it: gone all the same)
+            assert eventually(lambda: process_gone(runner.pid) and process_gone(run_pid), 30)
             lost = apis["b"].wait(op_id, deadline=180)
             assert lost["status"] == "Failed", lost
             assert lost["error"]["code"] == "worker_lost", lost["error"]
