@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from pmops.store.engine import make_engine
-from pmops.store.locks import LEADER_KEY
+from pmops.store.locks import leader_pid
 from tests.conftest import fresh_database
 from tests.s3server import S3
 from tests.service_stack import Stack, Tenant
@@ -64,14 +64,18 @@ class Cluster:
         return self.nodes[name].child("uvicorn")
 
     def leader(self) -> str | None:
-        """The node whose API process holds the leader lock (pg_locks, pmops/service/leader.py):
-        the lock's backend's client port is a local port of that API process's connections."""
+        """The node whose API process holds the store's leader lock (pmops/service/leader.py,
+        `leader_pid`): that backend's client port is a local port of the API process."""
+        engine = make_engine(self.store_url)
+        try:
+            backend = leader_pid(engine)
+        finally:
+            engine.dispose()
+        if backend is None:
+            return None
         with psycopg.connect(self.store_url.replace("+psycopg", ""), autocommit=True) as conn:
             row = conn.execute(
-                "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 "
-                "AND l.objid = %s AND l.objsubid = 1",
-                (LEADER_KEY,),
+                "SELECT client_port FROM pg_stat_activity WHERE pid = %s", (backend,)
             ).fetchone()
         if row is None:
             return None
