@@ -53,13 +53,6 @@ class Cluster:
     s3: S3
     apis: dict[str, Tenant] = field(default_factory=dict)  # one project, through each node's API
 
-    def node_of_pid(self, pid: int) -> str | None:
-        """The node whose process tree holds the process (None: neither, or gone)."""
-        for name, node in self.nodes.items():
-            if any(p.pid == pid for p in node.descendants()):
-                return name
-        return None
-
     def api_child(self, name: str) -> psutil.Process:
         return self.nodes[name].child("uvicorn")
 
