@@ -236,7 +236,8 @@ def test_runner_node_lost_mid_run_resumes_on_the_other_node(
         assert watch.node_of(final) == survivor, (lost_node, final["execution"])
     node.restarted("deployments.serve", runner.pid)
     # the phases the lost run had completed were restored from its checkpoints in the bucket
-    preserved = [p["phaseName"] for p in final["phases"] if p.get("preservedFrom") == op_id]
+    doc = apis[lost_node].results(retry_id, format="detailed").json()  # the other API
+    preserved = [p["phaseName"] for p in doc["phaseResults"] if p.get("preservedFrom") == op_id]
     print(
         f"cluster: {op_id} lost on {lost_node} after {done}; retry {retry_id} completed on "
         f"{survivor} preserving {preserved}"
