@@ -206,12 +206,20 @@ def test_runner_node_lost_mid_run_resumes_on_the_other_node(
     )
     op_id = op["operationId"]
 
+    bucket = cluster.s3.storage("cluster")
+
     def some_phase_done(s: dict[str, Any]) -> bool:
+        """Running, with its first phase's checkpoint uploaded to the bucket (the loaded log:
+        large, and slow to upload on a loaded machine)."""
         assert s["status"] in ("Initiated", "Running"), s
-        return s["status"] == "Running" and any(p["status"] == "Completed" for p in s["phases"])
+        return (
+            s["status"] == "Running"
+            and any(p["status"] == "Completed" for p in s["phases"])
+            and bucket.exists(f"operations/{op_id}/state/1.pkl")
+        )
 
     with Watch(cluster, apis["b"]).running() as watch:
-        live = apis["a"].wait(op_id, some_phase_done, deadline=300)
+        live = apis["a"].wait(op_id, some_phase_done, deadline=300, every=0.5)
         lost_node = watch.node_of(live)
         node = cluster.nodes[lost_node]
         run_pid = pid_of(live)
