@@ -85,9 +85,15 @@ class Stack:
     """One running `pmops up`; `client()` gives an httpx client for the dev tenant or another."""
 
     def __init__(
-        self, data_dir: Path, template_db: Path | None = None, **settings: str | int | float
+        self,
+        data_dir: Path,
+        template_db: Path | None = None,
+        only: str | None = None,
+        **settings: str | int | float,
     ) -> None:
+        """`only`: `pmops up --only` (one machine's share, README "Scaling out")."""
         self.data_dir = data_dir
+        self.only = only
         self.api_port, self.prefect_port = free_port(), free_port()
         extra = {
             "PMOPS_API_PORT": str(self.api_port),
@@ -114,8 +120,9 @@ class Stack:
             (self.data_dir / "prefect").mkdir(exist_ok=True)
             shutil.copy(self.template_db, self.data_dir / "prefect" / "prefect.db")
         self.log = (self.data_dir / "pmops-up.log").open("ab")
+        only = ["--only", self.only] if self.only else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pmops.cli.commands", "up"],
+            [sys.executable, "-m", "pmops.cli.commands", "up", *only],
             env=self.env,
             cwd=REPO,
             stdout=self.log,
@@ -126,7 +133,10 @@ class Stack:
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pmops up exited with {self.proc.returncode}:\n{self.logs()}")
-            if token_file.exists() and self.healthy():
+            if self.only is not None and "api" not in self.only:
+                if self.prefect_healthy():  # nothing of ours answers: the Prefect server does
+                    return self
+            elif token_file.exists() and self.healthy():
                 text = token_file.read_text().split()
                 if len(text) == 3:
                     self.tenant, self.project, self.token = text
@@ -204,8 +214,10 @@ class Stack:
     # -- Prefect's own API (what the Prefect UI shows) ----------------------------------------
     @property
     def prefect_auth(self) -> str:
-        """The Prefect API's auth string `pmops up` generated into the data dir."""
-        return (self.data_dir / "prefect-auth").read_text().strip()
+        """The Prefect API's auth string: PMOPS_PREFECT_AUTH_STRING, else the one `pmops up`
+        generated into the data dir."""
+        given = self.env.get("PMOPS_PREFECT_AUTH_STRING")
+        return given or (self.data_dir / "prefect-auth").read_text().strip()
 
     @property
     def prefect_headers(self) -> dict[str, str]:

@@ -86,12 +86,15 @@ class LeaderSession:
 
 
 def leader_pid(engine: Engine) -> int | None:
-    """The server process id of the session holding the leader lock, None if it is free."""
+    """The server process id of the session holding the leader lock, None if it is free.
+    Advisory locks are per database: another database on the same server (another store, a
+    test's) may hold the same key, so only this database's lock counts."""
     with engine.connect() as conn:
         found = conn.execute(
             text(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND classid = 0 AND objid = :k AND objsubid = 1"
+                "AND classid = 0 AND objid = :k AND objsubid = 1 AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"k": LEADER_KEY},
         ).scalar()

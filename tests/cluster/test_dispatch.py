@@ -35,6 +35,7 @@ from pmops.store.locks import leader_pid
 from pmops.store.operations import update_operation
 from pmops.store.tables import batch_submissions, batches, operations
 from tests.api.conftest import FakeOrchestrator
+from tests.conftest import fresh_database
 from tests.store.helpers import add_operation, scope
 from tests.store.test_fair_dispatch import queue_many
 
@@ -239,6 +240,31 @@ def test_one_leader_and_a_clean_hand_over(engines: tuple[Engine, Engine]) -> Non
     finally:
         for p in parts:
             p.stop()
+
+
+def test_the_leader_is_read_from_this_databases_lock_only(
+    engines: tuple[Engine, Engine],
+) -> None:
+    """Advisory locks are per database: a leader of another database on the same server (another
+    store on it; other test runs) is not this store's leader (found by the two-node suite)."""
+    with fresh_database("pmops_other_store") as other_url:
+        other = make_engine(other_url)
+        elsewhere = Leadership(other, retry_seconds=0.2)
+        try:
+            elsewhere.start()
+            assert elsewhere.wait_leading(FAIL_OVER_SECONDS)
+            assert leader_pid(other) is not None
+            assert leader_pid(engines[0]) is None  # nobody leads this store
+            here = Leadership(engines[0], retry_seconds=0.2)
+            here.start()
+            try:  # the same key, another database: no contest
+                assert here.wait_leading(FAIL_OVER_SECONDS)
+                assert leader_pid(engines[1]) not in (None, leader_pid(other))
+            finally:
+                here.stop()
+        finally:
+            elsewhere.stop()
+            other.dispose()
 
 
 def test_a_stuck_leader_gives_the_lead_up(engines: tuple[Engine, Engine]) -> None:
