@@ -35,7 +35,7 @@ run: setup
 	$(BIN)/pmops up
 
 test: setup
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=25
 
 # ruff, then the layer contract of pyproject.toml's [tool.importlinter] (docs/architecture.md)
 lint: setup
