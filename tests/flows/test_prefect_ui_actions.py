@@ -39,6 +39,7 @@ from pmops.store.engine import make_engine, transaction
 from pmops.store.events import list_operation_events
 from pmops.store.operations import insert_operation, read_operation_by_id
 from pmops.store.retries import list_retry_pairs
+from tests.flows._rows import dataset_row
 
 LOAD, DISCOVERY = PHASES["ProcessMiningAnalysis"][:2]
 DS = "5f0e8c1a-4a5b-4c6d-8e7f-0a1b2c3d4e5f"
@@ -87,20 +88,7 @@ def seed(engine: Engine, op_id: str, status: str, run_id: str | None) -> None:
 
 def seed_dataset(engine: Engine, log: Path) -> None:
     with transaction(engine) as conn:
-        insert_dataset(
-            conn,
-            {
-                "dataset_id": DS,
-                "tenant_id": "t-1",
-                "project_id": "p-1",
-                "file_name": log.name,
-                "path": str(log),
-                "size_bytes": log.stat().st_size,
-                "format": "xes",
-                "summary": {},
-                "created_at": datetime.now(UTC),
-            },
-        )
+        insert_dataset(conn, dataset_row(DS, log))
 
 
 def row(engine: Engine, op_id: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from pmops.settings import Settings
 from pmops.store.datasets import insert_dataset
 from pmops.store.engine import make_engine, transaction
 from pmops.store.operations import insert_operation, read_operation_by_id
+from tests.flows._rows import dataset_row
 
 OP = "op-observed-1"
 
@@ -41,20 +42,7 @@ def seed_store(settings: Settings, log: Path) -> None:
     engine = make_engine(settings.resolved_database_url, upgrade=True)
     now = datetime.now(UTC)
     with transaction(engine) as conn:
-        insert_dataset(
-            conn,
-            {
-                "dataset_id": "ds-1",
-                "tenant_id": "t-1",
-                "project_id": "p-1",
-                "file_name": log.name,
-                "path": str(log),
-                "size_bytes": log.stat().st_size,
-                "format": "xes",
-                "summary": {},
-                "created_at": now,
-            },
-        )
+        insert_dataset(conn, dataset_row("ds-1", log, now))
         params = {"datasetId": "ds-1", "analysisType": "comprehensive"}
         insert_operation(
             conn,
