@@ -14,20 +14,22 @@ from typing import Any
 import psutil
 import pytest
 
-from analysis.forked import READER_THREAD, ChildFailed, Forked, allow_second_core
+from analysis.forked import ChildFailed, Forked, allow_second_core
 from analysis.measure import PhaseMeter
 from analysis.progress import CancelToken, OperationCancelled, Progress
+from tests.analysis.conftest import other_threads
+
+pytestmark = pytest.mark.alone  # tests/analysis/conftest.py
 
 
 @pytest.fixture(autouse=True)
 def _alone() -> Iterator[None]:
-    """Forking needs this thread to be the process's only one (analysis.forked.second_core); an
-    earlier test in this worker (a Prefect harness, a served app) may have left threads behind,
-    and then there is nothing to test here."""
-    me = threading.current_thread()
-    others = [t.name for t in threading.enumerate() if t is not me and t.name != READER_THREAD]
-    if others:
-        pytest.skip(f"other threads live in this test process: {others[:3]}")
+    """Forking needs this thread to be the process's only one (analysis.forked.second_core). If
+    an earlier test in this worker left threads behind, tests/analysis/conftest.py runs these
+    tests in a fresh process instead, and this setup does nothing here."""
+    if other_threads():
+        yield
+        return
     _BEFORE.clear()
     _BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
     allow_second_core()  # as `pmops analyze` does
