@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -34,6 +35,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from pmops import logs
 from pmops.contract.signing import signature_headers
@@ -56,6 +58,9 @@ HEARTBEAT_SECONDS = 1.0
 # how often, at most, the projects with due deliveries are read again under a backlog
 PROJECTS_REFRESH_SECONDS = 0.25
 PURGE_SECONDS = 3600.0
+# after a store error the loop pauses, doubling from MIN up to MAX while errors go on
+STORE_PAUSE_MIN = 0.2
+STORE_PAUSE_MAX = 5.0
 USER_AGENT = "pmops-webhooks/0.1"
 
 
@@ -84,6 +89,8 @@ class Deliverer:
         self.outcomes: list[outbox.Outcome] = []
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
+        self.live: set[str] = {self.owner}  # the live deliverers, as of the last heartbeat
+        self.last_beat = self.last_purge = -math.inf  # monotonic clock
 
     def stop(self) -> None:
         self.stopping.set()
@@ -91,45 +98,61 @@ class Deliverer:
 
     async def run(self) -> None:
         settings = self.settings
-        live: set[str] = {self.owner}
-        last_beat = last_purge = 0.0
+        pause = 0.0
         try:
             while not self.stopping.is_set():
-                busy = False
-                now = time.monotonic()
-                if now - last_beat >= HEARTBEAT_SECONDS:
-                    live = await asyncio.to_thread(outbox.heartbeat, self.engine, self.owner)
-                    last_beat = now
-                if now - last_purge >= PURGE_SECONDS:
-                    await asyncio.to_thread(outbox.purge, self.engine, settings)
-                    last_purge = now
-                if await asyncio.to_thread(outbox.fan_out, self.engine, settings):
-                    busy = True
-                free = settings.delivery_concurrency - len(self.tasks)
-                if free > 0:
-                    slots = self._slots(free)
-                    due = await asyncio.to_thread(
-                        outbox.lease_due,
-                        self.engine,
-                        self.owner,
-                        live,
-                        slots.room,
-                        settings.delivery_per_endpoint,
-                        free,
-                        slots,
-                    )
-                    for item in due:
-                        self._start(item)
-                    busy = busy or bool(due)
-                if self.outcomes:
-                    await self._settle()
-                    busy = True
+                try:
+                    busy = await self._turn(settings)
+                except DBAPIError as error:
+                    # the store is away or refused a transaction (a deadlock, a restart, a lost
+                    # connection): nothing of that transaction was written and outcomes not yet
+                    # settled are kept; try again after a pause that grows while this lasts
+                    pause = min(STORE_PAUSE_MAX, max(STORE_PAUSE_MIN, pause * 2))
+                    log.warning("store error, next try in %.1f s: %s", pause, error)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), pause)
+                    continue
+                pause = 0.0
                 if not busy:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), settings.delivery_poll_seconds)
                 self.wake.clear()
         finally:
             await self._drain()
+
+    async def _turn(self, settings: Settings) -> bool:
+        """One turn of the loop: heartbeat and purge when due, fan out new events, lease due
+        deliveries into free slots, settle finished attempts. Whether there was work."""
+        busy = False
+        now = time.monotonic()
+        if now - self.last_beat >= HEARTBEAT_SECONDS:
+            self.live = await asyncio.to_thread(outbox.heartbeat, self.engine, self.owner)
+            self.last_beat = now
+        if now - self.last_purge >= PURGE_SECONDS:
+            await asyncio.to_thread(outbox.purge, self.engine, settings)
+            self.last_purge = now
+        if await asyncio.to_thread(outbox.fan_out, self.engine, settings):
+            busy = True
+        free = settings.delivery_concurrency - len(self.tasks)
+        if free > 0:
+            slots = self._slots(free)
+            due = await asyncio.to_thread(
+                outbox.lease_due,
+                self.engine,
+                self.owner,
+                self.live,
+                slots.room,
+                settings.delivery_per_endpoint,
+                free,
+                slots,
+            )
+            for item in due:
+                self._start(item)
+            busy = busy or bool(due)
+        if self.outcomes:
+            await self._settle()
+            busy = True
+        return busy
 
     def _slots(self, free: int) -> outbox.Slots:
         """What may be leased now: per endpoint what its in-flight attempts and its breaker
@@ -158,7 +181,13 @@ class Deliverer:
     async def _settle(self) -> None:
         batch, self.outcomes = self.outcomes, []
         if batch:
-            await asyncio.to_thread(outbox.settle, self.engine, self.settings, self.owner, batch)
+            try:
+                await asyncio.to_thread(
+                    outbox.settle, self.engine, self.settings, self.owner, batch
+                )
+            except BaseException:
+                self.outcomes[:0] = batch  # not written: settled on the next turn
+                raise
 
     def _start(self, due: outbox.Due) -> None:
         self.in_flight[due.endpoint_key] += 1

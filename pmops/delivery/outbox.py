@@ -200,9 +200,11 @@ class _FanOut:
         if event.event_type != "operation.progress":
             return True
         step = float((hook["filters"] or {}).get("minProgressIncrement") or 0)
+        if step <= 0:
+            return True  # every progress event goes; no mark to keep
         key = (hook["webhook_id"], event.operation_id)
         last = self.moved.get(key, self.marks.get(key, 0.0))
-        if step > 0 and float(event.percentage or 0.0) - last < step:
+        if float(event.percentage or 0.0) - last < step:
             return False
         self.moved[key] = float(event.percentage or 0.0)
         return True

@@ -228,11 +228,12 @@ def list_due_deliveries(
     alive_since: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Up to `limit` open deliveries due by `now`, in the order they are due (ties in event
-    order), not leased by a live deliverer (one in `live`, or, given `alive_since`, one whose
-    heartbeat in `deliverers` is that recent), not to the `full` endpoints; only the project
-    `scope` (tenant_id, project_id) if given. On PostgreSQL the rows are locked and rows another
-    deliverer is leasing are skipped (FOR UPDATE SKIP LOCKED), so two deliverers leasing at once
-    never take the same delivery; SQLite runs one write transaction at a time."""
+    order: the order of ix_deliveries_due and ix_deliveries_project_due), not leased by a live
+    deliverer (one in `live`, or, given `alive_since`, one whose heartbeat in `deliverers` is
+    that recent), not to the `full` endpoints; only the project `scope` (tenant_id, project_id)
+    if given. On PostgreSQL the rows are locked and rows another deliverer is leasing are
+    skipped (FOR UPDATE SKIP LOCKED), so two deliverers leasing at once never take the same
+    delivery; SQLite runs one write transaction at a time."""
     d = deliveries.c
     where = _due(now, live, full, alive_since)
     if scope is not None:
@@ -243,9 +244,18 @@ def list_due_deliveries(
         .order_by(d.next_attempt_at, d.event_id, d.delivery_id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    if conn.dialect.name != "postgresql":
+        return [dict(r) for r in conn.execute(query).mappings()]
+    # Read in order from ix_deliveries_due / ix_deliveries_project_due, never sort: statistics
+    # taken while nearly every delivery was finished make the planner expect one due row, and it
+    # then sorts the whole backlog (fully: under FOR UPDATE the sort cannot stop at the LIMIT),
+    # O(backlog) per lease. With sorting off for this one statement only the in-order read is left.
+    conn.exec_driver_sql("SET LOCAL enable_sort = off")
+    try:
+        found = conn.execute(query.with_for_update(skip_locked=True)).mappings().all()
+    finally:
+        conn.exec_driver_sql("SET LOCAL enable_sort = on")
+    return [dict(r) for r in found]
 
 
 def list_due_projects(conn: Connection, now: datetime, most: int = 1000) -> list[tuple[str, str]]:
@@ -345,11 +355,16 @@ def read_progress_marks(
 def set_progress_marks(conn: Connection, marks: dict[tuple[str, str], float]) -> None:
     """Upsert each (endpoint_key, operation_id)'s percentage (ON CONFLICT DO UPDATE), in key
     order: two deliverers fanning out at once then lock the rows they share in the same order
-    (in event order, they deadlocked on PostgreSQL and the loser's process died)."""
-    for (endpoint, op_id), pct in sorted(marks.items()):
-        make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    (in event order, they deadlocked on PostgreSQL and the loser's process died). One statement
+    per 500 marks."""
+    ordered = sorted(marks.items())
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    for start in range(0, len(ordered), 500):
         stmt = make(progress_marks).values(
-            endpoint_key=endpoint, operation_id=op_id, percentage=pct
+            [
+                {"endpoint_key": endpoint, "operation_id": op_id, "percentage": pct}
+                for (endpoint, op_id), pct in ordered[start : start + 500]
+            ]
         )
         conn.execute(
             stmt.on_conflict_do_update(

@@ -363,21 +363,32 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("finished_at", UtcDateTime()),
-    # due ones in the order they are due; finished ones have no next attempt (NULL)
-    Index("ix_deliveries_due", "next_attempt_at"),
     Index("ix_deliveries_webhook", "webhook_id", "created_at"),
     Index("ix_deliveries_operation", "operation_id", "kind", "event_type", "status"),
     Index("ix_deliveries_event", "event_id"),
 )
-# Fair delivery (pmops/delivery/outbox.py): one project's due deliveries in the order they are
-# due, read from the index in order however many other projects have due before them. Partial:
-# open deliveries only (finished ones have no next attempt), so the projects with due
-# deliveries are found among the open ones, not among the month of finished ones kept
+# The due deliveries in the order they are leased (store.list_due_deliveries: next_attempt_at,
+# then event order), so a lease reads its first rows in order and never sorts the backlog
+# (migration 0003). Partial: open deliveries only (finished ones have no next attempt), so both
+# stay the size of the backlog, not of the month of finished deliveries kept.
+ix_deliveries_due = Index(
+    "ix_deliveries_due",
+    deliveries.c.next_attempt_at,
+    deliveries.c.event_id,
+    deliveries.c.delivery_id,
+    sqlite_where=deliveries.c.next_attempt_at.is_not(None),
+    postgresql_where=deliveries.c.next_attempt_at.is_not(None),
+)
+# Fair delivery (pmops/delivery/outbox.py): one project's due deliveries in lease order, read
+# from the index in order however many other projects have due before them; the projects with
+# due deliveries are found by a skip scan of its first two columns (store.list_due_projects).
 ix_deliveries_project_due = Index(
     "ix_deliveries_project_due",
     deliveries.c.tenant_id,
     deliveries.c.project_id,
     deliveries.c.next_attempt_at,
+    deliveries.c.event_id,
+    deliveries.c.delivery_id,
     sqlite_where=deliveries.c.next_attempt_at.is_not(None),
     postgresql_where=deliveries.c.next_attempt_at.is_not(None),
 )

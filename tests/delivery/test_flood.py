@@ -67,7 +67,10 @@ def running(deliverer: Deliverer) -> Iterator[None]:
             deliverer.stop()
 
         loop.call_soon_threadsafe(stop)
-        thread.join(DEADLINE)
+        thread.join(DEADLINE * 2)
+        # a loop still running cannot be closed: say so rather than hide the first failure
+        # behind asyncio's RuntimeError
+        assert not thread.is_alive(), "the deliverer did not stop within its deadline"
         loop.close()
 
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from pmops.store import deliveries as dl
@@ -419,3 +420,71 @@ def test_concurrent_ensure_project_makes_one(engine: Engine) -> None:
     a, b = _together(engine, lambda conn: pj.ensure_project(conn, tenant, project), first=look)
     assert seen == [None, None]  # both went on to make it; one insert waited for the other
     assert a["signing_secret"] == b["signing_secret"]
+
+
+def test_a_lease_reads_the_backlog_in_order_without_sorting(engine: Engine) -> None:
+    """Statistics taken while nearly every delivery was finished, then a flood of due ones (a
+    service's store when a burst of events comes): each lease reads its rows in order from the
+    due indexes (migration 0003) instead of sorting the whole backlog, and the rows are the
+    first ones in lease order. The plan is the one the query ran with: PostgreSQL's auto_explain
+    sends it to this connection as a notice; SQLite's is read with EXPLAIN QUERY PLAN."""
+    tenant, project = scope()
+    other = scope()
+    add_event(engine, tenant, project, None, None, "webhook.disabled")
+    event_id = event_ids_all(engine)[0]
+    now = utc_now()
+    add_deliveries(
+        engine,
+        [
+            delivery_row(event_id, tenant, project, status="Delivered", next_attempt_at=None)
+            for _ in range(2000)
+        ],
+    )
+    if engine.dialect.name == "postgresql":
+        with transaction(engine) as conn:
+            conn.exec_driver_sql("ANALYZE deliveries")
+    rows = [
+        delivery_row(
+            event_id + i % 7,
+            *(other if i % 3 == 0 else (tenant, project)),
+            endpoint_key=f"e{i % 50}",
+            next_attempt_at=now - timedelta(seconds=i % 11),
+        )
+        for i in range(3000)
+    ]
+    add_deliveries(engine, rows)
+    order = sorted(rows, key=lambda r: (r["next_attempt_at"], r["event_id"], r["delivery_id"]))
+    mine = [r for r in order if (r["tenant_id"], r["project_id"]) == (tenant, project)]
+    plans: list[str] = []
+    with transaction(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            raw = conn.connection.driver_connection
+
+            def notice(diagnostic: Any) -> None:
+                plans.append(diagnostic.message_primary or "")
+
+            raw.add_notice_handler(notice)
+            conn.exec_driver_sql("LOAD 'auto_explain'")
+            conn.exec_driver_sql("SET LOCAL auto_explain.log_min_duration = 0")
+            conn.exec_driver_sql("SET LOCAL auto_explain.log_level = notice")
+        else:
+
+            @event.listens_for(conn, "before_cursor_execute")
+            def plan_of(c: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
+                if sql.lstrip().startswith("SELECT deliveries.delivery_id"):
+                    found = cursor.connection.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+                    plans.append(" | ".join(str(r[3]) for r in found))
+
+        due = dl.list_due_deliveries(conn, utc_now(), set(), [], 100)
+        scoped = dl.list_due_deliveries(conn, utc_now(), set(), [], 100, (tenant, project))
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL auto_explain.log_min_duration = -1")
+            raw.remove_notice_handler(notice)
+            assert conn.exec_driver_sql("SHOW enable_sort").scalar() == "on"  # for this one only
+    assert [r["delivery_id"] for r in due] == [r["delivery_id"] for r in order[:100]]
+    assert [r["delivery_id"] for r in scoped] == [r["delivery_id"] for r in mine[:100]]
+    leases = [p for p in plans if "deliveries.delivery_id" in p or "SEARCH deliveries" in p]
+    assert len(leases) == 2, plans
+    assert "ix_deliveries_due" in leases[0] and "ix_deliveries_project_due" in leases[1], leases
+    for plan in leases:
+        assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
