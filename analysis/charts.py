@@ -8,6 +8,7 @@ Texts pass through `analysis.i18n.tr` (`lang`); the font family is DejaVu Sans w
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,16 @@ def _save(fig: Figure, png_path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(png_path, dpi=DPI)
     return png_path
+
+
+def warm_up() -> None:
+    """Draw a small chart with Latin and CJK text, so the fonts the charts use (and
+    matplotlib's font lookups for the chart style) are loaded in this process
+    (analysis/warm.py: the runner's forkserver does this once for every flow run)."""
+    fig, ax = _figure(2.0, 1.0)
+    ax.bar(["pmops", "分析"], [1, 2])
+    ax.set_title("pmops 分析 1 h")
+    fig.savefig(io.BytesIO(), dpi=DPI, format="png")
 
 
 def _short(text: str, limit: int) -> str:

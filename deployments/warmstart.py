@@ -36,6 +36,7 @@ ANALYSIS_MODULES = [
     "analysis.report_pdf",
     "analysis.executive",
     "analysis.enrichment",
+    "analysis.warm",  # the report fonts, parsed once here (analysis/warm.py)
 ]
 
 # imported once in the forkserver; a flow-run child inherits them. Nothing here may open a

@@ -74,6 +74,7 @@ class RunPublisher:
         self.row, self.log = row, logger
         self.operation_id = str(row["operation_id"])
         self.progress_id: UUID | None = None
+        self.shown = 0.0  # the percentage the progress artifact shows
 
     def _safely(self, what: str, call: Callable[[], T]) -> T | None:
         try:
@@ -94,9 +95,13 @@ class RunPublisher:
         self.progress_id = made if isinstance(made, UUID) else None  # sync: never a coroutine
 
     def progress(self, percentage: float) -> None:
-        if self.progress_id is not None:
+        """Move the progress artifact; not when it shows `percentage` already (a phase starts
+        at the share the one before ended at: one update, not two, each a request to Prefect
+        and an event its server records)."""
+        if self.progress_id is not None and percentage != self.shown:
             found = self.progress_id
             self._safely("progress", lambda: update_progress_artifact(found, percentage))
+            self.shown = percentage
 
     def phase_started(self, name: str, percentage: float) -> None:
         self.log.info("phase %s started", name)

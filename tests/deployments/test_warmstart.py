@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import multiprocessing
+import subprocess
 import sys
 
 import prefect
@@ -36,3 +37,23 @@ def test_install_swaps_spawn_for_a_forkserver(monkeypatch: pytest.MonkeyPatch) -
     p.start()
     p.join(60)
     assert p.exitcode == 3
+
+
+def test_the_preload_leaves_the_report_fonts_loaded() -> None:
+    """analysis.warm (in PRELOAD) parses the report fonts once in the forkserver: in a fresh
+    interpreter, importing it registers reportlab's fonts and draws the warm-up chart, starting
+    no thread (a fork copies only the forking thread)."""
+    assert "analysis.warm" in warmstart.PRELOAD
+    probe = (
+        "import threading, analysis.warm\n"
+        "from reportlab.pdfbase import pdfmetrics\n"
+        "from analysis import report_pdf\n"
+        "names = pdfmetrics.getRegisteredFontNames()\n"
+        "assert report_pdf.FONT in names and report_pdf.FONT_BOLD in names, names\n"
+        "assert report_pdf._state.dejavu\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
