@@ -361,8 +361,15 @@ class Tenant:
 
     # -- datasets -------------------------------------------------------------------------
     def upload(self, path: Path, name: str | None = None, **headers: str) -> dict[str, Any]:
+        # an upload is validated before it is answered: bpic2012 takes ~10 s on a quiet machine
+        # and over 60 s beside the other worker's heaviest tests, so more than the usual 60 s
         with path.open("rb") as fh:
-            r = self.post("/datasets", files={"file": (name or path.name, fh)}, headers=headers)
+            r = self.post(
+                "/datasets",
+                files={"file": (name or path.name, fh)},
+                headers=headers,
+                timeout=300,
+            )
         assert r.status_code == 201, r.text
         return dict(r.json())
 
