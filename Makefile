@@ -74,11 +74,15 @@ FUZZ_EXAMPLES ?= 2000
 CANCEL_RACES ?= 50
 CANCEL_RACES_IN_PROCESS ?= 1000
 FLOOD_OPERATIONS ?= 2000
+# POST starts per client (10 clients) in the API-killed-mid-burst test (make test: 10)
+BURST_PER_CLIENT ?= 20
+
 reliability: setup
 	@rm -f $(RELIABILITY_LOG); status=0; \
 	for run in $$(seq 1 $(RELIABILITY_RUNS)); do \
 	  PMOPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PMOPS_CANCEL_RACES=$(CANCEL_RACES) \
 	  PMOPS_CANCEL_RACES_IN_PROCESS=$(CANCEL_RACES_IN_PROCESS) PMOPS_FLOOD_OPERATIONS=$(FLOOD_OPERATIONS) \
+	  PMOPS_BURST_PER_CLIENT=$(BURST_PER_CLIENT) \
 	  $(BIN)/python -m pytest -n 2 --dist loadgroup -m "fault or security" -p tests.reliability \
 	    --reliability-log $(RELIABILITY_LOG) --reliability-run $$run || status=1; \
 	done; \
