@@ -74,7 +74,7 @@ FUZZ_EXAMPLES ?= 2000
 CANCEL_RACES ?= 50
 CANCEL_RACES_IN_PROCESS ?= 1000
 FLOOD_OPERATIONS ?= 2000
-# POST starts per client (10 clients) in the API-killed-mid-burst test (make test: 10)
+# POST starts per client (10 clients) in the API-killed-mid-burst test (make test: 6)
 BURST_PER_CLIENT ?= 20
 
 reliability: setup
