@@ -79,9 +79,6 @@ def test_the_loop_goes_on_after_store_errors(
         receiver.close()
     # every kind of call failed and was made again; each event was sent once (the outcome
     # whose settling failed was kept and settled later, not attempted again)
-    assert {n: calls.count(n) > t for n, t in (("fan_out", 3), ("settle", 2))} == {
-        "fan_out": True,
-        "settle": True,
-    }
+    assert calls.count("fan_out") > 3 and calls.count("settle") > 2, calls
     sent = sorted(r.json()["sequence"] for r in receiver.at("/hook"))
     assert sent == [1, 2, 3]
