@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -137,25 +138,15 @@ class RunPublisher:
 
     def _tables(self, run: OperationRun) -> None:
         variants = top_variants(run)
-        if variants:
-            self._safely(
-                "variants",
-                lambda: create_table_artifact(
-                    variants,
-                    key=artifact_key(self.operation_id, "variants"),
-                    description=f"the {len(variants)} most frequent variants",
-                ),
-            )
-        bottlenecks = bottleneck_rows(run)
-        if bottlenecks:
-            self._safely(
-                "bottlenecks",
-                lambda: create_table_artifact(
-                    bottlenecks,
-                    key=artifact_key(self.operation_id, "bottlenecks"),
-                    description="activities with the longest waits before them",
-                ),
-            )
+        tables = (
+            ("variants", variants, f"the {len(variants)} most frequent variants"),
+            ("bottlenecks", bottleneck_rows(run), "activities with the longest waits before them"),
+        )
+        for what, rows, description in tables:
+            if rows:
+                key = artifact_key(self.operation_id, what)
+                call = partial(create_table_artifact, rows, key=key, description=description)
+                self._safely(what, call)
 
     def links(self, engine: Engine, settings: Settings, run: OperationRun) -> None:
         """Link artifacts to the report and process map downloads (signed URLs: they open

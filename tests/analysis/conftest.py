@@ -60,7 +60,8 @@ def _run_apart(item: pytest.Item) -> None:
     for case in tree.iter("testcase"):
         name = case.get("name", "")
         nodeid = f"{file_id}::{name}"
-        failed = case.find("failure") if case.find("failure") is not None else case.find("error")
+        found = (case.find("failure"), case.find("error"))
+        failed = next((f for f in found if f is not None), None)
         skipped = case.find("skipped")
         if failed is not None:
             why = (failed.get("message") or "") + "\n" + (failed.text or "")
