@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from pmops.settings import Settings, get_settings
 from pmops.store.engine import engine_for
 from pmops.store.schema import StoreNotCurrent, upgrade_store
 from pmops.store.tokens import create_token
+
+TRUE_WORDS = ("1", "true", "yes", "on", "t", "y")
 
 
 def prefect_env(settings: Settings) -> dict[str, str]:
@@ -75,7 +78,27 @@ def prefect_env(settings: Settings) -> dict[str, str]:
     # a Prefect worker (workpool execution) asks for runs as often as the runner does; Prefect's
     # default of 10 s would add 12-21 s between submit and Running
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(settings.runner_poll_seconds))
+    env.update(client_handshakes(env, local_server=not settings.prefect_api_url))
     return env
+
+
+def client_handshakes(env: Mapping[str, str], local_server: bool) -> dict[str, str]:
+    """Prefect client settings that skip requests each new client makes and pmops does not need.
+
+    Every flow run is a new process with new Prefect clients; each asked the server for a CSRF
+    token (answered 422: Prefect's server has CSRF protection off unless
+    PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED is set) and for its API version: 4.8 requests
+    per quick analysis, about a tenth of the server's requests (bench/notes/load.md). The CSRF
+    handshake stays on when the operator turned protection on; the version check stays on when
+    the Prefect server is not the one `pmops up` starts from this same installation. An
+    operator's own setting of either wins."""
+    out: dict[str, str] = {}
+    protected = env.get("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", "").lower() in TRUE_WORDS
+    if "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED" not in env and not protected:
+        out["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] = "false"
+    if "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED" not in env and local_server:
+        out["PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED"] = "false"
+    return out
 
 
 @dataclass

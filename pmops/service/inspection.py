@@ -9,11 +9,18 @@ forkserver with `analysis.eventlog` preloaded: a fork costs milliseconds) and th
 file, so its memory goes back to the system at once. At most `workers` files are read at a time
 in all; what a worker raises (an EventLogError naming the field) comes back as it was raised.
 A worker that dies (killed, out of memory) is an EventLogError naming `file`, never a 500.
+
+The workers end with the process that started them. A killed API (SIGKILL: no shutdown runs)
+otherwise left its fork server and idle workers behind for good: each worker holds both ends of
+its task queue's pipe, so it never reads an end of file there, and the fork server stays while a
+worker holds its "alive" pipe. Each worker watches its parent's sentinel instead.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
+import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +38,20 @@ def _inspect(path: str, mapping: ColumnMapping | None) -> dict[str, Any]:
     return inspect_here(Path(path), mapping)  # in the worker: the same reading as in process
 
 
+def _end_with_parent() -> None:
+    """A worker's initializer: a thread that ends the worker once the process that started
+    it is gone (its sentinel, a pipe the parent holds, reads end of file)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="pmops-parent-watch", daemon=True).start()
+
+
 class Inspector:
     """`inspect(path, mapping)` in a worker process; `close()` at shutdown."""
 
@@ -45,7 +66,10 @@ class Inspector:
                 ctx = multiprocessing.get_context("forkserver")
                 ctx.set_forkserver_preload(PRELOAD)
                 self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=ctx, max_tasks_per_child=1
+                    self.workers,
+                    mp_context=ctx,
+                    max_tasks_per_child=1,
+                    initializer=_end_with_parent,
                 )
             return self._pool
 

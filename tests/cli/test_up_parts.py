@@ -146,6 +146,32 @@ def test_worker_polls_as_often_as_the_runner(
     assert host["PREFECT_SERVER_API_HOST"] == "0.0.0.0"
 
 
+def test_clients_skip_the_handshakes_pmops_does_not_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each flow run's new Prefect clients asked for a CSRF token (422: protection is off) and
+    the server's version: skipped where pmops knows the answer, kept where it does not."""
+    csrf = "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"
+    version = "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED"
+    protection = "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"
+    for key in (csrf, version, protection):
+        monkeypatch.delenv(key, raising=False)
+    local = prefect_env(Settings(data_dir=tmp_path))
+    assert (local[csrf], local[version]) == ("false", "false")
+    # a Prefect server pmops did not start may be another version: its clients still ask
+    remote = prefect_env(Settings(data_dir=tmp_path, prefect_api_url="http://10.0.0.9:4200/api"))
+    assert remote[csrf] == "false" and version not in remote
+    # the operator turned CSRF protection on: the clients fetch their tokens
+    monkeypatch.setenv(protection, "true")
+    assert csrf not in prefect_env(Settings(data_dir=tmp_path))
+    monkeypatch.delenv(protection)
+    # the operator's own settings win
+    monkeypatch.setenv(csrf, "true")
+    monkeypatch.setenv(version, "true")
+    own = prefect_env(Settings(data_dir=tmp_path))
+    assert (own[csrf], own[version]) == ("true", "true")
+
+
 def test_priorities_map_onto_three_work_queues() -> None:
     assert WORK_QUEUES == ("High", "Normal", "Low")
     assert {p.value: p.work_queue for p in Priority} == {

@@ -73,3 +73,44 @@ def test_a_worker_that_dies_is_an_event_log_error_and_the_next_upload_works(
         assert pool.inspect(datasets / "running-example.xes", None)["cases"] == 6
     finally:
         pool.close()
+
+
+HOLDER = """
+import os, sys, time
+from pmops.service.inspection import Inspector
+
+if __name__ == "__main__":
+    pool = Inspector(2)
+    pool.warm()
+    pool._executor().submit(int, 0).result()  # a worker started and idle
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_api_leaves_no_fork_server_or_worker_behind(tmp_path: Path) -> None:
+    """SIGKILL runs no shutdown: the API's fork server and its idle workers used to stay for good
+    (each worker holds both ends of its task pipe, and the fork server stays while a worker holds
+    its "alive" pipe). Each worker now ends with its parent, and the fork server after them."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len([p for p in family if "forkserver" in " ".join(p.cmdline())]) >= 2  # + a worker
+    finally:
+        proc.kill()
+        proc.wait()
+    _, alive = psutil.wait_procs(family, timeout=60)
+    left = [" ".join(p.cmdline())[:80] for p in alive]
+    for p in alive:
+        p.kill()
+    assert not left, f"left behind: {left}"
