@@ -23,13 +23,14 @@ from typing import Any
 from prefect import Flow
 from prefect.exceptions import TerminationSignal
 from prefect.logging import get_logger
-from prefect.runner import Runner
 from prefect.schedules import Cron
 
 from deployments import monthly
+from deployments.gate import GatedRunner, RunGate
 from flows.analyze_process import analyze_process
 from flows.enrich_dataset import enrich_dataset
 from flows.generate_report import generate_report
+from flows.lifecycle import runs_to_start
 from flows.monthly_pipeline import monthly_pipeline
 from flows.observe import process_logs
 from flows.run_batch import run_batch
@@ -66,8 +67,13 @@ def main() -> None:
     # pause_on_shutdown=False: Prefect's Runner otherwise pauses the schedules of every deployment
     # it served when it stops, and the deployments (the monthly pipelines' schedule too) are
     # shared by every runner of the service (README "Scaling out")
-    runner = Runner(
-        limit=limit, query_seconds=settings.runner_poll_seconds, pause_on_shutdown=False
+    # it asks Prefect for runs only when the store shows one it has not seen, or every 2 s
+    # (deployments/gate.py)
+    runner = GatedRunner(
+        limit=limit,
+        query_seconds=settings.runner_poll_seconds,
+        pause_on_shutdown=False,
+        gate=RunGate(lambda: runs_to_start(settings)),
     )
     for op_type, f in FLOWS.items():
         runner.add_flow(f, name=DEPLOYMENT_NAME, tags=["pmops", op_type])

@@ -47,6 +47,7 @@ PRELOAD = [
     "prefect.flow_engine",
     "prefect.runner",
     "deployments.serve",  # the flows, analysis, pandas; also the child's __mp_main__
+    "deployments.shared_tls",  # one CA store for a flow run's Prefect clients on http://
     # what the phases import on first use (pm4py, scikit-learn, matplotlib, reportlab): ~2.3
     # CPU-seconds a flow run would otherwise spend importing them, 43 % of a quick analysis's
     # flow-run CPU (py-spy, bench/notes/load.md). pm4py's import starts polars' and jemalloc's

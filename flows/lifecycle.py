@@ -42,6 +42,7 @@ from pmops.service.lifecycle import (
     set_result_dir,
     stamp_times,
 )
+from pmops.service.lifecycle import runs_to_start as store_runs_to_start
 from pmops.service.outside import retry_from_run
 from pmops.service.runlimits import (
     Applied,
@@ -66,6 +67,11 @@ class InjectedFault(AnalysisError):
     """A failure asked for by `parameters.faultInjection` (PMOPS_FAULT_INJECTION)."""
 
     code = "injected_fault"
+
+
+def runs_to_start(settings: Settings) -> set[str]:
+    """The runs the dispatcher made that may still wait for a runner (deployments/gate.py)."""
+    return store_runs_to_start(engine_for(settings.resolved_database_url))
 
 
 def run_operation(

@@ -25,7 +25,15 @@ from pmops.service.events import TERMINAL_EVENT, emit
 from pmops.service.views import iso, total_duration
 from pmops.store import progress as store
 from pmops.store.operations import update_operation
+from pmops.store.queue import list_unfinished_run_ids
 from pmops.store.tables import transaction, utc_now
+
+
+def runs_to_start(engine: Engine) -> set[str]:
+    """The Prefect runs the dispatcher made that may still wait for a runner (unfinished
+    operations' and batches' runs): what a runner checks before asking Prefect."""
+    with engine.connect() as conn:
+        return list_unfinished_run_ids(conn)
 
 
 def claim(

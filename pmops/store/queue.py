@@ -112,6 +112,18 @@ def read_batch_runs(conn: Connection, batch_ids: Iterable[str]) -> dict[str, str
     return {str(batch_id): str(run_id) for batch_id, run_id in rows}
 
 
+def list_unfinished_run_ids(conn: Connection) -> set[str]:
+    """The Prefect runs of unfinished operations (from ix_ops_active_runs alone) and of
+    unfinished batches' parent runs: every run a runner may still have to start."""
+    ops = select(operations.c.flow_run_id).where(
+        operations.c.status.in_(UNFINISHED), operations.c.flow_run_id.is_not(None)
+    )
+    parents = select(batches.c.flow_run_id).where(
+        batches.c.status.in_(UNFINISHED), batches.c.flow_run_id.is_not(None)
+    )
+    return {str(run_id) for run_id in conn.execute(ops.union_all(parents)).scalars()}
+
+
 def list_unfinished_batch_ids(conn: Connection) -> list[str]:
     return [
         str(batch_id)
