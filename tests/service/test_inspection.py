@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,16 @@ if __name__ == "__main__":
 """
 
 
+def command(process: Any) -> str:
+    """Its command line; empty once it has ended (a worker that finished its one task)."""
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return ""
+
+
 def test_a_killed_api_leaves_no_fork_server_or_worker_behind(tmp_path: Path) -> None:
     """SIGKILL runs no shutdown: the API's fork server and its idle workers used to stay for good
     (each worker holds both ends of its task pipe, and the fork server stays while a worker holds
@@ -104,13 +115,20 @@ def test_a_killed_api_leaves_no_fork_server_or_worker_behind(tmp_path: Path) -> 
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        family = psutil.Process(proc.pid).children(recursive=True)
-        assert len([p for p in family if "forkserver" in " ".join(p.cmdline())]) >= 2  # + a worker
+        # the fork server and a live worker (the one that ran the task ends: one task each, and
+        # the pool starts the next)
+        deadline = time.monotonic() + 60
+        while True:
+            family = psutil.Process(proc.pid).children(recursive=True)
+            if len([p for p in family if "forkserver" in command(p)]) >= 2:
+                break
+            assert time.monotonic() < deadline, "no idle worker"
+            time.sleep(0.1)
     finally:
         proc.kill()
         proc.wait()
     _, alive = psutil.wait_procs(family, timeout=60)
-    left = [" ".join(p.cmdline())[:80] for p in alive]
+    left = [command(p)[:80] for p in alive]
     for p in alive:
         p.kill()
     assert not left, f"left behind: {left}"
