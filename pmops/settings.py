@@ -165,8 +165,10 @@ class Settings(BaseSettings):
     runner_poll_seconds: float = Field(
         default=0.2,
         gt=0,
-        description="how often the runner asks Prefect for runs to start (Prefect's default "
-        "is 10 s)",
+        description="how often the runner looks for runs to start (Prefect's default is 10 s): "
+        "it reads the run ids the dispatcher recorded in the store and asks Prefect only when "
+        "one is new to it, or every 2 s for runs pmops did not make (a schedule, the Prefect "
+        "UI; deployments/gate.py); a Prefect worker (workpool execution) asks Prefect this often",
     )
     unclaimed_run_seconds: float = Field(
         default=60.0,
