@@ -268,8 +268,13 @@ class Dispatcher:
                     self.orchestrator.cancel_run(run_id, caller="dispatcher")
                 except Exception:
                     log.warning("could not cancel flow run %s", run_id)
-        self.sweep_outside()
-        self.sweep_unstarted(now)
+        # Prefect's side: one read of the watched runs (Initiated or Running with a run) serves
+        # both checks, since the unstarted ones are among them: one request a second, not two
+        watched = watched_runs(self.engine)
+        ids = [row["flow_run_id"] for row in watched]
+        runs = self.orchestrator.read_runs(ids) if ids else {}
+        self.sweep_outside(watched, runs)
+        self.sweep_unstarted(now, (set(ids), runs))
 
     def lost_error(self, operation_id: str, silent_seconds: float) -> dict[str, Any]:
         """worker_lost, or resource_exhausted when the OOM killer ended the run in its cgroup
@@ -290,23 +295,35 @@ class Dispatcher:
         return worker_lost(silent_seconds)
 
     # -- cancelled in Prefect by someone else (pmops.service.outside) ---------------------------
-    def sweep_outside(self) -> int:
-        """Cancel the operations whose runs someone cancelled in Prefect (the UI)."""
-        rows = watched_runs(self.engine)
+    def sweep_outside(
+        self, rows: list[dict[str, Any]] | None = None, runs: dict[str, Run] | None = None
+    ) -> int:
+        """Cancel the operations whose runs someone cancelled in Prefect (the UI). `rows` and
+        `runs` when the sweep has read them already."""
+        rows = watched_runs(self.engine) if rows is None else rows
         if not rows:
             return 0
-        runs = self.orchestrator.read_runs([row["flow_run_id"] for row in rows])
+        if runs is None:
+            runs = self.orchestrator.read_runs([row["flow_run_id"] for row in rows])
         return cancelled_outside(self.engine, rows, runs)
 
     # -- dispatched, never started --------------------------------------------------------------
-    def sweep_unstarted(self, now: datetime | None = None) -> int:
-        """Dispatch again (or fail) operations whose run will never claim them."""
+    def sweep_unstarted(
+        self, now: datetime | None = None, read: tuple[set[str], dict[str, Run]] | None = None
+    ) -> int:
+        """Dispatch again (or fail) operations whose run will never claim them. `read`: the run
+        ids the sweep has just asked Prefect about and what it answered; an operation whose run
+        was not among them (dispatched since) waits for the next sweep."""
         with self.engine.connect() as conn:
             waiting = queue.list_unclaimed_operations(conn)
+        if read is not None:
+            asked, runs = read
+            waiting = [row for row in waiting if row["flow_run_id"] in asked]
         if not waiting:
             return 0
         now = now or utc_now()
-        runs = self.orchestrator.read_runs([row["flow_run_id"] for row in waiting])
+        if read is None:
+            runs = self.orchestrator.read_runs([row["flow_run_id"] for row in waiting])
         handled = 0
         for row in waiting:
             run = runs.get(row["flow_run_id"])
