@@ -74,6 +74,10 @@ WAITING_FOR_RUNNER = (RunStateType.SCHEDULED,)
 # a leader whose dispatch round has not finished for this long gives the lead up (it is stuck,
 # e.g. on a call to Prefect that does not return)
 STUCK_SECONDS = 120.0
+# while every worker slot is held the dispatcher looks this often (one count of the slots held,
+# read from an index): a slot frees when a run's process writes its end to the store, which
+# wakes nothing here, and each slot stood idle for half the interval on average
+FULL_SLOTS_POLL_SECONDS = 0.05
 
 
 def worker_lost(silent_seconds: float) -> dict[str, Any]:
@@ -125,6 +129,7 @@ class Dispatcher:
         self._progress, healthy = progress_watch(STUCK_SECONDS)
         self.leadership = Leadership(engine, healthy)
         self._led = 0  # leadership.changes when this dispatcher last led
+        self._slots_full = False  # every worker slot held at the last look
         # told (operation type, seconds from submission to its run's creation) at each first
         # dispatch: the API's /metrics (api/metrics.py) observes it
         self.on_dispatched: Callable[[str, float], None] | None = None
@@ -171,8 +176,15 @@ class Dispatcher:
                 log.warning("Prefect answers again: dispatching resumes")
             if failed:
                 self._stop.wait(1.0)
-            self._wake.wait(self.settings.dispatch_interval_seconds)
+            self._wake.wait(self.next_wait(failed))
             self._wake.clear()
+
+    def next_wait(self, failed: bool = False) -> float:
+        """Seconds to the next look when not woken: shorter while every worker slot is held."""
+        interval = self.settings.dispatch_interval_seconds
+        if self._slots_full and not failed:
+            return min(interval, FULL_SLOTS_POLL_SECONDS)
+        return interval
 
     def _report(self, exc: Exception) -> None:
         if not isinstance(exc, OrchestratorUnavailable):
@@ -204,6 +216,7 @@ class Dispatcher:
         with self.engine.connect() as conn:
             active = queue.count_active_runs_by_project(conn)
             free = self.settings.worker_limit - sum(active.values())
+            self._slots_full = free <= 0
             if free <= 0:
                 return 0
             rows = self.fair.select(conn, active, free)  # round robin over projects

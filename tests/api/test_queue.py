@@ -105,3 +105,21 @@ def test_upload_over_the_limit_is_413(one_worker, datasets: Path) -> None:
     assert api.get("/datasets").json()["totalDatasets"] == before
     uploads = served.settings.data_dir / "datasets" / api.tenant
     assert len(list(uploads.iterdir())) == before
+
+
+def test_the_dispatcher_looks_more_often_while_every_slot_is_held(one_worker) -> None:
+    """A slot frees when a run writes its end to the store, which wakes nothing in the API: while
+    every slot is held the dispatcher looks every FULL_SLOTS_POLL_SECONDS, else at its interval."""
+    from pmops.service.dispatcher import FULL_SLOTS_POLL_SECONDS, Dispatcher
+
+    served, api, ds = one_worker
+    dispatcher: Dispatcher = served.app.state.dispatcher
+    interval = served.settings.dispatch_interval_seconds
+    assert interval > FULL_SLOTS_POLL_SECONDS
+    assert dispatcher.next_wait() == interval  # nothing runs
+    first = api.start(ds, "first")["operationId"]
+    eventually(lambda: served.orchestrator.created() == [first])
+    eventually(lambda: dispatcher.next_wait() == FULL_SLOTS_POLL_SECONDS)
+    assert dispatcher.next_wait(failed=True) == interval  # a failing round backs off as before
+    api.delete(f"/async/operation/{first}", json={"forceTermination": True})
+    eventually(lambda: dispatcher.next_wait() == interval)
