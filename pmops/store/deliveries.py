@@ -3,19 +3,23 @@ the deliverers alive; per receiver and operation the last progress percentage se
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     and_,
+    any_,
     bindparam,
     delete,
     func,
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -179,6 +183,18 @@ def beat_deliverer(conn: Connection, owner: str, now: datetime, stale: datetime)
     return {r.owner for r in conn.execute(select(deliverers.c.owner))}
 
 
+# what choosing among the due deliveries needs (store.list_due_deliveries): the order, the
+# project and the endpoint; the rest of a leased row is read by lease_deliveries
+CANDIDATE_COLUMNS = (
+    deliveries.c.delivery_id,
+    deliveries.c.tenant_id,
+    deliveries.c.project_id,
+    deliveries.c.endpoint_key,
+    deliveries.c.next_attempt_at,
+    deliveries.c.event_id,
+)
+CANDIDATE_KEYS = tuple(c.name for c in CANDIDATE_COLUMNS)
+# what sending a leased delivery needs (lease_deliveries)
 LEASE_COLUMNS = (
     deliveries.c.delivery_id,
     deliveries.c.kind,
@@ -194,8 +210,8 @@ LEASE_COLUMNS = (
     deliveries.c.operation_id,
     deliveries.c.event_type,
     deliveries.c.event_id,
-    deliveries.c.next_attempt_at,
 )
+LEASE_KEYS = tuple(c.name for c in LEASE_COLUMNS)
 
 
 def _due(
@@ -227,7 +243,8 @@ def list_due_deliveries(
     scope: tuple[str, str] | None = None,
     alive_since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` open deliveries due by `now`, in the order they are due (ties in event
+    """Up to `limit` open deliveries due by `now` (CANDIDATE_KEYS of each: what choosing among
+    them needs), in the order they are due (ties in event
     order: the order of ix_deliveries_due and ix_deliveries_project_due), not leased by a live
     deliverer (one in `live`, or, given `alive_since`, one whose heartbeat in `deliverers` is
     that recent), not to the `full` endpoints; only the project `scope` (tenant_id, project_id)
@@ -239,23 +256,23 @@ def list_due_deliveries(
     if scope is not None:
         where += [d.tenant_id == scope[0], d.project_id == scope[1]]
     query = (
-        select(*LEASE_COLUMNS)
+        select(*CANDIDATE_COLUMNS)
         .where(*where)
         .order_by(d.next_attempt_at, d.event_id, d.delivery_id)
         .limit(limit)
     )
     if conn.dialect.name != "postgresql":
-        return [dict(r) for r in conn.execute(query).mappings()]
+        return [dict(zip(CANDIDATE_KEYS, r, strict=True)) for r in conn.execute(query)]
     # Read in order from ix_deliveries_due / ix_deliveries_project_due, never sort: statistics
     # taken while nearly every delivery was finished make the planner expect one due row, and it
     # then sorts the whole backlog (fully: under FOR UPDATE the sort cannot stop at the LIMIT),
     # O(backlog) per lease. With sorting off for this one statement only the in-order read is left.
     conn.exec_driver_sql("SET LOCAL enable_sort = off")
     try:
-        found = conn.execute(query.with_for_update(skip_locked=True)).mappings().all()
+        found = conn.execute(query.with_for_update(skip_locked=True)).all()
     finally:
         conn.exec_driver_sql("SET LOCAL enable_sort = on")
-    return [dict(r) for r in found]
+    return [dict(zip(CANDIDATE_KEYS, r, strict=True)) for r in found]
 
 
 def list_due_projects(conn: Connection, now: datetime, most: int = 1000) -> list[tuple[str, str]]:
@@ -302,12 +319,28 @@ def _next_open_project(conn: Connection, after: tuple[str, str] | None) -> tuple
     return None
 
 
-def lease_deliveries(conn: Connection, delivery_ids: list[str], owner: str) -> None:
-    conn.execute(
+def lease_deliveries(
+    conn: Connection, delivery_ids: list[str], owner: str
+) -> dict[str, dict[str, Any]]:
+    """Lease the deliveries to `owner`; their LEASE_KEYS by delivery_id, read in the same
+    statement (UPDATE ... RETURNING). The ids are one array parameter on PostgreSQL (= ANY), so
+    the statement is the same whatever their number."""
+    if not delivery_ids:
+        return {}
+    d = deliveries.c
+    where: ColumnElement[bool]
+    if conn.dialect.name == "postgresql":
+        where = d.delivery_id == any_(bindparam("ids", type_=ARRAY(d.delivery_id.type)))
+    else:
+        where = d.delivery_id.in_(bindparam("ids", expanding=True))
+    params = {"ids": list(delivery_ids), "owner": owner}
+    query = (
         update(deliveries)
-        .where(deliveries.c.delivery_id.in_(delivery_ids))
-        .values(lease_owner=owner)
+        .where(where)
+        .values(lease_owner=bindparam("owner"))
+        .returning(*LEASE_COLUMNS)
     )
+    return {r[0]: dict(zip(LEASE_KEYS, r, strict=True)) for r in conn.execute(query, params)}
 
 
 def release_leases(conn: Connection, owner: str) -> None:
@@ -318,10 +351,46 @@ def release_leases(conn: Connection, owner: str) -> None:
     conn.execute(delete(deliverers).where(deliverers.c.owner == owner))
 
 
+SETTLE_KEYS = (
+    "b_id",
+    "status",
+    "attempt_count",
+    "attempts",
+    "next_attempt_at",
+    "last_attempt_at",
+    "last_error",
+    "finished_at",
+)
+# PostgreSQL: every settled row in one statement, one array parameter per column (unnest), so the
+# statement is prepared once however many rows a batch has
+_SETTLE_PG = text(
+    """UPDATE deliveries AS d SET status = v.status, attempt_count = v.attempt_count,
+    attempts = CAST(v.attempts AS json), next_attempt_at = v.next_attempt_at,
+    last_attempt_at = v.last_attempt_at, last_error = v.last_error, finished_at = v.finished_at,
+    lease_owner = NULL
+    FROM unnest(CAST(:b_id AS text[]), CAST(:status AS text[]), CAST(:attempt_count AS integer[]),
+        CAST(:attempts AS text[]), CAST(:next_attempt_at AS timestamptz[]),
+        CAST(:last_attempt_at AS timestamptz[]), CAST(:last_error AS text[]),
+        CAST(:finished_at AS timestamptz[]))
+        AS v(delivery_id, status, attempt_count, attempts, next_attempt_at, last_attempt_at,
+             last_error, finished_at)
+    WHERE d.delivery_id = v.delivery_id"""
+)
+
+
 def settle_deliveries(conn: Connection, updates: list[dict[str, Any]]) -> None:
     """Record attempts, one statement for all: rows of b_id, status, attempt_count, attempts,
-    next_attempt_at, last_attempt_at, last_error, finished_at. The leases end."""
+    next_attempt_at, last_attempt_at, last_error, finished_at (datetimes aware). The leases
+    end."""
     if not updates:
+        return
+    if conn.dialect.name == "postgresql":
+        columns: dict[str, list[Any]] = {key: [] for key in SETTLE_KEYS}
+        for row in updates:
+            for key in SETTLE_KEYS:
+                columns[key].append(row[key])
+        columns["attempts"] = [json.dumps(a) for a in columns["attempts"]]
+        conn.execute(_SETTLE_PG, columns)
         return
     d = deliveries.c
     conn.execute(

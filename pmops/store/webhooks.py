@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Boolean, Integer, bindparam, case, delete, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from pmops.store.scoping import Scoped, in_scope, read_scoped
@@ -103,12 +104,73 @@ def read_webhooks(conn: Connection, webhook_ids: Iterable[str]) -> dict[str, dic
     return {r["webhook_id"]: dict(r) for r in rows}
 
 
+def read_webhook_signing(
+    conn: Connection, webhook_ids: Iterable[str]
+) -> dict[str, tuple[dict[str, str], str | None]]:
+    """(headers, secret) of each webhook by id (any scope): what sending its deliveries needs."""
+    ids = list(webhook_ids)
+    if not ids:
+        return {}
+    w = webhooks.c
+    rows = conn.execute(select(w.webhook_id, w.headers, w.secret).where(w.webhook_id.in_(ids)))
+    return {r[0]: (r[1] or {}, r[2]) for r in rows}
+
+
+STATS_KEYS = (
+    "b_id",
+    "b_total",
+    "b_ok",
+    "b_failed",
+    "b_ms",
+    "b_answered",
+    "b_last",
+    "b_reset",
+    "b_consecutive",
+    "b_since",
+)
+# PostgreSQL: the whole batch in one statement, one array parameter per field (unnest)
+_STATS_PG = text(
+    """UPDATE webhooks AS w SET
+    total_deliveries = w.total_deliveries + v.total,
+    successful_deliveries = w.successful_deliveries + v.ok,
+    failed_deliveries = w.failed_deliveries + v.failed,
+    response_ms_total = w.response_ms_total + v.ms,
+    responses = w.responses + v.answered,
+    last_delivery = CAST(v.last AS json),
+    consecutive_failures = CASE WHEN v.reset THEN v.consecutive
+        ELSE w.consecutive_failures + v.consecutive END,
+    failing_since = CASE WHEN v.reset THEN v.since ELSE COALESCE(w.failing_since, v.since) END
+    FROM unnest(CAST(:b_id AS text[]), CAST(:b_total AS integer[]), CAST(:b_ok AS integer[]),
+        CAST(:b_failed AS integer[]), CAST(:b_ms AS double precision[]),
+        CAST(:b_answered AS integer[]), CAST(:b_last AS text[]), CAST(:b_reset AS boolean[]),
+        CAST(:b_consecutive AS integer[]), CAST(:b_since AS timestamptz[]))
+        AS v(webhook_id, total, ok, failed, ms, answered, last, reset, consecutive, since)
+    WHERE w.webhook_id = v.webhook_id"""
+)
+
+
 def add_webhook_stats(conn: Connection, changes: list[dict[str, Any]]) -> None:
-    """Add each batch of attempts to its webhook's counters, in one statement: rows of b_id,
-    b_total, b_ok, b_failed, b_ms, b_answered (sums to add), b_last, b_consecutive, b_since."""
+    """Add each batch of attempts to its webhook's counters, in one statement, without reading
+    the webhooks first: rows of b_id, b_total, b_ok, b_failed, b_ms, b_answered (sums to add),
+    b_last (the last attempt), b_reset (one of them succeeded), b_consecutive and b_since (the
+    failures after the last success, or all of them, and when the first of those was: the
+    webhook's run of failures restarts from these when b_reset, else goes on with them). The
+    webhooks are updated in webhook_id order (two deliverers settling at once lock them in the
+    same order). A webhook deleted meanwhile is not there: nothing to count."""
     if not changes:  # an empty executemany is an error
         return
+    changes = sorted(changes, key=lambda c: str(c["b_id"]))
+    if conn.dialect.name == "postgresql":
+        columns: dict[str, list[Any]] = {key: [] for key in STATS_KEYS}
+        for change in changes:
+            for key in STATS_KEYS:
+                columns[key].append(change[key])
+        columns["b_last"] = [json.dumps(last) for last in columns["b_last"]]
+        conn.execute(_STATS_PG, columns)
+        return
     w = webhooks.c
+    since = bindparam("b_since", type_=w.failing_since.type)
+    reset = bindparam("b_reset", type_=Boolean())
     conn.execute(
         update(webhooks)
         .where(w.webhook_id == bindparam("b_id"))
@@ -118,9 +180,12 @@ def add_webhook_stats(conn: Connection, changes: list[dict[str, Any]]) -> None:
             failed_deliveries=w.failed_deliveries + bindparam("b_failed"),
             response_ms_total=w.response_ms_total + bindparam("b_ms"),
             responses=w.responses + bindparam("b_answered"),
-            last_delivery=bindparam("b_last", type_=webhooks.c.last_delivery.type),
-            consecutive_failures=bindparam("b_consecutive"),
-            failing_since=bindparam("b_since", type_=webhooks.c.failing_since.type),
+            last_delivery=bindparam("b_last", type_=w.last_delivery.type),
+            consecutive_failures=case(
+                (reset, bindparam("b_consecutive", type_=Integer())),
+                else_=w.consecutive_failures + bindparam("b_consecutive", type_=Integer()),
+            ),
+            failing_since=case((reset, since), else_=func.coalesce(w.failing_since, since)),
         ),
         changes,
     )
