@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
+    DateTime,
     and_,
-    any_,
     bindparam,
     delete,
     func,
@@ -20,13 +19,15 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import TextClause
 
-from pmops.store.engine import utc_now
+from pmops.store.engine import json_rows, utc_now
 from pmops.store.events import delete_events_before, unfanned_operation_ids
 from pmops.store.tables import deliverers, deliveries, events, operations, progress_marks
 
@@ -184,13 +185,15 @@ def beat_deliverer(conn: Connection, owner: str, now: datetime, stale: datetime)
 
 
 # what choosing among the due deliveries needs (store.list_due_deliveries): the order, the
-# project and the endpoint; the rest of a leased row is read by lease_deliveries
+# project and the endpoint; the rest of a leased row is read by lease_deliveries.
+# next_attempt_at only orders the candidates among themselves: read as the driver gives it
+# (aware on PostgreSQL, naive UTC on SQLite), without UtcDateTime's conversion of each row
 CANDIDATE_COLUMNS = (
     deliveries.c.delivery_id,
     deliveries.c.tenant_id,
     deliveries.c.project_id,
     deliveries.c.endpoint_key,
-    deliveries.c.next_attempt_at,
+    type_coerce(deliveries.c.next_attempt_at, DateTime(timezone=True)).label("next_attempt_at"),
     deliveries.c.event_id,
 )
 CANDIDATE_KEYS = tuple(c.name for c in CANDIDATE_COLUMNS)
@@ -319,6 +322,12 @@ def _next_open_project(conn: Connection, after: tuple[str, str] | None) -> tuple
     return None
 
 
+# PostgreSQL: ids as one JSON array parameter, an array for = ANY (an index scan of the keys)
+_IDS_PG = text(
+    "deliveries.delivery_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))"
+)
+
+
 def lease_deliveries(
     conn: Connection, delivery_ids: list[str], owner: str
 ) -> dict[str, dict[str, Any]]:
@@ -328,12 +337,14 @@ def lease_deliveries(
     if not delivery_ids:
         return {}
     d = deliveries.c
-    where: ColumnElement[bool]
+    where: ColumnElement[bool] | TextClause
+    params: dict[str, Any] = {"owner": owner}
     if conn.dialect.name == "postgresql":
-        where = d.delivery_id == any_(bindparam("ids", type_=ARRAY(d.delivery_id.type)))
+        where = _IDS_PG
+        params["ids"] = json.dumps(list(delivery_ids))
     else:
         where = d.delivery_id.in_(bindparam("ids", expanding=True))
-    params = {"ids": list(delivery_ids), "owner": owner}
+        params["ids"] = list(delivery_ids)
     query = (
         update(deliveries)
         .where(where)
@@ -351,30 +362,18 @@ def release_leases(conn: Connection, owner: str) -> None:
     conn.execute(delete(deliverers).where(deliverers.c.owner == owner))
 
 
-SETTLE_KEYS = (
-    "b_id",
-    "status",
-    "attempt_count",
-    "attempts",
-    "next_attempt_at",
-    "last_attempt_at",
-    "last_error",
-    "finished_at",
-)
-# PostgreSQL: every settled row in one statement, one array parameter per column (unnest), so the
-# statement is prepared once however many rows a batch has
+# PostgreSQL: every settled row in one statement, the rows one JSON parameter (json_to_recordset:
+# the statement is prepared once however many rows a batch has, and the rows are one C-encoded
+# string rather than an array parameter per column)
 _SETTLE_PG = text(
     """UPDATE deliveries AS d SET status = v.status, attempt_count = v.attempt_count,
-    attempts = CAST(v.attempts AS json), next_attempt_at = v.next_attempt_at,
+    attempts = v.attempts, next_attempt_at = v.next_attempt_at,
     last_attempt_at = v.last_attempt_at, last_error = v.last_error, finished_at = v.finished_at,
     lease_owner = NULL
-    FROM unnest(CAST(:b_id AS text[]), CAST(:status AS text[]), CAST(:attempt_count AS integer[]),
-        CAST(:attempts AS text[]), CAST(:next_attempt_at AS timestamptz[]),
-        CAST(:last_attempt_at AS timestamptz[]), CAST(:last_error AS text[]),
-        CAST(:finished_at AS timestamptz[]))
-        AS v(delivery_id, status, attempt_count, attempts, next_attempt_at, last_attempt_at,
-             last_error, finished_at)
-    WHERE d.delivery_id = v.delivery_id"""
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(b_id text, status text,
+        attempt_count integer, attempts json, next_attempt_at timestamptz,
+        last_attempt_at timestamptz, last_error text, finished_at timestamptz)
+    WHERE d.delivery_id = v.b_id"""
 )
 
 
@@ -385,12 +384,7 @@ def settle_deliveries(conn: Connection, updates: list[dict[str, Any]]) -> None:
     if not updates:
         return
     if conn.dialect.name == "postgresql":
-        columns: dict[str, list[Any]] = {key: [] for key in SETTLE_KEYS}
-        for row in updates:
-            for key in SETTLE_KEYS:
-                columns[key].append(row[key])
-        columns["attempts"] = [json.dumps(a) for a in columns["attempts"]]
-        conn.execute(_SETTLE_PG, columns)
+        conn.execute(_SETTLE_PG, {"rows": json_rows(updates)})
         return
     d = deliveries.c
     conn.execute(

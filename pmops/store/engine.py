@@ -9,6 +9,7 @@ the schema is the one this code needs (pmops.store.schema: Alembic revisions, do
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -163,6 +164,17 @@ def ping(engine: Engine) -> None:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def json_rows(rows: list[dict[str, Any]]) -> str:
+    """Rows as one JSON parameter for json_to_recordset (datetimes in ISO 8601)."""
+    return json.dumps(rows, separators=(",", ":"), default=_iso)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def as_utc(value: datetime | None) -> datetime | None:

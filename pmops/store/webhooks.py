@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from sqlalchemy import Boolean, Integer, bindparam, case, delete, func, select, text, update
 from sqlalchemy.engine import Connection
 
+from pmops.store.engine import json_rows
 from pmops.store.scoping import Scoped, in_scope, read_scoped
 from pmops.store.tables import webhooks
 
@@ -116,36 +116,23 @@ def read_webhook_signing(
     return {r[0]: (r[1] or {}, r[2]) for r in rows}
 
 
-STATS_KEYS = (
-    "b_id",
-    "b_total",
-    "b_ok",
-    "b_failed",
-    "b_ms",
-    "b_answered",
-    "b_last",
-    "b_reset",
-    "b_consecutive",
-    "b_since",
-)
-# PostgreSQL: the whole batch in one statement, one array parameter per field (unnest)
+# PostgreSQL: the whole batch in one statement, its rows one JSON parameter (json_to_recordset)
 _STATS_PG = text(
     """UPDATE webhooks AS w SET
-    total_deliveries = w.total_deliveries + v.total,
-    successful_deliveries = w.successful_deliveries + v.ok,
-    failed_deliveries = w.failed_deliveries + v.failed,
-    response_ms_total = w.response_ms_total + v.ms,
-    responses = w.responses + v.answered,
-    last_delivery = CAST(v.last AS json),
-    consecutive_failures = CASE WHEN v.reset THEN v.consecutive
-        ELSE w.consecutive_failures + v.consecutive END,
-    failing_since = CASE WHEN v.reset THEN v.since ELSE COALESCE(w.failing_since, v.since) END
-    FROM unnest(CAST(:b_id AS text[]), CAST(:b_total AS integer[]), CAST(:b_ok AS integer[]),
-        CAST(:b_failed AS integer[]), CAST(:b_ms AS double precision[]),
-        CAST(:b_answered AS integer[]), CAST(:b_last AS text[]), CAST(:b_reset AS boolean[]),
-        CAST(:b_consecutive AS integer[]), CAST(:b_since AS timestamptz[]))
-        AS v(webhook_id, total, ok, failed, ms, answered, last, reset, consecutive, since)
-    WHERE w.webhook_id = v.webhook_id"""
+    total_deliveries = w.total_deliveries + v.b_total,
+    successful_deliveries = w.successful_deliveries + v.b_ok,
+    failed_deliveries = w.failed_deliveries + v.b_failed,
+    response_ms_total = w.response_ms_total + v.b_ms,
+    responses = w.responses + v.b_answered,
+    last_delivery = v.b_last,
+    consecutive_failures = CASE WHEN v.b_reset THEN v.b_consecutive
+        ELSE w.consecutive_failures + v.b_consecutive END,
+    failing_since = CASE WHEN v.b_reset THEN v.b_since
+        ELSE COALESCE(w.failing_since, v.b_since) END
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(b_id text, b_total integer,
+        b_ok integer, b_failed integer, b_ms double precision, b_answered integer, b_last json,
+        b_reset boolean, b_consecutive integer, b_since timestamptz)
+    WHERE w.webhook_id = v.b_id"""
 )
 
 
@@ -161,12 +148,7 @@ def add_webhook_stats(conn: Connection, changes: list[dict[str, Any]]) -> None:
         return
     changes = sorted(changes, key=lambda c: str(c["b_id"]))
     if conn.dialect.name == "postgresql":
-        columns: dict[str, list[Any]] = {key: [] for key in STATS_KEYS}
-        for change in changes:
-            for key in STATS_KEYS:
-                columns[key].append(change[key])
-        columns["b_last"] = [json.dumps(last) for last in columns["b_last"]]
-        conn.execute(_STATS_PG, columns)
+        conn.execute(_STATS_PG, {"rows": json_rows(changes)})
         return
     w = webhooks.c
     since = bindparam("b_since", type_=w.failing_since.type)
