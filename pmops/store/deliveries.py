@@ -3,9 +3,9 @@ the deliverers alive; per receiver and operation the last progress percentage se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -24,10 +24,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
-from pmops.store.engine import json_rows, utc_now
+from pmops.store.engine import json_rows, one_of, utc_now
 from pmops.store.events import delete_events_before, unfanned_operation_ids
 from pmops.store.tables import deliverers, deliveries, events, operations, progress_marks
 
@@ -42,9 +43,36 @@ NO_SMTP = "email is not configured on this server: set PMOPS_SMTP_HOST"
 DELIVERY_COLUMNS = (*deliveries.c, events.c.message_id)
 
 
+@cache
+def _insert_pg(pg: Dialect) -> TextClause:
+    """INSERT of rows given as one JSON parameter (json_to_recordset), every column of
+    deliveries in the table's own types (as `pg` names them)."""
+    names = ", ".join(c.name for c in deliveries.c)
+    types = ", ".join(f"{c.name} {c.type.compile(dialect=pg)}" for c in deliveries.c)
+    return text(
+        f"INSERT INTO deliveries ({names}) SELECT {names} "
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS v({types})"
+    )
+
+
+# what a row without the column gets (Column(default=...)), as an INSERT of it would
+_DEFAULTS = {
+    c.name: c.default.arg if isinstance(c.default, ScalarElementColumnDefault) else None
+    for c in deliveries.c
+}
+
+
 def insert_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
+    """Insert these deliveries (rows of deliveries' columns; datetimes aware): one statement,
+    on PostgreSQL with the rows as one JSON parameter."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
         conn.execute(insert(deliveries), rows)
+        return
+    width = len(_DEFAULTS)
+    full = [row if len(row) == width else {**_DEFAULTS, **row} for row in rows]
+    conn.execute(_insert_pg(conn.dialect), {"rows": json_rows(full)})
 
 
 def close_open_deliveries(
@@ -322,36 +350,17 @@ def _next_open_project(conn: Connection, after: tuple[str, str] | None) -> tuple
     return None
 
 
-# PostgreSQL: ids as one JSON array parameter, an array for = ANY (an index scan of the keys)
-_IDS_PG = text(
-    "deliveries.delivery_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))"
-)
-
-
 def lease_deliveries(
     conn: Connection, delivery_ids: list[str], owner: str
 ) -> dict[str, dict[str, Any]]:
     """Lease the deliveries to `owner`; their LEASE_KEYS by delivery_id, read in the same
-    statement (UPDATE ... RETURNING). The ids are one array parameter on PostgreSQL (= ANY), so
+    statement (UPDATE ... RETURNING). The ids are one JSON parameter on PostgreSQL (store.engine.one_of), so
     the statement is the same whatever their number."""
     if not delivery_ids:
         return {}
-    d = deliveries.c
-    where: ColumnElement[bool] | TextClause
-    params: dict[str, Any] = {"owner": owner}
-    if conn.dialect.name == "postgresql":
-        where = _IDS_PG
-        params["ids"] = json.dumps(list(delivery_ids))
-    else:
-        where = d.delivery_id.in_(bindparam("ids", expanding=True))
-        params["ids"] = list(delivery_ids)
-    query = (
-        update(deliveries)
-        .where(where)
-        .values(lease_owner=bindparam("owner"))
-        .returning(*LEASE_COLUMNS)
-    )
-    return {r[0]: dict(zip(LEASE_KEYS, r, strict=True)) for r in conn.execute(query, params)}
+    where = one_of(conn, deliveries.c.delivery_id, delivery_ids)
+    query = update(deliveries).where(where).values(lease_owner=owner).returning(*LEASE_COLUMNS)
+    return {r[0]: dict(zip(LEASE_KEYS, r, strict=True)) for r in conn.execute(query)}
 
 
 def release_leases(conn: Connection, owner: str) -> None:

@@ -12,18 +12,21 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import ColumnElement, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import TextClause
 
 from pmops.store.tables import _utc
 
 WRITE_OPTION = "pmops_write"
+# a WHERE condition: a SQLAlchemy expression or a SQL fragment (one_of)
+Filter = ColumnElement[bool] | TextClause
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -166,14 +169,30 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def one_of(conn: Connection, column: ColumnElement[Any], values: Iterable[str]) -> Filter:
+    """`column IN values` as the connection's database takes it best: on PostgreSQL one JSON
+    array parameter (= ANY(ARRAY(...)): an index scan of the keys), so the statement, prepared
+    once, is the same whatever the number of values; elsewhere IN (...)."""
+    found = list(values)
+    if conn.dialect.name != "postgresql":
+        return column.in_(found)
+    table = getattr(column, "table", None)
+    name = f"{table.name}.{column.name}" if table is not None else str(column.name)
+    key = f"{column.name}_one_of"
+    return text(
+        f"{name} = ANY(ARRAY(SELECT json_array_elements_text(CAST(:{key} AS json))))"
+    ).bindparams(**{key: json.dumps(found)})
+
+
 def json_rows(rows: list[dict[str, Any]]) -> str:
-    """Rows as one JSON parameter for json_to_recordset (datetimes in ISO 8601)."""
+    """Rows as one JSON parameter for PostgreSQL's json_to_recordset: datetimes in ISO 8601
+    with their offset (a naive one is UTC, as UtcDateTime takes it)."""
     return json.dumps(rows, separators=(",", ":"), default=_iso)
 
 
 def _iso(value: Any) -> str:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 

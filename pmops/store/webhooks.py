@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Boolean, Integer, bindparam, case, delete, func, select, text, update
 from sqlalchemy.engine import Connection
 
-from pmops.store.engine import json_rows
+from pmops.store.engine import json_rows, one_of
 from pmops.store.scoping import Scoped, in_scope, read_scoped
 from pmops.store.tables import webhooks
 
@@ -112,7 +112,8 @@ def read_webhook_signing(
     if not ids:
         return {}
     w = webhooks.c
-    rows = conn.execute(select(w.webhook_id, w.headers, w.secret).where(w.webhook_id.in_(ids)))
+    found = select(w.webhook_id, w.headers, w.secret).where(one_of(conn, w.webhook_id, ids))
+    rows = conn.execute(found)
     return {r[0]: (r[1] or {}, r[2]) for r in rows}
 
 
