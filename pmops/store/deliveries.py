@@ -3,6 +3,7 @@ the deliverers alive; per receiver and operation the last progress percentage se
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
@@ -11,8 +12,10 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     DateTime,
+    Text,
     and_,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -28,7 +31,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
-from pmops.store.engine import json_rows, one_of, utc_now
+from pmops.store.engine import json_rows, one_of, shared_json, utc_now
 from pmops.store.events import delete_events_before, unfanned_operation_ids
 from pmops.store.tables import deliverers, deliveries, events, operations, progress_marks
 
@@ -225,16 +228,17 @@ CANDIDATE_COLUMNS = (
     deliveries.c.event_id,
 )
 CANDIDATE_KEYS = tuple(c.name for c in CANDIDATE_COLUMNS)
-# what sending a leased delivery needs (lease_deliveries)
+# what sending a leased delivery needs (lease_deliveries); the JSON columns as their text, parsed
+# there (a policy once for all the deliveries that have it)
 LEASE_COLUMNS = (
     deliveries.c.delivery_id,
     deliveries.c.kind,
     deliveries.c.target,
     deliveries.c.endpoint_key,
-    deliveries.c.policy,
+    cast(deliveries.c.policy, Text).label("policy"),
     deliveries.c.attempt_count,
     deliveries.c.retry_base,
-    deliveries.c.attempts,
+    cast(deliveries.c.attempts, Text).label("attempts"),
     deliveries.c.webhook_id,
     deliveries.c.tenant_id,
     deliveries.c.project_id,
@@ -354,13 +358,20 @@ def lease_deliveries(
     conn: Connection, delivery_ids: list[str], owner: str
 ) -> dict[str, dict[str, Any]]:
     """Lease the deliveries to `owner`; their LEASE_KEYS by delivery_id, read in the same
-    statement (UPDATE ... RETURNING). The ids are one JSON parameter on PostgreSQL (store.engine.one_of), so
-    the statement is the same whatever their number."""
+    statement (UPDATE ... RETURNING); equal policies are one shared value
+    (store.engine.shared_json). The ids are one JSON parameter on PostgreSQL
+    (store.engine.one_of), so the statement is the same whatever their number."""
     if not delivery_ids:
         return {}
     where = one_of(conn, deliveries.c.delivery_id, delivery_ids)
     query = update(deliveries).where(where).values(lease_owner=owner).returning(*LEASE_COLUMNS)
-    return {r[0]: dict(zip(LEASE_KEYS, r, strict=True)) for r in conn.execute(query)}
+    leased = {}
+    for r in conn.execute(query):
+        row = dict(zip(LEASE_KEYS, r, strict=True))
+        row["policy"] = shared_json(row["policy"])  # read only (outbox.backoff_seconds)
+        row["attempts"] = json.loads(row["attempts"])
+        leased[r[0]] = row
+    return leased
 
 
 def release_leases(conn: Connection, owner: str) -> None:

@@ -184,6 +184,13 @@ def one_of(conn: Connection, column: ColumnElement[Any], values: Iterable[str]) 
     ).bindparams(**{key: json.dumps(found)})
 
 
+@lru_cache(maxsize=4096)
+def shared_json(text: str) -> Any:
+    """A JSON text that many rows hold alike (a webhook's retry policy on each of its
+    deliveries, its headers), parsed once per text: the value is shared, read it only."""
+    return json.loads(text)
+
+
 def json_rows(rows: list[dict[str, Any]]) -> str:
     """Rows as one JSON parameter for PostgreSQL's json_to_recordset: datetimes in ISO 8601
     with their offset (a naive one is UTC, as UtcDateTime takes it)."""

@@ -6,10 +6,22 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, bindparam, case, delete, func, select, text, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Text,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 
-from pmops.store.engine import json_rows, one_of
+from pmops.store.engine import json_rows, one_of, shared_json
 from pmops.store.scoping import Scoped, in_scope, read_scoped
 from pmops.store.tables import webhooks
 
@@ -54,14 +66,27 @@ def update_webhook(conn: Connection, webhook_id: str, **values: Any) -> bool:
     return bool(conn.execute(query).rowcount)
 
 
+# what deciding a webhook's deliveries needs (list_active_webhooks): which events it hears, where
+# it goes and with what retry policy; not its statistics, last delivery or secret
+ROUTE_COLUMNS = (
+    webhooks.c.webhook_id,
+    webhooks.c.tenant_id,
+    webhooks.c.project_id,
+    webhooks.c.url,
+    webhooks.c.events,
+    webhooks.c.filters,
+    webhooks.c.retry_policy,
+)
+
+
 def list_active_webhooks(
     conn: Connection, scopes: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """The Active webhooks of each (tenant_id, project_id)."""
+    """The Active webhooks of each (tenant_id, project_id): their ROUTE_COLUMNS."""
     found: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for tenant_id, project_id in scopes:
         rows = conn.execute(
-            select(webhooks).where(
+            select(*ROUTE_COLUMNS).where(
                 in_scope(webhooks, Scoped(tenant_id, project_id)),
                 webhooks.c.status == "Active",
             )
@@ -107,14 +132,16 @@ def read_webhooks(conn: Connection, webhook_ids: Iterable[str]) -> dict[str, dic
 def read_webhook_signing(
     conn: Connection, webhook_ids: Iterable[str]
 ) -> dict[str, tuple[dict[str, str], str | None]]:
-    """(headers, secret) of each webhook by id (any scope): what sending its deliveries needs."""
+    """(headers, secret) of each webhook by id (any scope): what sending its deliveries needs.
+    The headers are shared by the webhooks that have the same (store.engine.shared_json): read
+    them only."""
     ids = list(webhook_ids)
     if not ids:
         return {}
     w = webhooks.c
-    found = select(w.webhook_id, w.headers, w.secret).where(one_of(conn, w.webhook_id, ids))
-    rows = conn.execute(found)
-    return {r[0]: (r[1] or {}, r[2]) for r in rows}
+    headers = cast(w.headers, Text)
+    found = select(w.webhook_id, headers, w.secret).where(one_of(conn, w.webhook_id, ids))
+    return {r[0]: (shared_json(r[1]) or {}, r[2]) for r in conn.execute(found)}
 
 
 # PostgreSQL: the whole batch in one statement, its rows one JSON parameter (json_to_recordset)
