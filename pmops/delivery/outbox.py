@@ -444,10 +444,14 @@ def lease_due(
         hooks = hook_store.read_webhook_signing(
             conn, {r["webhook_id"] for r in rows if r["webhook_id"]}
         )
+        # the project's signing secrets, for what has no secret of its own: callbacks, and
+        # webhooks registered without one
         signing: dict[tuple[str, str], list[str]] = {}
         for r in rows:
             scope = (r["tenant_id"], r["project_id"])
-            if r["kind"] in ("webhook", "callback") and scope not in signing:
+            if scope in signing or r["kind"] not in ("webhook", "callback"):
+                continue
+            if r["kind"] == "callback" or not hooks.get(r["webhook_id"] or "", ({}, None))[1]:
                 signing[scope] = project_secrets(ensure_project(conn, *scope), now)
         requests = _slack_requests(conn, [r for r in rows if r["kind"] == "slack"])
     due = []

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import TextClause
@@ -193,14 +194,10 @@ def shared_json(text: str) -> Any:
 
 def json_rows(rows: list[dict[str, Any]]) -> str:
     """Rows as one JSON parameter for PostgreSQL's json_to_recordset: datetimes in ISO 8601
-    with their offset (a naive one is UTC, as UtcDateTime takes it)."""
-    return json.dumps(rows, separators=(",", ":"), default=_iso)
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    with their offset (a naive one is UTC, as UtcDateTime takes it). orjson: several times
+    faster than json.dumps with a default for the datetimes (the fan-out encodes every
+    delivery)."""
+    return orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode()
 
 
 def as_utc(value: datetime | None) -> datetime | None:
