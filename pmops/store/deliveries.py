@@ -227,7 +227,6 @@ CANDIDATE_COLUMNS = (
     type_coerce(deliveries.c.next_attempt_at, DateTime(timezone=True)).label("next_attempt_at"),
     deliveries.c.event_id,
 )
-CANDIDATE_KEYS = tuple(c.name for c in CANDIDATE_COLUMNS)
 # what sending a leased delivery needs (lease_deliveries); the JSON columns as their text, parsed
 # there (a policy once for all the deliveries that have it)
 LEASE_COLUMNS = (
@@ -278,8 +277,8 @@ def list_due_deliveries(
     scope: tuple[str, str] | None = None,
     alive_since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` open deliveries due by `now` (CANDIDATE_KEYS of each: what choosing among
-    them needs), in the order they are due (ties in event
+    """Up to `limit` open deliveries due by `now` (CANDIDATE_COLUMNS of each: what choosing
+    among them needs), in the order they are due (ties in event
     order: the order of ix_deliveries_due and ix_deliveries_project_due), not leased by a live
     deliverer (one in `live`, or, given `alive_since`, one whose heartbeat in `deliverers` is
     that recent), not to the `full` endpoints; only the project `scope` (tenant_id, project_id)
@@ -297,7 +296,7 @@ def list_due_deliveries(
         .limit(limit)
     )
     if conn.dialect.name != "postgresql":
-        return [dict(zip(CANDIDATE_KEYS, r, strict=True)) for r in conn.execute(query)]
+        return _candidates(conn.execute(query).all())
     # Read in order from ix_deliveries_due / ix_deliveries_project_due, never sort: statistics
     # taken while nearly every delivery was finished make the planner expect one due row, and it
     # then sorts the whole backlog (fully: under FOR UPDATE the sort cannot stop at the LIMIT),
@@ -307,7 +306,22 @@ def list_due_deliveries(
         found = conn.execute(query.with_for_update(skip_locked=True)).all()
     finally:
         conn.exec_driver_sql("SET LOCAL enable_sort = on")
-    return [dict(zip(CANDIDATE_KEYS, r, strict=True)) for r in found]
+    return _candidates(found)
+
+
+def _candidates(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """CANDIDATE_COLUMNS' rows as dicts (a dict display: the cheapest way to make them)."""
+    return [
+        {
+            "delivery_id": delivery_id,
+            "tenant_id": tenant_id,
+            "project_id": project_id,
+            "endpoint_key": endpoint_key,
+            "next_attempt_at": next_attempt_at,
+            "event_id": event_id,
+        }
+        for delivery_id, tenant_id, project_id, endpoint_key, next_attempt_at, event_id in rows
+    ]
 
 
 def list_due_projects(conn: Connection, now: datetime, most: int = 1000) -> list[tuple[str, str]]:

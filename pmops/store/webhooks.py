@@ -67,22 +67,27 @@ def update_webhook(conn: Connection, webhook_id: str, **values: Any) -> bool:
 
 
 # what deciding a webhook's deliveries needs (list_active_webhooks): which events it hears, where
-# it goes and with what retry policy; not its statistics, last delivery or secret
+# it goes and with what retry policy; not its statistics, last delivery or secret. The JSON ones
+# as text, parsed once per distinct text (store.engine.shared_json): webhooks mostly hear the same
+# events with the same filters and policy.
 ROUTE_COLUMNS = (
     webhooks.c.webhook_id,
     webhooks.c.tenant_id,
     webhooks.c.project_id,
     webhooks.c.url,
-    webhooks.c.events,
-    webhooks.c.filters,
-    webhooks.c.retry_policy,
+    cast(webhooks.c.events, Text).label("events"),
+    cast(webhooks.c.filters, Text).label("filters"),
+    cast(webhooks.c.retry_policy, Text).label("retry_policy"),
 )
+_ROUTE_KEYS = tuple(c.name for c in ROUTE_COLUMNS)
+_ROUTE_JSON = ("events", "filters", "retry_policy")
 
 
 def list_active_webhooks(
     conn: Connection, scopes: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """The Active webhooks of each (tenant_id, project_id): their ROUTE_COLUMNS."""
+    """The Active webhooks of each (tenant_id, project_id): their ROUTE_COLUMNS, the JSON ones
+    shared by the webhooks that have them alike (read them only)."""
     found: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for tenant_id, project_id in scopes:
         rows = conn.execute(
@@ -90,8 +95,14 @@ def list_active_webhooks(
                 in_scope(webhooks, Scoped(tenant_id, project_id)),
                 webhooks.c.status == "Active",
             )
-        ).mappings()
-        found[(tenant_id, project_id)] = [dict(r) for r in rows]
+        )
+        hooks = []
+        for row in rows:
+            hook = dict(zip(_ROUTE_KEYS, row, strict=True))
+            for key in _ROUTE_JSON:
+                hook[key] = shared_json(hook[key])
+            hooks.append(hook)
+        found[(tenant_id, project_id)] = hooks
     return found
 
 
