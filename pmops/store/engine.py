@@ -170,18 +170,23 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def one_of(conn: Connection, column: ColumnElement[Any], values: Iterable[str]) -> Filter:
+def one_of(
+    conn: Connection, column: ColumnElement[Any], values: Iterable[str] | Iterable[int]
+) -> Filter:
     """`column IN values` as the connection's database takes it best: on PostgreSQL one JSON
-    array parameter (= ANY(ARRAY(...)): an index scan of the keys), so the statement, prepared
-    once, is the same whatever the number of values; elsewhere IN (...)."""
+    array parameter (= ANY(ARRAY(...)), in the column's type: an index scan of the keys), so
+    the statement, prepared once, is the same whatever the number of values; elsewhere
+    IN (...)."""
     found = list(values)
     if conn.dialect.name != "postgresql":
         return column.in_(found)
     table = getattr(column, "table", None)
     name = f"{table.name}.{column.name}" if table is not None else str(column.name)
     key = f"{column.name}_one_of"
+    kind = column.type.compile(dialect=conn.dialect)
     return text(
-        f"{name} = ANY(ARRAY(SELECT json_array_elements_text(CAST(:{key} AS json))))"
+        f"{name} = ANY(ARRAY(SELECT CAST(v AS {kind}) "
+        f"FROM json_array_elements_text(CAST(:{key} AS json)) AS v))"
     ).bindparams(**{key: json.dumps(found)})
 
 
