@@ -13,6 +13,7 @@ flow run (flows/observe.py, which also gives Prefect's console lines the same fo
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from collections.abc import Iterator
@@ -128,6 +129,15 @@ def bound(**ids: Any) -> Iterator[None]:
     given = {k: v for k, v in ids.items() if v is not None}
     with structlog.contextvars.bound_contextvars(**given):
         yield
+
+
+def context_with(**ids: Any) -> contextvars.Context:
+    """A copy of the current context with these ids (None ones left out) bound: for a task
+    whose lines carry them (asyncio.create_task(..., context=)), the current context unchanged.
+    What `bound` around create_task gives, without reading and restoring the context."""
+    context = contextvars.copy_context()
+    context.run(bind, **ids)
+    return context
 
 
 def current() -> dict[str, Any]:

@@ -8,6 +8,7 @@ webhook never fails on its own headers.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no control character at all (CR, LF, NUL, VT, DEL, TAB)
@@ -44,13 +45,23 @@ DELIVERY_HEADERS = frozenset(
 
 def header_error(name: str, value: str) -> str | None:
     """Why the sender cannot send this header (a short message), or None when it can."""
+    error = name_error(name)
+    if error is not None:
+        return error
+    if CONTROL.search(value):
+        return "control character in the value"
+    return None
+
+
+@lru_cache(maxsize=1024)
+def name_error(name: str) -> str | None:
+    """header_error's verdict on the name alone (the sender asks it for every header it sends:
+    remembered)."""
     if not TOKEN.fullmatch(name):
         return "not a valid header name"
     lower = name.lower()
     if lower in HOP_BY_HOP or lower.startswith("proxy-"):
         return "a connection or framing header the sender sets itself"
-    if CONTROL.search(value):
-        return "control character in the value"
     return None
 
 

@@ -62,6 +62,8 @@ PURGE_SECONDS = 3600.0
 STORE_PAUSE_MIN = 0.2
 STORE_PAUSE_MAX = 5.0
 USER_AGENT = "pmops-webhooks/0.1"
+# signed bodies kept for the next receivers of the same event (Deliverer._signed), at most
+SIGNATURES_KEPT = 4096
 
 
 class Deliverer:
@@ -91,6 +93,8 @@ class Deliverer:
         self.stopping = asyncio.Event()
         self.live: set[str] = {self.owner}  # the live deliverers, as of the last heartbeat
         self.last_beat = self.last_purge = -math.inf  # monotonic clock
+        # (message_id, timestamp, secrets) -> (body, signature headers): _signed
+        self.signatures: dict[tuple[str, int, tuple[str, ...]], tuple[bytes, dict[str, str]]] = {}
 
     def stop(self) -> None:
         self.stopping.set()
@@ -192,9 +196,14 @@ class Deliverer:
     def _start(self, due: outbox.Due) -> None:
         self.in_flight[due.endpoint_key] += 1
         self.held[(due.tenant_id, due.project_id)] += 1
-        ids = {"tenantId": due.tenant_id, "projectId": due.project_id}
-        with logs.bound(**ids, operationId=due.operation_id, deliveryId=due.delivery_id):
-            task = asyncio.create_task(self._attempt(due))  # the task's lines carry the ids
+        context = logs.context_with(
+            tenantId=due.tenant_id,
+            projectId=due.project_id,
+            operationId=due.operation_id,
+            deliveryId=due.delivery_id,
+        )
+        # the task's lines carry the ids
+        task = asyncio.create_task(self._attempt(due), context=context)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -257,16 +266,30 @@ class Deliverer:
         )
 
     async def _post_signed(self, due: outbox.Due) -> outbox.Outcome:
-        body = due.body.encode()
+        body, signature = self._signed(due, int(time.time()))
         headers = {
             **due.headers,
             "Content-Type": "application/json",
             "X-Pmops-Event": due.event_type,
             "X-Pmops-Delivery": due.delivery_id,
             "X-Pmops-Attempt": str(due.attempt_count + 1),
-            **signature_headers(due.message_id, int(time.time()), body, due.secrets),
+            **signature,
         }
         return await self._post(due, headers, body)
+
+    def _signed(self, due: outbox.Due, timestamp: int) -> tuple[bytes, dict[str, str]]:
+        """The event's body as sent and its signature headers at `timestamp`: the same for every
+        receiver of the event signed with the same secrets in the same second (an event's body
+        never changes), so made once for them all."""
+        key = (due.message_id, timestamp, tuple(due.secrets))
+        found = self.signatures.get(key)
+        if found is None:
+            if len(self.signatures) >= SIGNATURES_KEPT:
+                self.signatures.clear()
+            body = due.body.encode()
+            found = (body, signature_headers(due.message_id, timestamp, body, due.secrets))
+            self.signatures[key] = found
+        return found
 
     def _message(self, due: outbox.Due) -> notify.Message:
         event = due.event()

@@ -42,6 +42,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import cast
 
 from pmops.contract.headers import TOKEN, header_error
@@ -77,6 +78,13 @@ class InvalidHeader(ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+@lru_cache(maxsize=4096)
+def _target(url: str) -> Target:
+    """parse_target, remembered per URL (a webhook's deliveries all go to one URL); a refused
+    URL raises again each time (lru_cache keeps no exceptions)."""
+    return parse_target(url)
 
 
 class SendError(Exception):
@@ -503,7 +511,7 @@ class HttpSender:
         """
         if self._closed:
             raise RuntimeError("HttpSender is closed")
-        target = parse_target(url)
+        target = _target(url)
         payload = self._request_bytes(target, headers, body)
         t0 = time.perf_counter()
         deadline = asyncio.timeout(self.timeout)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,7 +75,7 @@ def backoff_seconds(policy: dict[str, Any], retry: int, rng: random.Random | Non
 # -- fan-out ----------------------------------------------------------------------------------
 def _delivery(event: Any, now: datetime, **values: Any) -> dict[str, Any]:
     row = {
-        "delivery_id": f"dlv-{uuid.uuid4()}",
+        "delivery_id": _delivery_id(),
         "event_id": event.event_id,
         "tenant_id": event.tenant_id,
         "project_id": event.project_id,
@@ -99,6 +99,16 @@ def _delivery(event: Any, now: datetime, **values: Any) -> dict[str, Any]:
         row["next_attempt_at"] = None
         row["finished_at"] = now
     return row
+
+
+def _delivery_id() -> str:
+    """dlv- and a random (version 4) UUID, as f"dlv-{uuid.uuid4()}" but without uuid.UUID's
+    checks (a fan-out makes one per receiver of each event)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"dlv-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _to_webhook(event: Any, now: datetime, hook: dict[str, Any]) -> dict[str, Any]:
@@ -438,29 +448,34 @@ def lease_due(
         chosen = _within_room(_round_robin(candidates), slots, limit, projects)
         if not chosen:
             return []
-        store.lease_deliveries(conn, [r["delivery_id"] for r in chosen], owner)
-        bodies = event_store.read_event_messages(conn, {r["event_id"] for r in chosen})
-        hooks = hook_store.read_webhooks(conn, {r["webhook_id"] for r in chosen if r["webhook_id"]})
+        leased = store.lease_deliveries(conn, [r["delivery_id"] for r in chosen], owner)
+        rows = [leased[r["delivery_id"]] for r in chosen]
+        bodies = event_store.read_event_messages(conn, {r["event_id"] for r in rows})
+        hooks = hook_store.read_webhook_signing(
+            conn, {r["webhook_id"] for r in rows if r["webhook_id"]}
+        )
+        # the project's signing secrets, for what has no secret of its own: callbacks, and
+        # webhooks registered without one
         signing: dict[tuple[str, str], list[str]] = {}
-        for r in chosen:
+        for r in rows:
             scope = (r["tenant_id"], r["project_id"])
-            if r["kind"] in ("webhook", "callback") and scope not in signing:
+            if scope in signing or r["kind"] not in ("webhook", "callback"):
+                continue
+            if r["kind"] == "callback" or not hooks.get(r["webhook_id"] or "", ({}, None))[1]:
                 signing[scope] = project_secrets(ensure_project(conn, *scope), now)
-        requests = _slack_requests(conn, [r for r in chosen if r["kind"] == "slack"])
+        requests = _slack_requests(conn, [r for r in rows if r["kind"] == "slack"])
     due = []
-    for r in chosen:
+    for r in rows:
         message_id, body = bodies[r.pop("event_id")]
-        del r["next_attempt_at"]
-        hook = hooks.get(r["webhook_id"] or "", {})
+        headers, secret = hooks.get(r["webhook_id"] or "", ({}, None))
         scope = (r["tenant_id"], r["project_id"])
-        secrets = [hook["secret"]] if hook.get("secret") else signing.get(scope, [])
         due.append(
             Due(
                 **r,
                 message_id=message_id,
                 body=body,
-                headers=hook.get("headers") or {},
-                secrets=secrets,
+                headers=headers,
+                secrets=[secret] if secret else signing.get(scope, []),
                 slack=requests.get(r["operation_id"] or "", {}),
             )
         )
@@ -630,41 +645,42 @@ def _settled(o: Outcome) -> dict[str, Any]:
 
 
 def _webhook_stats(conn: Connection, settings: Settings, outcomes: list[Outcome]) -> None:
-    """Each webhook's counters and last delivery, in one statement for the whole batch."""
+    """Each webhook's counters and last delivery, in one statement for the whole batch; the
+    webhooks with a failed attempt among them are read after, to see whether to disable them."""
     by_hook: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
         by_hook[o.due.webhook_id or ""].append(o)
     if not by_hook:
         return
-    changes, to_disable = [], []
-    # a webhook deleted while its attempt was in flight is not found: nothing to count
-    for hook in hook_store.read_webhooks(conn, by_hook).values():
-        change = _hook_change(hook, by_hook[hook["webhook_id"]])
-        gone = change.pop("b_gone")
-        changes.append(change)
-        reason = _disable_reason(settings, hook, by_hook[hook["webhook_id"]][-1], change, gone)
+    hook_store.add_webhook_stats(
+        conn, [_hook_change(webhook_id, found) for webhook_id, found in by_hook.items()]
+    )
+    failed = [
+        webhook_id
+        for webhook_id, found in by_hook.items()
+        if not found[-1].success or any(o.gone for o in found)
+    ]
+    # a webhook deleted while its attempt was in flight is not found: nothing to disable
+    for hook in hook_store.read_webhooks(conn, failed).values():
+        found = by_hook[hook["webhook_id"]]
+        reason = _disable_reason(settings, hook, found[-1], any(o.gone for o in found))
         if reason is not None:
-            to_disable.append((hook, reason))
-    hook_store.add_webhook_stats(conn, changes)
-    for disabled, reason in to_disable:
-        disable_webhook(conn, disabled, reason)
+            disable_webhook(conn, hook, reason)
 
 
-def _hook_change(hook: dict[str, Any], outcomes: list[Outcome]) -> dict[str, Any]:
-    """add_webhook_stats' row for these attempts of one webhook (b_gone: one answered 410)."""
-    consecutive, since = hook["consecutive_failures"], hook["failing_since"]
-    gone = False
+def _hook_change(webhook_id: str, outcomes: list[Outcome]) -> dict[str, Any]:
+    """add_webhook_stats' row for these attempts of one webhook."""
+    reset, consecutive, since = False, 0, None
     for o in outcomes:
         if o.success:
-            consecutive, since = 0, None
+            reset, consecutive, since = True, 0, None
         else:
             consecutive += 1
             since = since or o.at
-            gone = gone or o.gone
     answered = [o.response_ms or 0.0 for o in outcomes if o.status_code is not None]
     last = outcomes[-1]
     return {
-        "b_id": hook["webhook_id"],
+        "b_id": webhook_id,
         "b_total": len(outcomes),
         "b_ok": sum(1 for o in outcomes if o.success),
         "b_failed": sum(1 for o in outcomes if not o.success),
@@ -679,21 +695,22 @@ def _hook_change(hook: dict[str, Any], outcomes: list[Outcome]) -> dict[str, Any
             "responseTimeMs": None if last.response_ms is None else round(last.response_ms, 1),
             "error": last.error,
         },
+        "b_reset": reset,
         "b_consecutive": consecutive,
         "b_since": since,
-        "b_gone": gone,
     }
 
 
 def _disable_reason(
-    settings: Settings, hook: dict[str, Any], last: Outcome, change: dict[str, Any], gone: bool
+    settings: Settings, hook: dict[str, Any], last: Outcome, gone: bool
 ) -> str | None:
-    """Why an Active webhook is disabled after these attempts, or None."""
+    """Why an Active webhook (its row after these attempts were counted) is disabled after
+    them, or None."""
     if hook["status"] != "Active":
         return None
     if gone:
         return "the receiver answered 410 Gone"
-    consecutive, since = change["b_consecutive"], change["b_since"]
+    consecutive, since = hook["consecutive_failures"], hook["failing_since"]
     if (
         consecutive >= settings.webhook_disable_after_failures
         and since is not None

@@ -3,26 +3,35 @@ the deliverers alive; per receiver and operation the last progress percentage se
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
+    Text,
     and_,
     bindparam,
+    cast,
     delete,
     func,
     insert,
     or_,
     select,
+    text,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
-from pmops.store.engine import utc_now
+from pmops.store.engine import json_rows, one_of, shared_json, utc_now
 from pmops.store.events import delete_events_before, unfanned_operation_ids
 from pmops.store.tables import deliverers, deliveries, events, operations, progress_marks
 
@@ -37,9 +46,36 @@ NO_SMTP = "email is not configured on this server: set PMOPS_SMTP_HOST"
 DELIVERY_COLUMNS = (*deliveries.c, events.c.message_id)
 
 
+@cache
+def _insert_pg(pg: Dialect) -> TextClause:
+    """INSERT of rows given as one JSON parameter (json_to_recordset), every column of
+    deliveries in the table's own types (as `pg` names them)."""
+    names = ", ".join(c.name for c in deliveries.c)
+    types = ", ".join(f"{c.name} {c.type.compile(dialect=pg)}" for c in deliveries.c)
+    return text(
+        f"INSERT INTO deliveries ({names}) SELECT {names} "
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS v({types})"
+    )
+
+
+# what a row without the column gets (Column(default=...)), as an INSERT of it would
+_DEFAULTS = {
+    c.name: c.default.arg if isinstance(c.default, ScalarElementColumnDefault) else None
+    for c in deliveries.c
+}
+
+
 def insert_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
+    """Insert these deliveries (rows of deliveries' columns; datetimes aware): one statement,
+    on PostgreSQL with the rows as one JSON parameter."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
         conn.execute(insert(deliveries), rows)
+        return
+    width = len(_DEFAULTS)
+    full = [row if len(row) == width else {**_DEFAULTS, **row} for row in rows]
+    conn.execute(_insert_pg(conn.dialect), {"rows": json_rows(full)})
 
 
 def close_open_deliveries(
@@ -179,23 +215,37 @@ def beat_deliverer(conn: Connection, owner: str, now: datetime, stale: datetime)
     return {r.owner for r in conn.execute(select(deliverers.c.owner))}
 
 
+# what choosing among the due deliveries needs (store.list_due_deliveries): the order, the
+# project and the endpoint; the rest of a leased row is read by lease_deliveries.
+# next_attempt_at only orders the candidates among themselves: read as the driver gives it
+# (aware on PostgreSQL, naive UTC on SQLite), without UtcDateTime's conversion of each row
+CANDIDATE_COLUMNS = (
+    deliveries.c.delivery_id,
+    deliveries.c.tenant_id,
+    deliveries.c.project_id,
+    deliveries.c.endpoint_key,
+    type_coerce(deliveries.c.next_attempt_at, DateTime(timezone=True)).label("next_attempt_at"),
+    deliveries.c.event_id,
+)
+# what sending a leased delivery needs (lease_deliveries); the JSON columns as their text, parsed
+# there (a policy once for all the deliveries that have it)
 LEASE_COLUMNS = (
     deliveries.c.delivery_id,
     deliveries.c.kind,
     deliveries.c.target,
     deliveries.c.endpoint_key,
-    deliveries.c.policy,
+    cast(deliveries.c.policy, Text).label("policy"),
     deliveries.c.attempt_count,
     deliveries.c.retry_base,
-    deliveries.c.attempts,
+    cast(deliveries.c.attempts, Text).label("attempts"),
     deliveries.c.webhook_id,
     deliveries.c.tenant_id,
     deliveries.c.project_id,
     deliveries.c.operation_id,
     deliveries.c.event_type,
     deliveries.c.event_id,
-    deliveries.c.next_attempt_at,
 )
+LEASE_KEYS = tuple(c.name for c in LEASE_COLUMNS)
 
 
 def _due(
@@ -227,7 +277,8 @@ def list_due_deliveries(
     scope: tuple[str, str] | None = None,
     alive_since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` open deliveries due by `now`, in the order they are due (ties in event
+    """Up to `limit` open deliveries due by `now` (CANDIDATE_COLUMNS of each: what choosing
+    among them needs), in the order they are due (ties in event
     order: the order of ix_deliveries_due and ix_deliveries_project_due), not leased by a live
     deliverer (one in `live`, or, given `alive_since`, one whose heartbeat in `deliverers` is
     that recent), not to the `full` endpoints; only the project `scope` (tenant_id, project_id)
@@ -239,23 +290,38 @@ def list_due_deliveries(
     if scope is not None:
         where += [d.tenant_id == scope[0], d.project_id == scope[1]]
     query = (
-        select(*LEASE_COLUMNS)
+        select(*CANDIDATE_COLUMNS)
         .where(*where)
         .order_by(d.next_attempt_at, d.event_id, d.delivery_id)
         .limit(limit)
     )
     if conn.dialect.name != "postgresql":
-        return [dict(r) for r in conn.execute(query).mappings()]
+        return _candidates(conn.execute(query).all())
     # Read in order from ix_deliveries_due / ix_deliveries_project_due, never sort: statistics
     # taken while nearly every delivery was finished make the planner expect one due row, and it
     # then sorts the whole backlog (fully: under FOR UPDATE the sort cannot stop at the LIMIT),
     # O(backlog) per lease. With sorting off for this one statement only the in-order read is left.
     conn.exec_driver_sql("SET LOCAL enable_sort = off")
     try:
-        found = conn.execute(query.with_for_update(skip_locked=True)).mappings().all()
+        found = conn.execute(query.with_for_update(skip_locked=True)).all()
     finally:
         conn.exec_driver_sql("SET LOCAL enable_sort = on")
-    return [dict(r) for r in found]
+    return _candidates(found)
+
+
+def _candidates(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """CANDIDATE_COLUMNS' rows as dicts (a dict display: the cheapest way to make them)."""
+    return [
+        {
+            "delivery_id": delivery_id,
+            "tenant_id": tenant_id,
+            "project_id": project_id,
+            "endpoint_key": endpoint_key,
+            "next_attempt_at": next_attempt_at,
+            "event_id": event_id,
+        }
+        for delivery_id, tenant_id, project_id, endpoint_key, next_attempt_at, event_id in rows
+    ]
 
 
 def list_due_projects(conn: Connection, now: datetime, most: int = 1000) -> list[tuple[str, str]]:
@@ -302,12 +368,24 @@ def _next_open_project(conn: Connection, after: tuple[str, str] | None) -> tuple
     return None
 
 
-def lease_deliveries(conn: Connection, delivery_ids: list[str], owner: str) -> None:
-    conn.execute(
-        update(deliveries)
-        .where(deliveries.c.delivery_id.in_(delivery_ids))
-        .values(lease_owner=owner)
-    )
+def lease_deliveries(
+    conn: Connection, delivery_ids: list[str], owner: str
+) -> dict[str, dict[str, Any]]:
+    """Lease the deliveries to `owner`; their LEASE_KEYS by delivery_id, read in the same
+    statement (UPDATE ... RETURNING); equal policies are one shared value
+    (store.engine.shared_json). The ids are one JSON parameter on PostgreSQL
+    (store.engine.one_of), so the statement is the same whatever their number."""
+    if not delivery_ids:
+        return {}
+    where = one_of(conn, deliveries.c.delivery_id, delivery_ids)
+    query = update(deliveries).where(where).values(lease_owner=owner).returning(*LEASE_COLUMNS)
+    leased = {}
+    for r in conn.execute(query):
+        row = dict(zip(LEASE_KEYS, r, strict=True))
+        row["policy"] = shared_json(row["policy"])  # read only (outbox.backoff_seconds)
+        row["attempts"] = json.loads(row["attempts"])
+        leased[r[0]] = row
+    return leased
 
 
 def release_leases(conn: Connection, owner: str) -> None:
@@ -318,10 +396,29 @@ def release_leases(conn: Connection, owner: str) -> None:
     conn.execute(delete(deliverers).where(deliverers.c.owner == owner))
 
 
+# PostgreSQL: every settled row in one statement, the rows one JSON parameter (json_to_recordset:
+# the statement is prepared once however many rows a batch has, and the rows are one C-encoded
+# string rather than an array parameter per column)
+_SETTLE_PG = text(
+    """UPDATE deliveries AS d SET status = v.status, attempt_count = v.attempt_count,
+    attempts = v.attempts, next_attempt_at = v.next_attempt_at,
+    last_attempt_at = v.last_attempt_at, last_error = v.last_error, finished_at = v.finished_at,
+    lease_owner = NULL
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(b_id text, status text,
+        attempt_count integer, attempts json, next_attempt_at timestamptz,
+        last_attempt_at timestamptz, last_error text, finished_at timestamptz)
+    WHERE d.delivery_id = v.b_id"""
+)
+
+
 def settle_deliveries(conn: Connection, updates: list[dict[str, Any]]) -> None:
     """Record attempts, one statement for all: rows of b_id, status, attempt_count, attempts,
-    next_attempt_at, last_attempt_at, last_error, finished_at. The leases end."""
+    next_attempt_at, last_attempt_at, last_error, finished_at (datetimes aware). The leases
+    end."""
     if not updates:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_SETTLE_PG, {"rows": json_rows(updates)})
         return
     d = deliveries.c
     conn.execute(

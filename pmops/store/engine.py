@@ -9,20 +9,25 @@ the schema is the one this code needs (pmops.store.schema: Alembic revisions, do
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import create_engine, event
+import orjson
+from sqlalchemy import ColumnElement, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import TextClause
 
 from pmops.store.tables import _utc
 
 WRITE_OPTION = "pmops_write"
+# a WHERE condition: a SQLAlchemy expression or a SQL fragment (one_of)
+Filter = ColumnElement[bool] | TextClause
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -163,6 +168,41 @@ def ping(engine: Engine) -> None:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def one_of(
+    conn: Connection, column: ColumnElement[Any], values: Iterable[str] | Iterable[int]
+) -> Filter:
+    """`column IN values` as the connection's database takes it best: on PostgreSQL one JSON
+    array parameter (= ANY(ARRAY(...)), in the column's type: an index scan of the keys), so
+    the statement, prepared once, is the same whatever the number of values; elsewhere
+    IN (...)."""
+    found = list(values)
+    if conn.dialect.name != "postgresql":
+        return column.in_(found)
+    table = getattr(column, "table", None)
+    name = f"{table.name}.{column.name}" if table is not None else str(column.name)
+    key = f"{column.name}_one_of"
+    kind = column.type.compile(dialect=conn.dialect)
+    return text(
+        f"{name} = ANY(ARRAY(SELECT CAST(v AS {kind}) "
+        f"FROM json_array_elements_text(CAST(:{key} AS json)) AS v))"
+    ).bindparams(**{key: json.dumps(found)})
+
+
+@lru_cache(maxsize=4096)
+def shared_json(text: str) -> Any:
+    """A JSON text that many rows hold alike (a webhook's retry policy on each of its
+    deliveries, its headers), parsed once per text: the value is shared, read it only."""
+    return json.loads(text)
+
+
+def json_rows(rows: list[dict[str, Any]]) -> str:
+    """Rows as one JSON parameter for PostgreSQL's json_to_recordset: datetimes in ISO 8601
+    with their offset (a naive one is UTC, as UtcDateTime takes it). orjson: several times
+    faster than json.dumps with a default for the datetimes (the fan-out encodes every
+    delivery)."""
+    return orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode()
 
 
 def as_utc(value: datetime | None) -> datetime | None:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
+from pmops.store.engine import one_of
 from pmops.store.tables import batches, events
 
 
@@ -136,7 +137,7 @@ def read_event_messages(conn: Connection, event_ids: Iterable[int]) -> dict[int,
     """(message_id, body) of each event."""
     rows = conn.execute(
         select(events.c.event_id, events.c.message_id, events.c.body).where(
-            events.c.event_id.in_(set(event_ids))
+            one_of(conn, events.c.event_id, set(event_ids))
         )
     )
     return {r.event_id: (r.message_id, r.body) for r in rows}

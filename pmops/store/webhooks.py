@@ -6,9 +6,22 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Text,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 
+from pmops.store.engine import json_rows, one_of, shared_json
 from pmops.store.scoping import Scoped, in_scope, read_scoped
 from pmops.store.tables import webhooks
 
@@ -53,19 +66,43 @@ def update_webhook(conn: Connection, webhook_id: str, **values: Any) -> bool:
     return bool(conn.execute(query).rowcount)
 
 
+# what deciding a webhook's deliveries needs (list_active_webhooks): which events it hears, where
+# it goes and with what retry policy; not its statistics, last delivery or secret. The JSON ones
+# as text, parsed once per distinct text (store.engine.shared_json): webhooks mostly hear the same
+# events with the same filters and policy.
+ROUTE_COLUMNS = (
+    webhooks.c.webhook_id,
+    webhooks.c.tenant_id,
+    webhooks.c.project_id,
+    webhooks.c.url,
+    cast(webhooks.c.events, Text).label("events"),
+    cast(webhooks.c.filters, Text).label("filters"),
+    cast(webhooks.c.retry_policy, Text).label("retry_policy"),
+)
+_ROUTE_KEYS = tuple(c.name for c in ROUTE_COLUMNS)
+_ROUTE_JSON = ("events", "filters", "retry_policy")
+
+
 def list_active_webhooks(
     conn: Connection, scopes: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """The Active webhooks of each (tenant_id, project_id)."""
+    """The Active webhooks of each (tenant_id, project_id): their ROUTE_COLUMNS, the JSON ones
+    shared by the webhooks that have them alike (read them only)."""
     found: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for tenant_id, project_id in scopes:
         rows = conn.execute(
-            select(webhooks).where(
+            select(*ROUTE_COLUMNS).where(
                 in_scope(webhooks, Scoped(tenant_id, project_id)),
                 webhooks.c.status == "Active",
             )
-        ).mappings()
-        found[(tenant_id, project_id)] = [dict(r) for r in rows]
+        )
+        hooks = []
+        for row in rows:
+            hook = dict(zip(_ROUTE_KEYS, row, strict=True))
+            for key in _ROUTE_JSON:
+                hook[key] = shared_json(hook[key])
+            hooks.append(hook)
+        found[(tenant_id, project_id)] = hooks
     return found
 
 
@@ -103,12 +140,58 @@ def read_webhooks(conn: Connection, webhook_ids: Iterable[str]) -> dict[str, dic
     return {r["webhook_id"]: dict(r) for r in rows}
 
 
+def read_webhook_signing(
+    conn: Connection, webhook_ids: Iterable[str]
+) -> dict[str, tuple[dict[str, str], str | None]]:
+    """(headers, secret) of each webhook by id (any scope): what sending its deliveries needs.
+    The headers are shared by the webhooks that have the same (store.engine.shared_json): read
+    them only."""
+    ids = list(webhook_ids)
+    if not ids:
+        return {}
+    w = webhooks.c
+    headers = cast(w.headers, Text)
+    found = select(w.webhook_id, headers, w.secret).where(one_of(conn, w.webhook_id, ids))
+    return {r[0]: (shared_json(r[1]) or {}, r[2]) for r in conn.execute(found)}
+
+
+# PostgreSQL: the whole batch in one statement, its rows one JSON parameter (json_to_recordset)
+_STATS_PG = text(
+    """UPDATE webhooks AS w SET
+    total_deliveries = w.total_deliveries + v.b_total,
+    successful_deliveries = w.successful_deliveries + v.b_ok,
+    failed_deliveries = w.failed_deliveries + v.b_failed,
+    response_ms_total = w.response_ms_total + v.b_ms,
+    responses = w.responses + v.b_answered,
+    last_delivery = v.b_last,
+    consecutive_failures = CASE WHEN v.b_reset THEN v.b_consecutive
+        ELSE w.consecutive_failures + v.b_consecutive END,
+    failing_since = CASE WHEN v.b_reset THEN v.b_since
+        ELSE COALESCE(w.failing_since, v.b_since) END
+    FROM json_to_recordset(CAST(:rows AS json)) AS v(b_id text, b_total integer,
+        b_ok integer, b_failed integer, b_ms double precision, b_answered integer, b_last json,
+        b_reset boolean, b_consecutive integer, b_since timestamptz)
+    WHERE w.webhook_id = v.b_id"""
+)
+
+
 def add_webhook_stats(conn: Connection, changes: list[dict[str, Any]]) -> None:
-    """Add each batch of attempts to its webhook's counters, in one statement: rows of b_id,
-    b_total, b_ok, b_failed, b_ms, b_answered (sums to add), b_last, b_consecutive, b_since."""
+    """Add each batch of attempts to its webhook's counters, in one statement, without reading
+    the webhooks first: rows of b_id, b_total, b_ok, b_failed, b_ms, b_answered (sums to add),
+    b_last (the last attempt), b_reset (one of them succeeded), b_consecutive and b_since (the
+    failures after the last success, or all of them, and when the first of those was: the
+    webhook's run of failures restarts from these when b_reset, else goes on with them). The
+    webhooks are updated in webhook_id order (two deliverers settling at once lock them in the
+    same order). A webhook deleted meanwhile is not there: nothing to count."""
     if not changes:  # an empty executemany is an error
         return
+    changes = sorted(changes, key=lambda c: str(c["b_id"]))
+    if conn.dialect.name == "postgresql":
+        conn.execute(_STATS_PG, {"rows": json_rows(changes)})
+        return
     w = webhooks.c
+    since = bindparam("b_since", type_=w.failing_since.type)
+    reset = bindparam("b_reset", type_=Boolean())
     conn.execute(
         update(webhooks)
         .where(w.webhook_id == bindparam("b_id"))
@@ -118,9 +201,12 @@ def add_webhook_stats(conn: Connection, changes: list[dict[str, Any]]) -> None:
             failed_deliveries=w.failed_deliveries + bindparam("b_failed"),
             response_ms_total=w.response_ms_total + bindparam("b_ms"),
             responses=w.responses + bindparam("b_answered"),
-            last_delivery=bindparam("b_last", type_=webhooks.c.last_delivery.type),
-            consecutive_failures=bindparam("b_consecutive"),
-            failing_since=bindparam("b_since", type_=webhooks.c.failing_since.type),
+            last_delivery=bindparam("b_last", type_=w.last_delivery.type),
+            consecutive_failures=case(
+                (reset, bindparam("b_consecutive", type_=Integer())),
+                else_=w.consecutive_failures + bindparam("b_consecutive", type_=Integer()),
+            ),
+            failing_since=case((reset, since), else_=func.coalesce(w.failing_since, since)),
         ),
         changes,
     )

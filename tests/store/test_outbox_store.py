@@ -80,22 +80,34 @@ def test_webhook_stats_add_up(engine: Engine) -> None:
         "b_ms": 30.0,
         "b_answered": 2,
         "b_last": {"success": False},
+        "b_reset": False,
         "b_consecutive": 1,
         "b_since": utc_now(),
     }
+    first = change["b_since"]
     with transaction(engine) as conn:
         wh.add_webhook_stats(conn, [change])
-        wh.add_webhook_stats(conn, [{**change, "b_consecutive": 0, "b_since": None}])
+        # a run of failures goes on: counted on, since the first of them
+        wh.add_webhook_stats(conn, [{**change, "b_since": utc_now()}])
+    with engine.connect() as conn:
+        failing = wh.read_webhook(conn, tenant, project, hook)
+    assert failing is not None
+    assert (failing["consecutive_failures"], failing["failing_since"]) == (2, first)
+    with transaction(engine) as conn:
+        # a success among them: the run restarts
+        wh.add_webhook_stats(
+            conn, [{**change, "b_reset": True, "b_consecutive": 0, "b_since": None}]
+        )
         wh.add_webhook_stats(conn, [])  # nothing to do, no error
     with engine.connect() as conn:
         row = wh.read_webhook(conn, tenant, project, hook)
     assert row is not None
     assert (row["total_deliveries"], row["successful_deliveries"], row["failed_deliveries"]) == (
-        4,
-        2,
-        2,
+        6,
+        3,
+        3,
     )
-    assert row["response_ms_total"] == 60.0 and row["responses"] == 4
+    assert row["response_ms_total"] == 90.0 and row["responses"] == 6
     assert row["consecutive_failures"] == 0 and row["failing_since"] is None
     assert row["last_delivery"] == {"success": False}
 
