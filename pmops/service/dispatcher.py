@@ -329,14 +329,14 @@ class Dispatcher:
         was not among them (dispatched since) waits for the next sweep."""
         with self.engine.connect() as conn:
             waiting = queue.list_unclaimed_operations(conn)
-        if read is not None:
-            asked, runs = read
-            waiting = [row for row in waiting if row["flow_run_id"] in asked]
+        if read is None:
+            ids = [row["flow_run_id"] for row in waiting]
+            read = (set(ids), self.orchestrator.read_runs(ids) if ids else {})
+        asked, runs = read
+        waiting = [row for row in waiting if row["flow_run_id"] in asked]
         if not waiting:
             return 0
         now = now or utc_now()
-        if read is None:
-            runs = self.orchestrator.read_runs([row["flow_run_id"] for row in waiting])
         handled = 0
         for row in waiting:
             run = runs.get(row["flow_run_id"])
