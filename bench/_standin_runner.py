@@ -6,7 +6,9 @@ quick analysis of running-example.xes costs ~1.6 s of CPU, so 1,000 of them woul
 shared 2-core machine over a quarter of an hour per configuration. This process does what the
 flow body does to the store and nothing else: every --poll seconds it reads the operations that a
 dispatcher has given a flow run (Initiated, flow_run_id set), claims each through
-`lifecycle.claim` (the flow body's own call, with the run's id), and --hold seconds later
+`lifecycle.claim` (the flow body's own call, with the run's id) unless its run stands by for a
+slot (PMOPS_STANDBY_RUNS: the flow body waits in `lifecycle.wait_for_slot` until the dispatcher
+grants it one; here it is claimed at a later poll, once granted), and --hold seconds later
 finishes it Completed through `lifecycle.finish`. The Prefect flow runs the dispatchers created
 stay Scheduled in the (real) Prefect server: nothing picks them up there.
 
@@ -35,7 +37,7 @@ def main() -> None:
 
     from pmops.service.lifecycle import claim, finish
     from pmops.store.engine import make_engine
-    from pmops.store.tables import operations
+    from pmops.store.tables import operations, standby_runs
 
     engine = make_engine(args.database_url)
     stop = False
@@ -51,9 +53,9 @@ def main() -> None:
     while not stop:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(c.operation_id, c.flow_run_id).where(
-                    c.status == "Initiated", c.flow_run_id.is_not(None)
-                )
+                select(c.operation_id, c.flow_run_id)
+                .where(c.status == "Initiated", c.flow_run_id.is_not(None))
+                .where(~c.operation_id.in_(select(standby_runs.c.operation_id)))
             ).all()
         for op_id, run_id in rows:
             if op_id not in running and claim(engine, op_id, run_id, "standin") is not None:

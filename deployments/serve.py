@@ -63,7 +63,8 @@ def main() -> None:
 
         warmstart.install()
     # the API starts at most worker_limit operations; batch parents come on top
-    limit = settings.worker_limit + settings.batch_parent_limit
+    # and standby runs (PMOPS_STANDBY_RUNS) wait in their processes for a slot
+    limit = settings.worker_limit + settings.batch_parent_limit + settings.standby_runs
     # pause_on_shutdown=False: Prefect's Runner otherwise pauses the schedules of every deployment
     # it served when it stops, and the deployments (the monthly pipelines' schedule too) are
     # shared by every runner of the service (README "Scaling out")

@@ -54,6 +54,17 @@ PRELOAD = [
     # idle background threads; fork() copies only the forkserver's one Python thread and
     # jemalloc takes its own locks around a fork (pthread_atfork); polars itself is not used here.
     *ANALYSIS_MODULES,
+    # imported on first use in every flow run otherwise (py-spy over 40 quick analyses, 3-4 % of
+    # their CPU): the XES reader (r4pm's Rust binding; no thread at import), the task engine,
+    # anyio's asyncio backend, the store's SQLite driver and schema check, the IDNA codec a
+    # first getaddrinfo loads
+    "r4pm.df",
+    "prefect.task_engine",
+    "anyio._backends._asyncio",
+    "sqlite3",
+    "sqlalchemy.dialects.sqlite.pysqlite",
+    "pmops.store.schema",
+    "encodings.idna",
 ]
 
 PREFECT_VERSION = "3.9.1"  # the internals below are checked against this version (tests)

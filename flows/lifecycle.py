@@ -41,6 +41,7 @@ from pmops.service.lifecycle import (
     resume_plan,
     set_result_dir,
     stamp_times,
+    wait_for_slot,
 )
 from pmops.service.lifecycle import runs_to_start as store_runs_to_start
 from pmops.service.outside import retry_from_run
@@ -85,6 +86,9 @@ def run_operation(
     with run_logs(settings, operationId=operation_id):
         _lower_priority(settings.run_niceness)
         engine = engine_for(settings.resolved_database_url)
+        waited = wait_for_slot(engine, operation_id, settings.heartbeat_interval_seconds)
+        if waited:
+            _logger().info("stood by %.2f s for a worker slot (a standby run)", waited)
         row = claim(engine, operation_id, flow_run_id(), worker_node())
         if row is None:
             return _not_claimed(engine, settings, operation_id)

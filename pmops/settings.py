@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         ge=1,
         description="flow runs executing at once; the API queues the rest by priority",
     )
+    standby_runs: int = Field(
+        default=1,
+        ge=0,
+        description="flow runs started ahead of a free worker slot: each one's process starts, "
+        "then waits (its operation still Queued, executing nothing) until the dispatcher grants "
+        "it the next slot, so a quick operation does not wait for its run to be created, taken "
+        "and forked; 0: a run is created only when a slot is free",
+    )
     max_upload_bytes: int = Field(
         default=2_000_000_000, description="largest accepted upload (413 beyond)"
     )

@@ -61,7 +61,7 @@ from pmops.service.orchestrator import (
 from pmops.service.outside import cancelled_outside, watched_runs
 from pmops.service.retries import run_due_retries
 from pmops.settings import Settings
-from pmops.store import queue
+from pmops.store import queue, standby
 from pmops.store.engine import as_utc
 from pmops.store.locks import dispatch_section
 from pmops.store.tables import checkpoint, transaction, utc_now
@@ -214,25 +214,70 @@ class Dispatcher:
     def _dispatch(self) -> int:
         self.start_batch_runs()  # a batch's parent run first: its operations are its subflows
         with self.engine.connect() as conn:
-            active = queue.count_active_runs_by_project(conn)
-            free = self.settings.worker_limit - sum(active.values())
-            self._slots_full = free <= 0
-            if free <= 0:
-                return 0
-            rows = self.fair.select(conn, active, free)  # round robin over projects
+            held = queue.count_active_runs_by_project(conn)
+            standing = standby.list_standby_operations(conn)
+            slots = dict(held)  # worker slots: the runs held less those standing by
+            for row in standing:
+                project = (row["tenant_id"], row["project_id"])
+                slots[project] = slots.get(project, 0) - 1
+            free = self.settings.worker_limit - sum(slots.values())
+            rows = self.fair.select(conn, slots, free, standing)  # round robin over projects
             specs = [OperationRunSpec.from_row(row) for row in rows]
             parents = queue.read_batch_runs(conn, {s.batch_id for s in specs if s.batch_id})
-        started = 0
+        self._slots_full = free <= len(rows)
         for row, spec in zip(rows, specs, strict=True):
-            parent = parents.get(spec.batch_id) if spec.batch_id else None
-            run_id = self.orchestrator.create_run(spec, parent_run_id=parent)
-            with transaction(self.engine) as conn:
-                recorded = queue.set_operation_run(conn, spec.operation_id, run_id)
-            if recorded:
-                self._observe_dispatch(row)
+            if row.get("standby_since") is not None:
+                self._grant(row)
+            else:
+                self._create(row, spec, parents, standing_by=False)
             self.fair.dispatched(row)
-            started += 1
-        return started
+        self._fill_standby()
+        return len(rows)
+
+    def _fill_standby(self) -> None:
+        """Start standby runs (PMOPS_STANDBY_RUNS) for the operations fair dispatch would give
+        the next slots to, one at a time, each picked from a fresh read (a pick made before a
+        slow create could be outranked by then). Every run held counts as its project's; the
+        turn is recorded when the operation gets its slot, not now."""
+        for _ in range(self.settings.standby_runs):
+            with self.engine.connect() as conn:
+                standing = standby.list_standby_operations(conn)
+                if len(standing) >= self.settings.standby_runs:
+                    return
+                held = queue.count_active_runs_by_project(conn)
+                picked = self.fair.select(conn, held, 1)
+                if not picked:
+                    return
+                spec = OperationRunSpec.from_row(picked[0])
+                parents = queue.read_batch_runs(conn, {spec.batch_id} if spec.batch_id else set())
+            self._create(picked[0], spec, parents, standing_by=True)
+
+    def _grant(self, row: dict[str, Any]) -> None:
+        """Give a standby run the worker slot: it claims its operation at its next look."""
+        with transaction(self.engine) as conn:
+            standby.delete_standby(conn, row["operation_id"])
+
+    def _create(
+        self,
+        row: dict[str, Any],
+        spec: OperationRunSpec,
+        parents: dict[str, str],
+        standing_by: bool,
+    ) -> None:
+        """Create and record the operation's run; a standby one's row is written first, so the
+        run never claims before it is granted a slot."""
+        op_id = spec.operation_id
+        if standing_by:
+            with transaction(self.engine) as conn:
+                standby.add_standby(conn, op_id, row["tenant_id"], row["project_id"], utc_now())
+        parent = parents.get(spec.batch_id) if spec.batch_id else None
+        run_id = self.orchestrator.create_run(spec, parent_run_id=parent)
+        with transaction(self.engine) as conn:
+            recorded = queue.set_operation_run(conn, op_id, run_id)
+            if not standing_by:
+                standby.delete_standby(conn, op_id)  # one left by a failed create
+        if recorded:
+            self._observe_dispatch(row)
 
     def _observe_dispatch(self, row: dict[str, Any]) -> None:
         submitted = as_utc(row.get("created_at"))
@@ -268,6 +313,8 @@ class Dispatcher:
                 error = self.lost_error(op_id, (now - beat).total_seconds())
                 if queue.fail_operation(conn, op_id, error, now, expect_status="Running"):
                     emit(conn, op_id, "operation.failed")
+        with transaction(self.engine) as conn:
+            standby.delete_ended_standby(conn)
         # a transaction of its own: on PostgreSQL the status counters' rows are then always
         # locked in the order statuses move (Initiated, Running, terminal), so never in a cycle
         with transaction(self.engine) as conn:
@@ -327,8 +374,14 @@ class Dispatcher:
         """Dispatch again (or fail) operations whose run will never claim them. `read`: the run
         ids the sweep has just asked Prefect about and what it answered; an operation whose run
         was not among them (dispatched since) waits for the next sweep."""
+        now = now or utc_now()
         with self.engine.connect() as conn:
             waiting = queue.list_unclaimed_operations(conn)
+            # a standby run's process that beats is alive, waiting for its slot (as long as
+            # the slots stay busy): not a run that will never start
+            stale = now - timedelta(seconds=self.settings.heartbeat_stale_seconds)
+            alive = standby.list_standby_alive(conn, stale) if waiting else set()
+        waiting = [row for row in waiting if row["operation_id"] not in alive]
         if read is None:
             ids = [row["flow_run_id"] for row in waiting]
             read = (set(ids), self.orchestrator.read_runs(ids) if ids else {})
@@ -336,7 +389,6 @@ class Dispatcher:
         waiting = [row for row in waiting if row["flow_run_id"] in asked]
         if not waiting:
             return 0
-        now = now or utc_now()
         handled = 0
         for row in waiting:
             run = runs.get(row["flow_run_id"])

@@ -42,12 +42,22 @@ class FairQueue:
         self.turns: dict[Project, int] = {}  # project -> its last dispatch's turn number
 
     def select(
-        self, conn: Connection, active: dict[Project, int], free: int
+        self,
+        conn: Connection,
+        active: dict[Project, int],
+        free: int,
+        standing: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """Up to `free` queued operations in dispatch order (rule in the module's docstring).
-        `active` is the slots held per project (queue.count_active_runs_by_project)."""
+        `active` is the slots held per project (queue.count_active_runs_by_project, less the
+        standby runs). `standing`: standby operations (pmops.store.standby), whose runs wait
+        for a slot; each is a candidate in its project's order like a queued one, so a higher
+        priority queued after it still goes first."""
         if free <= 0:
             return []
+        by_project: dict[Project, list[dict[str, Any]]] = {}
+        for row in standing or ():
+            by_project.setdefault((row["tenant_id"], row["project_id"]), []).append(row)
         candidates = queue.list_projects_with_initiated(conn)
         # projects without queued work give their turn up: their next operation goes first
         queued = set(candidates)
@@ -60,7 +70,8 @@ class FairQueue:
             candidates.sort(key=lambda p: (held.get(p, 0), turns.get(p, 0)))
             project = candidates[0]
             if project not in heads:
-                heads[project] = queue.list_project_queue(conn, *project, free)
+                head = queue.list_project_queue(conn, *project, free)
+                heads[project] = sorted([*by_project.get(project, ()), *head], key=dispatch_order)
             if not heads[project]:
                 candidates.pop(0)  # Initiated, but all dispatched already
                 continue
@@ -72,6 +83,11 @@ class FairQueue:
     def dispatched(self, row: dict[str, Any]) -> None:
         """Record the turn of an operation whose run was created."""
         self.turns[(row["tenant_id"], row["project_id"])] = next(self._clock)
+
+
+def dispatch_order(row: dict[str, Any]) -> tuple[int, Any]:
+    """Within a project: highest priority first, then oldest (ix_ops_project_queue's order)."""
+    return (-int(row["priority_rank"]), row["created_at"])
 
 
 def seconds_ahead(conn: Connection, tenant_id: str, project_id: str, min_rank: int) -> float:

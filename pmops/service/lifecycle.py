@@ -9,6 +9,8 @@ made it (pmops.service.events). The flows call only this module; none writes SQL
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -24,6 +26,7 @@ from pmops.contract.enums import OperationStatus
 from pmops.service.events import TERMINAL_EVENT, emit
 from pmops.service.views import iso, total_duration
 from pmops.store import progress as store
+from pmops.store import standby
 from pmops.store.operations import update_operation
 from pmops.store.queue import list_unfinished_run_ids
 from pmops.store.tables import transaction, utc_now
@@ -34,6 +37,35 @@ def runs_to_start(engine: Engine) -> set[str]:
     operations' and batches' runs): what a runner checks before asking Prefect."""
     with engine.connect() as conn:
         return list_unfinished_run_ids(conn)
+
+
+# how often a standby run looks whether it has been granted its worker slot (a read of one row)
+STANDBY_POLL_SECONDS = 0.05
+
+
+def wait_for_slot(
+    engine: Engine,
+    operation_id: str,
+    beat_seconds: float,
+    poll_seconds: float = STANDBY_POLL_SECONDS,
+) -> float:
+    """Wait while the operation's run stands by (pmops.store.standby): until the dispatcher
+    grants it a worker slot, or the operation stops waiting (cancelled, timed out). Beats every
+    `beat_seconds` meanwhile, so the dispatcher's sweep knows the process is alive. Returns the
+    seconds waited (0.0 when the run was not standing by)."""
+    started = time.monotonic()
+    last_beat = -math.inf
+    while True:
+        with engine.connect() as conn:
+            status, standing = standby.read_standby(conn, operation_id)
+        if not standing or status != "Initiated":
+            return time.monotonic() - started if last_beat > -math.inf else 0.0
+        now = time.monotonic()
+        if now - last_beat >= beat_seconds:
+            with transaction(engine) as conn:
+                standby.beat_standby(conn, operation_id, utc_now())
+            last_beat = now
+        time.sleep(poll_seconds)
 
 
 def claim(

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 # the newest revision (tests/store/test_migrations.py checks it is the scripts' head)
-HEAD = "0003"
+HEAD = "0004"
 MIGRATIONS = Path(__file__).with_name("migrations")
 _LOCK_KEY = 7210432  # pg_advisory_xact_lock: one migrating process per PostgreSQL database
 _TRIGGERS = {

@@ -420,6 +420,19 @@ projects = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# operations whose flow run the dispatcher started ahead of a worker slot (PMOPS_STANDBY_RUNS):
+# the run's process starts, then waits for the dispatcher to grant it a slot (the row deleted)
+# before it claims its operation; while it waits it beats here (pmops.store.standby)
+standby_runs = Table(
+    "standby_runs",
+    metadata,
+    Column("operation_id", String(60), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("project_id", String(36), nullable=False),
+    Column("since", UtcDateTime(), nullable=False),
+    Column("heartbeat_at", UtcDateTime()),
+)
+
 # deliverer processes alive: a lease held by one whose heartbeat is stale is free again
 deliverers = Table(
     "deliverers",

@@ -31,7 +31,7 @@ def eventually(check: Callable[[], Any], deadline: float = 20.0) -> Any:
 @pytest.fixture
 def one_worker(tmp_path: Path, datasets: Path) -> Iterator[tuple[Served, Client, str]]:
     """An app with one worker slot, its dev-like tenant and the receipt log uploaded."""
-    with served_app(tmp_path, worker_limit=1, max_upload_bytes=4_000_000) as served:
+    with served_app(tmp_path, worker_limit=1, standby_runs=0, max_upload_bytes=4_000_000) as served:
         api = served.tenant()
         yield served, api, api.upload(datasets / "receipt.xes.gz")["datasetId"]
 

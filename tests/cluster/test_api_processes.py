@@ -21,6 +21,8 @@ from tests.store.helpers import scope
 from tests.store.test_fair_dispatch import queue_many
 
 LIMIT = 2
+STANDBY = 1  # runs started ahead of a slot (PMOPS_STANDBY_RUNS): created too, by the leader
+RUNS = LIMIT + STANDBY
 
 
 def _until(check: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -62,22 +64,27 @@ def test_one_app_dispatches_and_the_other_takes_over(cluster_url: str, tmp_path:
     with stacks["a"], stacks["b"]:
         apps = [
             stack.enter_context(
-                served_app(tmp_path / name, database_url=cluster_url, worker_limit=LIMIT)
+                served_app(
+                    tmp_path / name,
+                    database_url=cluster_url,
+                    worker_limit=LIMIT,
+                    standby_runs=STANDBY,
+                )
             )
             for name, stack in stacks.items()
         ]
         project = scope()
-        queued = queue_many(apps[0].engine, project, 6)
-        assert _until(lambda: len(_created(apps)) == LIMIT)
+        queued = queue_many(apps[0].engine, project, 10)
+        assert _until(lambda: len(_created(apps)) == RUNS)
         time.sleep(1.0)  # both dispatchers go round many times: still the limit, one dispatcher
-        assert len(_created(apps)) == LIMIT
+        assert len(_created(apps)) == RUNS
         leaders = [app for app in apps if app.orchestrator.created()]
         assert len(leaders) == 1
         (leader,) = leaders
         (follower,) = [app for app in apps if app is not leader]
         assert leader.app.state.dispatcher.leading and not follower.app.state.dispatcher.leading
         _follower_streams(leader, follower, project, leader.orchestrator.created()[0])
-        # the leader's process stops; the runs it created end, freeing both slots
+        # the leader's process stops; the runs it created end, freeing both slots (and the standby)
         stacks["a" if leader is apps[0] else "b"].close()
         clock = time.monotonic()
         assert _until(lambda: follower.app.state.dispatcher.leading)
@@ -85,7 +92,9 @@ def test_one_app_dispatches_and_the_other_takes_over(cluster_url: str, tmp_path:
         with transaction(follower.engine) as conn:
             for op_id in leader.orchestrator.created():
                 update_operation(conn, op_id, {"status": "Completed", "ended_at": utc_now()})
-        assert _until(lambda: len(follower.orchestrator.created()) == LIMIT)
+        assert _until(lambda: len(follower.orchestrator.created()) == RUNS), (
+            follower.orchestrator.created()
+        )
         time.sleep(0.5)
-        assert len(follower.orchestrator.created()) == LIMIT
+        assert len(follower.orchestrator.created()) == RUNS
         assert set(leader.orchestrator.created() + follower.orchestrator.created()) <= set(queued)

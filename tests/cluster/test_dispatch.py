@@ -33,7 +33,7 @@ from pmops.store.datasets import insert_dataset
 from pmops.store.engine import make_engine, transaction, utc_now
 from pmops.store.locks import leader_pid
 from pmops.store.operations import update_operation
-from pmops.store.tables import batch_submissions, batches, operations
+from pmops.store.tables import batch_submissions, batches, operations, standby_runs
 from tests.api.conftest import FakeOrchestrator
 from tests.conftest import fresh_database
 from tests.store.helpers import add_operation, scope
@@ -44,39 +44,52 @@ FAIL_OVER_SECONDS = 10.0
 
 
 # -- the worker limit across two dispatchers -------------------------------------------------------
+def _standing(engine: Engine) -> set[str]:
+    """Operations whose run stands by for a slot (PMOPS_STANDBY_RUNS): not holding one."""
+    with engine.connect() as conn:
+        return {str(r[0]) for r in conn.execute(select(standby_runs.c.operation_id))}
+
+
 def _active(engine: Engine) -> int:
-    """Operations holding a worker slot in the store: Initiated or Running with a run."""
+    """Operations holding a worker slot in the store: Initiated or Running with a run, not a
+    standby run's."""
     c = operations.c
     with engine.connect() as conn:
         return int(
             conn.execute(
-                select(func.count()).where(
-                    c.status.in_(("Initiated", "Running")), c.flow_run_id.is_not(None)
-                )
+                select(func.count())
+                .where(c.status.in_(("Initiated", "Running")), c.flow_run_id.is_not(None))
+                .where(~c.operation_id.in_(select(standby_runs.c.operation_id)))
             ).scalar_one()
         )
 
 
 class SharedRuns:
-    """One orchestrator both dispatchers call (one Prefect): it counts the runs that hold a slot
-    and checks, at each run it is asked to create, that the worker limit still holds."""
+    """One orchestrator both dispatchers call (one Prefect): it checks, at each run it is asked
+    to create, that the worker limit still holds (a standby run's does not take a slot) and that
+    no more runs stand by than PMOPS_STANDBY_RUNS."""
 
-    def __init__(self, engine: Engine, limit: int) -> None:
-        self.engine, self.limit = engine, limit
+    def __init__(self, engine: Engine, limit: int, standby: int) -> None:
+        self.engine, self.limit, self.standby = engine, limit, standby
         self.lock = threading.Lock()
-        self.holding: list[str] = []  # operations whose run holds a slot
-        self.most = 0
+        self.holding: list[str] = []  # operations with a run, oldest first
+        self.most = self.most_standing = 0
         self.over: list[int] = []
+        self.standing_over: list[int] = []
 
     def create_run(
         self, operation: OperationRunSpec, attempt: int = 1, parent_run_id: str | None = None
     ) -> str:
         with self.lock:
-            # the slots held in the store, and this run: never more than the limit
-            now = max(len(self.holding), _active(self.engine)) + 1
+            standing = _standing(self.engine)
+            # the slots held in the store, and this run's unless it stands by
+            now = _active(self.engine) + (0 if operation.operation_id in standing else 1)
             self.most = max(self.most, now)
+            self.most_standing = max(self.most_standing, len(standing))
             if now > self.limit:
                 self.over.append(now)
+            if len(standing) > self.standby:
+                self.standing_over.append(len(standing))
             self.holding.append(operation.operation_id)
         time.sleep(0.002)  # a call to Prefect takes a while: the other dispatcher may run
         return str(uuid.uuid4())
@@ -85,14 +98,16 @@ class SharedRuns:
         return str(uuid.uuid4())
 
     def finish_one(self) -> bool:
-        """The oldest run ends (its operation Completed): its slot frees."""
+        """The oldest run holding a slot ends (its operation Completed): its slot frees."""
         with self.lock:
-            if not self.holding:
+            standing = _standing(self.engine)
+            granted = [op for op in self.holding if op not in standing]
+            if not granted:
                 return False
-            op_id = self.holding[0]
+            op_id = granted[0]
             with transaction(self.engine) as conn:
                 update_operation(conn, op_id, {"status": "Completed", "ended_at": utc_now()})
-            self.holding.pop(0)
+            self.holding.remove(op_id)
             return True
 
 
@@ -100,8 +115,8 @@ def test_two_dispatchers_never_exceed_the_worker_limit(engines: tuple[Engine, En
     limit, n = 3, 60
     queue_many(engines[0], scope(), n // 2)
     queue_many(engines[0], scope(), n // 2)
-    runs = SharedRuns(engines[0], limit)
-    settings = Settings(worker_limit=limit)
+    runs = SharedRuns(engines[0], limit, standby=1)
+    settings = Settings(worker_limit=limit, standby_runs=1)
     dispatchers = [Dispatcher(e, settings, cast(Orchestrator, runs)) for e in engines]
     done = threading.Event()
     errors: list[BaseException] = []
@@ -126,10 +141,13 @@ def test_two_dispatchers_never_exceed_the_worker_limit(engines: tuple[Engine, En
     done.set()
     for t in threads:
         t.join(30)
-    print(f"\n{n} operations, worker limit {limit}, two dispatchers: at most {runs.most} at once")
+    print(
+        f"\n{n} operations, worker limit {limit}, two dispatchers: at most {runs.most} at once, "
+        f"{runs.most_standing} standing by"
+    )
     assert not errors, errors
     assert finished == n, "not every operation got a run"
-    assert runs.over == []
+    assert runs.over == [] and runs.standing_over == []
 
 
 # -- monthly submissions ---------------------------------------------------------------------------

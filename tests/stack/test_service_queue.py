@@ -1,6 +1,9 @@
-"""The queue when workers are busy (PMOPS_WORKER_LIMIT=1): a queued operation is cancelled before
-it ever runs, and a Critical one overtakes a Low one queued before it. The same queue against
-the fake orchestrator, and the upload limit, are tested in process (tests/api/test_queue.py)."""
+"""The queue when workers are busy (PMOPS_WORKER_LIMIT=1, one standby run): the operation that
+would get the next slot has its flow run started ahead, which waits Running in Prefect while the
+operation stays Queued and executes nothing; a queued operation is cancelled before it ever
+runs; a Critical one overtakes a Low one queued before it, standby or not. The same queue against
+the fake orchestrator, and the upload limit, are tested in process (tests/api/test_queue.py,
+tests/store/test_standby.py)."""
 
 from __future__ import annotations
 
@@ -47,6 +50,12 @@ def test_queued_cancel_and_priority(busy) -> None:
     api.wait(long["operationId"], running_phase("Data Loading and Validation"), deadline=90)
 
     queued = api.start(receipt["datasetId"], "queued then cancelled", priority="High")
+    # it would get the next slot: its flow run is started ahead and stands by, Running in
+    # Prefect, while the operation stays Queued (Initiated) and executes nothing
+    deadline = time.monotonic() + 90
+    while [r["state_type"] for r in flow_runs_of(stack, queued["operationId"])] != ["RUNNING"]:
+        assert time.monotonic() < deadline, flow_runs_of(stack, queued["operationId"])
+        time.sleep(0.2)
     low = api.start(
         receipt["datasetId"], "low", priority="Low", parameters={"analysisType": "quick"}
     )
@@ -58,8 +67,10 @@ def test_queued_cancel_and_priority(busy) -> None:
     for op in (queued, low, critical):
         s = api.status(op["operationId"])
         assert s["status"] == "Initiated" and s["progress"]["startTime"] is None
-        assert "prefect" not in s, "no flow run is created before a worker slot is free"
         assert op["estimatedCompletion"] > long["estimatedCompletion"]
+    assert api.status(queued["operationId"])["execution"]["workerNode"] is None
+    for op in (low, critical):  # one standby run only: these wait in the API's queue
+        assert "prefect" not in api.status(op["operationId"]), "no flow run beyond the standby"
 
     r = api.delete(f"/async/operation/{queued['operationId']}", json={"reason": "not needed"})
     assert r.status_code == 200, r.text
@@ -92,11 +103,11 @@ def test_queued_cancel_and_priority(busy) -> None:
     assert prefect_start(stack, critical["operationId"]) < prefect_start(stack, low["operationId"])
     assert lo["progress"]["startTime"] >= crit["phases"][-1]["endTime"]
 
-    # the cancelled one never ran: no flow run, no worker, no start
+    # the cancelled one never ran: no worker, no start; its standby run ended without it
     gone = api.status(queued["operationId"])
     assert gone["status"] == "Cancelled"
     assert gone["progress"]["startTime"] is None and gone["execution"]["workerNode"] is None
-    assert flow_runs_of(stack, queued["operationId"]) == []
+    assert [r["state_type"] for r in flow_runs_of(stack, queued["operationId"])] == ["CANCELLED"]
     assert gone["phases"] and all(p["status"] == "Pending" for p in gone["phases"])
     results = api.results(queued["operationId"]).json()
     assert results["status"] == "Cancelled" and results["success"] is False

@@ -36,9 +36,13 @@ class RecordingOrchestrator:
         return str(uuid.uuid4())
 
 
-def dispatcher(engine: Engine, worker_limit: int) -> tuple[Dispatcher, RecordingOrchestrator]:
+def dispatcher(
+    engine: Engine, worker_limit: int, standby_runs: int = 0
+) -> tuple[Dispatcher, RecordingOrchestrator]:
+    """A dispatcher over a recording orchestrator; no standby runs unless asked (these tests
+    are about who gets the worker slots: tests/store/test_standby.py has the standby runs)."""
     fake = RecordingOrchestrator()
-    settings = Settings(worker_limit=worker_limit)
+    settings = Settings(worker_limit=worker_limit, standby_runs=standby_runs)
     return Dispatcher(engine, settings, cast(Orchestrator, fake)), fake
 
 
