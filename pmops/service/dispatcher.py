@@ -34,9 +34,11 @@ On SQLite every process leads, as before (one machine).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,11 @@ STUCK_SECONDS = 120.0
 # read from an index): a slot frees when a run's process writes its end to the store, which
 # wakes nothing here, and each slot stood idle for half the interval on average
 FULL_SLOTS_POLL_SECONDS = 0.05
+# a standby row whose run was not made this long after it was written is dropped (the creating
+# process stopped; a create gives up well before: Prefect's client timeout and busy retries)
+STANDBY_CREATE_SECONDS = 60.0
+# after a standby run could not be created, the next one is tried this much later
+STANDBY_RETRY_SECONDS = 1.0
 
 
 def worker_lost(silent_seconds: float) -> dict[str, Any]:
@@ -130,6 +137,9 @@ class Dispatcher:
         self.leadership = Leadership(engine, healthy)
         self._led = 0  # leadership.changes when this dispatcher last led
         self._slots_full = False  # every worker slot held at the last look
+        self._standby_pool: ThreadPoolExecutor | None = None  # creates the standby runs
+        self._ahead: Future[None] | None = None  # the standby run being created
+        self._standby_failed = -math.inf  # when the last standby run could not be created
         # told (operation type, seconds from submission to its run's creation) at each first
         # dispatch: the API's /metrics (api/metrics.py) observes it
         self.on_dispatched: Callable[[str, float], None] | None = None
@@ -149,6 +159,8 @@ class Dispatcher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._standby_pool is not None:
+            self._standby_pool.shutdown(wait=True, cancel_futures=True)
         self.leadership.stop()
 
     def wake(self) -> None:
@@ -214,12 +226,8 @@ class Dispatcher:
     def _dispatch(self) -> int:
         self.start_batch_runs()  # a batch's parent run first: its operations are its subflows
         with self.engine.connect() as conn:
-            held = queue.count_active_runs_by_project(conn)
+            slots = standby.count_slots_by_project(conn)  # runs held, not those standing by
             standing = standby.list_standby_operations(conn)
-            slots = dict(held)  # worker slots: the runs held less those standing by
-            for row in standing:
-                project = (row["tenant_id"], row["project_id"])
-                slots[project] = slots.get(project, 0) - 1
             free = self.settings.worker_limit - sum(slots.values())
             rows = self.fair.select(conn, slots, free, standing)  # round robin over projects
             specs = [OperationRunSpec.from_row(row) for row in rows]
@@ -235,22 +243,57 @@ class Dispatcher:
         return len(rows)
 
     def _fill_standby(self) -> None:
-        """Start standby runs (PMOPS_STANDBY_RUNS) for the operations fair dispatch would give
-        the next slots to, one at a time, each picked from a fresh read (a pick made before a
-        slow create could be outranked by then). Every run held counts as its project's; the
-        turn is recorded when the operation gets its slot, not now."""
-        for _ in range(self.settings.standby_runs):
-            with self.engine.connect() as conn:
-                standing = standby.list_standby_operations(conn)
-                if len(standing) >= self.settings.standby_runs:
-                    return
-                held = queue.count_active_runs_by_project(conn)
-                picked = self.fair.select(conn, held, 1)
-                if not picked:
-                    return
-                spec = OperationRunSpec.from_row(picked[0])
-                parents = queue.read_batch_runs(conn, {spec.batch_id} if spec.batch_id else set())
-            self._create(picked[0], spec, parents, standing_by=True)
+        """Start a standby run (PMOPS_STANDBY_RUNS) for the operation fair dispatch would give
+        the next slot to, picked from a fresh read (a pick made before a slow create could be
+        outranked by then). Every run held counts as its project's; the turn is recorded when
+        the operation gets its slot, not now. The standby row is written here, in the dispatch
+        section; the run is created on the standby thread, so a create (0.1-0.5 s while Prefect's
+        SQLite is busy) never holds up the grant of a slot that frees meanwhile. One at a time."""
+        if self.settings.standby_runs <= 0:
+            return
+        if self._ahead is not None and not self._ahead.done():
+            return
+        if time.monotonic() - self._standby_failed < STANDBY_RETRY_SECONDS:
+            return  # the last one could not be created (Prefect away): not in a tight loop
+        with self.engine.connect() as conn:
+            if standby.count_standby(conn) >= self.settings.standby_runs:
+                return
+            held = queue.count_active_runs_by_project(conn)
+            picked = self.fair.select(conn, held, 1, standing_rows=False)
+            if not picked:
+                return
+            row = picked[0]
+            spec = OperationRunSpec.from_row(row)
+            parents = queue.read_batch_runs(conn, {spec.batch_id} if spec.batch_id else set())
+        with transaction(self.engine) as conn:
+            standby.add_standby(
+                conn, spec.operation_id, row["tenant_id"], row["project_id"], utc_now()
+            )
+        if self._standby_pool is None:
+            self._standby_pool = ThreadPoolExecutor(1, thread_name_prefix="pmops-standby")
+        self._ahead = self._standby_pool.submit(self._create_ahead, row, spec, parents)
+
+    def await_standby(self, timeout: float = 30.0) -> None:
+        """Wait until the standby run being created (if any) is created or has failed (tests;
+        the dispatcher itself never waits for it)."""
+        ahead = self._ahead
+        if ahead is not None:
+            ahead.result(timeout)
+
+    def _create_ahead(
+        self, row: dict[str, Any], spec: OperationRunSpec, parents: dict[str, str]
+    ) -> None:
+        """The standby run's creation (on the standby thread). When it fails the row goes, so
+        the operation waits in the queue as before and the next round tries again."""
+        try:
+            self._create(row, spec, parents, standing_by=True)
+        except Exception as exc:
+            self._standby_failed = time.monotonic()
+            with transaction(self.engine) as conn:
+                standby.delete_unstarted_standby(conn, spec.operation_id)
+            self._report(exc)
+            return
+        self._wake.set()  # a look at once: a slot may have freed while it was being created
 
     def _grant(self, row: dict[str, Any]) -> None:
         """Give a standby run the worker slot: it claims its operation at its next look."""
@@ -264,12 +307,9 @@ class Dispatcher:
         parents: dict[str, str],
         standing_by: bool,
     ) -> None:
-        """Create and record the operation's run; a standby one's row is written first, so the
-        run never claims before it is granted a slot."""
+        """Create and record the operation's run; a standby one's row is written before
+        (`_fill_standby`), so the run never claims before it is granted a slot."""
         op_id = spec.operation_id
-        if standing_by:
-            with transaction(self.engine) as conn:
-                standby.add_standby(conn, op_id, row["tenant_id"], row["project_id"], utc_now())
         parent = parents.get(spec.batch_id) if spec.batch_id else None
         run_id = self.orchestrator.create_run(spec, parent_run_id=parent)
         with transaction(self.engine) as conn:
@@ -314,7 +354,7 @@ class Dispatcher:
                 if queue.fail_operation(conn, op_id, error, now, expect_status="Running"):
                     emit(conn, op_id, "operation.failed")
         with transaction(self.engine) as conn:
-            standby.delete_ended_standby(conn)
+            standby.delete_ended_standby(conn, now - timedelta(seconds=STANDBY_CREATE_SECONDS))
         # a transaction of its own: on PostgreSQL the status counters' rows are then always
         # locked in the order statuses move (Initiated, Running, terminal), so never in a cycle
         with transaction(self.engine) as conn:

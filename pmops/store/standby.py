@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from pmops.store.tables import operations, standby_runs
@@ -44,6 +44,23 @@ def delete_standby(conn: Connection, operation_id: str) -> bool:
     return bool(gone.rowcount)
 
 
+def count_slots_by_project(conn: Connection) -> dict[tuple[str, str], int]:
+    """Worker slots held per project: Initiated or Running operations with a run that is not
+    standing by. One statement, so a standby run recorded meanwhile is counted consistently
+    (two reads, runs held less runs standing by, could see it in one and not the other)."""
+    c = operations.c
+    standing = select(standby_runs.c.operation_id).where(
+        standby_runs.c.operation_id == c.operation_id
+    )
+    rows = conn.execute(
+        select(c.tenant_id, c.project_id, func.count())
+        .where(c.status.in_(("Initiated", "Running")), c.flow_run_id.is_not(None))
+        .where(~exists(standing))
+        .group_by(c.tenant_id, c.project_id)
+    )
+    return {(t, p): int(n) for t, p, n in rows}
+
+
 def list_standby_operations(conn: Connection) -> list[dict[str, Any]]:
     """The standby operations still waiting for a slot (Initiated, with a run): their rows in
     the operations table, the standby row's `since` as `standby_since`."""
@@ -53,6 +70,30 @@ def list_standby_operations(conn: Connection) -> list[dict[str, Any]]:
         .where(operations.c.status == "Initiated", operations.c.flow_run_id.is_not(None))
     ).mappings()
     return [dict(row) for row in rows]
+
+
+def count_standby(conn: Connection) -> int:
+    """Standby rows of operations still waiting, with their run or with it being created."""
+    waiting = select(operations.c.operation_id).where(
+        operations.c.operation_id == standby_runs.c.operation_id,
+        operations.c.status == "Initiated",
+    )
+    return int(
+        conn.execute(
+            select(func.count()).select_from(standby_runs).where(exists(waiting))
+        ).scalar_one()
+    )
+
+
+def delete_unstarted_standby(conn: Connection, operation_id: str) -> bool:
+    """Drop the row of an operation whose standby run could not be created (it has no run)."""
+    no_run = select(operations.c.operation_id).where(
+        operations.c.operation_id == operation_id, operations.c.flow_run_id.is_not(None)
+    )
+    gone = conn.execute(
+        delete(standby_runs).where(standby_runs.c.operation_id == operation_id, ~exists(no_run))
+    )
+    return bool(gone.rowcount)
 
 
 def read_standby(conn: Connection, operation_id: str) -> tuple[str | None, bool]:
@@ -86,11 +127,18 @@ def list_standby_alive(conn: Connection, since: datetime) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def delete_ended_standby(conn: Connection) -> int:
+def delete_ended_standby(conn: Connection, unstarted_before: datetime) -> int:
     """Drop the rows of operations that are no longer waiting (claimed, cancelled, failed, timed
-    out, deleted): nothing reads them, and a later dispatch must not find one."""
+    out, deleted): nothing reads them, and a later dispatch must not find one. Also a row
+    written before `unstarted_before` whose operation never got its run (the process creating
+    it stopped): it would count as standing by for good."""
     waiting = select(operations.c.operation_id).where(
         operations.c.operation_id == standby_runs.c.operation_id,
         operations.c.status == "Initiated",
     )
-    return int(conn.execute(delete(standby_runs).where(~exists(waiting))).rowcount or 0)
+    run_made = select(operations.c.operation_id).where(
+        operations.c.operation_id == standby_runs.c.operation_id,
+        operations.c.flow_run_id.is_not(None),
+    )
+    stuck = (standby_runs.c.since < unstarted_before) & ~exists(run_made)
+    return int(conn.execute(delete(standby_runs).where(~exists(waiting) | stuck)).rowcount or 0)

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from pmops.service.dispatcher import Dispatcher
 from pmops.service.lifecycle import claim, wait_for_slot
-from pmops.service.orchestrator import Orchestrator, Run, RunState, RunStateType
+from pmops.service.orchestrator import (
+    Orchestrator,
+    OrchestratorUnavailable,
+    Run,
+    RunState,
+    RunStateType,
+)
 from pmops.settings import Settings
-from pmops.store import standby
+from pmops.store import queue, standby
 from pmops.store.engine import transaction, utc_now
 from pmops.store.operations import update_operation
 from pmops.store.tables import operations, standby_runs
@@ -29,6 +35,13 @@ from tests.store.test_fair_dispatch import finish, queue_many
 def dispatcher(engine: Engine, worker_limit: int, standby_runs: int = 1) -> Dispatcher:
     settings = Settings(worker_limit=worker_limit, standby_runs=standby_runs)
     return Dispatcher(engine, settings, cast(Orchestrator, FakeOrchestrator()))
+
+
+def dispatch(d: Dispatcher) -> int:
+    """One dispatch round, and the standby run it started creating, created."""
+    started = d.dispatch_once()
+    d.await_standby()
+    return started
 
 
 def fake(d: Dispatcher) -> FakeOrchestrator:
@@ -61,12 +74,12 @@ def claim_now(engine: Engine, operation_id: str) -> None:
 def test_a_standby_run_is_created_ahead_and_waits_for_its_slot(engine: Engine) -> None:
     d = dispatcher(engine, worker_limit=2, standby_runs=1)
     ops = queue_many(engine, scope(), 5)
-    assert d.dispatch_once() == 2
+    assert dispatch(d) == 2
     assert fake(d).created() == ops[:3]  # two for the slots, the third ahead
     assert standing(engine) == [ops[2]] and slots_held(engine) == 2
     for op in ops[:2]:
         claim_now(engine, op)
-    d.dispatch_once()  # every slot held: nothing granted, nothing more created
+    dispatch(d)  # every slot held: nothing granted, nothing more created
     assert fake(d).created() == ops[:3] and standing(engine) == [ops[2]]
 
     waited: list[float] = []
@@ -79,7 +92,7 @@ def test_a_standby_run_is_created_ahead_and_waits_for_its_slot(engine: Engine) -
     waiter.join(0.5)
     assert waiter.is_alive()  # still standing by: no slot is free
     finish(engine, ops[0])
-    d.dispatch_once()  # the slot goes to the standby run; the next one stands by
+    dispatch(d)  # the slot goes to the standby run; the next one stands by
     waiter.join(30)
     assert not waiter.is_alive() and waited[0] > 0
     assert fake(d).created() == ops[:4] and standing(engine) == [ops[3]]
@@ -90,7 +103,7 @@ def test_a_standby_run_is_created_ahead_and_waits_for_its_slot(engine: Engine) -
 def test_a_run_that_is_not_standing_by_does_not_wait(engine: Engine) -> None:
     d = dispatcher(engine, worker_limit=1, standby_runs=0)
     [op] = queue_many(engine, scope(), 1)
-    d.dispatch_once()
+    dispatch(d)
     assert wait_for_slot(engine, op, beat_seconds=1.0) == 0.0
     assert standing(engine) == []
 
@@ -104,7 +117,7 @@ def test_the_worker_limit_holds_while_standby_runs_come_and_go(engine: Engine) -
     running: list[str] = []
     most = 0
     for _ in range(60):
-        d.dispatch_once()
+        dispatch(d)
         assert slots_held(engine) <= limit
         assert len(standing(engine)) <= 2
         with engine.connect() as conn:
@@ -137,24 +150,24 @@ def test_a_higher_priority_queued_later_takes_the_slot_before_a_standby_run(
     d = dispatcher(engine, worker_limit=1, standby_runs=1)
     [first] = queue_many(engine, a, 1, "Normal")
     [low] = queue_many(engine, a, 1, "Low")
-    d.dispatch_once()
+    dispatch(d)
     assert fake(d).created() == [first, low] and standing(engine) == [low]
     claim_now(engine, first)
     [critical] = queue_many(engine, a, 1, "Critical")
     finish(engine, first)
-    d.dispatch_once()  # the free slot: Critical gets a run of its own; Low keeps standing by
+    dispatch(d)  # the free slot: Critical gets a run of its own; Low keeps standing by
     assert fake(d).created() == [first, low, critical]
     assert standing(engine) == [low]
     claim_now(engine, critical)
     finish(engine, critical)
-    d.dispatch_once()  # now Low's run is granted: no second run for it
+    dispatch(d)  # now Low's run is granted: no second run for it
     assert fake(d).created() == [first, low, critical] and standing(engine) == []
 
 
 def test_a_cancelled_standby_operation_stops_waiting_and_its_row_goes(engine: Engine) -> None:
     d = dispatcher(engine, worker_limit=1, standby_runs=1)
     first, second = queue_many(engine, scope(), 2)
-    d.dispatch_once()
+    dispatch(d)
     claim_now(engine, first)
     assert standing(engine) == [second]
     with transaction(engine) as conn:
@@ -172,7 +185,7 @@ def test_a_beating_standby_run_is_not_taken_for_lost_but_a_silent_one_is(engine:
     d = dispatcher(engine, worker_limit=1, standby_runs=1)
     d.unclaimed_run_seconds = 5.0
     first, second = queue_many(engine, scope(), 2)
-    d.dispatch_once()
+    dispatch(d)
     claim_now(engine, first)
     orchestrator = fake(d)
     run = orchestrator.by_key[second]
@@ -189,3 +202,32 @@ def test_a_beating_standby_run_is_not_taken_for_lost_but_a_silent_one_is(engine:
     assert [args[0] for args in orchestrator.called("abandon_run")] == [run]
     assert len(orchestrator.by_operation[second]) == 2  # dispatched again, still standing by
     assert standing(engine) == [second]
+
+
+def test_a_standby_run_that_cannot_be_created_leaves_its_operation_queued(engine: Engine) -> None:
+    """The standby run is created on the dispatcher's standby thread; when Prefect refuses, the
+    row goes and the operation waits in the queue as before (its slot turn is not lost)."""
+    d = dispatcher(engine, worker_limit=1, standby_runs=1)
+    first, second = queue_many(engine, scope(), 2)
+    orchestrator = fake(d)
+    create = orchestrator.create_run
+
+    def refuse_the_second(
+        operation: Any, attempt: int = 1, parent_run_id: str | None = None
+    ) -> str:
+        if operation.operation_id == second:
+            raise OrchestratorUnavailable("Prefect is restarting")
+        return create(operation, attempt, parent_run_id)
+
+    orchestrator.create_run = refuse_the_second  # type: ignore[method-assign]
+    dispatch(d)
+    assert standing(engine) == []
+    with engine.connect() as conn:
+        assert standby.count_standby(conn) == 0
+        assert queue.read_operation_run(conn, second) == ("Initiated", None)
+    orchestrator.create_run = create  # type: ignore[method-assign]
+    d._standby_failed = -1e9  # the retry pause (1 s) is over
+    claim_now(engine, first)
+    finish(engine, first)
+    dispatch(d)  # the slot: a run of its own, at once
+    assert fake(d).created()[-1] == second and standing(engine) == []
