@@ -38,7 +38,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -137,8 +136,6 @@ class Dispatcher:
         self.leadership = Leadership(engine, healthy)
         self._led = 0  # leadership.changes when this dispatcher last led
         self._slots_full = False  # every worker slot held at the last look
-        self._standby_pool: ThreadPoolExecutor | None = None  # creates the standby runs
-        self._ahead: Future[None] | None = None  # the standby run being created
         self._standby_failed = -math.inf  # when the last standby run could not be created
         # told (operation type, seconds from submission to its run's creation) at each first
         # dispatch: the API's /metrics (api/metrics.py) observes it
@@ -159,8 +156,6 @@ class Dispatcher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._standby_pool is not None:
-            self._standby_pool.shutdown(wait=True, cancel_futures=True)
         self.leadership.stop()
 
     def wake(self) -> None:
@@ -246,45 +241,38 @@ class Dispatcher:
         """Start a standby run (PMOPS_STANDBY_RUNS) for the operation fair dispatch would give
         the next slot to, picked from a fresh read (a pick made before a slow create could be
         outranked by then). Every run held counts as its project's; the turn is recorded when
-        the operation gets its slot, not now. The standby row is written here, in the dispatch
-        section; the run is created on the standby thread, so a create (0.1-0.5 s while Prefect's
-        SQLite is busy) never holds up the grant of a slot that frees meanwhile. One at a time."""
-        if self.settings.standby_runs <= 0:
-            return
-        if self._ahead is not None and not self._ahead.done():
-            return
-        if time.monotonic() - self._standby_failed < STANDBY_RETRY_SECONDS:
-            return  # the last one could not be created (Prefect away): not in a tight loop
-        with self.engine.connect() as conn:
-            if standby.count_standby(conn) >= self.settings.standby_runs:
-                return
-            held = queue.count_active_runs_by_project(conn)
-            picked = self.fair.select(conn, held, 1, standing_rows=False)
-            if not picked:
-                return
-            row = picked[0]
-            spec = OperationRunSpec.from_row(row)
-            parents = queue.read_batch_runs(conn, {spec.batch_id} if spec.batch_id else set())
-        with transaction(self.engine) as conn:
-            standby.add_standby(
-                conn, spec.operation_id, row["tenant_id"], row["project_id"], utc_now()
-            )
-        if self._standby_pool is None:
-            self._standby_pool = ThreadPoolExecutor(1, thread_name_prefix="pmops-standby")
-        self._ahead = self._standby_pool.submit(self._create_ahead, row, spec, parents)
+        the operation gets its slot, not now. The standby row is written before the run is
+        created, so the run never claims before it is granted a slot.
 
-    def await_standby(self, timeout: float = 30.0) -> None:
-        """Wait until the standby run being created (if any) is created or has failed (tests;
-        the dispatcher itself never waits for it)."""
-        ahead = self._ahead
-        if ahead is not None:
-            ahead.result(timeout)
+        It is created here, in the dispatch round (0.1-0.5 s while Prefect's SQLite is busy),
+        although a slot that frees meanwhile then waits for it: creating it on a thread of its
+        own was measured (bench/notes/load.md) and did no better, its creates meeting the
+        others' in Prefect's SQLite."""
+        for _ in range(self.settings.standby_runs):
+            if time.monotonic() - self._standby_failed < STANDBY_RETRY_SECONDS:
+                return  # the last one could not be created (Prefect away): not in a tight loop
+            with self.engine.connect() as conn:
+                if standby.count_standby(conn) >= self.settings.standby_runs:
+                    return
+                held = queue.count_active_runs_by_project(conn)
+                picked = self.fair.select(conn, held, 1)
+                if not picked:
+                    return
+                row = picked[0]
+                spec = OperationRunSpec.from_row(row)
+                parents = queue.read_batch_runs(conn, {spec.batch_id} if spec.batch_id else set())
+            with transaction(self.engine) as conn:
+                standby.add_standby(
+                    conn, spec.operation_id, row["tenant_id"], row["project_id"], utc_now()
+                )
+            if not self._create_ahead(row, spec, parents):
+                return
 
     def _create_ahead(
         self, row: dict[str, Any], spec: OperationRunSpec, parents: dict[str, str]
-    ) -> None:
-        """The standby run's creation (on the standby thread). When it fails the row goes, so
-        the operation waits in the queue as before and the next round tries again."""
+    ) -> bool:
+        """The standby run's creation. When it fails the row goes, so the operation waits in
+        the queue as before, and standby runs are tried again STANDBY_RETRY_SECONDS later."""
         try:
             self._create(row, spec, parents, standing_by=True)
         except Exception as exc:
@@ -292,8 +280,8 @@ class Dispatcher:
             with transaction(self.engine) as conn:
                 standby.delete_unstarted_standby(conn, spec.operation_id)
             self._report(exc)
-            return
-        self._wake.set()  # a look at once: a slot may have freed while it was being created
+            return False
+        return True
 
     def _grant(self, row: dict[str, Any]) -> None:
         """Give a standby run the worker slot: it claims its operation at its next look."""

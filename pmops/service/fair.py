@@ -47,14 +47,12 @@ class FairQueue:
         active: dict[Project, int],
         free: int,
         standing: list[dict[str, Any]] | None = None,
-        standing_rows: bool = True,
     ) -> list[dict[str, Any]]:
         """Up to `free` queued operations in dispatch order (rule in the module's docstring).
         `active` is the slots held per project (queue.count_active_runs_by_project, less the
         standby runs). `standing`: standby operations (pmops.store.standby), whose runs wait
         for a slot; each is a candidate in its project's order like a queued one, so a higher
-        priority queued after it still goes first. `standing_rows=False`: skip the queued
-        operations that have a standby row already (their standby run is being created)."""
+        priority queued after it still goes first."""
         if free <= 0:
             return []
         by_project: dict[Project, list[dict[str, Any]]] = {}
@@ -72,7 +70,7 @@ class FairQueue:
             candidates.sort(key=lambda p: (held.get(p, 0), turns.get(p, 0)))
             project = candidates[0]
             if project not in heads:
-                head = queue.list_project_queue(conn, *project, free, standing_rows)
+                head = queue.list_project_queue(conn, *project, free)
                 heads[project] = sorted([*by_project.get(project, ()), *head], key=dispatch_order)
             if not heads[project]:
                 candidates.pop(0)  # Initiated, but all dispatched already

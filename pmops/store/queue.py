@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
-from pmops.store.tables import batches, operation_counts, operations, standby_runs
+from pmops.store.tables import batches, operation_counts, operations
 
 UNFINISHED = ("Initiated", "Running")
 
@@ -72,21 +72,17 @@ def list_projects_with_initiated(conn: Connection) -> list[Project]:
 
 
 def list_project_queue(
-    conn: Connection, tenant_id: str, project_id: str, limit: int, standing: bool = True
+    conn: Connection, tenant_id: str, project_id: str, limit: int
 ) -> list[dict[str, Any]]:
     """A project's next `limit` operations waiting for a run: highest priority first, then
-    oldest (ix_ops_project_queue, read in order and stopped at `limit`). `standing=False`:
-    not those whose standby run is being created (a row in standby_runs)."""
+    oldest (ix_ops_project_queue, read in order and stopped at `limit`)."""
     c = operations.c
-    query = (
+    rows = conn.execute(
         select(operations)
         .where(c.tenant_id == tenant_id, c.project_id == project_id)
         .where(c.status == "Initiated", c.flow_run_id.is_(None))
-    )
-    if not standing:
-        query = query.where(~c.operation_id.in_(select(standby_runs.c.operation_id)))
-    rows = conn.execute(
-        query.order_by(c.priority_rank.desc(), c.created_at.asc()).limit(limit)
+        .order_by(c.priority_rank.desc(), c.created_at.asc())
+        .limit(limit)
     ).mappings()
     return [dict(row) for row in rows]
 

@@ -38,10 +38,8 @@ def dispatcher(engine: Engine, worker_limit: int, standby_runs: int = 1) -> Disp
 
 
 def dispatch(d: Dispatcher) -> int:
-    """One dispatch round, and the standby run it started creating, created."""
-    started = d.dispatch_once()
-    d.await_standby()
-    return started
+    """One dispatch round (it creates the standby runs too)."""
+    return d.dispatch_once()
 
 
 def fake(d: Dispatcher) -> FakeOrchestrator:
@@ -205,8 +203,8 @@ def test_a_beating_standby_run_is_not_taken_for_lost_but_a_silent_one_is(engine:
 
 
 def test_a_standby_run_that_cannot_be_created_leaves_its_operation_queued(engine: Engine) -> None:
-    """The standby run is created on the dispatcher's standby thread; when Prefect refuses, the
-    row goes and the operation waits in the queue as before (its slot turn is not lost)."""
+    """When Prefect refuses the standby run's creation, the row goes and the operation waits in
+    the queue as before (its slot turn is not lost)."""
     d = dispatcher(engine, worker_limit=1, standby_runs=1)
     first, second = queue_many(engine, scope(), 2)
     orchestrator = fake(d)
