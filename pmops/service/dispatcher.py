@@ -9,6 +9,11 @@ project, and a flood in one project delays another's operation by at most one sl
 orchestrator (pmops/service/orchestrator.py; Prefect in api/prefect_orchestrator.py) creates runs
 idempotently per operation, so a crash between "created" and "recorded" is harmless.
 
+While every slot is held it also starts the run of the operation that would get the next one
+(PMOPS_STANDBY_RUNS, pmops/store/standby.py): that run's process waits until a slot is granted to
+it here (its standby row deleted), so a freed slot is taken again without waiting for a run to be
+created and started; a standby run does not count as holding a slot.
+
 The sweep marks Failed a Running operation whose flow-run process stopped writing heartbeats
 (killed: the orchestrator may still show its run Running, the service trusts its own heartbeat;
 `resource_exhausted` when the OOM killer ended it in its memory-limited cgroup, else
@@ -341,8 +346,11 @@ class Dispatcher:
                 error = self.lost_error(op_id, (now - beat).total_seconds())
                 if queue.fail_operation(conn, op_id, error, now, expect_status="Running"):
                     emit(conn, op_id, "operation.failed")
-        with transaction(self.engine) as conn:
-            standby.delete_ended_standby(conn, now - timedelta(seconds=STANDBY_CREATE_SECONDS))
+        with self.engine.connect() as conn:
+            rows = standby.any_standby(conn)
+        if rows:  # no write transaction a second for an empty table
+            with transaction(self.engine) as conn:
+                standby.delete_ended_standby(conn, now - timedelta(seconds=STANDBY_CREATE_SECONDS))
         # a transaction of its own: on PostgreSQL the status counters' rows are then always
         # locked in the order statuses move (Initiated, Running, terminal), so never in a cycle
         with transaction(self.engine) as conn:

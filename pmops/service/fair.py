@@ -18,8 +18,9 @@ to start, whatever A's backlog and its priorities).
 The turns live in the dispatcher's memory (one dispatcher per store: on PostgreSQL the leader's,
 pmops/service/leader.py); after a restart or a change of leader every project starts even
 again. The reads are index-bound: the status counters for the projects with Initiated work,
-ix_ops_active_runs for the held slots, ix_ops_project_queue for a project's head (only the
-projects in turn are read, in order, until one has an operation waiting).
+ix_ops_active_runs for the held slots (less the standby runs, pmops/store/standby.py),
+ix_ops_project_queue for a project's head (only the projects in turn are read, in order, until
+one has an operation waiting).
 """
 
 from __future__ import annotations

@@ -127,6 +127,11 @@ def list_standby_alive(conn: Connection, since: datetime) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
+def any_standby(conn: Connection) -> bool:
+    """Whether the table has a row (the sweep's cheap look before it writes)."""
+    return conn.execute(select(standby_runs.c.operation_id).limit(1)).first() is not None
+
+
 def delete_ended_standby(conn: Connection, unstarted_before: datetime) -> int:
     """Drop the rows of operations that are no longer waiting (claimed, cancelled, failed, timed
     out, deleted): nothing reads them, and a later dispatch must not find one. Also a row

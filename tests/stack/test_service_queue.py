@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service_stack import TERMINAL, running_phase, running_stack
+from tests.service_stack import TERMINAL, eventually, running_phase, running_stack
 
 pytestmark = pytest.mark.xdist_group("stack-aux")  # a stack of its own
 
@@ -52,10 +52,13 @@ def test_queued_cancel_and_priority(busy) -> None:
     queued = api.start(receipt["datasetId"], "queued then cancelled", priority="High")
     # it would get the next slot: its flow run is started ahead and stands by, Running in
     # Prefect, while the operation stays Queued (Initiated) and executes nothing
-    deadline = time.monotonic() + 90
-    while [r["state_type"] for r in flow_runs_of(stack, queued["operationId"])] != ["RUNNING"]:
-        assert time.monotonic() < deadline, flow_runs_of(stack, queued["operationId"])
-        time.sleep(0.2)
+    standing = eventually(
+        lambda: (
+            [r["state_type"] for r in flow_runs_of(stack, queued["operationId"])] == ["RUNNING"]
+        ),
+        deadline=90,
+    )
+    assert standing, flow_runs_of(stack, queued["operationId"])
     low = api.start(
         receipt["datasetId"], "low", priority="Low", parameters={"analysisType": "quick"}
     )
