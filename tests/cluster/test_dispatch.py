@@ -33,10 +33,10 @@ from pmops.store.datasets import insert_dataset
 from pmops.store.engine import make_engine, transaction, utc_now
 from pmops.store.locks import leader_pid
 from pmops.store.operations import update_operation
-from pmops.store.tables import batch_submissions, batches, operations, standby_runs
+from pmops.store.tables import batch_submissions, batches, standby_runs
 from tests.api.conftest import FakeOrchestrator
 from tests.conftest import fresh_database
-from tests.store.helpers import add_operation, scope
+from tests.store.helpers import add_operation, scope, slots_held
 from tests.store.test_fair_dispatch import queue_many
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,20 +48,6 @@ def _standing(engine: Engine) -> set[str]:
     """Operations whose run stands by for a slot (PMOPS_STANDBY_RUNS): not holding one."""
     with engine.connect() as conn:
         return {str(r[0]) for r in conn.execute(select(standby_runs.c.operation_id))}
-
-
-def _active(engine: Engine) -> int:
-    """Operations holding a worker slot in the store: Initiated or Running with a run, not a
-    standby run's."""
-    c = operations.c
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .where(c.status.in_(("Initiated", "Running")), c.flow_run_id.is_not(None))
-                .where(~c.operation_id.in_(select(standby_runs.c.operation_id)))
-            ).scalar_one()
-        )
 
 
 class SharedRuns:
@@ -83,7 +69,7 @@ class SharedRuns:
         with self.lock:
             standing = _standing(self.engine)
             # the slots held in the store, and this run's unless it stands by
-            now = _active(self.engine) + (0 if operation.operation_id in standing else 1)
+            now = slots_held(self.engine) + (0 if operation.operation_id in standing else 1)
             self.most = max(self.most, now)
             self.most_standing = max(self.most_standing, len(standing))
             if now > self.limit:
@@ -135,7 +121,7 @@ def test_two_dispatchers_never_exceed_the_worker_limit(engines: tuple[Engine, En
     finished = 0
     while finished < n and time.monotonic() < deadline and not errors:
         time.sleep(0.02)  # the dispatchers fill the free slots meanwhile
-        assert _active(engines[1]) <= limit
+        assert slots_held(engines[1]) <= limit
         if runs.finish_one():
             finished += 1
     done.set()

@@ -6,12 +6,14 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from pmops.store.deliveries import insert_deliveries
 from pmops.store.engine import transaction, utc_now
 from pmops.store.events import insert_event
 from pmops.store.operations import insert_operation
+from pmops.store.tables import operations, standby_runs
 from pmops.store.webhooks import insert_webhook
 
 
@@ -131,3 +133,18 @@ def add_deliveries(engine: Engine, rows: list[dict[str, Any]]) -> list[str]:
     with transaction(engine) as conn:
         insert_deliveries(conn, rows)
     return [str(r["delivery_id"]) for r in rows]
+
+
+def slots_held(engine: Engine) -> int:
+    """Operations holding a worker slot, counted here rather than by the store's own function:
+    Initiated or Running with a run, not a standby run's (tests/store/test_standby.py,
+    tests/cluster/test_dispatch.py)."""
+    c = operations.c
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .where(c.status.in_(("Initiated", "Running")), c.flow_run_id.is_not(None))
+                .where(~c.operation_id.in_(select(standby_runs.c.operation_id)))
+            ).scalar_one()
+        )

@@ -28,7 +28,7 @@ from pmops.store.engine import transaction, utc_now
 from pmops.store.operations import update_operation
 from pmops.store.tables import operations, standby_runs
 from tests.api.conftest import FakeOrchestrator
-from tests.store.helpers import scope
+from tests.store.helpers import scope, slots_held
 from tests.store.test_fair_dispatch import finish, queue_many
 
 
@@ -49,19 +49,6 @@ def fake(d: Dispatcher) -> FakeOrchestrator:
 def standing(engine: Engine) -> list[str]:
     with engine.connect() as conn:
         return [row["operation_id"] for row in standby.list_standby_operations(conn)]
-
-
-def slots_held(engine: Engine) -> int:
-    """Operations holding a worker slot: with a run, Initiated or Running, not standing by."""
-    c = operations.c
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .where(c.status.in_(("Initiated", "Running")), c.flow_run_id.is_not(None))
-                .where(~c.operation_id.in_(select(standby_runs.c.operation_id)))
-            ).scalar_one()
-        )
 
 
 def claim_now(engine: Engine, operation_id: str) -> None:
