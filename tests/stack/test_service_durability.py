@@ -72,17 +72,25 @@ def flow_run_of(api: Tenant, op_id: str, other_than: str | None = None) -> str:
 
 def two_running(api: Tenant, ops: list[str], deadline: float = 120) -> list[dict[str, Any]]:
     """Wait until two of the operations run (claimed by their flow-run processes) and none is
-    between being dispatched and claimed (worker limit 2: the rest wait in our queue or are
-    done); the running ones' statuses, least advanced first."""
+    between being dispatched and its process running (worker limit 2: the rest wait in our
+    queue, or in a standby run whose process is up and waits for a slot, or are done); the
+    running ones' statuses, least advanced first."""
     end = time.monotonic() + deadline
     while True:
         statuses = [api.status(op_id) for op_id in ops]
         running = [s for s in statuses if s["status"] == "Running"]
         starting = [s for s in statuses if s["status"] == "Initiated" and run_id_of(s)]
-        if len(running) == 2 and not starting:
+        if len(running) == 2 and all(standing_by(api.stack, s) for s in starting):
             return sorted(running, key=lambda s: s["progress"]["percentage"])
         assert time.monotonic() < end, [(s["status"], run_id_of(s)) for s in statuses]
         time.sleep(0.1)
+
+
+def standing_by(stack: Stack, status: dict[str, Any]) -> bool:
+    """A queued operation's run is a standby run (PMOPS_STANDBY_RUNS): Running in Prefect, its
+    process started and waiting for a worker slot, so it outlives its runner as a running
+    operation's process does."""
+    return stack.flow_run(str(run_id_of(status)))["state_type"] == "RUNNING"
 
 
 def run_id_of(status: dict[str, Any]) -> str | None:
