@@ -116,14 +116,24 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, grace: float = 10.0) -> None:
+        self.finish(self.terminate(), grace)
+
+    def terminate(self) -> list[psutil.Process]:
+        """SIGTERM sent (when it runs); its own children then, which `finish` waits for."""
         if not self.alive():
-            return
+            return []
         assert self.proc is not None
         try:
-            family = psutil.Process(self.proc.pid).children(recursive=True)
+            family: list[psutil.Process] = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             family = []
         self.proc.send_signal(signal.SIGTERM)
+        return family
+
+    def finish(self, family: list[psutil.Process], grace: float = 10.0) -> None:
+        """Wait for the child to exit after `terminate` (killed after `grace` s)."""
+        if self.proc is None:
+            return
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
@@ -134,6 +144,18 @@ class Child:
         for proc in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
+
+
+def stop_all(children: list[Child]) -> None:
+    """Every child stopped: the runner, the API and the deliverer at once, then the Prefect
+    server, which the others may still call while they stop (the runner reports its runs)."""
+    server = [c for c in children if c.name == "prefect-server"]
+    others = [c for c in children if c.name != "prefect-server"]
+    families = [c.terminate() for c in others]
+    for child, family in zip(others, families, strict=True):
+        child.finish(family)
+    for child in server:
+        child.stop()
 
 
 def wait_http(url: str, seconds: float) -> bool:
@@ -288,8 +310,7 @@ def supervise(children: list[Child], env: dict[str, str], logs: Path, stop: Stop
                 break
             print(f"pmops: {child.name} exited; restarting it", file=sys.stderr, flush=True)
             child.start(env, logs)
-    for child in reversed(children):
-        child.stop()
+    stop_all(children)
     print("pmops: stopped", flush=True)
 
 
