@@ -163,7 +163,7 @@ def _run_claimed(
             CancelToken(),
             interval=settings.heartbeat_interval_seconds,
         )
-        publisher = RunPublisher(row, _logger())
+        publisher = RunPublisher(row, _logger(), settings.heartbeat_interval_seconds)
         reporter.on_finish = lambda status, document: publisher.finished(
             status, document, reporter.run
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -69,13 +70,28 @@ def phase_warnings(record: PhaseRecord | None) -> list[str]:
 
 
 class RunPublisher:
-    """The flow run's logs and artifacts for one operation."""
+    """The flow run's logs and artifacts for one operation.
 
-    def __init__(self, row: Mapping[str, Any], logger: Logger) -> None:
+    Only the summary is keyed (one entry per operation on the Prefect UI's Artifacts page); the
+    progress, tables and links are the run's own (its Artifacts tab). Each key is a collection
+    that Prefect versions and announces with an event of its own: keyed per operation, the five
+    others were five more rows and events per run and five more entries per operation on that
+    page, for nothing a later version would update.
+
+    The progress artifact moves at a phase's start or end at most once per `every` seconds
+    (the heartbeat interval, the cadence of the API's own figure), and always to its last
+    figure when the run ends: a quick analysis's four phases would otherwise be four updates
+    (each a request and an event) inside a second.
+    """
+
+    def __init__(self, row: Mapping[str, Any], logger: Logger, every: float = 0.0) -> None:
         self.row, self.log = row, logger
         self.operation_id = str(row["operation_id"])
         self.progress_id: UUID | None = None
         self.shown = 0.0  # the percentage the progress artifact shows
+        self.wanted = 0.0  # the latest percentage asked for
+        self.every = every
+        self.moved = time.monotonic()  # when the artifact was made or last moved
 
     def _safely(self, what: str, call: Callable[[], T]) -> T | None:
         try:
@@ -88,21 +104,24 @@ class RunPublisher:
         made = self._safely(
             "progress",
             lambda: create_progress_artifact(
-                0.0,
-                key=artifact_key(self.operation_id, "progress"),
-                description=f"{self.row['operation_name']}: share of its phases done",
+                0.0, description=f"{self.row['operation_name']}: share of its phases done"
             ),
         )
         self.progress_id = made if isinstance(made, UUID) else None  # sync: never a coroutine
+        self.moved = time.monotonic()
 
-    def progress(self, percentage: float) -> None:
-        """Move the progress artifact; not when it shows `percentage` already (a phase starts
-        at the share the one before ended at: one update, not two, each a request to Prefect
-        and an event its server records)."""
-        if self.progress_id is not None and percentage != self.shown:
-            found = self.progress_id
-            self._safely("progress", lambda: update_progress_artifact(found, percentage))
-            self.shown = percentage
+    def progress(self, percentage: float, final: bool = False) -> None:
+        """Move the progress artifact to `percentage`: when `final`, or when `every` seconds
+        passed since it last moved; never when it shows `percentage` already (a phase starts at
+        the share the one before ended at)."""
+        self.wanted = percentage
+        if self.progress_id is None or percentage == self.shown:
+            return
+        if not final and time.monotonic() - self.moved < self.every:
+            return
+        found = self.progress_id
+        self._safely("progress", lambda: update_progress_artifact(found, percentage))
+        self.shown, self.moved = percentage, time.monotonic()
 
     def phase_started(self, name: str, percentage: float) -> None:
         self.log.info("phase %s started", name)
@@ -122,8 +141,7 @@ class RunPublisher:
         self, status: str, document: Mapping[str, Any] | None, run: OperationRun | None
     ) -> None:
         self.log.info("operation %s ended %s", self.operation_id, status)
-        if status == "Completed":
-            self.progress(100.0)
+        self.progress(100.0 if status == "Completed" else self.wanted, final=True)
         markdown = summary_markdown(self.row, status, document)
         self._safely(
             "summary",
@@ -144,9 +162,7 @@ class RunPublisher:
         )
         for what, rows, description in tables:
             if rows:
-                key = artifact_key(self.operation_id, what)
-                call = partial(create_table_artifact, rows, key=key, description=description)
-                self._safely(what, call)
+                self._safely(what, partial(create_table_artifact, rows, description=description))
 
     def links(self, engine: Engine, settings: Settings, run: OperationRun) -> None:
         """Link artifacts to the report and process map downloads (signed URLs: they open
@@ -170,7 +186,6 @@ class RunPublisher:
             lambda: create_link_artifact(
                 url,
                 link_text=f"{title} ({file_name})",
-                key=artifact_key(self.operation_id, file_name),
                 description=f"download {file_name} (a signed link, valid for {seconds:.0f} s "
                 "from the run's end)",
             ),
