@@ -1,7 +1,8 @@
 """What an operation's flow run shows in the Prefect UI (docs/observability.md, "In the Prefect
 UI"): a line per phase start and end (its figures and warnings) through the run logger, a
-progress artifact moved at each phase's start and end, and when it ends a markdown summary,
-tables of the top variants and the bottlenecks, and links to the report and the process map.
+progress artifact moved at phase boundaries (at most once per heartbeat interval), and when it
+ends a markdown summary, tables of the top variants and the bottlenecks, and links to the report
+and the process map.
 
 Nothing here may fail the operation: a Prefect call that fails is logged and left out (the store
 is the operation's truth; these are views of it).
